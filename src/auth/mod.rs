@@ -1,0 +1,77 @@
+//! Who is calling: principal resolution from request headers (SPEC §3), credential checks, and the
+//! permission set of the principal in the account the request acts on.
+//!
+//! The facade is `resolve(store, headers)`. Every failure is the one generic `UNAUTHENTICATED` (no hint
+//! whether a key, user or account exists); a malformed token is refused before any lookup.
+mod headers;
+
+use std::collections::BTreeSet;
+
+use axum::http::HeaderMap;
+
+pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
+
+use crate::domain::Resource;
+use crate::error::{AppError, AppResult};
+use crate::service::{accounts, keys, roles, sessions, users, Store};
+
+/// What kind of caller a principal is.
+#[derive(Debug, Clone)]
+pub enum PrincipalKind {
+    User { user_id: String, email: String, session_id: String },
+    AppKey { key_id: String, key: String },
+}
+
+/// An authenticated caller, bound to the account the request acts on, with its resources there.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    pub account_id: String,
+    pub account_name: String,
+    pub resources: BTreeSet<String>,
+}
+
+impl Principal {
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        match &self.kind {
+            PrincipalKind::User { email, .. } => format!("user:{email}"),
+            PrincipalKind::AppKey { key, .. } => format!("appkey:{key}"),
+        }
+    }
+
+    pub fn holds(&self, resource: Resource) -> bool {
+        self.resources.contains(resource.id())
+    }
+}
+
+/// The outcome of authentication for one request: no credentials, a principal, or an error that
+/// protected operations report (public ones, like `login`, ignore it).
+pub type AuthState = AppResult<Option<Principal>>;
+
+/// Resolves the caller from the request headers.
+pub async fn resolve(store: &Store, headers: &HeaderMap) -> AuthState {
+    match Presented::from_headers(headers)? {
+        Presented::Nothing => Ok(None),
+        Presented::Session { token, account } => {
+            let Some((session, user)) = sessions::resolve(&store.db, &token).await? else {
+                return Err(AppError::Unauthenticated);
+            };
+            let account_name = accounts::name_of(&store.db, &user.account_id).await?;
+            if account.is_some_and(|requested| requested.as_str() != account_name) {
+                return Err(AppError::Unauthenticated);
+            }
+            let view = users::get(&store.db, &user.account_id, &user.id).await?;
+            Ok(Some(Principal {
+                kind: PrincipalKind::User { user_id: user.id, email: user.email, session_id: session.id },
+                account_id: user.account_id,
+                account_name,
+                resources: roles::union_resources(&view.roles),
+            }))
+        }
+        Presented::AppKey { key, token, account } => {
+            let principal = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
+            Ok(Some(principal.ok_or(AppError::Unauthenticated)?))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The command line (SPEC §8): `serve` (default), `migrate`, `schema`, `account create`, `resource register`.
+//! What a person must read (the bootstrap login, generated passwords) goes to stdout, never to the log.
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+
+use crate::config::{AccountCommand, Cli, Command, ResourceCommand};
+use crate::service::{accounts, roles, Store};
+use crate::{graphql, shutdown_signal, Application};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let mut app = Application::build(settings).await?;
+            let addr = app.local_addr()?;
+            if let Some(created) = app.take_bootstrapped() {
+                print_created("Created the first account", &created);
+            }
+            println!("appkeys is serving GraphiQL on http://{addr}/ (GraphQL at http://{addr}/graphql)");
+            tracing::info!(%addr, "listening");
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let store = Store::connect(&settings).await?;
+            if let Some(created) = store.prepare(&settings).await? {
+                print_created("Created the first account", &created);
+            }
+            println!("migrations are up to date");
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Account(AccountCommand::Create { name, owner_email, owner_password }) => {
+            let store = Store::connect(&settings).await?;
+            store.prepare(&settings).await?;
+            let password = owner_password.as_ref().map(|p| p.expose_secret().to_owned());
+            let created = accounts::create(&store, &name, &owner_email, password.as_deref())
+                .await
+                .map_err(crate::error::AppError::into_anyhow)
+                .context("creating the account")?;
+            print_created("Created account", &created);
+            Ok(())
+        }
+        Command::Resource(ResourceCommand::Register { id, name }) => {
+            let store = Store::connect(&settings).await?;
+            store.prepare(&settings).await?;
+            let resource = roles::register_resource(&store, &id, &name)
+                .await
+                .map_err(crate::error::AppError::into_anyhow)
+                .context("registering the resource")?;
+            println!("Registered resource {} ({})", resource.id, resource.name);
+            Ok(())
+        }
+    }
+}
+
+fn print_created(what: &str, created: &accounts::CreatedAccount) {
+    println!("{what} {:?} with owner {}.", created.account, created.email);
+    match &created.generated_password {
+        Some(password) => {
+            println!("  One-time password (shown only now): {}", password.expose_secret());
+        }
+        None => println!("  The owner's password is the one you gave."),
+    }
+    println!(
+        "  Log in: open GraphiQL and run\n    mutation {{ login(input: {{account: \"{}\", email: \"{}\", password: \"…\"}}) {{ token }} }}\n  then send the token as the header  Authorization: Bearer <token>",
+        created.account, created.email
+    );
+}

@@ -1,0 +1,94 @@
+//! Typed settings, from flags or their environment variables (SPEC §8).
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use std::net::SocketAddr;
+
+#[derive(Debug, Parser)]
+#[command(name = "appkeys", version, about = "Issues and governs application keys over GraphQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the GraphQL API (the default).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL), as `schema.graphql` holds it.
+    Schema,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage the resource catalogue.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Register a resource for your own APIs to require, e.g. `Orders.Read`.
+    Register {
+        /// Dot-separated id, e.g. `Orders.Read`.
+        id: String,
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account, its predefined roles and its owner.
+    Create {
+        /// The account name: 2–40 characters of a-z and 0-9, starting with a letter.
+        name: String,
+        #[arg(long)]
+        owner_email: String,
+        /// The owner's password; generated and printed once when omitted.
+        #[arg(long, env = "APPKEYS_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: Option<SecretString>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "APPKEYS_BIND", default_value = "127.0.0.1:8000", global = true)]
+    pub bind: SocketAddr,
+    /// SQLite or PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://appkeys.db?mode=rwc", global = true, hide_env_values = true)]
+    pub database_url: SecretString,
+    /// First part of every generated key value.
+    #[arg(long, env = "APPKEYS_KEY_PREFIX", default_value = "appkey", global = true)]
+    pub key_prefix: String,
+    /// Account created on an empty database.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_ACCOUNT", default_value = "main", global = true)]
+    pub bootstrap_account: String,
+    /// Email of the owner created on an empty database.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_EMAIL", default_value = "admin@example.com", global = true)]
+    pub bootstrap_email: String,
+    /// Password of that owner; random and printed once when omitted.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_PASSWORD", global = true, hide_env_values = true)]
+    pub bootstrap_password: Option<SecretString>,
+    /// Maximum database connections in this process's pool.
+    #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    pub db_max_connections: u32,
+    /// Maximum argon2 verifications running at once (each takes 19 MiB and one core).
+    #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2, global = true)]
+    pub max_concurrent_logins: usize,
+    /// How long a user session lasts, in seconds.
+    #[arg(long, env = "APPKEYS_SESSION_TTL_SECS", default_value_t = 86_400, global = true)]
+    pub session_ttl_secs: i64,
+}
+
+impl Settings {
+    /// Settings for tests and embedding: defaults, with this database.
+    pub fn for_database(database_url: &str) -> Self {
+        let cli = Cli::parse_from(["appkeys", "--database-url", database_url]);
+        cli.settings
+    }
+}

@@ -1,0 +1,33 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "key_access")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub app_key_id: String,
+    pub account_id: String,
+    pub external: bool,
+    pub removed: bool,
+    pub added_at: DateTimeUtc,
+    pub added_by: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::app_key::Entity",
+        from = "Column::AppKeyId",
+        to = "super::app_key::Column::Id",
+        on_delete = "Cascade"
+    )]
+    AppKey,
+}
+
+impl Related<super::app_key::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::AppKey.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

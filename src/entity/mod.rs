@@ -1,0 +1,13 @@
+//! SeaORM entities, one file per table. They never leave `service/`.
+pub mod account;
+pub mod app_key;
+pub mod audit_event;
+pub mod download_ticket;
+pub mod key_access;
+pub mod key_access_role;
+pub mod resource;
+pub mod role;
+pub mod role_resource;
+pub mod session;
+pub mod user;
+pub mod user_role;

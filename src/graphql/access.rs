@@ -1,0 +1,156 @@
+//! Who may do what: viewer, login/logout, roles, resources and users.
+use async_graphql::{Context, ErrorExtensions, Object, Result, ID};
+
+use super::guard::{principal, service_ctx, Authenticated, PermissionGuard};
+use super::types::{
+    connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType, Resource, Role,
+    Session, UpdateRoleInput, User, Viewer,
+};
+use crate::auth::PrincipalKind;
+use crate::domain::Resource as R;
+use crate::error::AppError;
+use crate::service::page::PageRequest;
+use crate::service::{roles, sessions, users, RequestMeta};
+use crate::AppState;
+
+#[derive(Default)]
+pub struct AccessQuery;
+
+#[Object]
+impl AccessQuery {
+    /// Who is calling, which account the request acts on, and the caller's resources there.
+    #[graphql(guard = "Authenticated")]
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
+        let state = ctx.data::<AppState>()?;
+        let principal = principal(ctx)?;
+        let resources = roles::catalogue(&state.store.db)
+            .await?
+            .into_iter()
+            .filter(|r| principal.resources.contains(&r.id))
+            .map(Resource::from)
+            .collect();
+        let (principal_type, user, app_key) = match &principal.kind {
+            PrincipalKind::User { user_id, .. } => {
+                let user = users::get(&state.store.db, &principal.account_id, user_id).await?;
+                (PrincipalType::User, Some(User::from(user)), None)
+            }
+            PrincipalKind::AppKey { key, .. } => (PrincipalType::AppKey, None, Some(key.clone())),
+        };
+        Ok(Viewer { principal_type, account: principal.account_name.clone(), user, app_key, resources })
+    }
+
+    /// The account's roles: predefined first, then custom roles by name.
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::SaveAccessProfile).or(R::ApiKeysView)")]
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
+        let state = ctx.data::<AppState>()?;
+        let principal = principal(ctx)?;
+        Ok(roles::list(&state.store.db, &principal.account_id).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// The resource catalogue: built-in resources and those registered by operators.
+    #[graphql(guard = "Authenticated")]
+    async fn resources(&self, ctx: &Context<'_>) -> Result<Vec<Resource>> {
+        let state = ctx.data::<AppState>()?;
+        Ok(roles::catalogue(&state.store.db).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// The account's users, newest first.
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
+        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
+    ) -> Result<Page<User>> {
+        let state = ctx.data::<AppState>()?;
+        let principal = principal(ctx)?;
+        let page = PageRequest::parse(Some(first), after.as_deref())?;
+        let paged = users::list(&state.store.db, &principal.account_id, &page).await?;
+        Ok(connection(paged, page.after.is_some(), |u| u.id.as_str(), User::from))
+    }
+}
+
+#[derive(Default)]
+pub struct AccessMutation;
+
+#[Object]
+impl AccessMutation {
+    /// Logs a user in to an account and returns a 24-hour bearer token, shown once.
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<Session> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let outcome =
+            sessions::login(&state.store, meta, state.session_ttl, &input.account, &input.email, &input.password).await?;
+        Ok(Session {
+            token: outcome.token.expose_secret().to_owned(),
+            expires_at: outcome.expires_at,
+            user: outcome.user.into(),
+            account: outcome.account,
+        })
+    }
+
+    /// Ends the calling user's session; its token stops working at once.
+    #[graphql(guard = "Authenticated")]
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let PrincipalKind::User { session_id, .. } = &sctx.principal.kind else {
+            return Err(AppError::BadUserInput("logout ends a user session; an app key has none".into()).extend());
+        };
+        sessions::logout(&state.store, &sctx, session_id).await?;
+        Ok(true)
+    }
+
+    /// Creates a custom role with resources the caller holds itself.
+    #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
+    async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Result<Role> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        Ok(roles::create(&state.store, &sctx, &input.name, &input.resource_ids).await?.into())
+    }
+
+    /// Renames a custom role or replaces its resources. Predefined roles refuse changes.
+    #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
+    async fn update_role(&self, ctx: &Context<'_>, id: ID, input: UpdateRoleInput) -> Result<Role> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let view =
+            roles::update(&state.store, &sctx, &id, input.name.as_deref(), input.resource_ids.as_deref()).await?;
+        Ok(view.into())
+    }
+
+    /// Deletes a custom role; users and keys holding it lose it. Predefined roles refuse.
+    #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
+    async fn delete_role(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        roles::delete(&state.store, &sctx, &id).await?;
+        Ok(true)
+    }
+
+    /// Adds a user with roles the caller could hold itself; returns a one-time password, shown once.
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    async fn add_user(&self, ctx: &Context<'_>, input: AddUserInput) -> Result<AddedUser> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let (user, password) = users::add(&state.store, &sctx, &input.email, &ids(input.role_ids)).await?;
+        Ok(AddedUser { user: user.into(), one_time_password: password.expose_secret().to_owned() })
+    }
+
+    /// Replaces a user's roles. The account always keeps at least one Owner.
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    async fn set_user_roles(&self, ctx: &Context<'_>, user_id: ID, role_ids: Vec<ID>) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        Ok(users::set_roles(&state.store, &sctx, &user_id, &ids(role_ids)).await?.into())
+    }
+
+    /// Removes a user and ends their sessions. The account always keeps at least one Owner.
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    async fn remove_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        users::remove(&state.store, &sctx, &user_id).await?;
+        Ok(true)
+    }
+}

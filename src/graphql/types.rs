@@ -1,0 +1,371 @@
+//! GraphQL output and input types. They convert from service views; services never see them.
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Enum, InputObject, OutputType, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use crate::service::audit::AuditEventView;
+use crate::service::keys::{AppKeyView, KeyStatus, KeyType};
+use crate::service::page::{encode_cursor, Paged};
+use crate::service::roles::{ResourceView, RoleView};
+use crate::service::users::UserView;
+
+/// One permission from the catalogue, e.g. `LicenseManager.SaveUser`.
+#[derive(SimpleObject, Clone)]
+pub struct Resource {
+    /// Stable id, e.g. `ApiKeys.View`.
+    pub id: String,
+    /// Human-readable name, e.g. `View API keys`.
+    pub name: String,
+}
+
+impl From<ResourceView> for Resource {
+    fn from(r: ResourceView) -> Self {
+        Self { id: r.id, name: r.name }
+    }
+}
+
+/// A named set of resources inside one account.
+#[derive(SimpleObject, Clone)]
+pub struct Role {
+    /// Role id, to pass in `roleIds`.
+    pub id: ID,
+    /// Role name, unique in the account.
+    pub name: String,
+    /// Predefined roles exist in every account and cannot be edited or deleted.
+    pub predefined: bool,
+    /// The resources this role grants.
+    pub resources: Vec<Resource>,
+}
+
+impl From<RoleView> for Role {
+    fn from(r: RoleView) -> Self {
+        Self {
+            id: ID(r.id),
+            name: r.name,
+            predefined: r.predefined,
+            resources: r.resources.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A user of an account.
+#[derive(SimpleObject, Clone)]
+pub struct User {
+    /// User id, to pass to `setUserRoles` and `removeUser`.
+    pub id: ID,
+    /// Login email (lower-case).
+    pub email: String,
+    /// The user's roles in this account.
+    pub roles: Vec<Role>,
+    /// When the user was added.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserView> for User {
+    fn from(u: UserView) -> Self {
+        Self { id: ID(u.id), email: u.email, roles: u.roles.into_iter().map(Into::into).collect(), created_at: u.created_at }
+    }
+}
+
+/// Whether a key belongs to this account or was granted access by it.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum AppKeyType {
+    /// Generated in, and managed by, this account.
+    Internal,
+    /// Another account's key that this account has granted roles to.
+    External,
+}
+
+/// A key's effective status in the request's account.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum AppKeyStatus {
+    /// Active at its owner and, for an external key, not removed here.
+    Active,
+    /// Deactivated by its owner, or (external) removed from this account.
+    Inactive,
+}
+
+impl From<KeyType> for AppKeyType {
+    fn from(t: KeyType) -> Self {
+        match t {
+            KeyType::Internal => AppKeyType::Internal,
+            KeyType::External => AppKeyType::External,
+        }
+    }
+}
+
+impl From<AppKeyType> for KeyType {
+    fn from(t: AppKeyType) -> Self {
+        match t {
+            AppKeyType::Internal => KeyType::Internal,
+            AppKeyType::External => KeyType::External,
+        }
+    }
+}
+
+impl From<KeyStatus> for AppKeyStatus {
+    fn from(s: KeyStatus) -> Self {
+        match s {
+            KeyStatus::Active => AppKeyStatus::Active,
+            KeyStatus::Inactive => AppKeyStatus::Inactive,
+        }
+    }
+}
+
+impl From<AppKeyStatus> for KeyStatus {
+    fn from(s: AppKeyStatus) -> Self {
+        match s {
+            AppKeyStatus::Active => KeyStatus::Active,
+            AppKeyStatus::Inactive => KeyStatus::Inactive,
+        }
+    }
+}
+
+/// An application key as seen from the request's account. Its token is never shown here.
+#[derive(SimpleObject, Clone)]
+pub struct AppKey {
+    /// Key id.
+    pub id: ID,
+    /// The public key value, e.g. `appkey-mystore-ORYNWX`; send it as `X-API-AppKey`.
+    pub key: String,
+    /// INTERNAL (this account's own) or EXTERNAL (another account's, granted roles here).
+    #[graphql(name = "type")]
+    pub key_type: AppKeyType,
+    /// The managing (owner) account.
+    pub account: String,
+    /// The label given at creation; null for other accounts' keys.
+    pub label: Option<String>,
+    /// Effective status in the request's account.
+    pub status: AppKeyStatus,
+    /// The key's roles in the request's account.
+    pub roles: Vec<Role>,
+    /// When the key was generated.
+    pub created_at: DateTime<Utc>,
+    /// Active here and holding at least one role here: only such keys can make API requests.
+    pub has_access: bool,
+}
+
+impl From<AppKeyView> for AppKey {
+    fn from(k: AppKeyView) -> Self {
+        Self {
+            id: ID(k.id),
+            key: k.key,
+            key_type: k.key_type.into(),
+            account: k.account,
+            label: k.label,
+            status: k.status.into(),
+            roles: k.roles.into_iter().map(Into::into).collect(),
+            created_at: k.created_at,
+            has_access: k.has_access,
+        }
+    }
+}
+
+/// A new key and its token. The token is shown here once and never again: store it now.
+#[derive(SimpleObject)]
+pub struct GeneratedAppKey {
+    /// The new key.
+    pub app_key: AppKey,
+    /// The secret token (`akt_…`); send it as `X-API-AppToken`. Shown only in this response.
+    pub app_token: String,
+}
+
+/// A user session.
+#[derive(SimpleObject)]
+pub struct Session {
+    /// Bearer token (`aks_…`): send `Authorization: Bearer <token>`. Shown only in this response.
+    pub token: String,
+    /// When the session ends (24 h after login).
+    pub expires_at: DateTime<Utc>,
+    /// The logged-in user.
+    pub user: User,
+    /// The account the session is bound to.
+    pub account: String,
+}
+
+/// A new user and the one-time password to hand over.
+#[derive(SimpleObject)]
+pub struct AddedUser {
+    /// The new user.
+    pub user: User,
+    /// Generated password, shown only in this response.
+    pub one_time_password: String,
+}
+
+/// What kind of principal is calling.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum PrincipalType {
+    /// A logged-in user (`Authorization: Bearer aks_…`).
+    User,
+    /// An application key (`X-API-AppKey` + `X-API-AppToken`).
+    AppKey,
+}
+
+/// Who is calling, in which account, with which resources.
+#[derive(SimpleObject)]
+pub struct Viewer {
+    /// USER or APP_KEY.
+    #[graphql(name = "type")]
+    pub principal_type: PrincipalType,
+    /// The account this request acts on.
+    pub account: String,
+    /// The user, for a session.
+    pub user: Option<User>,
+    /// The key value, for an app key.
+    pub app_key: Option<String>,
+    /// The caller's resources in this account.
+    pub resources: Vec<Resource>,
+}
+
+/// One audited change.
+#[derive(SimpleObject)]
+pub struct AuditEvent {
+    /// Event id.
+    pub id: ID,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it: `user:<email>`, `appkey:<key>`, `system`, or the email of a failed login.
+    pub actor: String,
+    /// What was done, e.g. `key.generate`, `key.deactivate`, `user.add`, `login.failed`.
+    pub action: String,
+    /// What it was done to: a key value, an email, a role id.
+    pub target: String,
+    /// State before the change, as JSON.
+    pub before: Option<String>,
+    /// State after the change, as JSON.
+    pub after: Option<String>,
+    /// The client's IP address.
+    pub client_ip: Option<String>,
+    /// The request id (`X-Request-Id`).
+    pub request_id: Option<String>,
+}
+
+impl From<AuditEventView> for AuditEvent {
+    fn from(e: AuditEventView) -> Self {
+        Self {
+            id: ID(e.id),
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            before: e.before,
+            after: e.after,
+            client_ip: e.client_ip,
+            request_id: e.request_id,
+        }
+    }
+}
+
+/// A short-lived, single-use link to download the CSV export without auth headers.
+#[derive(SimpleObject)]
+pub struct ExportDownload {
+    /// Path to GET (relative to this server), valid once.
+    pub url: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Fields every connection has besides edges.
+#[derive(SimpleObject)]
+pub struct ConnectionFields {
+    /// How many items match, across all pages.
+    pub total_count: u64,
+}
+
+pub type Page<N> = Connection<String, N, ConnectionFields, EmptyFields>;
+
+/// Builds a Relay connection from a service page.
+pub fn connection<V, N: OutputType>(
+    paged: Paged<V>,
+    has_previous: bool,
+    id: impl Fn(&V) -> &str,
+    node: impl Fn(V) -> N,
+) -> Page<N> {
+    let mut connection =
+        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total_count: paged.total });
+    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(encode_cursor(id(&item)), node(item))));
+    connection
+}
+
+/// Filters for the key listings.
+#[derive(InputObject, Default)]
+pub struct AppKeyFilter {
+    /// Case-insensitive substring of the key value or (own keys only) the label.
+    pub search: Option<String>,
+    /// Only keys with this effective status.
+    pub status: Option<AppKeyStatus>,
+    /// Only keys of this type.
+    #[graphql(name = "type")]
+    pub key_type: Option<AppKeyType>,
+}
+
+/// Filters for the audit log; each is an exact match.
+#[derive(InputObject, Default)]
+pub struct AuditEventFilter {
+    /// e.g. `key.deactivate`.
+    pub action: Option<String>,
+    /// e.g. `user:admin@example.com`.
+    pub actor: Option<String>,
+    /// e.g. a key value or an email.
+    pub target: Option<String>,
+}
+
+/// Credentials for `login`.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// The account to log in to, e.g. `main`.
+    pub account: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's password.
+    pub password: String,
+}
+
+/// A new internal key.
+#[derive(InputObject)]
+pub struct GenerateAppKeyInput {
+    /// Purpose of the key; trimmed, at most 200 characters; blank means the key value. Cannot be changed later.
+    pub label: Option<String>,
+    /// Roles to give the key; none means no access until roles are added.
+    pub role_ids: Option<Vec<ID>>,
+}
+
+/// Another account's key to grant roles to.
+#[derive(InputObject)]
+pub struct AddExternalAppKeyInput {
+    /// The other account's key value.
+    pub key: String,
+    /// At least one role of this account.
+    pub role_ids: Vec<ID>,
+}
+
+/// A new custom role.
+#[derive(InputObject)]
+pub struct CreateRoleInput {
+    /// Unique name in the account.
+    pub name: String,
+    /// Resource ids, e.g. `["ApiKeys.View"]`; only resources you hold yourself.
+    pub resource_ids: Vec<String>,
+}
+
+/// Changes to a custom role; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateRoleInput {
+    /// New name.
+    pub name: Option<String>,
+    /// New resource ids (replaces the current set).
+    pub resource_ids: Option<Vec<String>>,
+}
+
+/// A new user.
+#[derive(InputObject)]
+pub struct AddUserInput {
+    /// The user's email.
+    pub email: String,
+    /// Roles to give the user.
+    pub role_ids: Vec<ID>,
+}
+
+pub fn ids(ids: Vec<ID>) -> Vec<String> {
+    ids.into_iter().map(|id| id.0).collect()
+}

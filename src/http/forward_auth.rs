@@ -1,0 +1,43 @@
+//! `GET /auth`: forward-auth for gateways (nginx `auth_request`, Traefik ForwardAuth).
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error_response;
+use crate::auth::{self, PrincipalKind};
+use crate::error::AppError;
+use crate::AppState;
+
+/// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good and
+/// hold every `?resource=` asked for; 401 or 403 otherwise.
+pub async fn check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
+    let principal = match auth::resolve(&state.store, &headers).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return error_response(&AppError::Unauthenticated),
+        Err(error) => return error_response(&error),
+    };
+    let missing: Vec<String> = required.into_iter().filter(|r| !principal.resources.contains(r)).collect();
+    if !missing.is_empty() {
+        return error_response(&AppError::forbidden(missing));
+    }
+    let mut response = StatusCode::OK.into_response();
+    let out = response.headers_mut();
+    let resources = principal.resources.iter().cloned().collect::<Vec<_>>().join(",");
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            out.insert(name, value);
+        }
+    };
+    set("x-account", &principal.account_name);
+    set("x-resources", &resources);
+    match &principal.kind {
+        PrincipalKind::AppKey { key, .. } => set("x-appkey", key),
+        PrincipalKind::User { email, .. } => set("x-user", email),
+    }
+    response
+}

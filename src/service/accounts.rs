@@ -1,0 +1,85 @@
+//! Accounts (tenants): creation with predefined roles and an owner, and the first-run bootstrap.
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::audit::{self, AuditEntry};
+use super::{new_id, now, roles, users, RequestMeta, Store};
+use crate::config::Settings;
+use crate::domain::{AccountName, Email, Password};
+use crate::entity::account;
+use crate::error::{AppError, AppResult};
+
+/// A newly created account and its owner. `generated_password` is set only when appkeys chose the
+/// password, so it can be shown once.
+#[derive(Debug)]
+pub struct CreatedAccount {
+    pub account: String,
+    pub email: String,
+    pub generated_password: Option<Password>,
+}
+
+pub type Bootstrapped = CreatedAccount;
+
+pub async fn find_by_name<C: ConnectionTrait>(db: &C, name: &str) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find().filter(account::Column::Name.eq(name)).one(db).await?)
+}
+
+pub async fn name_of<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
+    account::Entity::find_by_id(account_id)
+        .one(db)
+        .await?
+        .map(|a| a.name)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("account {account_id} vanished")))
+}
+
+/// Creates an account, its predefined roles and its owner, in one transaction.
+pub async fn create(
+    store: &Store,
+    name: &str,
+    owner_email: &str,
+    owner_password: Option<&str>,
+) -> AppResult<CreatedAccount> {
+    let name = AccountName::parse(name)?;
+    let email = Email::parse(owner_email)?;
+    let (password, generated) = match owner_password {
+        Some(raw) => (Password::parse(raw)?, false),
+        None => (Password::generate(), true),
+    };
+    let hash = store.hash_password(password.clone()).await?;
+    let txn = store.begin_write().await?;
+    if find_by_name(&*txn, name.as_str()).await?.is_some() {
+        return Err(AppError::Conflict(format!("account {name} already exists")));
+    }
+    let account = account::ActiveModel { id: Set(new_id()), name: Set(name.to_string()), created_at: Set(now()) }
+        .insert(&*txn)
+        .await?;
+    let owner_role = roles::create_predefined(&*txn, &account.id).await?;
+    let owner = users::insert(&*txn, &account.id, &email, hash, &[owner_role]).await?;
+    audit::record(
+        &*txn,
+        &RequestMeta::default(),
+        AuditEntry {
+            account_id: &account.id,
+            actor: "system",
+            action: "account.create",
+            target: &account.name,
+            before: None,
+            after: Some(json!({ "account": account.name, "owner": owner.email })),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(CreatedAccount { account: account.name, email: owner.email, generated_password: generated.then_some(password) })
+}
+
+/// On an empty database, creates the bootstrap account and its owner; otherwise does nothing.
+pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<Bootstrapped>> {
+    if account::Entity::find().count(&store.db).await? > 0 {
+        return Ok(None);
+    }
+    let password = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
+    create(store, &settings.bootstrap_account, &settings.bootstrap_email, password.as_deref())
+        .await
+        .map(Some)
+}

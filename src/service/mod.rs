@@ -1,0 +1,197 @@
+//! The business rules, over SeaORM. Services never see async-graphql or axum; entities never leave
+//! this module (services return their own view types).
+//!
+//! Every mutation validates first, then writes in one transaction from `Store::begin_write`, together
+//! with its audit event, so a refused request leaves the database as it was.
+pub mod accounts;
+pub mod audit;
+pub mod export;
+pub mod keys;
+pub mod page;
+pub mod roles;
+pub mod sessions;
+pub mod users;
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    Statement, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
+
+use crate::auth::Principal;
+use crate::config::Settings;
+use crate::domain::Password;
+use crate::error::{AppError, AppResult};
+
+/// The database, plus what it takes to write to it safely.
+#[derive(Clone)]
+pub struct Store {
+    pub db: DatabaseConnection,
+    /// SQLite allows one writer: serialising write transactions in the process means a writer never
+    /// meets "database is locked" and readers (WAL) never wait. PostgreSQL needs no such lock.
+    write_lock: Option<Arc<Mutex<()>>>,
+    /// argon2 takes 19 MiB and a core for tens of milliseconds: bound how many run at once so a login
+    /// storm cannot starve everything else.
+    password_permits: Arc<Semaphore>,
+}
+
+/// A write transaction; on SQLite it also holds the process's write lock until commit or drop.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &Self::Target {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> AppResult<()> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.database_url.expose_secret();
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(settings.db_max_connections.max(1))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .create_if_missing(true)
+        });
+        let db = Database::connect(options).await.context("connecting to the database")?;
+        let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
+        Ok(Self { db, write_lock, password_permits })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub async fn begin_write(&self) -> AppResult<WriteTxn> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        Ok(WriteTxn { txn, _guard: guard })
+    }
+
+    /// Runs pending migrations, seeds the resource catalogue and, on an empty database, bootstraps the
+    /// first account. On PostgreSQL this happens under an advisory lock, so replicas starting together
+    /// do it once, never twice and never half.
+    pub async fn prepare(&self, settings: &Settings) -> anyhow::Result<Option<accounts::Bootstrapped>> {
+        let lock = StartupLock::acquire(self, settings.database_url.expose_secret()).await?;
+        let result = async {
+            Migrator::up(&self.db, None).await.context("running migrations")?;
+            roles::seed_catalogue(self).await.map_err(AppError::into_anyhow).context("seeding the resource catalogue")?;
+            accounts::bootstrap(self, settings).await.map_err(AppError::into_anyhow).context("bootstrapping the first account")
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+
+    /// Hashes a password off the async threads, within the argon2 concurrency bound.
+    pub async fn hash_password(&self, password: Password) -> AppResult<String> {
+        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || password.hash())
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(AppError::Internal)
+    }
+
+    /// Verifies a password off the async threads, within the argon2 concurrency bound.
+    pub async fn verify_password(&self, password: Password, phc: String) -> AppResult<bool> {
+        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || password.verify(&phc)).await.map_err(|e| AppError::Internal(e.into()))
+    }
+
+    pub async fn ping(&self) -> AppResult<()> {
+        self.db.ping().await?;
+        Ok(())
+    }
+}
+
+/// A PostgreSQL session-level advisory lock held on one dedicated connection; nothing on SQLite,
+/// where the file is owned by one process.
+struct StartupLock(Option<DatabaseConnection>);
+
+const STARTUP_LOCK_ID: i64 = 0x6170_706b_6579_73; // "appkeys"
+
+impl StartupLock {
+    async fn acquire(store: &Store, url: &str) -> anyhow::Result<Self> {
+        if store.backend() != DatabaseBackend::Postgres {
+            return Ok(Self(None));
+        }
+        // The lock belongs to one connection, and a pool could hand the unlock to another: hold a
+        // dedicated single connection for the duration.
+        let single = Database::connect({
+            let mut options = ConnectOptions::new(url.to_owned());
+            options.max_connections(1).min_connections(1).sqlx_logging(false);
+            options
+        })
+        .await
+        .context("opening the start-up lock connection")?;
+        single
+            .execute_raw(Statement::from_string(DatabaseBackend::Postgres, format!("SELECT pg_advisory_lock({STARTUP_LOCK_ID})")))
+            .await
+            .context("taking the start-up advisory lock")?;
+        Ok(Self(Some(single)))
+    }
+
+    async fn release(self) -> anyhow::Result<()> {
+        if let Some(conn) = self.0 {
+            conn.execute_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_advisory_unlock({STARTUP_LOCK_ID})"),
+            ))
+            .await
+            .context("releasing the start-up advisory lock")?;
+            conn.close().await.context("closing the start-up lock connection")?;
+        }
+        Ok(())
+    }
+}
+
+/// Who did something and from where: what every audit event records besides the change itself.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// The acting principal and the request it came in, handed to every mutation.
+pub struct Ctx<'a> {
+    pub principal: &'a Principal,
+    pub meta: &'a RequestMeta,
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    // Microsecond precision: what PostgreSQL keeps, so both backends return identical timestamps.
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -1,0 +1,358 @@
+//! Roles and the resource catalogue: predefined roles in every account, custom roles, and the
+//! no-escalation rule for every grant.
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+
+use super::audit::{self, AuditEntry};
+use super::{new_id, now, Ctx, Store};
+use crate::domain::{PredefinedRole, Resource, ResourceId, RoleName};
+use crate::entity::{resource, role, role_resource};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceView {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleView {
+    pub id: String,
+    pub name: String,
+    pub predefined: bool,
+    pub resources: Vec<ResourceView>,
+}
+
+/// Upserts the built-in resources from the `Resource` enum, the catalogue's source of truth.
+pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
+    let rows = Resource::ALL.into_iter().map(|r| resource::ActiveModel {
+        id: Set(r.id().to_owned()),
+        name: Set(r.name().to_owned()),
+        builtin: Set(true),
+        created_at: Set(now()),
+    });
+    resource::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(resource::Column::Id)
+                .update_columns([resource::Column::Name, resource::Column::Builtin])
+                .to_owned(),
+        )
+        .exec(&store.db)
+        .await?;
+    Ok(())
+}
+
+/// Registers an operator resource (e.g. `Orders.Read`) so roles can hold it and `/auth` can require it.
+pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult<ResourceView> {
+    let id = ResourceId::parse(id)?;
+    let name = RoleName::parse(name).map_err(|_| {
+        AppError::BadUserInput("a resource name is 1 to 100 characters, without control characters".into())
+    })?;
+    let txn = store.begin_write().await?;
+    if resource::Entity::find_by_id(id.as_str()).one(&*txn).await?.is_some() {
+        return Err(AppError::Conflict(format!("resource {} already exists", id.as_str())));
+    }
+    let model = resource::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        name: Set(name.into_inner()),
+        builtin: Set(false),
+        created_at: Set(now()),
+    }
+    .insert(&*txn)
+    .await?;
+    txn.commit().await?;
+    Ok(ResourceView { id: model.id, name: model.name })
+}
+
+pub async fn catalogue<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView>> {
+    let rows = resource::Entity::find().order_by_asc(resource::Column::Id).all(db).await?;
+    Ok(rows.into_iter().map(|r| ResourceView { id: r.id, name: r.name }).collect())
+}
+
+/// Creates the predefined roles of a new account; returns the Owner role's id.
+pub async fn create_predefined<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
+    let mut owner_id = String::new();
+    for predefined in PredefinedRole::ALL {
+        let id = new_id();
+        if predefined == PredefinedRole::Owner {
+            owner_id.clone_from(&id);
+        }
+        role::ActiveModel {
+            id: Set(id),
+            account_id: Set(account_id.to_owned()),
+            name: Set(predefined.name().to_owned()),
+            predefined: Set(true),
+            created_at: Set(now()),
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(owner_id)
+}
+
+pub async fn owner_role_id<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
+    role::Entity::find()
+        .filter(role::Column::AccountId.eq(account_id))
+        .filter(role::Column::Predefined.eq(true))
+        .filter(role::Column::Name.eq(PredefinedRole::Owner.name()))
+        .one(db)
+        .await?
+        .map(|r| r.id)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("account {account_id} has no Owner role")))
+}
+
+/// Every role of the account: predefined first, then custom roles by name.
+pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec<RoleView>> {
+    let rows = role::Entity::find()
+        .filter(role::Column::AccountId.eq(account_id))
+        .order_by_desc(role::Column::Predefined)
+        .order_by_asc(role::Column::Name)
+        .order_by_asc(role::Column::Id)
+        .all(db)
+        .await?;
+    views(db, rows).await
+}
+
+/// The roles with these ids in this account. Unknown ids (including other accounts' roles) are
+/// refused together, by name, before anything changes.
+pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]) -> AppResult<Vec<RoleView>> {
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let rows = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        role::Entity::find()
+            .filter(role::Column::AccountId.eq(account_id))
+            .filter(role::Column::Id.is_in(wanted.iter().copied()))
+            .all(db)
+            .await?
+    };
+    let found: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let unknown: Vec<&str> = wanted.difference(&found).copied().collect();
+    if !unknown.is_empty() {
+        return Err(AppError::BadUserInput(format!("unknown role ids: {}", unknown.join(", "))));
+    }
+    let mut views = views(db, rows).await?;
+    views.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
+    Ok(views)
+}
+
+/// Resolves role rows into views with their resources, in two queries.
+pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppResult<Vec<RoleView>> {
+    let catalogue = catalogue(db).await?;
+    let custom_ids: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
+    let mut custom: HashMap<String, Vec<String>> = HashMap::new();
+    if !custom_ids.is_empty() {
+        for link in role_resource::Entity::find()
+            .filter(role_resource::Column::RoleId.is_in(custom_ids))
+            .all(db)
+            .await?
+        {
+            custom.entry(link.role_id).or_default().push(link.resource_id);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let resources = if r.predefined {
+                match PredefinedRole::from_name(&r.name).and_then(PredefinedRole::fixed_resources) {
+                    Some(fixed) => catalogue.iter().filter(|c| fixed.iter().any(|f| f.id() == c.id)).cloned().collect(),
+                    None => catalogue.clone(),
+                }
+            } else {
+                let held = custom.remove(&r.id).unwrap_or_default();
+                catalogue.iter().filter(|c| held.contains(&c.id)).cloned().collect()
+            };
+            RoleView { id: r.id, name: r.name, predefined: r.predefined, resources }
+        })
+        .collect())
+}
+
+pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {
+    roles.iter().flat_map(|r| r.resources.iter().map(|res| res.id.clone())).collect()
+}
+
+/// No privilege escalation: a principal may only grant (or take away) roles whose resources it holds.
+pub fn ensure_can_grant(held: &BTreeSet<String>, roles: &[RoleView]) -> AppResult<()> {
+    let missing: Vec<String> = union_resources(roles).difference(held).cloned().collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(missing))
+    }
+}
+
+fn resource_ids(raw: &[String]) -> AppResult<Vec<String>> {
+    let mut ids = BTreeSet::new();
+    for id in raw {
+        ids.insert(ResourceId::parse(id)?.as_str().to_owned());
+    }
+    Ok(ids.into_iter().collect())
+}
+
+async fn ensure_resources_exist<C: ConnectionTrait>(db: &C, ids: &[String]) -> AppResult<()> {
+    let known: BTreeSet<String> = catalogue(db).await?.into_iter().map(|r| r.id).collect();
+    let unknown: Vec<&str> = ids.iter().filter(|id| !known.contains(*id)).map(String::as_str).collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::BadUserInput(format!("unknown resource ids: {}", unknown.join(", "))))
+    }
+}
+
+async fn ensure_name_free<C: ConnectionTrait>(db: &C, account_id: &str, name: &str, except: Option<&str>) -> AppResult<()> {
+    let clash = role::Entity::find()
+        .filter(role::Column::AccountId.eq(account_id))
+        .filter(role::Column::Name.eq(name))
+        .one(db)
+        .await?;
+    match clash {
+        Some(existing) if Some(existing.id.as_str()) != except => {
+            Err(AppError::Conflict(format!("a role named {name:?} already exists")))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn replace_resources<C: ConnectionTrait>(db: &C, role_id: &str, ids: &[String]) -> AppResult<()> {
+    role_resource::Entity::delete_many().filter(role_resource::Column::RoleId.eq(role_id)).exec(db).await?;
+    if !ids.is_empty() {
+        role_resource::Entity::insert_many(ids.iter().map(|id| role_resource::ActiveModel {
+            role_id: Set(role_id.to_owned()),
+            resource_id: Set(id.clone()),
+        }))
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+fn role_json(role: &RoleView) -> serde_json::Value {
+    json!({ "name": role.name, "resources": role.resources.iter().map(|r| &r.id).collect::<Vec<_>>() })
+}
+
+pub async fn create(store: &Store, ctx: &Ctx<'_>, name: &str, resource_ids_raw: &[String]) -> AppResult<RoleView> {
+    let name = RoleName::parse(name)?.into_inner();
+    let ids = resource_ids(resource_ids_raw)?;
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_write().await?;
+    ensure_resources_exist(&*txn, &ids).await?;
+    let missing: Vec<&String> = ids.iter().filter(|id| !ctx.principal.resources.contains(*id)).collect();
+    if !missing.is_empty() {
+        return Err(AppError::forbidden(missing.into_iter().cloned()));
+    }
+    ensure_name_free(&*txn, account_id, &name, None).await?;
+    let model = role::ActiveModel {
+        id: Set(new_id()),
+        account_id: Set(account_id.clone()),
+        name: Set(name),
+        predefined: Set(false),
+        created_at: Set(now()),
+    }
+    .insert(&*txn)
+    .await?;
+    replace_resources(&*txn, &model.id, &ids).await?;
+    let view = views(&*txn, vec![model]).await?.remove(0);
+    audit::record(
+        &*txn,
+        ctx.meta,
+        AuditEntry {
+            account_id,
+            actor: &ctx.principal.actor(),
+            action: "role.create",
+            target: &view.id,
+            before: None,
+            after: Some(role_json(&view)),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(view)
+}
+
+async fn custom_role<C: ConnectionTrait>(db: &C, account_id: &str, id: &str) -> AppResult<role::Model> {
+    let role = role::Entity::find_by_id(id)
+        .filter(role::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no role {id:?} in this account")))?;
+    if role.predefined {
+        return Err(AppError::BadUserInput(format!("{:?} is a predefined role and cannot be changed", role.name)));
+    }
+    Ok(role)
+}
+
+pub async fn update(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    id: &str,
+    name: Option<&str>,
+    resource_ids_raw: Option<&[String]>,
+) -> AppResult<RoleView> {
+    let name = name.map(RoleName::parse).transpose()?.map(RoleName::into_inner);
+    let ids = resource_ids_raw.map(resource_ids).transpose()?;
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_write().await?;
+    let model = custom_role(&*txn, account_id, id).await?;
+    let before = views(&*txn, vec![model.clone()]).await?.remove(0);
+    // Changing a role changes what every holder may do: the caller must hold what it had and what it gets.
+    let mut touched: BTreeSet<String> = before.resources.iter().map(|r| r.id.clone()).collect();
+    if let Some(ids) = &ids {
+        ensure_resources_exist(&*txn, ids).await?;
+        touched.extend(ids.iter().cloned());
+    }
+    let missing: Vec<String> = touched.difference(&ctx.principal.resources).cloned().collect();
+    if !missing.is_empty() {
+        return Err(AppError::forbidden(missing));
+    }
+    let mut active: role::ActiveModel = model.into();
+    if let Some(name) = name {
+        ensure_name_free(&*txn, account_id, &name, Some(id)).await?;
+        active.name = Set(name);
+    }
+    let model = active.update(&*txn).await?;
+    if let Some(ids) = &ids {
+        replace_resources(&*txn, id, ids).await?;
+    }
+    let after = views(&*txn, vec![model]).await?.remove(0);
+    audit::record(
+        &*txn,
+        ctx.meta,
+        AuditEntry {
+            account_id,
+            actor: &ctx.principal.actor(),
+            action: "role.update",
+            target: id,
+            before: Some(role_json(&before)),
+            after: Some(role_json(&after)),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+pub async fn delete(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResult<()> {
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_write().await?;
+    let model = custom_role(&*txn, account_id, id).await?;
+    let before = views(&*txn, vec![model]).await?.remove(0);
+    ensure_can_grant(&ctx.principal.resources, std::slice::from_ref(&before))?;
+    role::Entity::delete_by_id(id).exec(&*txn).await?;
+    audit::record(
+        &*txn,
+        ctx.meta,
+        AuditEntry {
+            account_id,
+            actor: &ctx.principal.actor(),
+            action: "role.delete",
+            target: id,
+            before: Some(role_json(&before)),
+            after: None,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
