@@ -64,7 +64,9 @@ impl AppError {
     }
 
     pub fn forbidden<I: IntoIterator<Item = S>, S: Into<String>>(missing: I) -> Self {
-        AppError::Forbidden { missing: missing.into_iter().map(Into::into).collect() }
+        AppError::Forbidden {
+            missing: missing.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// Logs an internal error once, with its whole chain of context.
@@ -100,7 +102,9 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code());
             match self {
                 AppError::Forbidden { missing } => ext.set("missingResources", missing.clone()),
-                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfter", *retry_after_secs)
+                }
                 _ => {}
             }
         })
@@ -127,7 +131,10 @@ mod tests {
     #[test]
     fn forbidden_names_the_missing_resources() {
         let error = AppError::forbidden(["LicenseManager.SaveUser"]);
-        assert_eq!(error.message(), "missing permission: LicenseManager.SaveUser");
+        assert_eq!(
+            error.message(),
+            "missing permission: LicenseManager.SaveUser"
+        );
         assert_eq!(error.code(), "FORBIDDEN");
     }
 }

@@ -53,10 +53,18 @@ impl Application {
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
-        tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
-        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        tokio::task::spawn_blocking(Password::dummy_hash)
+            .await
+            .context("preparing the dummy hash")?;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
         let state = build_state(store, key_prefix, settings);
-        Ok(Self { listener, state, bootstrapped })
+        Ok(Self {
+            listener,
+            state,
+            bootstrapped,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -72,9 +80,15 @@ impl Application {
         self.bootstrapped.take()
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let router = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
     }
 }
 

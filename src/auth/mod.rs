@@ -18,8 +18,15 @@ use crate::service::{accounts, keys, roles, sessions, users, Store};
 /// What kind of caller a principal is.
 #[derive(Debug, Clone)]
 pub enum PrincipalKind {
-    User { user_id: String, email: String, session_id: String },
-    AppKey { key_id: String, key: String },
+    User {
+        user_id: String,
+        email: String,
+        session_id: String,
+    },
+    AppKey {
+        key_id: String,
+        key: String,
+    },
 }
 
 /// An authenticated caller, bound to the account the request acts on, with its resources there.
@@ -63,13 +70,21 @@ pub async fn resolve(store: &Store, headers: &HeaderMap) -> AuthState {
             }
             let view = users::get(&store.db, &user.account_id, &user.id).await?;
             Ok(Some(Principal {
-                kind: PrincipalKind::User { user_id: user.id, email: user.email, session_id: session.id },
+                kind: PrincipalKind::User {
+                    user_id: user.id,
+                    email: user.email,
+                    session_id: session.id,
+                },
                 account_id: user.account_id,
                 account_name,
                 resources: roles::union_resources(&view.roles),
             }))
         }
-        Presented::AppKey { key, token, account } => {
+        Presented::AppKey {
+            key,
+            token,
+            account,
+        } => {
             let principal = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
             Ok(Some(principal.ok_or(AppError::Unauthenticated)?))
         }

@@ -1,6 +1,8 @@
 //! User passwords: low-entropy secrets, so they are stored as argon2id hashes (OWASP: m = 19 MiB,
 //! t = 2, p = 1). Hashing and verifying are CPU-heavy and must run off the async threads.
-use argon2::password_hash::{rand_core::OsRng as HashOsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng as HashOsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::distr::Alphanumeric;
 use rand::rngs::OsRng;
@@ -38,7 +40,12 @@ impl Password {
 
     /// A random 24-character one-time password.
     pub fn generate() -> Self {
-        let random: String = OsRng.unwrap_err().sample_iter(Alphanumeric).take(24).map(char::from).collect();
+        let random: String = OsRng
+            .unwrap_err()
+            .sample_iter(Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
         Self(random.into())
     }
 
@@ -65,7 +72,11 @@ impl Password {
     /// Blocking: call from `spawn_blocking`. A malformed stored hash verifies as false.
     pub fn verify(&self, phc: &str) -> bool {
         PasswordHash::new(phc)
-            .map(|parsed| hasher().verify_password(self.expose_secret().as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                hasher()
+                    .verify_password(self.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     }
 }
@@ -80,7 +91,6 @@ fn hasher() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,9 @@ pub struct PermissionGuard {
 
 impl PermissionGuard {
     pub fn new(resource: Resource) -> Self {
-        Self { any_of: vec![resource] }
+        Self {
+            any_of: vec![resource],
+        }
     }
 
     /// Also accept `resource` (e.g. read-only operations accept `ApiKeys.View`).

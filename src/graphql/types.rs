@@ -20,7 +20,10 @@ pub struct Resource {
 
 impl From<ResourceView> for Resource {
     fn from(r: ResourceView) -> Self {
-        Self { id: r.id, name: r.name }
+        Self {
+            id: r.id,
+            name: r.name,
+        }
     }
 }
 
@@ -63,7 +66,12 @@ pub struct User {
 
 impl From<UserView> for User {
     fn from(u: UserView) -> Self {
-        Self { id: ID(u.id), email: u.email, roles: u.roles.into_iter().map(Into::into).collect(), created_at: u.created_at }
+        Self {
+            id: ID(u.id),
+            email: u.email,
+            roles: u.roles.into_iter().map(Into::into).collect(),
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -281,9 +289,19 @@ pub fn connection<V, N: OutputType>(
     id: impl Fn(&V) -> &str,
     node: impl Fn(V) -> N,
 ) -> Page<N> {
-    let mut connection =
-        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total_count: paged.total });
-    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(encode_cursor(id(&item)), node(item))));
+    let mut connection = Connection::with_additional_fields(
+        has_previous,
+        paged.has_next,
+        ConnectionFields {
+            total_count: paged.total,
+        },
+    );
+    connection.edges.extend(
+        paged
+            .items
+            .into_iter()
+            .map(|item| Edge::new(encode_cursor(id(&item)), node(item))),
+    );
     connection
 }
 

@@ -17,7 +17,11 @@ pub struct ExportParams {
     ticket: Option<String>,
 }
 
-pub async fn app_keys_csv(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<ExportParams>) -> Response {
+pub async fn app_keys_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<ExportParams>,
+) -> Response {
     let account_id = match params.ticket {
         Some(ticket) => match export::redeem_ticket(&state.store, &ticket).await {
             Ok(account_id) => account_id,
@@ -26,8 +30,12 @@ pub async fn app_keys_csv(State(state): State<AppState>, headers: HeaderMap, Que
         None => match auth::resolve(&state.store, &headers).await {
             Ok(Some(principal)) => {
                 // Like the listing it exports: Save user, or the read-only View API keys.
-                if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView)) {
-                    return error_response(&AppError::forbidden([Resource::SaveUser.id(), Resource::ApiKeysView.id()]));
+                if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView))
+                {
+                    return error_response(&AppError::forbidden([
+                        Resource::SaveUser.id(),
+                        Resource::ApiKeysView.id(),
+                    ]));
                 }
                 principal.account_id
             }
@@ -35,10 +43,17 @@ pub async fn app_keys_csv(State(state): State<AppState>, headers: HeaderMap, Que
             Err(error) => return error_response(&error),
         },
     };
-    let mut response = Body::from_stream(export::stream(state.store.clone(), account_id)).into_response();
+    let mut response =
+        Body::from_stream(export::stream(state.store.clone(), account_id)).into_response();
     let out = response.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    out.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"app-keys.csv\""));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    out.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"app-keys.csv\""),
+    );
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

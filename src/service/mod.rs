@@ -15,8 +15,8 @@ pub mod users;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, Statement, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 use std::ops::Deref;
@@ -77,10 +77,17 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
         });
-        let db = Database::connect(options).await.context("connecting to the database")?;
-        let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let db = Database::connect(options)
+            .await
+            .context("connecting to the database")?;
+        let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite)
+            .then(|| Arc::new(Mutex::new(())));
         let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
-        Ok(Self { db, write_lock, password_permits })
+        Ok(Self {
+            db,
+            write_lock,
+            password_permits,
+        })
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -99,12 +106,23 @@ impl Store {
     /// Runs pending migrations, seeds the resource catalogue and, on an empty database, bootstraps the
     /// first account. On PostgreSQL this happens under an advisory lock, so replicas starting together
     /// do it once, never twice and never half.
-    pub async fn prepare(&self, settings: &Settings) -> anyhow::Result<Option<accounts::Bootstrapped>> {
+    pub async fn prepare(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<Option<accounts::Bootstrapped>> {
         let lock = StartupLock::acquire(self, settings.database_url.expose_secret()).await?;
         let result = async {
-            Migrator::up(&self.db, None).await.context("running migrations")?;
-            roles::seed_catalogue(self).await.map_err(AppError::into_anyhow).context("seeding the resource catalogue")?;
-            accounts::bootstrap(self, settings).await.map_err(AppError::into_anyhow).context("bootstrapping the first account")
+            Migrator::up(&self.db, None)
+                .await
+                .context("running migrations")?;
+            roles::seed_catalogue(self)
+                .await
+                .map_err(AppError::into_anyhow)
+                .context("seeding the resource catalogue")?;
+            accounts::bootstrap(self, settings)
+                .await
+                .map_err(AppError::into_anyhow)
+                .context("bootstrapping the first account")
         }
         .await;
         lock.release().await?;
@@ -113,7 +131,11 @@ impl Store {
 
     /// Hashes a password off the async threads, within the argon2 concurrency bound.
     pub async fn hash_password(&self, password: Password) -> AppResult<String> {
-        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        let _permit = self
+            .password_permits
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
         tokio::task::spawn_blocking(move || password.hash())
             .await
             .map_err(|e| AppError::Internal(e.into()))?
@@ -122,8 +144,14 @@ impl Store {
 
     /// Verifies a password off the async threads, within the argon2 concurrency bound.
     pub async fn verify_password(&self, password: Password, phc: String) -> AppResult<bool> {
-        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(move || password.verify(&phc)).await.map_err(|e| AppError::Internal(e.into()))
+        let _permit = self
+            .password_permits
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || password.verify(&phc))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))
     }
 
     pub async fn ping(&self) -> AppResult<()> {
@@ -136,7 +164,7 @@ impl Store {
 /// where the file is owned by one process.
 struct StartupLock(Option<DatabaseConnection>);
 
-const STARTUP_LOCK_ID: i64 = 0x6170_706b_6579_73; // "appkeys"
+const STARTUP_LOCK_ID: i64 = 0x0061_7070_6b65_7973; // "appkeys" in ASCII
 
 impl StartupLock {
     async fn acquire(store: &Store, url: &str) -> anyhow::Result<Self> {
@@ -147,13 +175,19 @@ impl StartupLock {
         // dedicated single connection for the duration.
         let single = Database::connect({
             let mut options = ConnectOptions::new(url.to_owned());
-            options.max_connections(1).min_connections(1).sqlx_logging(false);
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .sqlx_logging(false);
             options
         })
         .await
         .context("opening the start-up lock connection")?;
         single
-            .execute_raw(Statement::from_string(DatabaseBackend::Postgres, format!("SELECT pg_advisory_lock({STARTUP_LOCK_ID})")))
+            .execute_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_advisory_lock({STARTUP_LOCK_ID})"),
+            ))
             .await
             .context("taking the start-up advisory lock")?;
         Ok(Self(Some(single)))
@@ -167,7 +201,9 @@ impl StartupLock {
             ))
             .await
             .context("releasing the start-up advisory lock")?;
-            conn.close().await.context("closing the start-up lock connection")?;
+            conn.close()
+                .await
+                .context("closing the start-up lock connection")?;
         }
         Ok(())
     }

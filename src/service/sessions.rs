@@ -42,7 +42,10 @@ pub async fn login(
         }
         _ => None,
     };
-    let hash = user.as_ref().map_or_else(|| Password::dummy_hash().to_owned(), |u| u.password_hash.clone());
+    let hash = user.as_ref().map_or_else(
+        || Password::dummy_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
     let verified = store.verify_password(password, hash).await?;
     let (Some(account), Some(user), true) = (account.as_ref(), user, verified) else {
         if let Some(account) = &account {
@@ -51,7 +54,14 @@ pub async fn login(
             audit::record(
                 &*txn,
                 meta,
-                AuditEntry { account_id: &account.id, actor: target, action: "login.failed", target, before: None, after: None },
+                AuditEntry {
+                    account_id: &account.id,
+                    actor: target,
+                    action: "login.failed",
+                    target,
+                    before: None,
+                    after: None,
+                },
             )
             .await?;
             txn.commit().await?;
@@ -86,20 +96,32 @@ pub async fn login(
     .await?;
     let view = users::get(&*txn, &account.id, &user.id).await?;
     txn.commit().await?;
-    Ok(LoginOutcome { token, expires_at, user: view, account: account.name.clone() })
+    Ok(LoginOutcome {
+        token,
+        expires_at,
+        user: view,
+        account: account.name.clone(),
+    })
 }
 
 /// The live (unexpired, unrevoked) session behind a token, with its user.
-pub async fn resolve<C: ConnectionTrait>(db: &C, token: &SessionToken) -> AppResult<Option<(session::Model, user::Model)>> {
-    let Some(session) =
-        session::Entity::find().filter(session::Column::TokenDigest.eq(token.digest().as_str())).one(db).await?
+pub async fn resolve<C: ConnectionTrait>(
+    db: &C,
+    token: &SessionToken,
+) -> AppResult<Option<(session::Model, user::Model)>> {
+    let Some(session) = session::Entity::find()
+        .filter(session::Column::TokenDigest.eq(token.digest().as_str()))
+        .one(db)
+        .await?
     else {
         return Ok(None);
     };
     if session.revoked_at.is_some() || session.expires_at <= now() {
         return Ok(None);
     }
-    let user = user::Entity::find_by_id(session.user_id.as_str()).one(db).await?;
+    let user = user::Entity::find_by_id(session.user_id.as_str())
+        .one(db)
+        .await?;
     Ok(user.map(|user| (session, user)))
 }
 

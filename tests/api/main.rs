@@ -1,1 +1,16 @@
+//! The integration suite: every test drives the real server over HTTP, on SQLite and (when
+//! `APPKEYS_TEST_POSTGRES_URL` is set) on PostgreSQL.
+mod helpers;
 
+mod audit;
+mod bootstrap;
+mod export;
+mod external_keys;
+mod guards;
+mod http;
+mod keys;
+mod roles;
+mod schema;
+mod secrets;
+mod sessions;
+mod users;
