@@ -16,9 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(created) = app.take_bootstrapped() {
                 print_created("Created the first account", &created);
             }
-            println!(
-                "appkeys is serving GraphiQL on http://{addr}/ (GraphQL at http://{addr}/graphql)"
-            );
+            println!("appkeys is serving GraphiQL on http://{addr}/ (GraphQL at http://{addr}/graphql)");
             tracing::info!(%addr, "listening");
             app.run_until_stopped(shutdown_signal()).await
         }
@@ -34,16 +32,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Account(AccountCommand::Create {
-            name,
-            owner_email,
-            owner_password,
-        }) => {
+        Command::Account(AccountCommand::Create { name, owner_email, owner_password }) => {
             let store = Store::connect(&settings).await?;
             store.prepare(&settings).await?;
-            let password = owner_password
-                .as_ref()
-                .map(|p| p.expose_secret().to_owned());
+            let password = owner_password.as_ref().map(|p| p.expose_secret().to_owned());
             let created = accounts::create(&store, &name, &owner_email, password.as_deref())
                 .await
                 .map_err(crate::error::AppError::into_anyhow)
@@ -68,10 +60,7 @@ fn print_created(what: &str, created: &accounts::CreatedAccount) {
     println!("{what} {:?} with owner {}.", created.account, created.email);
     match &created.generated_password {
         Some(password) => {
-            println!(
-                "  One-time password (shown only now): {}",
-                password.expose_secret()
-            );
+            println!("  One-time password (shown only now): {}", password.expose_secret());
         }
         None => println!("  The owner's password is the one you gave."),
     }

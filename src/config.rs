@@ -4,11 +4,7 @@ use secrecy::SecretString;
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "appkeys",
-    version,
-    about = "Issues and governs application keys over GraphQL"
-)]
+#[command(name = "appkeys", version, about = "Issues and governs application keys over GraphQL")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,12 +57,7 @@ pub enum AccountCommand {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "APPKEYS_BIND",
-        default_value = "127.0.0.1:8000",
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_BIND", default_value = "127.0.0.1:8000", global = true)]
     pub bind: SocketAddr,
     /// SQLite or PostgreSQL connection URL.
     #[arg(
@@ -78,60 +69,25 @@ pub struct Settings {
     )]
     pub database_url: SecretString,
     /// First part of every generated key value.
-    #[arg(
-        long,
-        env = "APPKEYS_KEY_PREFIX",
-        default_value = "appkey",
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_KEY_PREFIX", default_value = "appkey", global = true)]
     pub key_prefix: String,
     /// Account created on an empty database.
-    #[arg(
-        long,
-        env = "APPKEYS_BOOTSTRAP_ACCOUNT",
-        default_value = "main",
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_ACCOUNT", default_value = "main", global = true)]
     pub bootstrap_account: String,
     /// Email of the owner created on an empty database.
-    #[arg(
-        long,
-        env = "APPKEYS_BOOTSTRAP_EMAIL",
-        default_value = "admin@example.com",
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_EMAIL", default_value = "admin@example.com", global = true)]
     pub bootstrap_email: String,
     /// Password of that owner; random and printed once when omitted.
-    #[arg(
-        long,
-        env = "APPKEYS_BOOTSTRAP_PASSWORD",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_PASSWORD", global = true, hide_env_values = true)]
     pub bootstrap_password: Option<SecretString>,
     /// Maximum database connections in this process's pool.
-    #[arg(
-        long,
-        env = "APPKEYS_DB_MAX_CONNECTIONS",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
     pub db_max_connections: u32,
     /// Maximum argon2 verifications running at once (each takes 19 MiB and one core).
-    #[arg(
-        long,
-        env = "APPKEYS_MAX_CONCURRENT_LOGINS",
-        default_value_t = 2,
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2, global = true)]
     pub max_concurrent_logins: usize,
     /// How long a user session lasts, in seconds.
-    #[arg(
-        long,
-        env = "APPKEYS_SESSION_TTL_SECS",
-        default_value_t = 86_400,
-        global = true
-    )]
+    #[arg(long, env = "APPKEYS_SESSION_TTL_SECS", default_value_t = 86_400, global = true)]
     pub session_ttl_secs: i64,
 }
 

@@ -46,7 +46,9 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "authentication failed: missing, invalid or unauthorised credentials".into(),
             AppError::Forbidden { missing } => format!("missing permission: {}", missing.join(", ")),
-            AppError::BadUserInput(message) | AppError::NotFound(message) | AppError::Conflict(message) => message.clone(),
+            AppError::BadUserInput(message) | AppError::NotFound(message) | AppError::Conflict(message) => {
+                message.clone()
+            }
             AppError::RemovedExternalKey => {
                 "this external key was removed from the account; add it again instead of activating it".into()
             }
@@ -64,9 +66,7 @@ impl AppError {
     }
 
     pub fn forbidden<I: IntoIterator<Item = S>, S: Into<String>>(missing: I) -> Self {
-        AppError::Forbidden {
-            missing: missing.into_iter().map(Into::into).collect(),
-        }
+        AppError::Forbidden { missing: missing.into_iter().map(Into::into).collect() }
     }
 
     /// Logs an internal error once, with its whole chain of context.
@@ -91,6 +91,11 @@ impl From<Invalid> for AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(error: sea_orm::DbErr) -> Self {
+        // The services check uniqueness first; a violation here means a concurrent request created
+        // the same thing a moment earlier, which is the caller's conflict, not our fault.
+        if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = error.sql_err() {
+            return AppError::Conflict("it already exists (created by a concurrent request)".into());
+        }
         AppError::Internal(anyhow::Error::new(error).context("database operation failed"))
     }
 }
@@ -102,9 +107,7 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code());
             match self {
                 AppError::Forbidden { missing } => ext.set("missingResources", missing.clone()),
-                AppError::RateLimited { retry_after_secs } => {
-                    ext.set("retryAfter", *retry_after_secs)
-                }
+                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
                 _ => {}
             }
         })
@@ -131,10 +134,7 @@ mod tests {
     #[test]
     fn forbidden_names_the_missing_resources() {
         let error = AppError::forbidden(["LicenseManager.SaveUser"]);
-        assert_eq!(
-            error.message(),
-            "missing permission: LicenseManager.SaveUser"
-        );
+        assert_eq!(error.message(), "missing permission: LicenseManager.SaveUser");
         assert_eq!(error.code(), "FORBIDDEN");
     }
 }

@@ -28,6 +28,7 @@ use crate::service::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub auth: auth::Authenticator,
     pub schema: AppSchema,
     pub key_prefix: KeyPrefix,
     pub session_ttl: chrono::Duration,
@@ -52,19 +53,15 @@ impl Application {
         let key_prefix = KeyPrefix::parse(&settings.key_prefix).context("--key-prefix")?;
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
+        if store.backend() == sea_orm::DatabaseBackend::Postgres {
+            let url = secrecy::ExposeSecret::expose_secret(&settings.database_url).to_owned();
+            tokio::spawn(auth::cache::follow_changes(url, store.clone()));
+        }
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
-        tokio::task::spawn_blocking(Password::dummy_hash)
-            .await
-            .context("preparing the dummy hash")?;
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.bind))?;
+        tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let state = build_state(store, key_prefix, settings);
-        Ok(Self {
-            listener,
-            state,
-            bootstrapped,
-        })
+        Ok(Self { listener, state, bootstrapped })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -80,20 +77,15 @@ impl Application {
         self.bootstrapped.take()
     }
 
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
     }
 }
 
 fn build_state(store: Store, key_prefix: KeyPrefix, settings: Settings) -> AppState {
     let mut state = AppState {
+        auth: auth::Authenticator::new(store.clone()),
         store,
         schema: graphql::build(None),
         key_prefix,

@@ -71,11 +71,7 @@ pub(crate) enum Users {
 }
 
 pub(crate) fn id_column<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .string_len(36)
-        .not_null()
-        .primary_key()
-        .take()
+    ColumnDef::new(name).string_len(36).not_null().primary_key().take()
 }
 
 pub(crate) fn ref_column<T: IntoIden>(name: T) -> ColumnDef {
@@ -83,8 +79,5 @@ pub(crate) fn ref_column<T: IntoIden>(name: T) -> ColumnDef {
 }
 
 pub(crate) fn at_column<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .take()
+    ColumnDef::new(name).timestamp_with_time_zone().not_null().take()
 }

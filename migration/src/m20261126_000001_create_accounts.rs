@@ -12,12 +12,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Accounts::Table)
                     .col(id_column(Accounts::Id))
-                    .col(
-                        ColumnDef::new(Accounts::Name)
-                            .string_len(40)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(Accounts::Name).string_len(40).not_null().unique_key())
                     .col(at_column(Accounts::CreatedAt))
                     .to_owned(),
             )
@@ -25,8 +20,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Accounts::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Accounts::Table).to_owned()).await
     }
 }

@@ -13,12 +13,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Resources::Table)
-                    .col(
-                        ColumnDef::new(Resources::Id)
-                            .string_len(100)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Resources::Id).string_len(100).not_null().primary_key())
                     .col(ColumnDef::new(Resources::Name).string_len(200).not_null())
                     .col(ColumnDef::new(Resources::Builtin).boolean().not_null())
                     .col(at_column(Resources::CreatedAt))
@@ -28,8 +23,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Resources::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Resources::Table).to_owned()).await
     }
 }

@@ -29,12 +29,7 @@ impl MigrationTrait for Migration {
                             .to(Accounts::Table, Accounts::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
-                    .index(
-                        Index::create()
-                            .unique()
-                            .col(Roles::AccountId)
-                            .col(Roles::Name),
-                    )
+                    .index(Index::create().unique().col(Roles::AccountId).col(Roles::Name))
                     .to_owned(),
             )
             .await?;
@@ -43,16 +38,8 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RoleResources::Table)
                     .col(ref_column(RoleResources::RoleId))
-                    .col(
-                        ColumnDef::new(RoleResources::ResourceId)
-                            .string_len(100)
-                            .not_null(),
-                    )
-                    .primary_key(
-                        Index::create()
-                            .col(RoleResources::RoleId)
-                            .col(RoleResources::ResourceId),
-                    )
+                    .col(ColumnDef::new(RoleResources::ResourceId).string_len(100).not_null())
+                    .primary_key(Index::create().col(RoleResources::RoleId).col(RoleResources::ResourceId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(RoleResources::Table, RoleResources::RoleId)
@@ -71,11 +58,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(RoleResources::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Roles::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(RoleResources::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Roles::Table).to_owned()).await
     }
 }

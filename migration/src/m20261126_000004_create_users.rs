@@ -22,11 +22,7 @@ impl MigrationTrait for Migration {
                     .col(id_column(Users::Id))
                     .col(ref_column(Users::AccountId))
                     .col(ColumnDef::new(Users::Email).string_len(254).not_null())
-                    .col(
-                        ColumnDef::new(Users::PasswordHash)
-                            .string_len(200)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Users::PasswordHash).string_len(200).not_null())
                     .col(at_column(Users::CreatedAt))
                     .foreign_key(
                         ForeignKey::create()
@@ -34,12 +30,7 @@ impl MigrationTrait for Migration {
                             .to(Accounts::Table, Accounts::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
-                    .index(
-                        Index::create()
-                            .unique()
-                            .col(Users::AccountId)
-                            .col(Users::Email),
-                    )
+                    .index(Index::create().unique().col(Users::AccountId).col(Users::Email))
                     .to_owned(),
             )
             .await?;
@@ -49,11 +40,7 @@ impl MigrationTrait for Migration {
                     .table(UserRoles::Table)
                     .col(ref_column(UserRoles::UserId))
                     .col(ref_column(UserRoles::RoleId))
-                    .primary_key(
-                        Index::create()
-                            .col(UserRoles::UserId)
-                            .col(UserRoles::RoleId),
-                    )
+                    .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::RoleId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(UserRoles::Table, UserRoles::UserId)
@@ -72,11 +59,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(UserRoles::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Users::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(UserRoles::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
     }
 }

@@ -24,20 +24,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Sessions::Table)
                     .col(id_column(Sessions::Id))
-                    .col(
-                        ColumnDef::new(Sessions::TokenDigest)
-                            .string_len(64)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(Sessions::TokenDigest).string_len(64).not_null().unique_key())
                     .col(ref_column(Sessions::UserId))
                     .col(at_column(Sessions::CreatedAt))
                     .col(at_column(Sessions::ExpiresAt))
-                    .col(
-                        ColumnDef::new(Sessions::RevokedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(ColumnDef::new(Sessions::RevokedAt).timestamp_with_time_zone().null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(Sessions::Table, Sessions::UserId)
@@ -50,8 +41,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Sessions::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
     }
 }

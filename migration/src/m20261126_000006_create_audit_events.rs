@@ -30,21 +30,9 @@ impl MigrationTrait for Migration {
                     .col(id_column(AuditEvents::Id))
                     .col(ref_column(AuditEvents::AccountId))
                     .col(at_column(AuditEvents::At))
-                    .col(
-                        ColumnDef::new(AuditEvents::Actor)
-                            .string_len(300)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(AuditEvents::Action)
-                            .string_len(60)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(AuditEvents::Target)
-                            .string_len(300)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Actor).string_len(300).not_null())
+                    .col(ColumnDef::new(AuditEvents::Action).string_len(60).not_null())
+                    .col(ColumnDef::new(AuditEvents::Target).string_len(300).not_null())
                     .col(ColumnDef::new(AuditEvents::Before).text().null())
                     .col(ColumnDef::new(AuditEvents::After).text().null())
                     .col(ColumnDef::new(AuditEvents::ClientIp).string_len(64).null())
@@ -71,8 +59,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(AuditEvents::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await
     }
 }

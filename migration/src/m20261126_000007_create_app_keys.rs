@@ -46,27 +46,13 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(AppKeys::Table)
                     .col(id_column(AppKeys::Id))
-                    .col(
-                        ColumnDef::new(AppKeys::Key)
-                            .string_len(100)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(AppKeys::Key).string_len(100).not_null().unique_key())
                     .col(ref_column(AppKeys::AccountId))
                     .col(ColumnDef::new(AppKeys::Label).string_len(200).not_null())
-                    .col(
-                        ColumnDef::new(AppKeys::TokenDigest)
-                            .string_len(64)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(AppKeys::TokenDigest).string_len(64).not_null().unique_key())
                     .col(ColumnDef::new(AppKeys::Active).boolean().not_null())
                     .col(at_column(AppKeys::CreatedAt))
-                    .col(
-                        ColumnDef::new(AppKeys::CreatedBy)
-                            .string_len(300)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(AppKeys::CreatedBy).string_len(300).not_null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(AppKeys::Table, AppKeys::AccountId)
@@ -96,11 +82,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(KeyAccess::External).boolean().not_null())
                     .col(ColumnDef::new(KeyAccess::Removed).boolean().not_null())
                     .col(at_column(KeyAccess::AddedAt))
-                    .col(
-                        ColumnDef::new(KeyAccess::AddedBy)
-                            .string_len(300)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(KeyAccess::AddedBy).string_len(300).not_null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(KeyAccess::Table, KeyAccess::AppKeyId)
@@ -113,12 +95,7 @@ impl MigrationTrait for Migration {
                             .to(Accounts::Table, Accounts::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
-                    .index(
-                        Index::create()
-                            .unique()
-                            .col(KeyAccess::AppKeyId)
-                            .col(KeyAccess::AccountId),
-                    )
+                    .index(Index::create().unique().col(KeyAccess::AppKeyId).col(KeyAccess::AccountId))
                     .to_owned(),
             )
             .await?;
@@ -138,11 +115,7 @@ impl MigrationTrait for Migration {
                     .table(KeyAccessRoles::Table)
                     .col(ref_column(KeyAccessRoles::KeyAccessId))
                     .col(ref_column(KeyAccessRoles::RoleId))
-                    .primary_key(
-                        Index::create()
-                            .col(KeyAccessRoles::KeyAccessId)
-                            .col(KeyAccessRoles::RoleId),
-                    )
+                    .primary_key(Index::create().col(KeyAccessRoles::KeyAccessId).col(KeyAccessRoles::RoleId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(KeyAccessRoles::Table, KeyAccessRoles::KeyAccessId)
@@ -161,14 +134,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(KeyAccessRoles::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(KeyAccess::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(AppKeys::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(KeyAccessRoles::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(KeyAccess::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(AppKeys::Table).to_owned()).await
     }
 }

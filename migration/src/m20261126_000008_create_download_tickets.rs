@@ -26,25 +26,12 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(DownloadTickets::Table)
                     .col(id_column(DownloadTickets::Id))
-                    .col(
-                        ColumnDef::new(DownloadTickets::TokenDigest)
-                            .string_len(64)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(DownloadTickets::TokenDigest).string_len(64).not_null().unique_key())
                     .col(ref_column(DownloadTickets::AccountId))
-                    .col(
-                        ColumnDef::new(DownloadTickets::Actor)
-                            .string_len(300)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(DownloadTickets::Actor).string_len(300).not_null())
                     .col(at_column(DownloadTickets::CreatedAt))
                     .col(at_column(DownloadTickets::ExpiresAt))
-                    .col(
-                        ColumnDef::new(DownloadTickets::UsedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(ColumnDef::new(DownloadTickets::UsedAt).timestamp_with_time_zone().null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(DownloadTickets::Table, DownloadTickets::AccountId)
@@ -57,8 +44,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(DownloadTickets::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(DownloadTickets::Table).to_owned()).await
     }
 }

@@ -12,15 +12,8 @@ const ACCOUNT_HEADER: &str = "x-account";
 /// The credentials a request presents, already checked for shape (not yet against the database).
 pub enum Presented {
     Nothing,
-    Session {
-        token: SessionToken,
-        account: Option<AccountName>,
-    },
-    AppKey {
-        key: AppKeyValue,
-        token: AppToken,
-        account: Option<AccountName>,
-    },
+    Session { token: SessionToken, account: Option<AccountName> },
+    AppKey { key: AppKeyValue, token: AppToken, account: Option<AccountName> },
 }
 
 impl Presented {
@@ -38,18 +31,13 @@ impl Presented {
                 if !scheme.eq_ignore_ascii_case("bearer") {
                     return Err(AppError::Unauthenticated);
                 }
-                let token =
-                    SessionToken::parse(token.trim()).map_err(|_| AppError::Unauthenticated)?;
+                let token = SessionToken::parse(token.trim()).map_err(|_| AppError::Unauthenticated)?;
                 Ok(Presented::Session { token, account })
             }
             (None, Some(key), Some(token)) => {
                 let key = AppKeyValue::parse(key).map_err(|_| AppError::Unauthenticated)?;
                 let token = AppToken::parse(token.trim()).map_err(|_| AppError::Unauthenticated)?;
-                Ok(Presented::AppKey {
-                    key,
-                    token,
-                    account,
-                })
+                Ok(Presented::AppKey { key, token, account })
             }
             // Half an app key, or a session and an app key at once: ambiguous, so refused.
             _ => Err(AppError::Unauthenticated),
@@ -63,10 +51,7 @@ fn single<'h>(headers: &'h HeaderMap, names: &[&str]) -> AppResult<Option<&'h st
     let mut found: Option<&str> = None;
     for name in names {
         for value in headers.get_all(*name) {
-            let value = value
-                .to_str()
-                .map_err(|_| AppError::Unauthenticated)?
-                .trim();
+            let value = value.to_str().map_err(|_| AppError::Unauthenticated)?.trim();
             match found {
                 Some(previous) if previous != value => return Err(AppError::Unauthenticated),
                 _ => found = Some(value),
@@ -91,10 +76,7 @@ mod tests {
 
     #[test]
     fn no_credentials_is_nothing() {
-        assert!(matches!(
-            Presented::from_headers(&HeaderMap::new()),
-            Ok(Presented::Nothing)
-        ));
+        assert!(matches!(Presented::from_headers(&HeaderMap::new()), Ok(Presented::Nothing)));
     }
 
     #[test]
@@ -110,31 +92,18 @@ mod tests {
     #[test]
     fn malformed_authorization_headers_are_refused() {
         let token = SessionToken::generate();
-        for value in [
-            "Bearer",
-            "Bearer x",
-            "Basic abc",
-            &format!("Token {}", token.expose_secret()),
-            "Bearer akt_xyz",
-        ] {
-            assert!(
-                Presented::from_headers(&headers(&[("authorization", value)])).is_err(),
-                "{value:?}"
-            );
+        for value in ["Bearer", "Bearer x", "Basic abc", &format!("Token {}", token.expose_secret()), "Bearer akt_xyz"]
+        {
+            assert!(Presented::from_headers(&headers(&[("authorization", value)])).is_err(), "{value:?}");
         }
     }
 
     #[test]
     fn vtex_aliases_are_accepted_and_must_agree() {
         let token = AppToken::generate();
-        let ok = headers(&[
-            ("x-vtex-api-appkey", "appkey-main-ABCDEF"),
-            ("x-vtex-api-apptoken", token.expose_secret()),
-        ]);
-        assert!(matches!(
-            Presented::from_headers(&ok),
-            Ok(Presented::AppKey { .. })
-        ));
+        let ok =
+            headers(&[("x-vtex-api-appkey", "appkey-main-ABCDEF"), ("x-vtex-api-apptoken", token.expose_secret())]);
+        assert!(matches!(Presented::from_headers(&ok), Ok(Presented::AppKey { .. })));
         let clash = headers(&[
             ("x-api-appkey", "appkey-main-ABCDEF"),
             ("x-vtex-api-appkey", "appkey-main-ZZZZZZ"),
@@ -146,13 +115,8 @@ mod tests {
     #[test]
     fn half_an_app_key_or_a_bad_account_is_refused() {
         let token = AppToken::generate();
-        assert!(
-            Presented::from_headers(&headers(&[("x-api-appkey", "appkey-main-ABCDEF")])).is_err()
-        );
-        assert!(
-            Presented::from_headers(&headers(&[("x-api-apptoken", token.expose_secret())]))
-                .is_err()
-        );
+        assert!(Presented::from_headers(&headers(&[("x-api-appkey", "appkey-main-ABCDEF")])).is_err());
+        assert!(Presented::from_headers(&headers(&[("x-api-apptoken", token.expose_secret())])).is_err());
         let bad_account = headers(&[
             ("x-api-appkey", "appkey-main-ABCDEF"),
             ("x-api-apptoken", token.expose_secret()),

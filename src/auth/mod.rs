@@ -1,14 +1,17 @@
 //! Who is calling: principal resolution from request headers (SPEC §3), credential checks, and the
 //! permission set of the principal in the account the request acts on.
 //!
-//! The facade is `resolve(store, headers)`. Every failure is the one generic `UNAUTHENTICATED` (no hint
+//! The facade is `Authenticator::resolve(headers)`, backed by a credential cache (`cache.rs`). Every failure is the one generic `UNAUTHENTICATED` (no hint
 //! whether a key, user or account exists); a malformed token is refused before any lookup.
+pub mod cache;
 mod headers;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
+pub use cache::{CacheKey, CredentialCache};
 pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 
 use crate::domain::Resource;
@@ -18,15 +21,8 @@ use crate::service::{accounts, keys, roles, sessions, users, Store};
 /// What kind of caller a principal is.
 #[derive(Debug, Clone)]
 pub enum PrincipalKind {
-    User {
-        user_id: String,
-        email: String,
-        session_id: String,
-    },
-    AppKey {
-        key_id: String,
-        key: String,
-    },
+    User { user_id: String, email: String, session_id: String },
+    AppKey { key_id: String, key: String },
 }
 
 /// An authenticated caller, bound to the account the request acts on, with its resources there.
@@ -54,12 +50,54 @@ impl Principal {
 
 /// The outcome of authentication for one request: no credentials, a principal, or an error that
 /// protected operations report (public ones, like `login`, ignore it).
-pub type AuthState = AppResult<Option<Principal>>;
+pub type AuthState = AppResult<Option<Arc<Principal>>>;
 
-/// Resolves the caller from the request headers.
-pub async fn resolve(store: &Store, headers: &HeaderMap) -> AuthState {
-    match Presented::from_headers(headers)? {
-        Presented::Nothing => Ok(None),
+/// Resolves callers: the facade every route uses.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    cache: CredentialCache,
+}
+
+impl Authenticator {
+    pub fn new(store: Store) -> Self {
+        Self { store, cache: CredentialCache::default() }
+    }
+
+    /// Resolves the caller from the request headers, from the cache when it is current.
+    pub async fn resolve(&self, headers: &HeaderMap) -> AuthState {
+        let presented = Presented::from_headers(headers)?;
+        let key = match &presented {
+            Presented::Nothing => return Ok(None),
+            Presented::Session { token, account } => CacheKey::Session {
+                digest: token.digest().as_str().to_owned(),
+                account: account.as_ref().map(|a| a.as_str().to_owned()),
+            },
+            Presented::AppKey { key, token, account } => CacheKey::AppKey {
+                key: key.as_str().to_owned(),
+                digest: token.digest().as_str().to_owned(),
+                account: account.as_ref().map(|a| a.as_str().to_owned()),
+            },
+        };
+        // Read the generation before the lookup: a change committed meanwhile makes the entry stale.
+        let generation = self.store.credentials_generation();
+        if let Some(principal) = self.cache.get(&key, generation) {
+            return Ok(Some(principal));
+        }
+        let (principal, valid_until) = resolve_uncached(&self.store, presented).await?;
+        let principal = Arc::new(principal);
+        self.cache.insert(key, generation, principal.clone(), valid_until);
+        Ok(Some(principal))
+    }
+}
+
+/// The database path; the second value is a session's expiry.
+async fn resolve_uncached(
+    store: &Store,
+    presented: Presented,
+) -> AppResult<(Principal, Option<chrono::DateTime<chrono::Utc>>)> {
+    match presented {
+        Presented::Nothing => Err(AppError::Unauthenticated),
         Presented::Session { token, account } => {
             let Some((session, user)) = sessions::resolve(&store.db, &token).await? else {
                 return Err(AppError::Unauthenticated);
@@ -69,24 +107,17 @@ pub async fn resolve(store: &Store, headers: &HeaderMap) -> AuthState {
                 return Err(AppError::Unauthenticated);
             }
             let view = users::get(&store.db, &user.account_id, &user.id).await?;
-            Ok(Some(Principal {
-                kind: PrincipalKind::User {
-                    user_id: user.id,
-                    email: user.email,
-                    session_id: session.id,
-                },
+            let principal = Principal {
+                kind: PrincipalKind::User { user_id: user.id, email: user.email, session_id: session.id },
                 account_id: user.account_id,
                 account_name,
                 resources: roles::union_resources(&view.roles),
-            }))
+            };
+            Ok((principal, Some(session.expires_at)))
         }
-        Presented::AppKey {
-            key,
-            token,
-            account,
-        } => {
+        Presented::AppKey { key, token, account } => {
             let principal = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
-            Ok(Some(principal.ok_or(AppError::Unauthenticated)?))
+            Ok((principal.ok_or(AppError::Unauthenticated)?, None))
         }
     }
 }

@@ -9,14 +9,9 @@ impl AccountName {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         let starts_with_letter = raw.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-        let allowed = raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let allowed = raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !(2..=40).contains(&len) || !starts_with_letter || !allowed {
-            return Err(Invalid(
-                "an account name is 2 to 40 characters of a-z and 0-9, starting with a letter"
-                    .into(),
-            ));
+            return Err(Invalid("an account name is 2 to 40 characters of a-z and 0-9, starting with a letter".into()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -38,10 +33,7 @@ mod tests {
 
     #[test]
     fn a_lowercase_name_starting_with_a_letter_is_accepted() {
-        assert_eq!(
-            AccountName::parse("mystore2").map(|a| a.to_string()),
-            Ok("mystore2".into())
-        );
+        assert_eq!(AccountName::parse("mystore2").map(|a| a.to_string()), Ok("mystore2".into()));
     }
 
     #[test]

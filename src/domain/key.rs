@@ -14,13 +14,9 @@ impl KeyPrefix {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let ok = (1..=20).contains(&raw.len())
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !ok {
-            return Err(Invalid(
-                "a key prefix is 1 to 20 characters of a-z and 0-9, starting with a letter".into(),
-            ));
+            return Err(Invalid("a key prefix is 1 to 20 characters of a-z and 0-9, starting with a letter".into()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -41,9 +37,7 @@ impl AppKeyValue {
 
     pub fn generate(prefix: &KeyPrefix, account: &AccountName) -> Self {
         let mut rng = OsRng.unwrap_err();
-        let suffix: String = (0..6)
-            .map(|_| char::from(rng.random_range(b'A'..=b'Z')))
-            .collect();
+        let suffix: String = (0..6).map(|_| char::from(rng.random_range(b'A'..=b'Z'))).collect();
         Self(format!("{}-{}-{}", prefix.0, account, suffix))
     }
 
@@ -51,12 +45,10 @@ impl AppKeyValue {
     /// characters of ASCII letters, digits and `-`. Whether it exists is the caller's question.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let raw = raw.trim();
-        let ok = (1..=Self::MAX_LEN).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok =
+            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
-            return Err(Invalid(
-                "a key value is 1 to 100 characters of letters, digits and '-'".into(),
-            ));
+            return Err(Invalid("a key value is 1 to 100 characters of letters, digits and '-'".into()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -80,10 +72,7 @@ mod tests {
     fn a_generated_key_is_prefix_account_and_six_capital_letters() {
         let account = AccountName::parse("mystore").expect("valid");
         let key = AppKeyValue::generate(&KeyPrefix::default(), &account);
-        let suffix = key
-            .as_str()
-            .strip_prefix("appkey-mystore-")
-            .expect("prefix and account");
+        let suffix = key.as_str().strip_prefix("appkey-mystore-").expect("prefix and account");
         assert_eq!(suffix.len(), 6);
         assert!(suffix.bytes().all(|b| b.is_ascii_uppercase()));
         assert_eq!(AppKeyValue::parse(key.as_str()), Ok(key));
@@ -91,17 +80,8 @@ mod tests {
 
     #[test]
     fn key_values_with_other_characters_are_rejected() {
-        for bad in [
-            "",
-            "appkey mystore",
-            "appkey-mystore-ÄBC",
-            "a;drop",
-            &"a".repeat(101),
-        ] {
-            assert!(
-                AppKeyValue::parse(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+        for bad in ["", "appkey mystore", "appkey-mystore-ÄBC", "a;drop", &"a".repeat(101)] {
+            assert!(AppKeyValue::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

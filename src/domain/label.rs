@@ -14,10 +14,7 @@ impl KeyLabel {
             return Ok(None);
         };
         if label.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid(format!(
-                "a label is at most {} characters",
-                Self::MAX_CHARS
-            )));
+            return Err(Invalid(format!("a label is at most {} characters", Self::MAX_CHARS)));
         }
         if has_control_chars(label) {
             return Err(Invalid("a label cannot contain control characters".into()));
@@ -36,10 +33,7 @@ mod tests {
 
     #[test]
     fn a_label_is_trimmed() {
-        assert_eq!(
-            KeyLabel::parse(Some("  ERP sync ")),
-            Ok(Some(KeyLabel("ERP sync".into())))
-        );
+        assert_eq!(KeyLabel::parse(Some("  ERP sync ")), Ok(Some(KeyLabel("ERP sync".into()))));
     }
 
     #[test]

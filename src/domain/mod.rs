@@ -16,9 +16,7 @@ pub use label::KeyLabel;
 pub use name::RoleName;
 pub use password::Password;
 pub use resource::{PredefinedRole, Resource, ResourceId};
-pub use token::{
-    AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind,
-};
+pub use token::{AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};
 
 /// A value that failed its own rules; the message is safe to show to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

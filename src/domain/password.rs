@@ -23,11 +23,7 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&len) {
-            return Err(Invalid(format!(
-                "a password is {} to {} characters",
-                Self::MIN_CHARS,
-                Self::MAX_CHARS
-            )));
+            return Err(Invalid(format!("a password is {} to {} characters", Self::MIN_CHARS, Self::MAX_CHARS)));
         }
         Ok(Self(raw.to_owned().into()))
     }
@@ -40,12 +36,7 @@ impl Password {
 
     /// A random 24-character one-time password.
     pub fn generate() -> Self {
-        let random: String = OsRng
-            .unwrap_err()
-            .sample_iter(Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
+        let random: String = OsRng.unwrap_err().sample_iter(Alphanumeric).take(24).map(char::from).collect();
         Self(random.into())
     }
 
@@ -72,11 +63,7 @@ impl Password {
     /// Blocking: call from `spawn_blocking`. A malformed stored hash verifies as false.
     pub fn verify(&self, phc: &str) -> bool {
         PasswordHash::new(phc)
-            .map(|parsed| {
-                hasher()
-                    .verify_password(self.expose_secret().as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| hasher().verify_password(self.expose_secret().as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     }
 }

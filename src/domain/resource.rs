@@ -16,12 +16,8 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 4] = [
-        Resource::SaveUser,
-        Resource::SaveAccessProfile,
-        Resource::ApiKeysView,
-        Resource::ApiKeysRenewToken,
-    ];
+    pub const ALL: [Resource; 4] =
+        [Resource::SaveUser, Resource::SaveAccessProfile, Resource::ApiKeysView, Resource::ApiKeysRenewToken];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -50,8 +46,7 @@ pub struct ResourceId(String);
 impl ResourceId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let segments_ok = raw.split('.').all(|segment| {
-            segment.starts_with(|c: char| c.is_ascii_alphabetic())
-                && segment.bytes().all(|b| b.is_ascii_alphanumeric())
+            segment.starts_with(|c: char| c.is_ascii_alphabetic()) && segment.bytes().all(|b| b.is_ascii_alphanumeric())
         });
         if raw.len() > 100 || !raw.contains('.') || !segments_ok {
             return Err(Invalid(
@@ -77,10 +72,7 @@ pub enum PredefinedRole {
 }
 
 impl PredefinedRole {
-    pub const ALL: [PredefinedRole; 2] = [
-        PredefinedRole::Owner,
-        PredefinedRole::UserAdministratorRestricted,
-    ];
+    pub const ALL: [PredefinedRole; 2] = [PredefinedRole::Owner, PredefinedRole::UserAdministratorRestricted];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -97,11 +89,9 @@ impl PredefinedRole {
     pub fn fixed_resources(self) -> Option<&'static [Resource]> {
         match self {
             PredefinedRole::Owner => None,
-            PredefinedRole::UserAdministratorRestricted => Some(&[
-                Resource::SaveUser,
-                Resource::ApiKeysView,
-                Resource::ApiKeysRenewToken,
-            ]),
+            PredefinedRole::UserAdministratorRestricted => {
+                Some(&[Resource::SaveUser, Resource::ApiKeysView, Resource::ApiKeysRenewToken])
+            }
         }
     }
 }
@@ -113,29 +103,15 @@ mod tests {
     #[test]
     fn every_builtin_id_is_a_valid_resource_id() {
         for resource in Resource::ALL {
-            assert_eq!(
-                ResourceId::parse(resource.id()).map(|r| r.0),
-                Ok(resource.id().to_owned())
-            );
+            assert_eq!(ResourceId::parse(resource.id()).map(|r| r.0), Ok(resource.id().to_owned()));
         }
     }
 
     #[test]
     fn operator_resource_ids_need_dotted_alphanumeric_segments() {
         assert!(ResourceId::parse("Orders.Read").is_ok());
-        for bad in [
-            "Orders",
-            "Orders.",
-            ".Read",
-            "Orders.Read!",
-            "Orders..Read",
-            "1Orders.Read",
-            "Or ders.Read",
-        ] {
-            assert!(
-                ResourceId::parse(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+        for bad in ["Orders", "Orders.", ".Read", "Orders.Read!", "Orders..Read", "1Orders.Read", "Or ders.Read"] {
+            assert!(ResourceId::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

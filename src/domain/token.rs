@@ -66,18 +66,10 @@ impl<K: TokenKind> Token<K> {
         let mut rng = OsRng.unwrap_err();
         let mut body = String::with_capacity(K::PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS);
         body.push_str(K::PREFIX);
-        body.extend(
-            (&mut rng)
-                .sample_iter(Alphanumeric)
-                .take(RANDOM_CHARS)
-                .map(char::from),
-        );
+        body.extend((&mut rng).sample_iter(Alphanumeric).take(RANDOM_CHARS).map(char::from));
         let checksum = checksum(&body);
         body.push_str(&checksum);
-        Self {
-            secret: body.into(),
-            kind: PhantomData,
-        }
+        Self { secret: body.into(), kind: PhantomData }
     }
 
     /// Checks prefix, length, alphabet and checksum; does not touch the database.
@@ -94,10 +86,7 @@ impl<K: TokenKind> Token<K> {
         if !bool::from(checksum(body).as_bytes().ct_eq(sum.as_bytes())) {
             return Err(TokenFormatError::Checksum);
         }
-        Ok(Self {
-            secret: raw.to_owned().into(),
-            kind: PhantomData,
-        })
+        Ok(Self { secret: raw.to_owned().into(), kind: PhantomData })
     }
 
     pub fn digest(&self) -> TokenDigest {
@@ -168,10 +157,7 @@ mod tests {
 
     #[test]
     fn two_generated_tokens_differ() {
-        assert_ne!(
-            AppToken::generate().expose_secret(),
-            AppToken::generate().expose_secret()
-        );
+        assert_ne!(AppToken::generate().expose_secret(), AppToken::generate().expose_secret());
     }
 
     #[test]
@@ -180,29 +166,17 @@ mod tests {
         let mut raw = token.expose_secret().to_owned().into_bytes();
         raw[10] = if raw[10] == b'a' { b'b' } else { b'a' };
         let raw = String::from_utf8(raw).expect("ascii");
-        assert_eq!(
-            AppToken::parse(&raw).err(),
-            Some(TokenFormatError::Checksum)
-        );
+        assert_eq!(AppToken::parse(&raw).err(), Some(TokenFormatError::Checksum));
     }
 
     #[test]
     fn a_token_of_another_kind_or_shape_is_refused() {
         let session = SessionToken::generate();
-        assert_eq!(
-            AppToken::parse(session.expose_secret()).err(),
-            Some(TokenFormatError::Shape)
-        );
-        assert_eq!(
-            AppToken::parse("akt_short").err(),
-            Some(TokenFormatError::Shape)
-        );
+        assert_eq!(AppToken::parse(session.expose_secret()).err(), Some(TokenFormatError::Shape));
+        assert_eq!(AppToken::parse("akt_short").err(), Some(TokenFormatError::Shape));
         assert_eq!(AppToken::parse("").err(), Some(TokenFormatError::Shape));
         let bad = format!("akt_{}", "-".repeat(46));
-        assert_eq!(
-            AppToken::parse(&bad).err(),
-            Some(TokenFormatError::Alphabet)
-        );
+        assert_eq!(AppToken::parse(&bad).err(), Some(TokenFormatError::Alphabet));
         let multibyte = format!("akt_{}é", "a".repeat(44));
         assert!(AppToken::parse(&multibyte).is_err());
     }
@@ -217,10 +191,7 @@ mod tests {
     #[test]
     fn the_digest_is_sha256_hex_and_compares_exactly() {
         let digest = TokenDigest::of("abc");
-        assert_eq!(
-            digest.as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(digest.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(digest.matches("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         assert!(!digest.matches("00"));
     }

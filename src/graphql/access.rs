@@ -3,8 +3,8 @@ use async_graphql::{Context, ErrorExtensions, Object, Result, ID};
 
 use super::guard::{principal, service_ctx, Authenticated, PermissionGuard};
 use super::types::{
-    connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType,
-    Resource, Role, Session, UpdateRoleInput, User, Viewer,
+    connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType, Resource, Role,
+    Session, UpdateRoleInput, User, Viewer,
 };
 use crate::auth::PrincipalKind;
 use crate::domain::Resource as R;
@@ -36,38 +36,22 @@ impl AccessQuery {
             }
             PrincipalKind::AppKey { key, .. } => (PrincipalType::AppKey, None, Some(key.clone())),
         };
-        Ok(Viewer {
-            principal_type,
-            account: principal.account_name.clone(),
-            user,
-            app_key,
-            resources,
-        })
+        Ok(Viewer { principal_type, account: principal.account_name.clone(), user, app_key, resources })
     }
 
     /// The account's roles: predefined first, then custom roles by name.
-    #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::SaveAccessProfile).or(R::ApiKeysView)"
-    )]
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::SaveAccessProfile).or(R::ApiKeysView)")]
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(roles::list(&state.store.db, &principal.account_id)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        Ok(roles::list(&state.store.db, &principal.account_id).await?.into_iter().map(Into::into).collect())
     }
 
     /// The resource catalogue: built-in resources and those registered by operators.
     #[graphql(guard = "Authenticated")]
     async fn resources(&self, ctx: &Context<'_>) -> Result<Vec<Resource>> {
         let state = ctx.data::<AppState>()?;
-        Ok(roles::catalogue(&state.store.db)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        Ok(roles::catalogue(&state.store.db).await?.into_iter().map(Into::into).collect())
     }
 
     /// The account's users, newest first.
@@ -76,20 +60,13 @@ impl AccessQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<
-            String,
-        >,
+        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
     ) -> Result<Page<User>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
         let page = PageRequest::parse(Some(first), after.as_deref())?;
         let paged = users::list(&state.store.db, &principal.account_id, &page).await?;
-        Ok(connection(
-            paged,
-            page.after.is_some(),
-            |u| u.id.as_str(),
-            User::from,
-        ))
+        Ok(connection(paged, page.after.is_some(), |u| u.id.as_str(), User::from))
     }
 }
 
@@ -102,15 +79,9 @@ impl AccessMutation {
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<Session> {
         let state = ctx.data::<AppState>()?;
         let meta = ctx.data::<RequestMeta>()?;
-        let outcome = sessions::login(
-            &state.store,
-            meta,
-            state.session_ttl,
-            &input.account,
-            &input.email,
-            &input.password,
-        )
-        .await?;
+        let outcome =
+            sessions::login(&state.store, meta, state.session_ttl, &input.account, &input.email, &input.password)
+                .await?;
         Ok(Session {
             token: outcome.token.expose_secret().to_owned(),
             expires_at: outcome.expires_at,
@@ -125,10 +96,7 @@ impl AccessMutation {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let PrincipalKind::User { session_id, .. } = &sctx.principal.kind else {
-            return Err(AppError::BadUserInput(
-                "logout ends a user session; an app key has none".into(),
-            )
-            .extend());
+            return Err(AppError::BadUserInput("logout ends a user session; an app key has none".into()).extend());
         };
         sessions::logout(&state.store, &sctx, session_id).await?;
         Ok(true)
@@ -139,11 +107,7 @@ impl AccessMutation {
     async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Result<Role> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        Ok(
-            roles::create(&state.store, &sctx, &input.name, &input.resource_ids)
-                .await?
-                .into(),
-        )
+        Ok(roles::create(&state.store, &sctx, &input.name, &input.resource_ids).await?.into())
     }
 
     /// Renames a custom role or replaces its resources. Predefined roles refuse changes.
@@ -151,14 +115,8 @@ impl AccessMutation {
     async fn update_role(&self, ctx: &Context<'_>, id: ID, input: UpdateRoleInput) -> Result<Role> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let view = roles::update(
-            &state.store,
-            &sctx,
-            &id,
-            input.name.as_deref(),
-            input.resource_ids.as_deref(),
-        )
-        .await?;
+        let view =
+            roles::update(&state.store, &sctx, &id, input.name.as_deref(), input.resource_ids.as_deref()).await?;
         Ok(view.into())
     }
 
@@ -176,29 +134,16 @@ impl AccessMutation {
     async fn add_user(&self, ctx: &Context<'_>, input: AddUserInput) -> Result<AddedUser> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let (user, password) =
-            users::add(&state.store, &sctx, &input.email, &ids(input.role_ids)).await?;
-        Ok(AddedUser {
-            user: user.into(),
-            one_time_password: password.expose_secret().to_owned(),
-        })
+        let (user, password) = users::add(&state.store, &sctx, &input.email, &ids(input.role_ids)).await?;
+        Ok(AddedUser { user: user.into(), one_time_password: password.expose_secret().to_owned() })
     }
 
     /// Replaces a user's roles. The account always keeps at least one Owner.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn set_user_roles(
-        &self,
-        ctx: &Context<'_>,
-        user_id: ID,
-        role_ids: Vec<ID>,
-    ) -> Result<User> {
+    async fn set_user_roles(&self, ctx: &Context<'_>, user_id: ID, role_ids: Vec<ID>) -> Result<User> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        Ok(
-            users::set_roles(&state.store, &sctx, &user_id, &ids(role_ids))
-                .await?
-                .into(),
-        )
+        Ok(users::set_roles(&state.store, &sctx, &user_id, &ids(role_ids)).await?.into())
     }
 
     /// Removes a user and ends their sessions. The account always keeps at least one Owner.

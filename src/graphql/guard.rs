@@ -10,7 +10,7 @@ use crate::service::{Ctx, RequestMeta};
 /// The authenticated caller, or the authentication error this request earned.
 pub fn principal<'c>(ctx: &Context<'c>) -> Result<&'c Principal> {
     match ctx.data::<Arc<AuthState>>().map(|state| state.as_ref()) {
-        Ok(Ok(Some(principal))) => Ok(principal),
+        Ok(Ok(Some(principal))) => Ok(principal.as_ref()),
         Ok(Err(error)) => Err(error.extend()),
         Ok(Ok(None)) | Err(_) => Err(AppError::Unauthenticated.extend()),
     }
@@ -30,9 +30,7 @@ pub struct PermissionGuard {
 
 impl PermissionGuard {
     pub fn new(resource: Resource) -> Self {
-        Self {
-            any_of: vec![resource],
-        }
+        Self { any_of: vec![resource] }
     }
 
     /// Also accept `resource` (e.g. read-only operations accept `ApiKeys.View`).

@@ -4,8 +4,8 @@ use async_graphql::{Context, Object, Result, ID};
 
 use super::guard::{principal, service_ctx, PermissionGuard};
 use super::types::{
-    connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, ExportDownload,
-    GenerateAppKeyInput, GeneratedAppKey, Page,
+    connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, ExportDownload, GenerateAppKeyInput,
+    GeneratedAppKey, Page,
 };
 use crate::domain::Resource as R;
 use crate::service::export;
@@ -37,21 +37,13 @@ impl KeyQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<
-            String,
-        >,
+        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
         #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
     ) -> Result<Page<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
         let page = PageRequest::parse(Some(first), after.as_deref())?;
-        let paged = keys::list_with_access(
-            &state.store.db,
-            &principal.account_id,
-            &key_filter(filter),
-            &page,
-        )
-        .await?;
+        let paged = keys::list_with_access(&state.store.db, &principal.account_id, &key_filter(filter), &page).await?;
         Ok(key_connection(paged, &page))
     }
 
@@ -61,21 +53,13 @@ impl KeyQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<
-            String,
-        >,
+        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
         #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
     ) -> Result<Page<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
         let page = PageRequest::parse(Some(first), after.as_deref())?;
-        let paged = keys::list_internal(
-            &state.store.db,
-            &principal.account_id,
-            &key_filter(filter),
-            &page,
-        )
-        .await?;
+        let paged = keys::list_internal(&state.store.db, &principal.account_id, &key_filter(filter), &page).await?;
         Ok(key_connection(paged, &page))
     }
 
@@ -88,9 +72,7 @@ impl KeyQuery {
     ) -> Result<Option<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(keys::get(&state.store.db, &principal.account_id, &key)
-            .await?
-            .map(Into::into))
+        Ok(keys::get(&state.store.db, &principal.account_id, &key).await?.map(Into::into))
     }
 }
 
@@ -101,74 +83,38 @@ pub struct KeyMutation;
 impl KeyMutation {
     /// Generates an internal key. The token in the response is shown once and never again.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn generate_app_key(
-        &self,
-        ctx: &Context<'_>,
-        input: GenerateAppKeyInput,
-    ) -> Result<GeneratedAppKey> {
+    async fn generate_app_key(&self, ctx: &Context<'_>, input: GenerateAppKeyInput) -> Result<GeneratedAppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let role_ids = ids(input.role_ids.unwrap_or_default());
-        let generated = keys::generate(
-            &state.store,
-            &sctx,
-            &state.key_prefix,
-            input.label.as_deref(),
-            &role_ids,
-        )
-        .await?;
-        Ok(GeneratedAppKey {
-            app_key: generated.key.into(),
-            app_token: generated.token.expose_secret().to_owned(),
-        })
+        let generated =
+            keys::generate(&state.store, &sctx, &state.key_prefix, input.label.as_deref(), &role_ids).await?;
+        Ok(GeneratedAppKey { app_key: generated.key.into(), app_token: generated.token.expose_secret().to_owned() })
     }
 
     /// Grants roles in this account to another account's key (or re-adds a removed one).
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn add_external_app_key(
-        &self,
-        ctx: &Context<'_>,
-        input: AddExternalAppKeyInput,
-    ) -> Result<AppKey> {
+    async fn add_external_app_key(&self, ctx: &Context<'_>, input: AddExternalAppKeyInput) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        Ok(
-            keys::add_external(&state.store, &sctx, &input.key, &ids(input.role_ids))
-                .await?
-                .into(),
-        )
+        Ok(keys::add_external(&state.store, &sctx, &input.key, &ids(input.role_ids)).await?.into())
     }
 
     /// Replaces the key's roles in this account. An empty list removes its access.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn set_app_key_roles(
-        &self,
-        ctx: &Context<'_>,
-        key: String,
-        role_ids: Vec<ID>,
-    ) -> Result<AppKey> {
+    async fn set_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Set, role_ids).await
     }
 
     /// Adds roles to the key in this account.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn add_app_key_roles(
-        &self,
-        ctx: &Context<'_>,
-        key: String,
-        role_ids: Vec<ID>,
-    ) -> Result<AppKey> {
+    async fn add_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Add, role_ids).await
     }
 
     /// Removes roles from the key in this account.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn remove_app_key_roles(
-        &self,
-        ctx: &Context<'_>,
-        key: String,
-        role_ids: Vec<ID>,
-    ) -> Result<AppKey> {
+    async fn remove_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Remove, role_ids).await
     }
 
@@ -197,24 +143,12 @@ impl KeyMutation {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let (ticket, expires_at) = export::issue_ticket(&state.store, &sctx).await?;
-        Ok(ExportDownload {
-            url: format!("/export/app-keys.csv?ticket={}", ticket.expose_secret()),
-            expires_at,
-        })
+        Ok(ExportDownload { url: format!("/export/app-keys.csv?ticket={}", ticket.expose_secret()), expires_at })
     }
 }
 
-async fn change_roles(
-    ctx: &Context<'_>,
-    key: &str,
-    change: RolesChange,
-    role_ids: Vec<ID>,
-) -> Result<AppKey> {
+async fn change_roles(ctx: &Context<'_>, key: &str, change: RolesChange, role_ids: Vec<ID>) -> Result<AppKey> {
     let state = ctx.data::<AppState>()?;
     let sctx = service_ctx(ctx)?;
-    Ok(
-        keys::change_roles(&state.store, &sctx, key, change, &ids(role_ids))
-            .await?
-            .into(),
-    )
+    Ok(keys::change_roles(&state.store, &sctx, key, change, &ids(role_ids)).await?.into())
 }

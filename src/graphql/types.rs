@@ -20,10 +20,7 @@ pub struct Resource {
 
 impl From<ResourceView> for Resource {
     fn from(r: ResourceView) -> Self {
-        Self {
-            id: r.id,
-            name: r.name,
-        }
+        Self { id: r.id, name: r.name }
     }
 }
 
@@ -289,19 +286,9 @@ pub fn connection<V, N: OutputType>(
     id: impl Fn(&V) -> &str,
     node: impl Fn(V) -> N,
 ) -> Page<N> {
-    let mut connection = Connection::with_additional_fields(
-        has_previous,
-        paged.has_next,
-        ConnectionFields {
-            total_count: paged.total,
-        },
-    );
-    connection.edges.extend(
-        paged
-            .items
-            .into_iter()
-            .map(|item| Edge::new(encode_cursor(id(&item)), node(item))),
-    );
+    let mut connection =
+        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total_count: paged.total });
+    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(encode_cursor(id(&item)), node(item))));
     connection
 }
 

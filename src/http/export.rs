@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error_response;
-use crate::auth;
 use crate::domain::Resource;
 use crate::error::AppError;
 use crate::service::export;
@@ -27,33 +26,22 @@ pub async fn app_keys_csv(
             Ok(account_id) => account_id,
             Err(error) => return error_response(&error),
         },
-        None => match auth::resolve(&state.store, &headers).await {
+        None => match state.auth.resolve(&headers).await {
             Ok(Some(principal)) => {
                 // Like the listing it exports: Save user, or the read-only View API keys.
-                if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView))
-                {
-                    return error_response(&AppError::forbidden([
-                        Resource::SaveUser.id(),
-                        Resource::ApiKeysView.id(),
-                    ]));
+                if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView)) {
+                    return error_response(&AppError::forbidden([Resource::SaveUser.id(), Resource::ApiKeysView.id()]));
                 }
-                principal.account_id
+                principal.account_id.clone()
             }
             Ok(None) => return error_response(&AppError::Unauthenticated),
             Err(error) => return error_response(&error),
         },
     };
-    let mut response =
-        Body::from_stream(export::stream(state.store.clone(), account_id)).into_response();
+    let mut response = Body::from_stream(export::stream(state.store.clone(), account_id)).into_response();
     let out = response.headers_mut();
-    out.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    out.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"app-keys.csv\""),
-    );
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    out.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"app-keys.csv\""));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

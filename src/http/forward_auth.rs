@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error_response;
-use crate::auth::{self, PrincipalKind};
+use crate::auth::PrincipalKind;
 use crate::error::AppError;
 use crate::AppState;
 
@@ -15,31 +15,19 @@ pub async fn check(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let required: Vec<String> = params
-        .into_iter()
-        .filter(|(k, _)| k == "resource")
-        .map(|(_, v)| v)
-        .collect();
-    let principal = match auth::resolve(&state.store, &headers).await {
+    let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
+    let principal = match state.auth.resolve(&headers).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
         Err(error) => return error_response(&error),
     };
-    let missing: Vec<String> = required
-        .into_iter()
-        .filter(|r| !principal.resources.contains(r))
-        .collect();
+    let missing: Vec<String> = required.into_iter().filter(|r| !principal.resources.contains(r)).collect();
     if !missing.is_empty() {
         return error_response(&AppError::forbidden(missing));
     }
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
-    let resources = principal
-        .resources
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(",");
+    let resources = principal.resources.iter().cloned().collect::<Vec<_>>().join(",");
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             out.insert(name, value);

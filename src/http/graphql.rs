@@ -11,7 +11,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{request_meta, ClientAddr};
-use crate::auth;
 use crate::AppState;
 
 pub const MAX_BATCH: usize = 10;
@@ -32,17 +31,8 @@ pub async fn graphiql() -> impl IntoResponse {
 
 /// A request-level failure (before execution), in the GraphQL error shape.
 fn request_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body =
-        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
 pub async fn graphql_post(
@@ -67,11 +57,7 @@ pub async fn graphql_post(
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(_) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "the body is not a GraphQL request in JSON",
-            )
+            return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the body is not a GraphQL request in JSON")
         }
     };
     if let BatchRequest::Batch(requests) = &batch {
@@ -117,17 +103,10 @@ pub async fn graphql_get(
     headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> Response {
-    let request = match params
-        .map_err(|_| ())
-        .and_then(|Query(p)| p.into_request().map_err(|_| ()))
-    {
+    let request = match params.map_err(|_| ()).and_then(|Query(p)| p.into_request().map_err(|_| ())) {
         Ok(request) => request,
         Err(()) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "the query string is not a GraphQL request",
-            )
+            return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the query string is not a GraphQL request")
         }
     };
     if is_mutation(&request) {
@@ -136,9 +115,7 @@ pub async fn graphql_get(
             "BAD_REQUEST",
             "mutations are not allowed over GET; use POST",
         );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     execute(&state, peer, &headers, BatchRequest::Single(request)).await
@@ -150,29 +127,15 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
         return false; // execution reports the syntax error
     };
     let selected = match request.operation_name.as_deref() {
-        Some(name) => document
-            .operations
-            .iter()
-            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
-            .map(|(_, op)| op),
+        Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)).map(|(_, op)| op),
         // Several operations and no name: execution refuses to pick one, so nothing runs.
-        None => document
-            .operations
-            .iter()
-            .next()
-            .filter(|_| document.operations.iter().count() == 1)
-            .map(|(_, op)| op),
+        None => document.operations.iter().next().filter(|_| document.operations.iter().count() == 1).map(|(_, op)| op),
     };
     selected.is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
-async fn execute(
-    state: &AppState,
-    peer: ClientAddr,
-    headers: &HeaderMap,
-    batch: BatchRequest,
-) -> Response {
-    let auth_state = Arc::new(auth::resolve(&state.store, headers).await);
+async fn execute(state: &AppState, peer: ClientAddr, headers: &HeaderMap, batch: BatchRequest) -> Response {
+    let auth_state = Arc::new(state.auth.resolve(headers).await);
     let meta = request_meta(headers, &peer);
     let batch = batch.data(auth_state).data(meta);
     let response = state.schema.execute_batch(batch).await;
@@ -183,37 +146,19 @@ async fn execute(
 /// accepts it, where a request that failed before execution gets 400; otherwise `application/json`
 /// with 200.
 fn respond(headers: &HeaderMap, response: BatchResponse) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let graphql_response = accept.contains(GRAPHQL_RESPONSE);
     let failed_before_execution = match &response {
         BatchResponse::Single(r) => {
-            r.data == async_graphql::Value::Null
-                && !r.errors.is_empty()
-                && r.errors.iter().all(|e| e.path.is_empty())
+            r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
         }
         BatchResponse::Batch(_) => false,
     };
-    let status = if graphql_response && failed_before_execution {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    let content_type = if graphql_response {
-        GRAPHQL_RESPONSE
-    } else {
-        "application/json"
-    };
+    let status = if graphql_response && failed_before_execution { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let content_type = if graphql_response { GRAPHQL_RESPONSE } else { "application/json" };
     let body = match serde_json::to_vec(&response) {
         Ok(body) => body,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }

@@ -47,22 +47,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| *addr),
-        ))
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
     }
 }
 
 /// Request id and client address, for audit events.
 pub(crate) fn request_meta(headers: &HeaderMap, peer: &ClientAddr) -> RequestMeta {
     RequestMeta {
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
         client_ip: peer.0.map(|addr| addr.ip().to_string()),
     }
 }
@@ -81,11 +73,8 @@ pub(crate) fn error_response(error: &AppError) -> Response {
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let mut response = (
-        status,
-        Json(serde_json::json!({ "error": error.message(), "code": error.code() })),
-    )
-        .into_response();
+    let mut response =
+        (status, Json(serde_json::json!({ "error": error.message(), "code": error.code() }))).into_response();
     if let AppError::RateLimited { retry_after_secs } = error {
         if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response.headers_mut().insert("retry-after", value);

@@ -1,7 +1,5 @@
 //! Accounts (tenants): creation with predefined roles and an owner, and the first-run bootstrap.
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -23,14 +21,8 @@ pub struct CreatedAccount {
 
 pub type Bootstrapped = CreatedAccount;
 
-pub async fn find_by_name<C: ConnectionTrait>(
-    db: &C,
-    name: &str,
-) -> AppResult<Option<account::Model>> {
-    Ok(account::Entity::find()
-        .filter(account::Column::Name.eq(name))
-        .one(db)
-        .await?)
+pub async fn find_by_name<C: ConnectionTrait>(db: &C, name: &str) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find().filter(account::Column::Name.eq(name)).one(db).await?)
 }
 
 pub async fn name_of<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
@@ -59,13 +51,9 @@ pub async fn create(
     if find_by_name(&*txn, name.as_str()).await?.is_some() {
         return Err(AppError::Conflict(format!("account {name} already exists")));
     }
-    let account = account::ActiveModel {
-        id: Set(new_id()),
-        name: Set(name.to_string()),
-        created_at: Set(now()),
-    }
-    .insert(&*txn)
-    .await?;
+    let account = account::ActiveModel { id: Set(new_id()), name: Set(name.to_string()), created_at: Set(now()) }
+        .insert(&*txn)
+        .await?;
     let owner_role = roles::create_predefined(&*txn, &account.id).await?;
     let owner = users::insert(&*txn, &account.id, &email, hash, &[owner_role]).await?;
     audit::record(
@@ -82,11 +70,7 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
-    Ok(CreatedAccount {
-        account: account.name,
-        email: owner.email,
-        generated_password: generated.then_some(password),
-    })
+    Ok(CreatedAccount { account: account.name, email: owner.email, generated_password: generated.then_some(password) })
 }
 
 /// On an empty database, creates the bootstrap account and its owner; otherwise does nothing.
@@ -94,16 +78,6 @@ pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<B
     if account::Entity::find().count(&store.db).await? > 0 {
         return Ok(None);
     }
-    let password = settings
-        .bootstrap_password
-        .as_ref()
-        .map(|p| p.expose_secret().to_owned());
-    create(
-        store,
-        &settings.bootstrap_account,
-        &settings.bootstrap_email,
-        password.as_deref(),
-    )
-    .await
-    .map(Some)
+    let password = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
+    create(store, &settings.bootstrap_account, &settings.bootstrap_email, password.as_deref()).await.map(Some)
 }

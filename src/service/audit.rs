@@ -18,11 +18,7 @@ pub struct AuditEntry<'a> {
     pub after: Option<Value>,
 }
 
-pub async fn record<C: ConnectionTrait>(
-    db: &C,
-    meta: &RequestMeta,
-    entry: AuditEntry<'_>,
-) -> AppResult<()> {
+pub async fn record<C: ConnectionTrait>(db: &C, meta: &RequestMeta, entry: AuditEntry<'_>) -> AppResult<()> {
     audit_event::ActiveModel {
         id: Set(new_id()),
         account_id: Set(entry.account_id.to_owned()),
@@ -70,8 +66,7 @@ pub async fn list<C: ConnectionTrait>(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AuditEventView>> {
-    let mut select =
-        audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
+    let mut select = audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
     if let Some(action) = &filter.action {
         select = select.filter(audit_event::Column::Action.eq(action.clone()));
     }

@@ -46,8 +46,7 @@ fn row(view: &AppKeyView) -> [String; 6] {
         }
         .to_owned(),
         roles.join(";"),
-        view.created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        view.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     ]
 }
 
@@ -60,46 +59,26 @@ pub fn encode(views: &[AppKeyView], with_header: bool) -> AppResult<Vec<u8>> {
     }
     for view in views {
         let cells = row(view);
-        writer
-            .write_record(cells.iter().map(|c| neutralise(c).into_owned()))
-            .map_err(fail)?;
+        writer.write_record(cells.iter().map(|c| neutralise(c).into_owned())).map_err(fail)?;
     }
-    writer
-        .into_inner()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("flushing CSV: {e}")))
+    writer.into_inner().map_err(|e| AppError::Internal(anyhow::anyhow!("flushing CSV: {e}")))
 }
 
 /// Streams the export for an account: the header, then one chunk per page of keys.
-pub fn stream(
-    store: Store,
-    account_id: String,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let state = (
-        store,
-        account_id,
-        Some(PageRequest {
-            first: ROWS_PER_CHUNK,
-            after: None,
-        }),
-        true,
-    );
+pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    let state = (store, account_id, Some(PageRequest { first: ROWS_PER_CHUNK, after: None }), true);
     futures::stream::try_unfold(state, |(store, account_id, page, first_chunk)| async move {
         let Some(page) = page else {
             return Ok(None);
         };
-        let paged = keys::list_with_access(&store.db, &account_id, &KeyFilter::default(), &page)
-            .await
-            .map_err(|e| {
+        let paged =
+            keys::list_with_access(&store.db, &account_id, &KeyFilter::default(), &page).await.map_err(|e| {
                 e.log_if_internal();
                 std::io::Error::other("export failed")
             })?;
-        let chunk = encode(&paged.items, first_chunk)
-            .map_err(|_| std::io::Error::other("export failed"))?;
+        let chunk = encode(&paged.items, first_chunk).map_err(|_| std::io::Error::other("export failed"))?;
         let next = match (paged.has_next, paged.items.last()) {
-            (true, Some(_)) => Some(PageRequest {
-                first: ROWS_PER_CHUNK,
-                after: paged.last_cursor_id,
-            }),
+            (true, Some(_)) => Some(PageRequest { first: ROWS_PER_CHUNK, after: paged.last_cursor_id }),
             _ => None,
         };
         Ok(Some((Bytes::from(chunk), (store, account_id, next, false))))
@@ -108,10 +87,7 @@ pub fn stream(
 
 /// Issues a single-use ticket valid for `TICKET_TTL_SECS`; the caller's permission was checked by
 /// the guard on the mutation.
-pub async fn issue_ticket(
-    store: &Store,
-    ctx: &Ctx<'_>,
-) -> AppResult<(DownloadToken, chrono::DateTime<chrono::Utc>)> {
+pub async fn issue_ticket(store: &Store, ctx: &Ctx<'_>) -> AppResult<(DownloadToken, chrono::DateTime<chrono::Utc>)> {
     let token = DownloadToken::generate();
     let expires_at = now() + chrono::Duration::seconds(TICKET_TTL_SECS);
     let txn = store.begin_write().await?;
@@ -139,7 +115,7 @@ pub async fn issue_ticket(
         },
     )
     .await?;
-    txn.commit().await?;
+    txn.commit_without_credential_change().await?;
     Ok((token, expires_at))
 }
 
@@ -165,6 +141,6 @@ pub async fn redeem_ticket(store: &Store, raw: &str) -> AppResult<String> {
     if claimed.rows_affected != 1 {
         return Err(AppError::Unauthenticated);
     }
-    txn.commit().await?;
+    txn.commit_without_credential_change().await?;
     Ok(ticket.account_id)
 }

@@ -6,8 +6,8 @@
 //! account: active at the owner and, for an external key, not removed there.
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
-    QuerySelect, RelationTrait, Select, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect,
+    RelationTrait, Select, Set,
 };
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -76,10 +76,8 @@ async fn views<C: ConnectionTrait>(
             .collect()
     };
     let roles_by_access = roles_of_accesses(db, &accesses).await?;
-    let access_by_key: HashMap<&str, &key_access::Model> = accesses
-        .iter()
-        .map(|a| (a.app_key_id.as_str(), a))
-        .collect();
+    let access_by_key: HashMap<&str, &key_access::Model> =
+        accesses.iter().map(|a| (a.app_key_id.as_str(), a)).collect();
     Ok(keys
         .into_iter()
         .map(|k| {
@@ -87,25 +85,14 @@ async fn views<C: ConnectionTrait>(
             let internal = k.account_id == account_id;
             let removed = access.is_none_or(|a| a.removed);
             let active = k.active && !removed;
-            let roles = access
-                .and_then(|a| roles_by_access.get(&a.id))
-                .cloned()
-                .unwrap_or_default();
+            let roles = access.and_then(|a| roles_by_access.get(&a.id)).cloned().unwrap_or_default();
             AppKeyView {
                 id: k.id,
                 account: owners.get(&k.account_id).cloned().unwrap_or_default(),
                 label: internal.then_some(k.label),
                 key: k.key,
-                key_type: if internal {
-                    KeyType::Internal
-                } else {
-                    KeyType::External
-                },
-                status: if active {
-                    KeyStatus::Active
-                } else {
-                    KeyStatus::Inactive
-                },
+                key_type: if internal { KeyType::Internal } else { KeyType::External },
+                status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
                 has_access: active && !roles.is_empty(),
                 roles,
                 created_at: k.created_at,
@@ -122,30 +109,19 @@ async fn roles_of_accesses<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let links = key_access_role::Entity::find()
-        .filter(key_access_role::Column::KeyAccessId.is_in(ids))
-        .all(db)
-        .await?;
+    let links = key_access_role::Entity::find().filter(key_access_role::Column::KeyAccessId.is_in(ids)).all(db).await?;
     let role_ids: BTreeSet<&str> = links.iter().map(|l| l.role_id.as_str()).collect();
     let rows = if role_ids.is_empty() {
         Vec::new()
     } else {
-        role::Entity::find()
-            .filter(role::Column::Id.is_in(role_ids))
-            .all(db)
-            .await?
+        role::Entity::find().filter(role::Column::Id.is_in(role_ids)).all(db).await?
     };
-    let by_id: HashMap<String, RoleView> = roles::views(db, rows)
-        .await?
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
+    let by_id: HashMap<String, RoleView> =
+        roles::views(db, rows).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut out: HashMap<String, Vec<RoleView>> = HashMap::new();
     for link in links {
         if let Some(view) = by_id.get(&link.role_id) {
-            out.entry(link.key_access_id)
-                .or_default()
-                .push(view.clone());
+            out.entry(link.key_access_id).or_default().push(view.clone());
         }
     }
     for roles in out.values_mut() {
@@ -188,14 +164,8 @@ pub async fn list_with_access<C: ConnectionTrait>(
     filter: &KeyFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
-    let paged = page::fetch(
-        db,
-        access_select(account_id, filter),
-        key_access::Column::Id,
-        page,
-        |m| m.id.as_str(),
-    )
-    .await?;
+    let paged =
+        page::fetch(db, access_select(account_id, filter), key_access::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
     let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
         HashMap::new()
@@ -208,25 +178,14 @@ pub async fn list_with_access<C: ConnectionTrait>(
             .map(|k| (k.id.clone(), k))
             .collect()
     };
-    let ordered: Vec<app_key::Model> = paged
-        .items
-        .iter()
-        .filter_map(|a| keys.remove(&a.app_key_id))
-        .collect();
+    let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
     let items = views(db, account_id, ordered, paged.items).await?;
-    Ok(Paged {
-        items,
-        total: paged.total,
-        has_next: paged.has_next,
-        last_cursor_id: paged.last_cursor_id,
-    })
+    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
 }
 
 fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Entity> {
-    let with_roles = Query::select()
-        .column(key_access_role::Column::KeyAccessId)
-        .from(key_access_role::Entity)
-        .to_owned();
+    let with_roles =
+        Query::select().column(key_access_role::Column::KeyAccessId).from(key_access_role::Entity).to_owned();
     let mut select = key_access::Entity::find()
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
         .filter(key_access::Column::AccountId.eq(account_id))
@@ -240,13 +199,11 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Ent
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         // Another account's label is never shown, so it is never searched either.
         select = select.filter(
-            Condition::any()
-                .add(contains((app_key::Entity, app_key::Column::Key), search))
-                .add(
-                    Condition::all()
-                        .add(key_access::Column::External.eq(false))
-                        .add(contains((app_key::Entity, app_key::Column::Label), search)),
-                ),
+            Condition::any().add(contains((app_key::Entity, app_key::Column::Key), search)).add(
+                Condition::all()
+                    .add(key_access::Column::External.eq(false))
+                    .add(contains((app_key::Entity, app_key::Column::Label), search)),
+            ),
         );
     }
     select
@@ -285,12 +242,7 @@ pub async fn list_internal<C: ConnectionTrait>(
             .await?
     };
     let items = views(db, account_id, paged.items, accesses).await?;
-    Ok(Paged {
-        items,
-        total: paged.total,
-        has_next: paged.has_next,
-        last_cursor_id: paged.last_cursor_id,
-    })
+    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
 }
 
 /// A key and its access in this account, as a mutation needs them.
@@ -305,14 +257,8 @@ impl Located {
     }
 }
 
-async fn find_key<C: ConnectionTrait>(
-    db: &C,
-    key: &AppKeyValue,
-) -> AppResult<Option<app_key::Model>> {
-    Ok(app_key::Entity::find()
-        .filter(app_key::Column::Key.eq(key.as_str()))
-        .one(db)
-        .await?)
+async fn find_key<C: ConnectionTrait>(db: &C, key: &AppKeyValue) -> AppResult<Option<app_key::Model>> {
+    Ok(app_key::Entity::find().filter(app_key::Column::Key.eq(key.as_str())).one(db).await?)
 }
 
 async fn find_access<C: ConnectionTrait>(
@@ -329,34 +275,19 @@ async fn find_access<C: ConnectionTrait>(
 
 /// The key as known to this account: its own key, or an external key it has added (even if removed).
 async fn locate<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> AppResult<Located> {
-    let not_found =
-        || AppError::NotFound(format!("no application key {raw_key:?} in this account"));
+    let not_found = || AppError::NotFound(format!("no application key {raw_key:?} in this account"));
     let value = AppKeyValue::parse(raw_key)?;
     let key = find_key(db, &value).await?.ok_or_else(not_found)?;
-    let access = find_access(db, &key.id, account_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let access = find_access(db, &key.id, account_id).await?.ok_or_else(not_found)?;
     Ok(Located { key, access })
 }
 
-async fn view_of<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    located: Located,
-) -> AppResult<AppKeyView> {
-    Ok(
-        views(db, account_id, vec![located.key], vec![located.access])
-            .await?
-            .remove(0),
-    )
+async fn view_of<C: ConnectionTrait>(db: &C, account_id: &str, located: Located) -> AppResult<AppKeyView> {
+    Ok(views(db, account_id, vec![located.key], vec![located.access]).await?.remove(0))
 }
 
 /// `appKey(key)`: the key as this account sees it, or `None` when this account has never known it.
-pub async fn get<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    raw_key: &str,
-) -> AppResult<Option<AppKeyView>> {
+pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> AppResult<Option<AppKeyView>> {
     match locate(db, account_id, raw_key).await {
         Ok(located) => Ok(Some(view_of(db, account_id, located).await?)),
         Err(AppError::NotFound(_)) => Ok(None),
@@ -364,21 +295,12 @@ pub async fn get<C: ConnectionTrait>(
     }
 }
 
-async fn replace_roles<C: ConnectionTrait>(
-    db: &C,
-    access_id: &str,
-    role_ids: &[String],
-) -> AppResult<()> {
-    key_access_role::Entity::delete_many()
-        .filter(key_access_role::Column::KeyAccessId.eq(access_id))
-        .exec(db)
-        .await?;
+async fn replace_roles<C: ConnectionTrait>(db: &C, access_id: &str, role_ids: &[String]) -> AppResult<()> {
+    key_access_role::Entity::delete_many().filter(key_access_role::Column::KeyAccessId.eq(access_id)).exec(db).await?;
     if !role_ids.is_empty() {
-        key_access_role::Entity::insert_many(role_ids.iter().map(|role_id| {
-            key_access_role::ActiveModel {
-                key_access_id: Set(access_id.to_owned()),
-                role_id: Set(role_id.clone()),
-            }
+        key_access_role::Entity::insert_many(role_ids.iter().map(|role_id| key_access_role::ActiveModel {
+            key_access_id: Set(access_id.to_owned()),
+            role_id: Set(role_id.clone()),
         }))
         .exec(db)
         .await?;
@@ -440,15 +362,13 @@ pub async fn generate(
     roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let account = AccountName::parse(&ctx.principal.account_name)?;
     let token = AppToken::generate();
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
     let mut value = AppKeyValue::generate(prefix, &account);
     let mut attempts = 1;
     while find_key(&*txn, &value).await?.is_some() {
         if attempts == 10 {
-            return Err(AppError::Internal(anyhow::anyhow!(
-                "no free key value after 10 attempts"
-            )));
+            return Err(AppError::Internal(anyhow::anyhow!("no free key value after 10 attempts")));
         }
         attempts += 1;
         value = AppKeyValue::generate(prefix, &account);
@@ -492,18 +412,15 @@ pub async fn add_external(
 ) -> AppResult<AppKeyView> {
     let value = AppKeyValue::parse(raw_key)?;
     if role_ids_raw.is_empty() {
-        return Err(AppError::BadUserInput(
-            "an external key needs at least one role".into(),
-        ));
+        return Err(AppError::BadUserInput("an external key needs at least one role".into()));
     }
     let account_id = &ctx.principal.account_id;
     let granted = roles::by_ids(&store.db, account_id, role_ids_raw).await?;
     roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
-    let key = find_key(&*txn, &value)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no application key {raw_key:?}")))?;
+    let key =
+        find_key(&*txn, &value).await?.ok_or_else(|| AppError::NotFound(format!("no application key {raw_key:?}")))?;
     if &key.account_id == account_id {
         return Err(AppError::BadUserInput(format!(
             "{} is this account's own key; manage it on My Keys instead of adding it as external",
@@ -514,15 +431,7 @@ pub async fn add_external(
     let existing = find_access(&*txn, &key.id, account_id).await?;
     let (action, before, access) = match existing {
         Some(access) if !access.removed => {
-            let before = view_of(
-                &*txn,
-                account_id,
-                Located {
-                    key: key.clone(),
-                    access: access.clone(),
-                },
-            )
-            .await?;
+            let before = view_of(&*txn, account_id, Located { key: key.clone(), access: access.clone() }).await?;
             if !before.roles.is_empty() {
                 return Err(AppError::Conflict(format!(
                     "{} already has access to this account; change its roles instead",
@@ -532,24 +441,12 @@ pub async fn add_external(
             ("key.add_external", Some(before), access)
         }
         Some(access) => {
-            let before = view_of(
-                &*txn,
-                account_id,
-                Located {
-                    key: key.clone(),
-                    access: access.clone(),
-                },
-            )
-            .await?;
+            let before = view_of(&*txn, account_id, Located { key: key.clone(), access: access.clone() }).await?;
             let mut active: key_access::ActiveModel = access.into();
             active.removed = Set(false);
             active.added_at = Set(now());
             active.added_by = Set(actor);
-            (
-                "key.readd_external",
-                Some(before),
-                active.update(&*txn).await?,
-            )
+            ("key.readd_external", Some(before), active.update(&*txn).await?)
         }
         None => {
             let access = key_access::ActiveModel {
@@ -589,7 +486,7 @@ pub async fn change_roles(
     role_ids_raw: &[String],
 ) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let given = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
@@ -617,9 +514,7 @@ pub async fn change_roles(
     let key = app_key::Entity::find_by_id(access.app_key_id.as_str())
         .one(&*txn)
         .await?
-        .ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("key vanished inside its transaction"))
-        })?;
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("key vanished inside its transaction")))?;
     let after = view_of(&*txn, account_id, Located { key, access }).await?;
     let action = match change {
         RolesChange::Set => "key.set_roles",
@@ -635,34 +530,19 @@ pub async fn change_roles(
 /// roles here cleared. Revoking is always allowed to a key manager: a compromised key must be cut off.
 pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
-    let before = view_of(
-        &*txn,
-        account_id,
-        Located {
-            key: located.key.clone(),
-            access: located.access.clone(),
-        },
-    )
-    .await?;
+    let before =
+        view_of(&*txn, account_id, Located { key: located.key.clone(), access: located.access.clone() }).await?;
     let (action, key, access) = if located.internal() {
         let mut active: app_key::ActiveModel = located.key.into();
         active.active = Set(false);
-        (
-            "key.deactivate",
-            active.update(&*txn).await?,
-            located.access,
-        )
+        ("key.deactivate", active.update(&*txn).await?, located.access)
     } else {
         replace_roles(&*txn, &located.access.id, &[]).await?;
         let mut active: key_access::ActiveModel = located.access.into();
         active.removed = Set(true);
-        (
-            "key.remove_external",
-            located.key,
-            active.update(&*txn).await?,
-        )
+        ("key.remove_external", located.key, active.update(&*txn).await?)
     };
     let after = view_of(&*txn, account_id, Located { key, access }).await?;
     audit_key(&*txn, ctx, action, &after.key, Some(&before), Some(&after)).await?;
@@ -674,20 +554,13 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
 /// A removed external key cannot be activated: it must be added again.
 pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
         return Err(AppError::RemovedExternalKey);
     }
-    let before = view_of(
-        &*txn,
-        account_id,
-        Located {
-            key: located.key.clone(),
-            access: located.access.clone(),
-        },
-    )
-    .await?;
+    let before =
+        view_of(&*txn, account_id, Located { key: located.key.clone(), access: located.access.clone() }).await?;
     if !located.internal() {
         // Not removed here: nothing for this account to switch on (only the owner can reactivate it).
         return Ok(before);
@@ -696,24 +569,8 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
     let mut active: app_key::ActiveModel = located.key.into();
     active.active = Set(true);
     let key = active.update(&*txn).await?;
-    let after = view_of(
-        &*txn,
-        account_id,
-        Located {
-            key,
-            access: located.access,
-        },
-    )
-    .await?;
-    audit_key(
-        &*txn,
-        ctx,
-        "key.activate",
-        &after.key,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    let after = view_of(&*txn, account_id, Located { key, access: located.access }).await?;
+    audit_key(&*txn, ctx, "key.activate", &after.key, Some(&before), Some(&after)).await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -733,11 +590,7 @@ pub async fn authenticate<C: ConnectionTrait>(
     }
     let target = match account {
         Some(name) => accounts::find_by_name(db, name.as_str()).await?,
-        None => {
-            account::Entity::find_by_id(key.account_id.as_str())
-                .one(db)
-                .await?
-        }
+        None => account::Entity::find_by_id(key.account_id.as_str()).one(db).await?,
     };
     let Some(target) = target else {
         return Ok(None);
@@ -748,18 +601,12 @@ pub async fn authenticate<C: ConnectionTrait>(
     if access.removed {
         return Ok(None);
     }
-    let roles = roles_of_accesses(db, std::slice::from_ref(&access))
-        .await?
-        .remove(&access.id)
-        .unwrap_or_default();
+    let roles = roles_of_accesses(db, std::slice::from_ref(&access)).await?.remove(&access.id).unwrap_or_default();
     if roles.is_empty() {
         return Ok(None);
     }
     Ok(Some(Principal {
-        kind: PrincipalKind::AppKey {
-            key_id: key.id,
-            key: key.key,
-        },
+        kind: PrincipalKind::AppKey { key_id: key.id, key: key.key },
         account_id: target.id,
         account_name: target.name,
         resources: roles::union_resources(&roles),

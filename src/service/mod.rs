@@ -15,11 +15,13 @@ pub mod users;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, Statement,
+    TransactionTrait,
 };
+use sea_orm::{EntityTrait, QuerySelect};
 use secrecy::ExposeSecret;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
@@ -39,12 +41,19 @@ pub struct Store {
     /// argon2 takes 19 MiB and a core for tens of milliseconds: bound how many run at once so a login
     /// storm cannot starve everything else.
     password_permits: Arc<Semaphore>,
+    /// Bumped after every commit that may change what a credential resolves to; auth caches compare
+    /// their entries against it (see `auth::cache`). Other replicas learn of it through NOTIFY.
+    credentials_generation: Arc<AtomicU64>,
 }
+
+/// The PostgreSQL channel on which replicas announce credential changes.
+pub const CREDENTIALS_CHANNEL: &str = "appkeys_credentials";
 
 /// A write transaction; on SQLite it also holds the process's write lock until commit or drop.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _guard: Option<OwnedMutexGuard<()>>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Deref for WriteTxn {
@@ -55,7 +64,25 @@ impl Deref for WriteTxn {
 }
 
 impl WriteTxn {
+    /// Commits, and tells every auth cache (this replica's at once, others' through NOTIFY, which
+    /// PostgreSQL delivers only if the transaction commits) that credentials may have changed.
     pub async fn commit(self) -> AppResult<()> {
+        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+            self.txn
+                .execute_raw(Statement::from_string(
+                    DatabaseBackend::Postgres,
+                    format!("SELECT pg_notify('{CREDENTIALS_CHANNEL}', '')"),
+                ))
+                .await?;
+        }
+        self.txn.commit().await?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Commits a change that cannot alter what any existing credential resolves to (a new session,
+    /// a failed-login event, a download ticket), so auth caches stay warm.
+    pub async fn commit_without_credential_change(self) -> AppResult<()> {
         self.txn.commit().await?;
         Ok(())
     }
@@ -77,17 +104,10 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
         });
-        let db = Database::connect(options)
-            .await
-            .context("connecting to the database")?;
-        let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite)
-            .then(|| Arc::new(Mutex::new(())));
+        let db = Database::connect(options).await.context("connecting to the database")?;
+        let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
-        Ok(Self {
-            db,
-            write_lock,
-            password_permits,
-        })
+        Ok(Self { db, write_lock, password_permits, credentials_generation: Arc::new(AtomicU64::new(0)) })
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -100,21 +120,38 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
-        Ok(WriteTxn { txn, _guard: guard })
+        Ok(WriteTxn { txn, _guard: guard, generation: self.credentials_generation.clone() })
+    }
+
+    /// A write transaction that changes one account's keys, roles or users. On PostgreSQL it locks the
+    /// account's row first, so concurrent changes to one account apply one after another: no lost
+    /// update, and no write skew (two owners removing each other). SQLite already has one writer.
+    pub async fn begin_account_write(&self, account_id: &str) -> AppResult<WriteTxn> {
+        let txn = self.begin_write().await?;
+        if self.backend() == DatabaseBackend::Postgres {
+            crate::entity::account::Entity::find_by_id(account_id).lock_exclusive().one(&*txn).await?;
+        }
+        Ok(txn)
+    }
+
+    /// The current credentials generation (see `WriteTxn::commit`).
+    pub fn credentials_generation(&self) -> u64 {
+        self.credentials_generation.load(Ordering::SeqCst)
+    }
+
+    /// Records that credentials may have changed elsewhere (a NOTIFY from another replica, or a lost
+    /// notification connection).
+    pub fn credentials_changed(&self) {
+        self.credentials_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Runs pending migrations, seeds the resource catalogue and, on an empty database, bootstraps the
     /// first account. On PostgreSQL this happens under an advisory lock, so replicas starting together
     /// do it once, never twice and never half.
-    pub async fn prepare(
-        &self,
-        settings: &Settings,
-    ) -> anyhow::Result<Option<accounts::Bootstrapped>> {
+    pub async fn prepare(&self, settings: &Settings) -> anyhow::Result<Option<accounts::Bootstrapped>> {
         let lock = StartupLock::acquire(self, settings.database_url.expose_secret()).await?;
         let result = async {
-            Migrator::up(&self.db, None)
-                .await
-                .context("running migrations")?;
+            Migrator::up(&self.db, None).await.context("running migrations")?;
             roles::seed_catalogue(self)
                 .await
                 .map_err(AppError::into_anyhow)
@@ -131,11 +168,7 @@ impl Store {
 
     /// Hashes a password off the async threads, within the argon2 concurrency bound.
     pub async fn hash_password(&self, password: Password) -> AppResult<String> {
-        let _permit = self
-            .password_permits
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
+        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
         tokio::task::spawn_blocking(move || password.hash())
             .await
             .map_err(|e| AppError::Internal(e.into()))?
@@ -144,14 +177,8 @@ impl Store {
 
     /// Verifies a password off the async threads, within the argon2 concurrency bound.
     pub async fn verify_password(&self, password: Password, phc: String) -> AppResult<bool> {
-        let _permit = self
-            .password_permits
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(move || password.verify(&phc))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))
+        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || password.verify(&phc)).await.map_err(|e| AppError::Internal(e.into()))
     }
 
     pub async fn ping(&self) -> AppResult<()> {
@@ -175,10 +202,7 @@ impl StartupLock {
         // dedicated single connection for the duration.
         let single = Database::connect({
             let mut options = ConnectOptions::new(url.to_owned());
-            options
-                .max_connections(1)
-                .min_connections(1)
-                .sqlx_logging(false);
+            options.max_connections(1).min_connections(1).sqlx_logging(false);
             options
         })
         .await
@@ -201,9 +225,7 @@ impl StartupLock {
             ))
             .await
             .context("releasing the start-up advisory lock")?;
-            conn.close()
-                .await
-                .context("closing the start-up lock connection")?;
+            conn.close().await.context("closing the start-up lock connection")?;
         }
         Ok(())
     }

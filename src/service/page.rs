@@ -3,8 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use crate::error::{AppError, AppResult};
@@ -24,9 +23,7 @@ impl PageRequest {
     pub fn parse(first: Option<i32>, after: Option<&str>) -> AppResult<Self> {
         let first = match first {
             None => DEFAULT_PAGE_SIZE,
-            Some(n) if n < 0 => {
-                return Err(AppError::BadUserInput("`first` cannot be negative".into()))
-            }
+            Some(n) if n < 0 => return Err(AppError::BadUserInput("`first` cannot be negative".into())),
             Some(n) => u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
         };
         let after = after.map(decode_cursor).transpose()?;
@@ -60,9 +57,7 @@ pub fn encode_cursor(id: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> AppResult<String> {
-    let invalid = || {
-        AppError::BadUserInput("invalid cursor: pass an `endCursor` from a previous page".into())
-    };
+    let invalid = || AppError::BadUserInput("invalid cursor: pass an `endCursor` from a previous page".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let id = text.strip_prefix("c1:").ok_or_else(invalid)?;
@@ -88,20 +83,11 @@ where
     if let Some(after) = &page.after {
         rows = rows.filter(id_column.lt(after.clone()));
     }
-    let mut items = rows
-        .order_by_desc(id_column)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
+    let mut items = rows.order_by_desc(id_column).limit(page.first + 1).all(db).await?;
     let has_next = items.len() as u64 > page.first;
     items.truncate(page.first as usize);
     let last_cursor_id = items.last().map(|m| id_of(m).to_owned());
-    Ok(Paged {
-        items,
-        total,
-        has_next,
-        last_cursor_id,
-    })
+    Ok(Paged { items, total, has_next, last_cursor_id })
 }
 
 #[cfg(test)]
@@ -110,14 +96,8 @@ mod tests {
 
     #[test]
     fn first_is_capped_at_one_hundred_and_defaults_to_twenty() {
-        assert_eq!(
-            PageRequest::parse(Some(500), None).map(|p| p.first).ok(),
-            Some(100)
-        );
-        assert_eq!(
-            PageRequest::parse(None, None).map(|p| p.first).ok(),
-            Some(20)
-        );
+        assert_eq!(PageRequest::parse(Some(500), None).map(|p| p.first).ok(), Some(100));
+        assert_eq!(PageRequest::parse(None, None).map(|p| p.first).ok(), Some(20));
         assert!(PageRequest::parse(Some(-1), None).is_err());
     }
 
@@ -127,10 +107,7 @@ mod tests {
         let page = PageRequest::parse(Some(5), Some(&encode_cursor(&id))).expect("valid cursor");
         assert_eq!(page.after, Some(id));
         for bad in ["", "!!!", "YWJj", &URL_SAFE_NO_PAD.encode("c1:not-a-uuid")] {
-            assert!(
-                PageRequest::parse(None, Some(bad)).is_err(),
-                "{bad:?} should be refused"
-            );
+            assert!(PageRequest::parse(None, Some(bad)).is_err(), "{bad:?} should be refused");
         }
     }
 }

@@ -1,9 +1,7 @@
 //! Roles and the resource catalogue: predefined roles in every account, custom roles, and the
 //! no-escalation rule for every grant.
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
@@ -50,20 +48,11 @@ pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
 pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult<ResourceView> {
     let id = ResourceId::parse(id)?;
     let name = RoleName::parse(name).map_err(|_| {
-        AppError::BadUserInput(
-            "a resource name is 1 to 100 characters, without control characters".into(),
-        )
+        AppError::BadUserInput("a resource name is 1 to 100 characters, without control characters".into())
     })?;
     let txn = store.begin_write().await?;
-    if resource::Entity::find_by_id(id.as_str())
-        .one(&*txn)
-        .await?
-        .is_some()
-    {
-        return Err(AppError::Conflict(format!(
-            "resource {} already exists",
-            id.as_str()
-        )));
+    if resource::Entity::find_by_id(id.as_str()).one(&*txn).await?.is_some() {
+        return Err(AppError::Conflict(format!("resource {} already exists", id.as_str())));
     }
     let model = resource::ActiveModel {
         id: Set(id.as_str().to_owned()),
@@ -74,24 +63,12 @@ pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult
     .insert(&*txn)
     .await?;
     txn.commit().await?;
-    Ok(ResourceView {
-        id: model.id,
-        name: model.name,
-    })
+    Ok(ResourceView { id: model.id, name: model.name })
 }
 
 pub async fn catalogue<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView>> {
-    let rows = resource::Entity::find()
-        .order_by_asc(resource::Column::Id)
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ResourceView {
-            id: r.id,
-            name: r.name,
-        })
-        .collect())
+    let rows = resource::Entity::find().order_by_asc(resource::Column::Id).all(db).await?;
+    Ok(rows.into_iter().map(|r| ResourceView { id: r.id, name: r.name }).collect())
 }
 
 /// Creates the predefined roles of a new account; returns the Owner role's id.
@@ -123,9 +100,7 @@ pub async fn owner_role_id<C: ConnectionTrait>(db: &C, account_id: &str) -> AppR
         .one(db)
         .await?
         .map(|r| r.id)
-        .ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("account {account_id} has no Owner role"))
-        })
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("account {account_id} has no Owner role")))
 }
 
 /// Every role of the account: predefined first, then custom roles by name.
@@ -142,11 +117,7 @@ pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec
 
 /// The roles with these ids in this account. Unknown ids (including other accounts' roles) are
 /// refused together, by name, before anything changes.
-pub async fn by_ids<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    ids: &[String],
-) -> AppResult<Vec<RoleView>> {
+pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]) -> AppResult<Vec<RoleView>> {
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let rows = if wanted.is_empty() {
         Vec::new()
@@ -160,10 +131,7 @@ pub async fn by_ids<C: ConnectionTrait>(
     let found: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let unknown: Vec<&str> = wanted.difference(&found).copied().collect();
     if !unknown.is_empty() {
-        return Err(AppError::BadUserInput(format!(
-            "unknown role ids: {}",
-            unknown.join(", ")
-        )));
+        return Err(AppError::BadUserInput(format!("unknown role ids: {}", unknown.join(", "))));
     }
     let mut views = views(db, rows).await?;
     views.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
@@ -173,22 +141,13 @@ pub async fn by_ids<C: ConnectionTrait>(
 /// Resolves role rows into views with their resources, in two queries.
 pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppResult<Vec<RoleView>> {
     let catalogue = catalogue(db).await?;
-    let custom_ids: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.predefined)
-        .map(|r| r.id.as_str())
-        .collect();
+    let custom_ids: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
     let mut custom: HashMap<String, Vec<String>> = HashMap::new();
     if !custom_ids.is_empty() {
-        for link in role_resource::Entity::find()
-            .filter(role_resource::Column::RoleId.is_in(custom_ids))
-            .all(db)
-            .await?
+        for link in
+            role_resource::Entity::find().filter(role_resource::Column::RoleId.is_in(custom_ids)).all(db).await?
         {
-            custom
-                .entry(link.role_id)
-                .or_default()
-                .push(link.resource_id);
+            custom.entry(link.role_id).or_default().push(link.resource_id);
         }
     }
     Ok(rows
@@ -196,36 +155,20 @@ pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppRes
         .map(|r| {
             let resources = if r.predefined {
                 match PredefinedRole::from_name(&r.name).and_then(PredefinedRole::fixed_resources) {
-                    Some(fixed) => catalogue
-                        .iter()
-                        .filter(|c| fixed.iter().any(|f| f.id() == c.id))
-                        .cloned()
-                        .collect(),
+                    Some(fixed) => catalogue.iter().filter(|c| fixed.iter().any(|f| f.id() == c.id)).cloned().collect(),
                     None => catalogue.clone(),
                 }
             } else {
                 let held = custom.remove(&r.id).unwrap_or_default();
-                catalogue
-                    .iter()
-                    .filter(|c| held.contains(&c.id))
-                    .cloned()
-                    .collect()
+                catalogue.iter().filter(|c| held.contains(&c.id)).cloned().collect()
             };
-            RoleView {
-                id: r.id,
-                name: r.name,
-                predefined: r.predefined,
-                resources,
-            }
+            RoleView { id: r.id, name: r.name, predefined: r.predefined, resources }
         })
         .collect())
 }
 
 pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {
-    roles
-        .iter()
-        .flat_map(|r| r.resources.iter().map(|res| res.id.clone()))
-        .collect()
+    roles.iter().flat_map(|r| r.resources.iter().map(|res| res.id.clone())).collect()
 }
 
 /// No privilege escalation: a principal may only grant (or take away) roles whose resources it holds.
@@ -248,18 +191,11 @@ fn resource_ids(raw: &[String]) -> AppResult<Vec<String>> {
 
 async fn ensure_resources_exist<C: ConnectionTrait>(db: &C, ids: &[String]) -> AppResult<()> {
     let known: BTreeSet<String> = catalogue(db).await?.into_iter().map(|r| r.id).collect();
-    let unknown: Vec<&str> = ids
-        .iter()
-        .filter(|id| !known.contains(*id))
-        .map(String::as_str)
-        .collect();
+    let unknown: Vec<&str> = ids.iter().filter(|id| !known.contains(*id)).map(String::as_str).collect();
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(AppError::BadUserInput(format!(
-            "unknown resource ids: {}",
-            unknown.join(", ")
-        )))
+        Err(AppError::BadUserInput(format!("unknown resource ids: {}", unknown.join(", "))))
     }
 }
 
@@ -275,27 +211,22 @@ async fn ensure_name_free<C: ConnectionTrait>(
         .one(db)
         .await?;
     match clash {
-        Some(existing) if Some(existing.id.as_str()) != except => Err(AppError::Conflict(format!(
-            "a role named {name:?} already exists"
-        ))),
+        Some(existing) if Some(existing.id.as_str()) != except => {
+            Err(AppError::Conflict(format!("a role named {name:?} already exists")))
+        }
         _ => Ok(()),
     }
 }
 
-async fn replace_resources<C: ConnectionTrait>(
-    db: &C,
-    role_id: &str,
-    ids: &[String],
-) -> AppResult<()> {
-    role_resource::Entity::delete_many()
-        .filter(role_resource::Column::RoleId.eq(role_id))
-        .exec(db)
-        .await?;
+async fn replace_resources<C: ConnectionTrait>(db: &C, role_id: &str, ids: &[String]) -> AppResult<()> {
+    role_resource::Entity::delete_many().filter(role_resource::Column::RoleId.eq(role_id)).exec(db).await?;
     if !ids.is_empty() {
-        role_resource::Entity::insert_many(ids.iter().map(|id| role_resource::ActiveModel {
-            role_id: Set(role_id.to_owned()),
-            resource_id: Set(id.clone()),
-        }))
+        role_resource::Entity::insert_many(
+            ids.iter().map(|id| role_resource::ActiveModel {
+                role_id: Set(role_id.to_owned()),
+                resource_id: Set(id.clone()),
+            }),
+        )
         .exec(db)
         .await?;
     }
@@ -306,21 +237,13 @@ fn role_json(role: &RoleView) -> serde_json::Value {
     json!({ "name": role.name, "resources": role.resources.iter().map(|r| &r.id).collect::<Vec<_>>() })
 }
 
-pub async fn create(
-    store: &Store,
-    ctx: &Ctx<'_>,
-    name: &str,
-    resource_ids_raw: &[String],
-) -> AppResult<RoleView> {
+pub async fn create(store: &Store, ctx: &Ctx<'_>, name: &str, resource_ids_raw: &[String]) -> AppResult<RoleView> {
     let name = RoleName::parse(name)?.into_inner();
     let ids = resource_ids(resource_ids_raw)?;
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     ensure_resources_exist(&*txn, &ids).await?;
-    let missing: Vec<&String> = ids
-        .iter()
-        .filter(|id| !ctx.principal.resources.contains(*id))
-        .collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !ctx.principal.resources.contains(*id)).collect();
     if !missing.is_empty() {
         return Err(AppError::forbidden(missing.into_iter().cloned()));
     }
@@ -353,21 +276,14 @@ pub async fn create(
     Ok(view)
 }
 
-async fn custom_role<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    id: &str,
-) -> AppResult<role::Model> {
+async fn custom_role<C: ConnectionTrait>(db: &C, account_id: &str, id: &str) -> AppResult<role::Model> {
     let role = role::Entity::find_by_id(id)
         .filter(role::Column::AccountId.eq(account_id))
         .one(db)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no role {id:?} in this account")))?;
     if role.predefined {
-        return Err(AppError::BadUserInput(format!(
-            "{:?} is a predefined role and cannot be changed",
-            role.name
-        )));
+        return Err(AppError::BadUserInput(format!("{:?} is a predefined role and cannot be changed", role.name)));
     }
     Ok(role)
 }
@@ -379,13 +295,10 @@ pub async fn update(
     name: Option<&str>,
     resource_ids_raw: Option<&[String]>,
 ) -> AppResult<RoleView> {
-    let name = name
-        .map(RoleName::parse)
-        .transpose()?
-        .map(RoleName::into_inner);
+    let name = name.map(RoleName::parse).transpose()?.map(RoleName::into_inner);
     let ids = resource_ids_raw.map(resource_ids).transpose()?;
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let model = custom_role(&*txn, account_id, id).await?;
     let before = views(&*txn, vec![model.clone()]).await?.remove(0);
     // Changing a role changes what every holder may do: the caller must hold what it had and what it gets.
@@ -394,10 +307,7 @@ pub async fn update(
         ensure_resources_exist(&*txn, ids).await?;
         touched.extend(ids.iter().cloned());
     }
-    let missing: Vec<String> = touched
-        .difference(&ctx.principal.resources)
-        .cloned()
-        .collect();
+    let missing: Vec<String> = touched.difference(&ctx.principal.resources).cloned().collect();
     if !missing.is_empty() {
         return Err(AppError::forbidden(missing));
     }
@@ -430,7 +340,7 @@ pub async fn update(
 
 pub async fn delete(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResult<()> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let model = custom_role(&*txn, account_id, id).await?;
     let before = views(&*txn, vec![model]).await?.remove(0);
     ensure_can_grant(&ctx.principal.resources, std::slice::from_ref(&before))?;

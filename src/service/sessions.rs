@@ -42,10 +42,7 @@ pub async fn login(
         }
         _ => None,
     };
-    let hash = user.as_ref().map_or_else(
-        || Password::dummy_hash().to_owned(),
-        |u| u.password_hash.clone(),
-    );
+    let hash = user.as_ref().map_or_else(|| Password::dummy_hash().to_owned(), |u| u.password_hash.clone());
     let verified = store.verify_password(password, hash).await?;
     let (Some(account), Some(user), true) = (account.as_ref(), user, verified) else {
         if let Some(account) = &account {
@@ -64,7 +61,7 @@ pub async fn login(
                 },
             )
             .await?;
-            txn.commit().await?;
+            txn.commit_without_credential_change().await?;
         }
         return Err(AppError::Unauthenticated);
     };
@@ -95,13 +92,8 @@ pub async fn login(
     )
     .await?;
     let view = users::get(&*txn, &account.id, &user.id).await?;
-    txn.commit().await?;
-    Ok(LoginOutcome {
-        token,
-        expires_at,
-        user: view,
-        account: account.name.clone(),
-    })
+    txn.commit_without_credential_change().await?;
+    Ok(LoginOutcome { token, expires_at, user: view, account: account.name.clone() })
 }
 
 /// The live (unexpired, unrevoked) session behind a token, with its user.
@@ -109,19 +101,15 @@ pub async fn resolve<C: ConnectionTrait>(
     db: &C,
     token: &SessionToken,
 ) -> AppResult<Option<(session::Model, user::Model)>> {
-    let Some(session) = session::Entity::find()
-        .filter(session::Column::TokenDigest.eq(token.digest().as_str()))
-        .one(db)
-        .await?
+    let Some(session) =
+        session::Entity::find().filter(session::Column::TokenDigest.eq(token.digest().as_str())).one(db).await?
     else {
         return Ok(None);
     };
     if session.revoked_at.is_some() || session.expires_at <= now() {
         return Ok(None);
     }
-    let user = user::Entity::find_by_id(session.user_id.as_str())
-        .one(db)
-        .await?;
+    let user = user::Entity::find_by_id(session.user_id.as_str()).one(db).await?;
     Ok(user.map(|user| (session, user)))
 }
 

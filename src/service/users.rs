@@ -47,60 +47,40 @@ pub async fn insert<C: ConnectionTrait>(
     Ok(model)
 }
 
-async fn link_roles<C: ConnectionTrait>(
-    db: &C,
-    user_id: &str,
-    role_ids: &[String],
-) -> AppResult<()> {
-    user_role::Entity::delete_many()
-        .filter(user_role::Column::UserId.eq(user_id))
-        .exec(db)
-        .await?;
+async fn link_roles<C: ConnectionTrait>(db: &C, user_id: &str, role_ids: &[String]) -> AppResult<()> {
+    user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(user_id)).exec(db).await?;
     if !role_ids.is_empty() {
-        user_role::Entity::insert_many(role_ids.iter().map(|role_id| user_role::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            role_id: Set(role_id.clone()),
-        }))
+        user_role::Entity::insert_many(
+            role_ids.iter().map(|role_id| user_role::ActiveModel {
+                user_id: Set(user_id.to_owned()),
+                role_id: Set(role_id.clone()),
+            }),
+        )
         .exec(db)
         .await?;
     }
     Ok(())
 }
 
-async fn with_roles<C: ConnectionTrait>(
-    db: &C,
-    users: Vec<user::Model>,
-) -> AppResult<Vec<UserView>> {
+async fn with_roles<C: ConnectionTrait>(db: &C, users: Vec<user::Model>) -> AppResult<Vec<UserView>> {
     let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let links = if ids.is_empty() {
         Vec::new()
     } else {
-        user_role::Entity::find()
-            .filter(user_role::Column::UserId.is_in(ids))
-            .all(db)
-            .await?
+        user_role::Entity::find().filter(user_role::Column::UserId.is_in(ids)).all(db).await?
     };
     let role_ids: Vec<&str> = links.iter().map(|l| l.role_id.as_str()).collect();
     let role_rows = if role_ids.is_empty() {
         Vec::new()
     } else {
-        role::Entity::find()
-            .filter(role::Column::Id.is_in(role_ids))
-            .all(db)
-            .await?
+        role::Entity::find().filter(role::Column::Id.is_in(role_ids)).all(db).await?
     };
-    let role_views: HashMap<String, RoleView> = roles::views(db, role_rows)
-        .await?
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
+    let role_views: HashMap<String, RoleView> =
+        roles::views(db, role_rows).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut by_user: HashMap<&str, Vec<RoleView>> = HashMap::new();
     for link in &links {
         if let Some(view) = role_views.get(&link.role_id) {
-            by_user
-                .entry(link.user_id.as_str())
-                .or_default()
-                .push(view.clone());
+            by_user.entry(link.user_id.as_str()).or_default().push(view.clone());
         }
     }
     Ok(users
@@ -108,21 +88,12 @@ async fn with_roles<C: ConnectionTrait>(
         .map(|u| {
             let mut roles = by_user.remove(u.id.as_str()).unwrap_or_default();
             roles.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
-            UserView {
-                id: u.id.clone(),
-                email: u.email.clone(),
-                created_at: u.created_at,
-                roles,
-            }
+            UserView { id: u.id.clone(), email: u.email.clone(), created_at: u.created_at, roles }
         })
         .collect())
 }
 
-pub async fn get<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    user_id: &str,
-) -> AppResult<UserView> {
+pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) -> AppResult<UserView> {
     let model = user::Entity::find_by_id(user_id)
         .filter(user::Column::AccountId.eq(account_id))
         .one(db)
@@ -131,59 +102,38 @@ pub async fn get<C: ConnectionTrait>(
     Ok(with_roles(db, vec![model]).await?.remove(0))
 }
 
-pub async fn list<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    page: &PageRequest,
-) -> AppResult<Paged<UserView>> {
+pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
     let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
     let paged = page::fetch(db, select, user::Column::Id, page, |m| m.id.as_str()).await?;
     let items = with_roles(db, paged.items).await?;
-    Ok(Paged {
-        items,
-        total: paged.total,
-        has_next: paged.has_next,
-        last_cursor_id: paged.last_cursor_id,
-    })
+    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
 }
 
 async fn ensure_an_owner_remains<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<()> {
     let owner_role = roles::owner_role_id(db, account_id).await?;
-    let owners = user_role::Entity::find()
-        .filter(user_role::Column::RoleId.eq(owner_role))
-        .all(db)
-        .await?;
+    let owners = user_role::Entity::find().filter(user_role::Column::RoleId.eq(owner_role)).all(db).await?;
     if owners.is_empty() {
-        return Err(AppError::BadUserInput(
-            "an account must keep at least one user with the Owner role".into(),
-        ));
+        return Err(AppError::BadUserInput("an account must keep at least one user with the Owner role".into()));
     }
     Ok(())
 }
 
 /// Adds a user with a generated one-time password, returned once.
-pub async fn add(
-    store: &Store,
-    ctx: &Ctx<'_>,
-    email: &str,
-    role_ids: &[String],
-) -> AppResult<(UserView, Password)> {
+pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String]) -> AppResult<(UserView, Password)> {
     let email = Email::parse(email)?;
     let account_id = &ctx.principal.account_id;
     let granted = roles::by_ids(&store.db, account_id, role_ids).await?;
     roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let password = Password::generate();
     let hash = store.hash_password(password.clone()).await?;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let clash = user::Entity::find()
         .filter(user::Column::AccountId.eq(account_id.as_str()))
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&*txn)
         .await?;
     if clash.is_some() {
-        return Err(AppError::Conflict(format!(
-            "user {email} already exists in this account"
-        )));
+        return Err(AppError::Conflict(format!("user {email} already exists in this account")));
     }
     // Re-read inside the transaction: a role may have been deleted since validation.
     let granted = roles::by_ids(&*txn, account_id, role_ids).await?;
@@ -207,26 +157,16 @@ pub async fn add(
     Ok((view, password))
 }
 
-pub async fn set_roles(
-    store: &Store,
-    ctx: &Ctx<'_>,
-    user_id: &str,
-    role_ids: &[String],
-) -> AppResult<UserView> {
+pub async fn set_roles(store: &Store, ctx: &Ctx<'_>, user_id: &str, role_ids: &[String]) -> AppResult<UserView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id, user_id).await?;
     let wanted = roles::by_ids(&*txn, account_id, role_ids).await?;
     // Both what is added and what is taken away must be within the caller's own resources.
     let changed: Vec<RoleView> = wanted
         .iter()
         .filter(|r| !before.roles.iter().any(|b| b.id == r.id))
-        .chain(
-            before
-                .roles
-                .iter()
-                .filter(|b| !wanted.iter().any(|r| r.id == b.id)),
-        )
+        .chain(before.roles.iter().filter(|b| !wanted.iter().any(|r| r.id == b.id)))
         .cloned()
         .collect();
     roles::ensure_can_grant(&ctx.principal.resources, &changed)?;
@@ -253,7 +193,7 @@ pub async fn set_roles(
 
 pub async fn remove(store: &Store, ctx: &Ctx<'_>, user_id: &str) -> AppResult<()> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_write().await?;
+    let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id, user_id).await?;
     roles::ensure_can_grant(&ctx.principal.resources, &before.roles)?;
     user::Entity::delete_by_id(user_id).exec(&*txn).await?;

@@ -7,25 +7,14 @@ async fn bootstrap_runs_once_and_a_restart_keeps_everything(backend: Backend) {
         return;
     };
     let owner = app.owner().await;
-    let (key, token) = app
-        .generate_key(&owner, None, &[app.restricted_role(&owner).await])
-        .await;
+    let (key, token) = app.generate_key(&owner, None, &[app.restricted_role(&owner).await]).await;
     let (address, mut restarted) = app.another_server().await;
-    assert!(
-        restarted.take_bootstrapped().is_none(),
-        "a second start must not bootstrap again"
-    );
+    assert!(restarted.take_bootstrapped().is_none(), "a second start must not bootstrap again");
     tokio::spawn(async move {
         let _ = restarted.run_until_stopped(std::future::pending()).await;
     });
-    let viewer = app
-        .graphql_at(
-            &address,
-            &crate::helpers::Auth::key(&key, &token),
-            "{ viewer { account } }",
-            json!({}),
-        )
-        .await;
+    let viewer =
+        app.graphql_at(&address, &crate::helpers::Auth::key(&key, &token), "{ viewer { account } }", json!({})).await;
     assert_eq!(viewer.data("viewer.account"), "main");
     let login = app
         .graphql_at(
@@ -36,9 +25,7 @@ async fn bootstrap_runs_once_and_a_restart_keeps_everything(backend: Backend) {
         )
         .await;
     login.data("login.token");
-    let users = app
-        .graphql(&owner, "{ users { totalCount } }", json!({}))
-        .await;
+    let users = app.graphql(&owner, "{ users { totalCount } }", json!({})).await;
     assert_eq!(users.data("users.totalCount"), 1);
     app.cleanup().await;
 }
@@ -46,20 +33,9 @@ async fn bootstrap_runs_once_and_a_restart_keeps_everything(backend: Backend) {
 /// The resource catalogue in the database is the `Resource` enum.
 async fn the_catalogue_is_seeded_from_the_enum(app: &TestApp) {
     let owner = app.owner().await;
-    let resources = app
-        .graphql(&owner, "{ resources { id name } }", json!({}))
-        .await
-        .data("resources");
-    let ids: Vec<&str> = resources
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["id"].as_str())
-        .collect();
-    let mut expected: Vec<&str> = appkeys::domain::Resource::ALL
-        .iter()
-        .map(|r| r.id())
-        .collect();
+    let resources = app.graphql(&owner, "{ resources { id name } }", json!({})).await.data("resources");
+    let ids: Vec<&str> = resources.as_array().expect("resources").iter().filter_map(|r| r["id"].as_str()).collect();
+    let mut expected: Vec<&str> = appkeys::domain::Resource::ALL.iter().map(|r| r.id()).collect();
     expected.sort_unstable();
     assert_eq!(ids, expected);
 }

@@ -4,23 +4,13 @@ use serde_json::json;
 async fn the_export_lists_keys_with_access_as_csv(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
-    let view_role = app
-        .custom_role(&owner, "=cmd|' /C calc'!A0", &["ApiKeys.View"])
-        .await;
-    let (with_roles, _) = app
-        .generate_key(&owner, Some("=HYPERLINK(\"x\")"), &[restricted, view_role])
-        .await;
+    let view_role = app.custom_role(&owner, "=cmd|' /C calc'!A0", &["ApiKeys.View"]).await;
+    let (with_roles, _) = app.generate_key(&owner, Some("=HYPERLINK(\"x\")"), &[restricted, view_role]).await;
     let (without_roles, _) = app.generate_key(&owner, None, &[]).await;
     let response = app.get("/export/app-keys.csv", &owner).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/csv; charset=utf-8"
-    );
-    assert_eq!(
-        response.headers()["content-disposition"],
-        "attachment; filename=\"app-keys.csv\""
-    );
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"app-keys.csv\"");
     let body = response.text().await.expect("body");
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     assert_eq!(
@@ -33,10 +23,7 @@ async fn the_export_lists_keys_with_access_as_csv(app: &TestApp) {
     assert_eq!(&rows[0][1], "main");
     assert_eq!(&rows[0][2], "INTERNAL");
     assert_eq!(&rows[0][3], "ACTIVE");
-    assert_eq!(
-        &rows[0][4], "User Administrator - RESTRICTED;=cmd|' /C calc'!A0",
-        "roles joined by ;"
-    );
+    assert_eq!(&rows[0][4], "User Administrator - RESTRICTED;=cmd|' /C calc'!A0", "roles joined by ;");
     assert!(rows[0][5].parse::<chrono::DateTime<chrono::Utc>>().is_ok());
     assert!(!body.contains(&without_roles));
     assert!(!body.contains("HYPERLINK"), "labels are not exported");
@@ -46,37 +33,21 @@ async fn formula_cells_are_neutralised(app: &TestApp) {
     let owner = app.owner().await;
     for (i, name) in ["+SUM(1)", "-1", "@x", "=1"].into_iter().enumerate() {
         let role = app.custom_role(&owner, name, &["ApiKeys.View"]).await;
-        app.generate_key(&owner, Some(&format!("k{i}")), &[role])
-            .await;
+        app.generate_key(&owner, Some(&format!("k{i}")), &[role]).await;
     }
-    let body = app
-        .get("/export/app-keys.csv", &owner)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let body = app.get("/export/app-keys.csv", &owner).await.text().await.expect("body");
     let mut reader = csv::Reader::from_reader(body.as_bytes());
-    let cells: Vec<String> = reader
-        .records()
-        .map(|r| r.expect("row")[4].to_owned())
-        .collect();
+    let cells: Vec<String> = reader.records().map(|r| r.expect("row")[4].to_owned()).collect();
     let mut cells = cells;
     cells.sort();
     assert_eq!(cells, ["'+SUM(1)", "'-1", "'=1", "'@x"]);
 }
 
 async fn the_export_needs_credentials_and_permission(app: &TestApp) {
-    assert_eq!(
-        app.get("/export/app-keys.csv", &Auth::None).await.status(),
-        401
-    );
+    assert_eq!(app.get("/export/app-keys.csv", &Auth::None).await.status(), 401);
     let owner = app.owner().await;
-    let profiles = app
-        .custom_role(&owner, "Profiles", &["LicenseManager.SaveAccessProfile"])
-        .await;
-    let user = app
-        .user_with_roles(&owner, "p@example.com", &[profiles])
-        .await;
+    let profiles = app.custom_role(&owner, "Profiles", &["LicenseManager.SaveAccessProfile"]).await;
+    let user = app.user_with_roles(&owner, "p@example.com", &[profiles]).await;
     let denied = app.get("/export/app-keys.csv", &user).await;
     assert_eq!(denied.status(), 403);
     let body: serde_json::Value = denied.json().await.expect("json");
@@ -87,49 +58,25 @@ async fn a_download_link_works_once_without_headers(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
-    let link = app
-        .graphql(
-            &owner,
-            "mutation { createAppKeysExport { url expiresAt } }",
-            json!({}),
-        )
-        .await;
-    let url = link
-        .data("createAppKeysExport.url")
-        .as_str()
-        .expect("url")
-        .to_owned();
+    let link = app.graphql(&owner, "mutation { createAppKeysExport { url expiresAt } }", json!({})).await;
+    let url = link.data("createAppKeysExport.url").as_str().expect("url").to_owned();
     assert!(url.starts_with("/export/app-keys.csv?ticket=akd_"));
     let first = app.get(&url, &Auth::None).await;
     assert_eq!(first.status(), 200);
     assert!(first.text().await.expect("csv").contains(&key));
     assert_eq!(app.get(&url, &Auth::None).await.status(), 401, "single use");
-    assert_eq!(
-        app.get("/export/app-keys.csv?ticket=akd_forged", &Auth::None)
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/export/app-keys.csv?ticket=akd_forged", &Auth::None).await.status(), 401);
 }
 
 async fn the_export_streams_many_pages(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     for _ in 0..520 {
-        app.generate_key(&owner, None, std::slice::from_ref(&restricted))
-            .await;
+        app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
     }
-    let body = app
-        .get("/export/app-keys.csv", &owner)
-        .await
-        .text()
-        .await
-        .expect("csv");
+    let body = app.get("/export/app-keys.csv", &owner).await.text().await.expect("csv");
     let mut reader = csv::Reader::from_reader(body.as_bytes());
-    let keys: std::collections::BTreeSet<String> = reader
-        .records()
-        .map(|r| r.expect("row")[0].to_owned())
-        .collect();
+    let keys: std::collections::BTreeSet<String> = reader.records().map(|r| r.expect("row")[0].to_owned()).collect();
     assert_eq!(keys.len(), 520, "every key once, across chunk boundaries");
 }
 

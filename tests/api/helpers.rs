@@ -58,10 +58,7 @@ struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -74,51 +71,31 @@ impl Write for LogWriter {
 pub enum Auth {
     None,
     Bearer(String),
-    Key {
-        key: String,
-        token: String,
-        account: Option<String>,
-    },
+    Key { key: String, token: String, account: Option<String> },
     Raw(Vec<(String, String)>),
 }
 
 impl Auth {
     pub fn key(key: &str, token: &str) -> Self {
-        Auth::Key {
-            key: key.into(),
-            token: token.into(),
-            account: None,
-        }
+        Auth::Key { key: key.into(), token: token.into(), account: None }
     }
 
     pub fn key_for(key: &str, token: &str, account: &str) -> Self {
-        Auth::Key {
-            key: key.into(),
-            token: token.into(),
-            account: Some(account.into()),
-        }
+        Auth::Key { key: key.into(), token: token.into(), account: Some(account.into()) }
     }
 
     pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Auth::None => request,
             Auth::Bearer(token) => request.bearer_auth(token),
-            Auth::Key {
-                key,
-                token,
-                account,
-            } => {
-                let request = request
-                    .header("x-api-appkey", key)
-                    .header("x-api-apptoken", token);
+            Auth::Key { key, token, account } => {
+                let request = request.header("x-api-appkey", key).header("x-api-apptoken", token);
                 match account {
                     Some(account) => request.header("x-account", account),
                     None => request,
                 }
             }
-            Auth::Raw(headers) => headers
-                .iter()
-                .fold(request, |r, (k, v)| r.header(k.as_str(), v.as_str())),
+            Auth::Raw(headers) => headers.iter().fold(request, |r, (k, v)| r.header(k.as_str(), v.as_str())),
         }
     }
 }
@@ -130,11 +107,7 @@ pub struct Gql(pub Value);
 impl Gql {
     /// `data.<path>` of a response that must have no errors.
     pub fn data(&self, path: &str) -> Value {
-        assert!(
-            self.0.get("errors").is_none(),
-            "unexpected errors: {:#}",
-            self.0
-        );
+        assert!(self.0.get("errors").is_none(), "unexpected errors: {:#}", self.0);
         let mut value = &self.0["data"];
         for part in path.split('.').filter(|p| !p.is_empty()) {
             value = &value[part];
@@ -151,10 +124,7 @@ impl Gql {
     }
 
     pub fn message(&self) -> String {
-        self.0["errors"][0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.0["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
     }
 
     pub fn assert_code(&self, code: &str) {
@@ -180,10 +150,7 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        backend: Backend,
-        configure: impl FnOnce(&mut Settings),
-    ) -> Option<Self> {
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
         log_buffer();
         if !backend.available() {
             return None;
@@ -192,12 +159,7 @@ impl TestApp {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let path = dir.path().join("appkeys.db");
-                (
-                    format!("sqlite://{}?mode=rwc", path.display()),
-                    Some(path),
-                    None,
-                    Some(dir),
-                )
+                (format!("sqlite://{}?mode=rwc", path.display()), Some(path), None, Some(dir))
             }
             Backend::Postgres => {
                 let (url, admin_url, name) = create_postgres_database().await;
@@ -210,17 +172,7 @@ impl TestApp {
         settings.bootstrap_email = OWNER_EMAIL.into();
         settings.bootstrap_password = Some(OWNER_PASSWORD.to_owned().into());
         configure(&mut settings);
-        Some(
-            Self::start(
-                backend,
-                settings,
-                database_url,
-                sqlite_path,
-                pg_database,
-                dir,
-            )
-            .await,
-        )
+        Some(Self::start(backend, settings, database_url, sqlite_path, pg_database, dir).await)
     }
 
     async fn start(
@@ -231,9 +183,7 @@ impl TestApp {
         pg_database: Option<(String, String)>,
         dir: Option<tempfile::TempDir>,
     ) -> Self {
-        let app = Application::build(settings)
-            .await
-            .expect("the application builds");
+        let app = Application::build(settings).await.expect("the application builds");
         let address = format!("http://{}", app.local_addr().expect("bound address"));
         let state = app.state().clone();
         let server = tokio::spawn(async move {
@@ -258,13 +208,8 @@ impl TestApp {
         settings.bind = "127.0.0.1:0".parse().expect("address");
         settings.bootstrap_email = OWNER_EMAIL.into();
         settings.bootstrap_password = Some(OWNER_PASSWORD.to_owned().into());
-        let app = Application::build(settings)
-            .await
-            .expect("the second server builds");
-        (
-            format!("http://{}", app.local_addr().expect("bound address")),
-            app,
-        )
+        let app = Application::build(settings).await.expect("the second server builds");
+        (format!("http://{}", app.local_addr().expect("bound address")), app)
     }
 
     pub fn store(&self) -> &Store {
@@ -278,9 +223,7 @@ impl TestApp {
         self.state.store.db.clone().close().await.ok();
         if let Some((admin_url, name)) = &self.pg_database {
             if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await;
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
             }
         }
     }
@@ -289,22 +232,10 @@ impl TestApp {
         self.graphql_at(&self.address, auth, query, variables).await
     }
 
-    pub async fn graphql_at(
-        &self,
-        address: &str,
-        auth: &Auth,
-        query: &str,
-        variables: Value,
-    ) -> Gql {
-        let request = self
-            .client
-            .post(format!("{address}/graphql"))
-            .json(&json!({ "query": query, "variables": variables }));
-        let response = auth
-            .apply(request)
-            .send()
-            .await
-            .expect("the request is sent");
+    pub async fn graphql_at(&self, address: &str, auth: &Auth, query: &str, variables: Value) -> Gql {
+        let request =
+            self.client.post(format!("{address}/graphql")).json(&json!({ "query": query, "variables": variables }));
+        let response = auth.apply(request).send().await.expect("the request is sent");
         let status = response.status();
         let body: Value = response.json().await.expect("a JSON body");
         assert!(status.is_success(), "HTTP {status}: {body:#}");
@@ -321,10 +252,7 @@ impl TestApp {
     }
 
     pub async fn login_token(&self, account: &str, email: &str, password: &str) -> String {
-        let token = self
-            .login(account, email, password)
-            .await
-            .data("login.token");
+        let token = self.login(account, email, password).await.data("login.token");
         token.as_str().expect("a token").to_owned()
     }
 
@@ -336,18 +264,13 @@ impl TestApp {
     /// Creates another account (as `appkeys account create` does) and logs its owner in.
     pub async fn account_with_owner(&self, name: &str) -> Auth {
         let email = format!("owner@{name}.example.com");
-        accounts::create(self.store(), name, &email, Some(OWNER_PASSWORD))
-            .await
-            .expect("account created");
+        accounts::create(self.store(), name, &email, Some(OWNER_PASSWORD)).await.expect("account created");
         Auth::Bearer(self.login_token(name, &email, OWNER_PASSWORD).await)
     }
 
     /// The id of a role by name, as `auth` sees it.
     pub async fn role_id(&self, auth: &Auth, name: &str) -> String {
-        let roles = self
-            .graphql(auth, "{ roles { id name } }", json!({}))
-            .await
-            .data("roles");
+        let roles = self.graphql(auth, "{ roles { id name } }", json!({})).await.data("roles");
         roles
             .as_array()
             .expect("roles")
@@ -375,11 +298,7 @@ impl TestApp {
                 json!({ "input": { "name": name, "resourceIds": resources } }),
             )
             .await;
-        created
-            .data("createRole.id")
-            .as_str()
-            .expect("role id")
-            .to_owned()
+        created.data("createRole.id").as_str().expect("role id").to_owned()
     }
 
     /// Adds a user with these roles and returns a session of theirs.
@@ -392,27 +311,14 @@ impl TestApp {
             )
             .await;
         let password = added.data("addUser.oneTimePassword");
-        let account = self
-            .graphql(auth, "{ viewer { account } }", json!({}))
-            .await
-            .data("viewer.account");
+        let account = self.graphql(auth, "{ viewer { account } }", json!({})).await.data("viewer.account");
         Auth::Bearer(
-            self.login_token(
-                account.as_str().expect("account"),
-                email,
-                password.as_str().expect("password"),
-            )
-            .await,
+            self.login_token(account.as_str().expect("account"), email, password.as_str().expect("password")).await,
         )
     }
 
     /// Generates a key with these roles; returns (key, token).
-    pub async fn generate_key(
-        &self,
-        auth: &Auth,
-        label: Option<&str>,
-        role_ids: &[String],
-    ) -> (String, String) {
+    pub async fn generate_key(&self, auth: &Auth, label: Option<&str>, role_ids: &[String]) -> (String, String) {
         let generated = self
             .graphql(
                 auth,
@@ -421,25 +327,14 @@ impl TestApp {
             )
             .await;
         (
-            generated
-                .data("generateAppKey.appKey.key")
-                .as_str()
-                .expect("key")
-                .to_owned(),
-            generated
-                .data("generateAppKey.appToken")
-                .as_str()
-                .expect("token")
-                .to_owned(),
+            generated.data("generateAppKey.appKey.key").as_str().expect("key").to_owned(),
+            generated.data("generateAppKey.appToken").as_str().expect("token").to_owned(),
         )
     }
 
     /// A GET with auth headers.
     pub async fn get(&self, path: &str, auth: &Auth) -> reqwest::Response {
-        auth.apply(self.client.get(format!("{}{path}", self.address)))
-            .send()
-            .await
-            .expect("the request is sent")
+        auth.apply(self.client.get(format!("{}{path}", self.address))).send().await.expect("the request is sent")
     }
 
     /// Every table's rows as text, to prove a refused mutation changed nothing.

@@ -19,19 +19,12 @@ async fn graphiql_is_served_and_explains_the_headers(app: &TestApp) {
 
 async fn get_runs_queries_but_never_mutations(app: &TestApp) {
     let owner = app.owner().await;
-    let query = app
-        .get("/graphql?query=%7Bviewer%7Baccount%7D%7D", &owner)
-        .await;
+    let query = app.get("/graphql?query=%7Bviewer%7Baccount%7D%7D", &owner).await;
     assert_eq!(query.status(), 200);
     let body: serde_json::Value = query.json().await.expect("json");
     assert_eq!(body["data"]["viewer"]["account"], "main");
     let before = app.snapshot().await;
-    let mutation = app
-        .get(
-            "/graphql?query=mutation%7BgenerateAppKey(input%3A%7B%7D)%7BappToken%7D%7D",
-            &owner,
-        )
-        .await;
+    let mutation = app.get("/graphql?query=mutation%7BgenerateAppKey(input%3A%7B%7D)%7BappToken%7D%7D", &owner).await;
     assert_eq!(mutation.status(), 405);
     let named = app
         .get("/graphql?query=query%20A%7Bviewer%7Baccount%7D%7Dmutation%20B%7Blogout%7D&operationName=B", &owner)
@@ -39,18 +32,12 @@ async fn get_runs_queries_but_never_mutations(app: &TestApp) {
     let status = named.status();
     assert_eq!(status, 405, "{}", named.text().await.unwrap_or_default());
     assert_eq!(app.snapshot().await, before);
-    app.graphql(&owner, "{ viewer { account } }", json!({}))
-        .await
-        .data("viewer");
+    app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
 }
 
 async fn only_json_posts_are_accepted(app: &TestApp) {
     let url = format!("{}/graphql", app.address);
-    for content_type in [
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=x",
-    ] {
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
         let response = app
             .client
             .post(&url)
@@ -61,14 +48,8 @@ async fn only_json_posts_are_accepted(app: &TestApp) {
             .expect("sent");
         assert_eq!(response.status(), 415, "{content_type}");
     }
-    let garbage = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("sent");
+    let garbage =
+        app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.expect("sent");
     assert_eq!(garbage.status(), 400);
 }
 
@@ -77,22 +58,9 @@ async fn oversized_bodies_and_batches_are_refused(app: &TestApp) {
     let big = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(300 * 1024)) });
     let response = app.client.post(&url).json(&big).send().await.expect("sent");
     assert_eq!(response.status(), 413);
-    let eleven: Vec<_> = (0..11)
-        .map(|_| json!({ "query": "{ __typename }" }))
-        .collect();
-    assert_eq!(
-        app.client
-            .post(&url)
-            .json(&eleven)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        400
-    );
-    let ten: Vec<_> = (0..10)
-        .map(|_| json!({ "query": "{ __typename }" }))
-        .collect();
+    let eleven: Vec<_> = (0..11).map(|_| json!({ "query": "{ __typename }" })).collect();
+    assert_eq!(app.client.post(&url).json(&eleven).send().await.expect("sent").status(), 400);
+    let ten: Vec<_> = (0..10).map(|_| json!({ "query": "{ __typename }" })).collect();
     let ok = app.client.post(&url).json(&ten).send().await.expect("sent");
     assert_eq!(ok.status(), 200);
     let answers: serde_json::Value = ok.json().await.expect("json");
@@ -101,10 +69,7 @@ async fn oversized_bodies_and_batches_are_refused(app: &TestApp) {
 
 async fn graphiql_introspection_fits_the_limits(app: &TestApp) {
     let response = app.graphql(&Auth::None, INTROSPECTION, json!({})).await;
-    assert!(response
-        .data("__schema.types")
-        .as_array()
-        .is_some_and(|t| t.len() > 20));
+    assert!(response.data("__schema.types").as_array().is_some_and(|t| t.len() > 20));
 }
 
 async fn abusive_depth_is_refused(app: &TestApp) {
@@ -116,9 +81,7 @@ async fn abusive_depth_is_refused(app: &TestApp) {
     query.push_str(&" }".repeat(25));
     let response = app.graphql(&Auth::None, &query, json!({})).await;
     assert!(
-        response.0["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("nested too deep")),
+        response.0["errors"][0]["message"].as_str().is_some_and(|m| m.contains("nested too deep")),
         "{:#}",
         response.0
     );

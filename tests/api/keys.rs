@@ -5,31 +5,20 @@ const KEY_FIELDS: &str = "id key type account label status hasAccess createdAt r
 
 async fn app_key(app: &TestApp, auth: &Auth, key: &str) -> serde_json::Value {
     let query = format!("query($key: String!) {{ appKey(key: $key) {{ {KEY_FIELDS} }} }}");
-    app.graphql(auth, &query, json!({ "key": key }))
-        .await
-        .data("appKey")
+    app.graphql(auth, &query, json!({ "key": key })).await.data("appKey")
 }
 
-async fn roles_mutation(
-    app: &TestApp,
-    auth: &Auth,
-    name: &str,
-    key: &str,
-    roles: &[String],
-) -> crate::helpers::Gql {
-    let query = format!("mutation($key: String!, $roles: [ID!]!) {{ {name}(key: $key, roleIds: $roles) {{ {KEY_FIELDS} }} }}");
-    app.graphql(auth, &query, json!({ "key": key, "roles": roles }))
-        .await
+async fn roles_mutation(app: &TestApp, auth: &Auth, name: &str, key: &str, roles: &[String]) -> crate::helpers::Gql {
+    let query =
+        format!("mutation($key: String!, $roles: [ID!]!) {{ {name}(key: $key, roleIds: $roles) {{ {KEY_FIELDS} }} }}");
+    app.graphql(auth, &query, json!({ "key": key, "roles": roles })).await
 }
 
 async fn a_new_key_has_the_key_as_label_no_roles_and_no_access(app: &TestApp) {
     let owner = app.owner().await;
     let (key, token) = app.generate_key(&owner, None, &[]).await;
     let suffix = key.strip_prefix("appkey-main-").expect("prefix-account-");
-    assert!(
-        suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_uppercase()),
-        "{key}"
-    );
+    assert!(suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_uppercase()), "{key}");
     assert!(token.starts_with("akt_") && token.len() == 50);
     let view = app_key(app, &owner, &key).await;
     assert_eq!(view["label"], key.as_str());
@@ -39,21 +28,9 @@ async fn a_new_key_has_the_key_as_label_no_roles_and_no_access(app: &TestApp) {
     assert_eq!(view["hasAccess"], false);
     assert_eq!(view["roles"], json!([]));
     // A key without roles cannot make requests.
-    app.graphql(
-        &Auth::key(&key, &token),
-        "{ viewer { account } }",
-        json!({}),
-    )
-    .await
-    .assert_code("UNAUTHENTICATED");
+    app.graphql(&Auth::key(&key, &token), "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
     // ... and is on My Keys but not on Application Keys.
-    let lists = app
-        .graphql(
-            &owner,
-            "{ myKeys { totalCount } appKeys { totalCount } }",
-            json!({}),
-        )
-        .await;
+    let lists = app.graphql(&owner, "{ myKeys { totalCount } appKeys { totalCount } }", json!({})).await;
     assert_eq!(lists.data("myKeys.totalCount"), 1);
     assert_eq!(lists.data("appKeys.totalCount"), 0);
 }
@@ -65,73 +42,33 @@ async fn labels_are_trimmed_bounded_and_free_of_control_characters(app: &TestApp
     let (blank, _) = app.generate_key(&owner, Some("   "), &[]).await;
     assert_eq!(app_key(app, &owner, &blank).await["label"], blank.as_str());
     let before = app.snapshot().await;
-    let generate =
-        "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
+    let generate = "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
     for label in ["x".repeat(201), "line\nbreak".into(), "nul\u{0}".into()] {
-        app.graphql(&owner, generate, json!({ "input": { "label": label } }))
-            .await
-            .assert_code("BAD_USER_INPUT");
+        app.graphql(&owner, generate, json!({ "input": { "label": label } })).await.assert_code("BAD_USER_INPUT");
     }
-    assert_eq!(
-        app.snapshot().await,
-        before,
-        "a refused generate writes nothing"
-    );
+    assert_eq!(app.snapshot().await, before, "a refused generate writes nothing");
     let (exact, _) = app.generate_key(&owner, Some(&"é".repeat(200)), &[]).await;
-    assert_eq!(
-        app_key(app, &owner, &exact).await["label"]
-            .as_str()
-            .map(|l| l.chars().count()),
-        Some(200)
-    );
+    assert_eq!(app_key(app, &owner, &exact).await["label"].as_str().map(|l| l.chars().count()), Some(200));
 }
 
 async fn a_key_with_roles_calls_the_api_with_their_resources(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
-    let (key, token) = app
-        .generate_key(&owner, Some("integration"), &[restricted])
-        .await;
-    let viewer = app
-        .graphql(
-            &Auth::key(&key, &token),
-            "{ viewer { type account appKey resources { id } } }",
-            json!({}),
-        )
-        .await;
+    let (key, token) = app.generate_key(&owner, Some("integration"), &[restricted]).await;
+    let viewer =
+        app.graphql(&Auth::key(&key, &token), "{ viewer { type account appKey resources { id } } }", json!({})).await;
     assert_eq!(viewer.data("viewer.type"), "APP_KEY");
     assert_eq!(viewer.data("viewer.account"), "main");
     assert_eq!(viewer.data("viewer.appKey"), key.as_str());
-    assert_eq!(
-        viewer.data("viewer.resources").as_array().map(Vec::len),
-        Some(3)
-    );
+    assert_eq!(viewer.data("viewer.resources").as_array().map(Vec::len), Some(3));
     // The VTEX header aliases work too.
-    let vtex = Auth::Raw(vec![
-        ("x-vtex-api-appkey".into(), key.clone()),
-        ("x-vtex-api-apptoken".into(), token.clone()),
-    ]);
-    app.graphql(&vtex, "{ viewer { account } }", json!({}))
-        .await
-        .data("viewer");
+    let vtex =
+        Auth::Raw(vec![("x-vtex-api-appkey".into(), key.clone()), ("x-vtex-api-apptoken".into(), token.clone())]);
+    app.graphql(&vtex, "{ viewer { account } }", json!({})).await.data("viewer");
     // A wrong token for a real key, and a real token for a wrong key, fail alike.
-    let other = app
-        .generate_key(&owner, None, &[app.restricted_role(&owner).await])
-        .await;
-    let wrong_token = app
-        .graphql(
-            &Auth::key(&key, &other.1),
-            "{ viewer { account } }",
-            json!({}),
-        )
-        .await;
-    let unknown_key = app
-        .graphql(
-            &Auth::key("appkey-main-ZZZZZZ", &token),
-            "{ viewer { account } }",
-            json!({}),
-        )
-        .await;
+    let other = app.generate_key(&owner, None, &[app.restricted_role(&owner).await]).await;
+    let wrong_token = app.graphql(&Auth::key(&key, &other.1), "{ viewer { account } }", json!({})).await;
+    let unknown_key = app.graphql(&Auth::key("appkey-main-ZZZZZZ", &token), "{ viewer { account } }", json!({})).await;
     wrong_token.assert_code("UNAUTHENTICATED");
     unknown_key.assert_code("UNAUTHENTICATED");
     assert_eq!(wrong_token.message(), unknown_key.message());
@@ -146,16 +83,8 @@ async fn the_token_is_shown_once_and_never_again(app: &TestApp) {
     );
     let listed = app.graphql(&owner, &everything, json!({})).await;
     assert!(listed.0.to_string().contains(&key));
-    assert!(
-        !listed.0.to_string().contains(&token),
-        "the token leaked into a query result"
-    );
-    let csv = app
-        .get("/export/app-keys.csv", &owner)
-        .await
-        .text()
-        .await
-        .expect("csv");
+    assert!(!listed.0.to_string().contains(&token), "the token leaked into a query result");
+    let csv = app.get("/export/app-keys.csv", &owner).await.text().await.expect("csv");
     assert!(csv.contains(&key) && !csv.contains(&token));
 }
 
@@ -164,122 +93,40 @@ async fn roles_are_set_added_and_removed(app: &TestApp) {
     let restricted = app.restricted_role(&owner).await;
     let view_role = app.custom_role(&owner, "Viewer", &["ApiKeys.View"]).await;
     let (key, token) = app.generate_key(&owner, None, &[]).await;
-    let added = roles_mutation(
-        app,
-        &owner,
-        "addAppKeyRoles",
-        &key,
-        std::slice::from_ref(&view_role),
-    )
-    .await;
+    let added = roles_mutation(app, &owner, "addAppKeyRoles", &key, std::slice::from_ref(&view_role)).await;
     assert_eq!(added.data("addAppKeyRoles.hasAccess"), true);
-    let both = roles_mutation(
-        app,
-        &owner,
-        "addAppKeyRoles",
-        &key,
-        std::slice::from_ref(&restricted),
-    )
-    .await;
-    assert_eq!(
-        both.data("addAppKeyRoles.roles").as_array().map(Vec::len),
-        Some(2)
-    );
-    let removed = roles_mutation(
-        app,
-        &owner,
-        "removeAppKeyRoles",
-        &key,
-        std::slice::from_ref(&restricted),
-    )
-    .await;
-    assert_eq!(
-        removed.data("removeAppKeyRoles.roles")[0]["id"],
-        view_role.as_str()
-    );
-    let set = roles_mutation(
-        app,
-        &owner,
-        "setAppKeyRoles",
-        &key,
-        std::slice::from_ref(&restricted),
-    )
-    .await;
-    assert_eq!(
-        set.data("setAppKeyRoles.roles")[0]["id"],
-        restricted.as_str()
-    );
-    app.graphql(
-        &Auth::key(&key, &token),
-        "{ users { totalCount } }",
-        json!({}),
-    )
-    .await
-    .data("users");
+    let both = roles_mutation(app, &owner, "addAppKeyRoles", &key, std::slice::from_ref(&restricted)).await;
+    assert_eq!(both.data("addAppKeyRoles.roles").as_array().map(Vec::len), Some(2));
+    let removed = roles_mutation(app, &owner, "removeAppKeyRoles", &key, std::slice::from_ref(&restricted)).await;
+    assert_eq!(removed.data("removeAppKeyRoles.roles")[0]["id"], view_role.as_str());
+    let set = roles_mutation(app, &owner, "setAppKeyRoles", &key, std::slice::from_ref(&restricted)).await;
+    assert_eq!(set.data("setAppKeyRoles.roles")[0]["id"], restricted.as_str());
+    app.graphql(&Auth::key(&key, &token), "{ users { totalCount } }", json!({})).await.data("users");
     // Removing every role removes the key's access, on the very next request.
     let none = roles_mutation(app, &owner, "setAppKeyRoles", &key, &[]).await;
     assert_eq!(none.data("setAppKeyRoles.hasAccess"), false);
-    app.graphql(
-        &Auth::key(&key, &token),
-        "{ viewer { account } }",
-        json!({}),
-    )
-    .await
-    .assert_code("UNAUTHENTICATED");
-    let actions = app
-        .graphql(
-            &owner,
-            "{ auditEvents(first: 100) { edges { node { action } } } }",
-            json!({}),
-        )
-        .await;
+    app.graphql(&Auth::key(&key, &token), "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
+    let actions = app.graphql(&owner, "{ auditEvents(first: 100) { edges { node { action } } } }", json!({})).await;
     for action in ["key.add_roles", "key.remove_roles", "key.set_roles"] {
-        assert!(
-            actions.0.to_string().contains(action),
-            "{action} was not audited"
-        );
+        assert!(actions.0.to_string().contains(action), "{action} was not audited");
     }
 }
 
 async fn unknown_role_ids_are_named_and_nothing_changes(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
-    let (key, _) = app
-        .generate_key(&owner, None, std::slice::from_ref(&restricted))
-        .await;
+    let (key, _) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
     let before = app.snapshot().await;
     for name in ["setAppKeyRoles", "addAppKeyRoles", "removeAppKeyRoles"] {
-        let refused = roles_mutation(
-            app,
-            &owner,
-            name,
-            &key,
-            &[restricted.clone(), "no-such-role".into()],
-        )
-        .await;
+        let refused = roles_mutation(app, &owner, name, &key, &[restricted.clone(), "no-such-role".into()]).await;
         refused.assert_code("BAD_USER_INPUT");
-        assert!(
-            refused.message().contains("no-such-role"),
-            "{}",
-            refused.message()
-        );
+        assert!(refused.message().contains("no-such-role"), "{}", refused.message());
     }
-    let generate =
-        "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
-    app.graphql(
-        &owner,
-        generate,
-        json!({ "input": { "roleIds": ["ghost"] } }),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
+    let generate = "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
+    app.graphql(&owner, generate, json!({ "input": { "roleIds": ["ghost"] } })).await.assert_code("BAD_USER_INPUT");
     assert_eq!(app.snapshot().await, before);
-    roles_mutation(app, &owner, "setAppKeyRoles", "appkey-main-NOSUCH", &[])
-        .await
-        .assert_code("NOT_FOUND");
-    roles_mutation(app, &owner, "setAppKeyRoles", "not a key!", &[])
-        .await
-        .assert_code("BAD_USER_INPUT");
+    roles_mutation(app, &owner, "setAppKeyRoles", "appkey-main-NOSUCH", &[]).await.assert_code("NOT_FOUND");
+    roles_mutation(app, &owner, "setAppKeyRoles", "not a key!", &[]).await.assert_code("BAD_USER_INPUT");
 }
 
 async fn deactivation_stops_a_key_at_once_and_keeps_its_roles(app: &TestApp) {
@@ -287,9 +134,7 @@ async fn deactivation_stops_a_key_at_once_and_keeps_its_roles(app: &TestApp) {
     let restricted = app.restricted_role(&owner).await;
     let (key, token) = app.generate_key(&owner, None, &[restricted]).await;
     let as_key = Auth::key(&key, &token);
-    app.graphql(&as_key, "{ viewer { account } }", json!({}))
-        .await
-        .data("viewer");
+    app.graphql(&as_key, "{ viewer { account } }", json!({})).await.data("viewer");
     let off = app
         .graphql(
             &owner,
@@ -299,78 +144,33 @@ async fn deactivation_stops_a_key_at_once_and_keeps_its_roles(app: &TestApp) {
         .await;
     assert_eq!(off.data("deactivateAppKey.status"), "INACTIVE");
     assert_eq!(off.data("deactivateAppKey.hasAccess"), false);
-    assert_eq!(
-        off.data("deactivateAppKey.roles").as_array().map(Vec::len),
-        Some(1),
-        "roles are kept"
-    );
-    app.graphql(&as_key, "{ viewer { account } }", json!({}))
-        .await
-        .assert_code("UNAUTHENTICATED");
-    let listed = app
-        .graphql(
-            &owner,
-            "{ appKeys(filter: {status: INACTIVE}) { totalCount } }",
-            json!({}),
-        )
-        .await;
+    assert_eq!(off.data("deactivateAppKey.roles").as_array().map(Vec::len), Some(1), "roles are kept");
+    app.graphql(&as_key, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
+    let listed = app.graphql(&owner, "{ appKeys(filter: {status: INACTIVE}) { totalCount } }", json!({})).await;
     assert_eq!(listed.data("appKeys.totalCount"), 1);
     let on = app
-        .graphql(
-            &owner,
-            "mutation($k: String!) { activateAppKey(key: $k) { status hasAccess } }",
-            json!({ "k": key }),
-        )
+        .graphql(&owner, "mutation($k: String!) { activateAppKey(key: $k) { status hasAccess } }", json!({ "k": key }))
         .await;
     assert_eq!(on.data("activateAppKey.status"), "ACTIVE");
-    app.graphql(&as_key, "{ viewer { account } }", json!({}))
-        .await
-        .data("viewer");
+    app.graphql(&as_key, "{ viewer { account } }", json!({})).await.data("viewer");
 }
 
 async fn a_key_with_save_user_manages_keys_without_escalating(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     let owner_role = app.owner_role(&owner).await;
-    let (key, token) = app
-        .generate_key(
-            &owner,
-            Some("automation"),
-            std::slice::from_ref(&restricted),
-        )
-        .await;
+    let (key, token) = app.generate_key(&owner, Some("automation"), std::slice::from_ref(&restricted)).await;
     let as_key = Auth::key(&key, &token);
-    let (made, _) = app
-        .generate_key(
-            &as_key,
-            Some("made by a key"),
-            std::slice::from_ref(&restricted),
-        )
-        .await;
+    let (made, _) = app.generate_key(&as_key, Some("made by a key"), std::slice::from_ref(&restricted)).await;
     assert!(made.starts_with("appkey-main-"));
     let before = app.snapshot().await;
-    let generate =
-        "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
-    let denied = app
-        .graphql(
-            &as_key,
-            generate,
-            json!({ "input": { "roleIds": [owner_role] } }),
-        )
-        .await;
+    let generate = "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appToken } }";
+    let denied = app.graphql(&as_key, generate, json!({ "input": { "roleIds": [owner_role] } })).await;
     denied.assert_code("FORBIDDEN");
-    assert!(denied
-        .message()
-        .contains("LicenseManager.SaveAccessProfile"));
-    roles_mutation(
-        app,
-        &as_key,
-        "addAppKeyRoles",
-        &key,
-        std::slice::from_ref(&owner_role),
-    )
-    .await
-    .assert_code("FORBIDDEN");
+    assert!(denied.message().contains("LicenseManager.SaveAccessProfile"));
+    roles_mutation(app, &as_key, "addAppKeyRoles", &key, std::slice::from_ref(&owner_role))
+        .await
+        .assert_code("FORBIDDEN");
     assert_eq!(app.snapshot().await, before);
     let events = app
         .graphql(
@@ -389,25 +189,19 @@ async fn listings_filter_search_and_paginate_newest_first(app: &TestApp) {
     let restricted = app.restricted_role(&owner).await;
     let mut keys = Vec::new();
     for i in 0..5 {
-        let roles = if i % 2 == 0 {
-            vec![restricted.clone()]
-        } else {
-            vec![]
-        };
-        keys.push(
-            app.generate_key(&owner, Some(&format!("Batch-{i} 100%_done")), &roles)
-                .await
-                .0,
-        );
+        let roles = if i % 2 == 0 { vec![restricted.clone()] } else { vec![] };
+        keys.push(app.generate_key(&owner, Some(&format!("Batch-{i} 100%_done")), &roles).await.0);
     }
-    let page = app.graphql(&owner, "{ myKeys(first: 2) { totalCount pageInfo { hasNextPage endCursor } edges { node { key } } } }", json!({})).await;
+    let page = app
+        .graphql(
+            &owner,
+            "{ myKeys(first: 2) { totalCount pageInfo { hasNextPage endCursor } edges { node { key } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(page.data("myKeys.totalCount"), 5);
     assert_eq!(page.data("myKeys.pageInfo.hasNextPage"), true);
-    assert_eq!(
-        page.data("myKeys.edges")[0]["node"]["key"],
-        keys[4].as_str(),
-        "newest first"
-    );
+    assert_eq!(page.data("myKeys.edges")[0]["node"]["key"], keys[4].as_str(), "newest first");
     let cursor = page.data("myKeys.pageInfo.endCursor");
     let next = app
         .graphql(&owner, "query($after: String) { myKeys(first: 10, after: $after) { pageInfo { hasNextPage } edges { node { key } } } }", json!({ "after": cursor }))
@@ -421,73 +215,30 @@ async fn listings_filter_search_and_paginate_newest_first(app: &TestApp) {
         .collect();
     assert_eq!(rest, [keys[2].clone(), keys[1].clone(), keys[0].clone()]);
     assert_eq!(next.data("myKeys.pageInfo.hasNextPage"), false);
-    let with_access = app
-        .graphql(&owner, "{ appKeys { totalCount } }", json!({}))
-        .await;
+    let with_access = app.graphql(&owner, "{ appKeys { totalCount } }", json!({})).await;
     assert_eq!(with_access.data("appKeys.totalCount"), 3);
     // Search is a case-insensitive substring of key or label, with % and _ taken literally.
     let search = "query($s: String!) { myKeys(filter: {search: $s}) { totalCount } }";
-    assert_eq!(
-        app.graphql(&owner, search, json!({ "s": "batch-3" }))
-            .await
-            .data("myKeys.totalCount"),
-        1
-    );
-    assert_eq!(
-        app.graphql(&owner, search, json!({ "s": "100%_" }))
-            .await
-            .data("myKeys.totalCount"),
-        5
-    );
-    assert_eq!(
-        app.graphql(&owner, search, json!({ "s": "0%d" }))
-            .await
-            .data("myKeys.totalCount"),
-        0
-    );
+    assert_eq!(app.graphql(&owner, search, json!({ "s": "batch-3" })).await.data("myKeys.totalCount"), 1);
+    assert_eq!(app.graphql(&owner, search, json!({ "s": "100%_" })).await.data("myKeys.totalCount"), 5);
+    assert_eq!(app.graphql(&owner, search, json!({ "s": "0%d" })).await.data("myKeys.totalCount"), 0);
     let by_key = &keys[1][keys[1].len() - 6..].to_lowercase();
-    assert_eq!(
-        app.graphql(&owner, search, json!({ "s": by_key }))
-            .await
-            .data("myKeys.totalCount"),
-        1
-    );
+    assert_eq!(app.graphql(&owner, search, json!({ "s": by_key })).await.data("myKeys.totalCount"), 1);
     let typed = app.graphql(&owner, "{ a: myKeys(filter: {type: EXTERNAL}) { totalCount } b: appKeys(filter: {type: INTERNAL, status: ACTIVE}) { totalCount } }", json!({})).await;
     assert_eq!(typed.data("a.totalCount"), 0);
     assert_eq!(typed.data("b.totalCount"), 3);
-    app.graphql(&owner, "{ myKeys(first: -1) { totalCount } }", json!({}))
-        .await
-        .assert_code("BAD_USER_INPUT");
-    app.graphql(
-        &owner,
-        "{ myKeys(after: \"garbage\") { totalCount } }",
-        json!({}),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
-    let capped = app
-        .graphql(
-            &owner,
-            "{ myKeys(first: 1000) { edges { cursor } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        capped.data("myKeys.edges").as_array().map(Vec::len),
-        Some(5)
-    );
+    app.graphql(&owner, "{ myKeys(first: -1) { totalCount } }", json!({})).await.assert_code("BAD_USER_INPUT");
+    app.graphql(&owner, "{ myKeys(after: \"garbage\") { totalCount } }", json!({})).await.assert_code("BAD_USER_INPUT");
+    let capped = app.graphql(&owner, "{ myKeys(first: 1000) { edges { cursor } } }", json!({})).await;
+    assert_eq!(capped.data("myKeys.edges").as_array().map(Vec::len), Some(5));
     assert!(app_key_is_null(app, &owner, "appkey-main-NOSUCH").await);
 }
 
 async fn app_key_is_null(app: &TestApp, auth: &Auth, key: &str) -> bool {
-    app.graphql(
-        auth,
-        "query($k: String!) { appKey(key: $k) { key } }",
-        json!({ "k": key }),
-    )
-    .await
-    .data("appKey")
-    .is_null()
+    app.graphql(auth, "query($k: String!) { appKey(key: $k) { key } }", json!({ "k": key }))
+        .await
+        .data("appKey")
+        .is_null()
 }
 
 async fn one_hundred_keys_page_at_most_one_hundred(app: &TestApp) {
@@ -503,18 +254,10 @@ async fn one_hundred_keys_page_at_most_one_hundred(app: &TestApp) {
         )
         .await;
     assert_eq!(page.data("myKeys.totalCount"), 101);
-    assert_eq!(
-        page.data("myKeys.edges").as_array().map(Vec::len),
-        Some(100)
-    );
+    assert_eq!(page.data("myKeys.edges").as_array().map(Vec::len), Some(100));
     assert_eq!(page.data("myKeys.pageInfo.hasNextPage"), true);
-    let unique: std::collections::BTreeSet<String> = page
-        .data("myKeys.edges")
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| e["node"]["key"].to_string())
-        .collect();
+    let unique: std::collections::BTreeSet<String> =
+        page.data("myKeys.edges").as_array().expect("edges").iter().map(|e| e["node"]["key"].to_string()).collect();
     assert_eq!(unique.len(), 100, "key values are unique");
 }
 

@@ -1,56 +1,31 @@
 use crate::helpers::TestApp;
 use serde_json::json;
 
-const UPDATE: &str = "mutation($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id name resources { id } } }";
+const UPDATE: &str =
+    "mutation($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id name resources { id } } }";
 
 async fn every_account_has_the_two_predefined_roles(app: &TestApp) {
     let owner = app.owner().await;
-    let roles = app
-        .graphql(
-            &owner,
-            "{ roles { name predefined resources { id } } }",
-            json!({}),
-        )
-        .await
-        .data("roles");
+    let roles = app.graphql(&owner, "{ roles { name predefined resources { id } } }", json!({})).await.data("roles");
     assert_eq!(roles[0]["name"], "Owner (Admin Super)");
     assert_eq!(roles[0]["predefined"], true);
     assert_eq!(roles[0]["resources"].as_array().map(Vec::len), Some(4));
     assert_eq!(roles[1]["name"], "User Administrator - RESTRICTED");
-    let restricted: Vec<&str> = roles[1]["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["id"].as_str())
-        .collect();
-    assert_eq!(
-        restricted,
-        [
-            "ApiKeys.RenewToken",
-            "ApiKeys.View",
-            "LicenseManager.SaveUser"
-        ]
-    );
+    let restricted: Vec<&str> =
+        roles[1]["resources"].as_array().expect("resources").iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(restricted, ["ApiKeys.RenewToken", "ApiKeys.View", "LicenseManager.SaveUser"]);
 }
 
 async fn predefined_roles_refuse_changes_and_deletion(app: &TestApp) {
     let owner = app.owner().await;
     let owner_role = app.owner_role(&owner).await;
     let before = app.snapshot().await;
-    app.graphql(
-        &owner,
-        UPDATE,
-        json!({ "id": owner_role, "input": { "name": "Boss" } }),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
-    app.graphql(
-        &owner,
-        "mutation($id: ID!) { deleteRole(id: $id) }",
-        json!({ "id": owner_role }),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
+    app.graphql(&owner, UPDATE, json!({ "id": owner_role, "input": { "name": "Boss" } }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    app.graphql(&owner, "mutation($id: ID!) { deleteRole(id: $id) }", json!({ "id": owner_role }))
+        .await
+        .assert_code("BAD_USER_INPUT");
     assert_eq!(app.snapshot().await, before);
 }
 
@@ -61,39 +36,15 @@ async fn a_custom_role_is_created_renamed_changed_and_deleted(app: &TestApp) {
         .graphql(&owner, UPDATE, json!({ "id": id, "input": { "name": "Support desk", "resourceIds": ["ApiKeys.View", "ApiKeys.RenewToken"] } }))
         .await;
     assert_eq!(updated.data("updateRole.name"), "Support desk");
-    assert_eq!(
-        updated
-            .data("updateRole.resources")
-            .as_array()
-            .map(Vec::len),
-        Some(2)
-    );
-    let deleted = app
-        .graphql(
-            &owner,
-            "mutation($id: ID!) { deleteRole(id: $id) }",
-            json!({ "id": id }),
-        )
-        .await;
+    assert_eq!(updated.data("updateRole.resources").as_array().map(Vec::len), Some(2));
+    let deleted = app.graphql(&owner, "mutation($id: ID!) { deleteRole(id: $id) }", json!({ "id": id })).await;
     assert_eq!(deleted.data("deleteRole"), true);
-    let names = app
-        .graphql(&owner, "{ roles { name } }", json!({}))
-        .await
-        .data("roles");
+    let names = app.graphql(&owner, "{ roles { name } }", json!({})).await.data("roles");
     assert!(!names.to_string().contains("Support"));
-    let actions = app
-        .graphql(
-            &owner,
-            "{ auditEvents { edges { node { action } } } }",
-            json!({}),
-        )
-        .await
-        .data("auditEvents.edges");
+    let actions =
+        app.graphql(&owner, "{ auditEvents { edges { node { action } } } }", json!({})).await.data("auditEvents.edges");
     for action in ["role.create", "role.update", "role.delete"] {
-        assert!(
-            actions.to_string().contains(action),
-            "{action} missing from {actions}"
-        );
+        assert!(actions.to_string().contains(action), "{action} missing from {actions}");
     }
 }
 
@@ -101,74 +52,38 @@ async fn role_names_are_unique_and_validated(app: &TestApp) {
     let owner = app.owner().await;
     app.custom_role(&owner, "Support", &[]).await;
     let create = "mutation($input: CreateRoleInput!) { createRole(input: $input) { id } }";
-    app.graphql(
-        &owner,
-        create,
-        json!({ "input": { "name": "  Support ", "resourceIds": [] } }),
-    )
-    .await
-    .assert_code("CONFLICT");
-    app.graphql(
-        &owner,
-        create,
-        json!({ "input": { "name": "   ", "resourceIds": [] } }),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
-    let unknown = app
-        .graphql(
-            &owner,
-            create,
-            json!({ "input": { "name": "X", "resourceIds": ["Orders.Nope"] } }),
-        )
-        .await;
+    app.graphql(&owner, create, json!({ "input": { "name": "  Support ", "resourceIds": [] } }))
+        .await
+        .assert_code("CONFLICT");
+    app.graphql(&owner, create, json!({ "input": { "name": "   ", "resourceIds": [] } }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let unknown =
+        app.graphql(&owner, create, json!({ "input": { "name": "X", "resourceIds": ["Orders.Nope"] } })).await;
     unknown.assert_code("BAD_USER_INPUT");
     assert!(unknown.message().contains("Orders.Nope"));
-    app.graphql(
-        &owner,
-        create,
-        json!({ "input": { "name": "Y", "resourceIds": ["not a resource"] } }),
-    )
-    .await
-    .assert_code("BAD_USER_INPUT");
-    let missing = app
-        .graphql(
-            &owner,
-            UPDATE,
-            json!({ "id": "01900000-0000-7000-8000-000000000000", "input": {} }),
-        )
-        .await;
+    app.graphql(&owner, create, json!({ "input": { "name": "Y", "resourceIds": ["not a resource"] } }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let missing =
+        app.graphql(&owner, UPDATE, json!({ "id": "01900000-0000-7000-8000-000000000000", "input": {} })).await;
     missing.assert_code("NOT_FOUND");
 }
 
 async fn a_restricted_administrator_cannot_manage_roles(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
-    let admin = app
-        .user_with_roles(&owner, "admin2@example.com", &[restricted])
-        .await;
+    let admin = app.user_with_roles(&owner, "admin2@example.com", &[restricted]).await;
     let create = "mutation($input: CreateRoleInput!) { createRole(input: $input) { id } }";
-    let denied = app
-        .graphql(
-            &admin,
-            create,
-            json!({ "input": { "name": "Mine", "resourceIds": [] } }),
-        )
-        .await;
+    let denied = app.graphql(&admin, create, json!({ "input": { "name": "Mine", "resourceIds": [] } })).await;
     denied.assert_code("FORBIDDEN");
-    assert!(denied
-        .message()
-        .contains("LicenseManager.SaveAccessProfile"));
+    assert!(denied.message().contains("LicenseManager.SaveAccessProfile"));
 }
 
 async fn a_role_cannot_hold_resources_its_creator_lacks(app: &TestApp) {
     let owner = app.owner().await;
-    let profiles = app
-        .custom_role(&owner, "Profiles", &["LicenseManager.SaveAccessProfile"])
-        .await;
-    let designer = app
-        .user_with_roles(&owner, "designer@example.com", &[profiles])
-        .await;
+    let profiles = app.custom_role(&owner, "Profiles", &["LicenseManager.SaveAccessProfile"]).await;
+    let designer = app.user_with_roles(&owner, "designer@example.com", &[profiles]).await;
     let create = "mutation($input: CreateRoleInput!) { createRole(input: $input) { id } }";
     let denied = app
         .graphql(

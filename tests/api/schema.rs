@@ -1,8 +1,8 @@
 /// `schema.graphql` at the repo root must be exactly what the code exports (`appkeys schema`).
 #[test]
 fn schema_graphql_matches_the_code() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .expect("schema.graphql");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).expect("schema.graphql");
     let exported = appkeys::graphql::sdl();
     assert!(
         committed == exported,
@@ -28,9 +28,7 @@ fn every_type_and_field_is_documented() {
         if in_description || line.is_empty() {
             continue;
         }
-        if (line.starts_with('"') && line.ends_with('"'))
-            || (line.starts_with("\"\"\"") && line.len() > 3)
-        {
+        if (line.starts_with('"') && line.ends_with('"')) || (line.starts_with("\"\"\"") && line.len() > 3) {
             described = true;
             continue;
         }
@@ -45,13 +43,9 @@ fn every_type_and_field_is_documented() {
             described = false;
             continue;
         }
-        let opens_type = ["type ", "input ", "enum "]
-            .iter()
-            .any(|k| line.starts_with(k));
+        let opens_type = ["type ", "input ", "enum "].iter().any(|k| line.starts_with(k));
         if opens_type {
-            generated_type = ["Connection ", "Edge ", "PageInfo "]
-                .iter()
-                .any(|g| line.contains(g));
+            generated_type = ["Connection ", "Edge ", "PageInfo "].iter().any(|g| line.contains(g));
         }
         if !described && !generated_type {
             undocumented.push(line.to_owned());

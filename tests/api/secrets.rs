@@ -7,13 +7,7 @@ async fn no_token_or_password_is_stored_logged_or_shown_again(app: &TestApp) {
     let session = app.login_token("main", OWNER_EMAIL, OWNER_PASSWORD).await;
     let owner = Auth::Bearer(session.clone());
     let restricted = app.restricted_role(&owner).await;
-    let (key, app_token) = app
-        .generate_key(
-            &owner,
-            Some("secret scan"),
-            std::slice::from_ref(&restricted),
-        )
-        .await;
+    let (key, app_token) = app.generate_key(&owner, Some("secret scan"), std::slice::from_ref(&restricted)).await;
     let added = app
         .graphql(
             &owner,
@@ -21,37 +15,16 @@ async fn no_token_or_password_is_stored_logged_or_shown_again(app: &TestApp) {
             json!({ "i": { "email": "scan@example.com", "roleIds": [restricted] } }),
         )
         .await;
-    let one_time = added
-        .data("addUser.oneTimePassword")
-        .as_str()
-        .expect("password")
-        .to_owned();
+    let one_time = added.data("addUser.oneTimePassword").as_str().expect("password").to_owned();
     let user_session = app.login_token("main", "scan@example.com", &one_time).await;
     let ticket_url = app
-        .graphql(
-            &owner,
-            "mutation { createAppKeysExport { url } }",
-            json!({}),
-        )
+        .graphql(&owner, "mutation { createAppKeysExport { url } }", json!({}))
         .await
         .data("createAppKeysExport.url");
-    let ticket = ticket_url
-        .as_str()
-        .and_then(|u| u.split("ticket=").nth(1))
-        .expect("ticket")
-        .to_owned();
-    app.get(ticket_url.as_str().expect("url"), &Auth::None)
-        .await;
-    app.graphql(
-        &Auth::key(&key, &app_token),
-        "{ viewer { account } }",
-        json!({}),
-    )
-    .await
-    .data("viewer");
-    app.login("main", OWNER_EMAIL, "a wrong password guess")
-        .await
-        .assert_code("UNAUTHENTICATED");
+    let ticket = ticket_url.as_str().and_then(|u| u.split("ticket=").nth(1)).expect("ticket").to_owned();
+    app.get(ticket_url.as_str().expect("url"), &Auth::None).await;
+    app.graphql(&Auth::key(&key, &app_token), "{ viewer { account } }", json!({})).await.data("viewer");
+    app.login("main", OWNER_EMAIL, "a wrong password guess").await.assert_code("UNAUTHENTICATED");
 
     let secrets = [
         ("session token", session.as_str()),
@@ -72,36 +45,19 @@ async fn no_token_or_password_is_stored_logged_or_shown_again(app: &TestApp) {
         .await
         .0
         .to_string();
-    let csv = app
-        .get("/export/app-keys.csv", &owner)
-        .await
-        .text()
-        .await
-        .expect("csv");
+    let csv = app.get("/export/app-keys.csv", &owner).await.text().await.expect("csv");
     let logs = captured_logs();
     let database = app.sqlite_bytes();
     for (what, secret) in secrets {
-        assert!(
-            !everything.contains(secret),
-            "{what} appears in a query result"
-        );
+        assert!(!everything.contains(secret), "{what} appears in a query result");
         assert!(!csv.contains(secret), "{what} appears in the export");
         assert!(!logs.contains(secret), "{what} appears in the log");
-        assert!(
-            !contains(&database, secret.as_bytes()),
-            "{what} appears in the SQLite file"
-        );
+        assert!(!contains(&database, secret.as_bytes()), "{what} appears in the SQLite file");
     }
     if app.backend == crate::helpers::Backend::Sqlite {
         assert!(!database.is_empty(), "the database file was read");
-        assert!(
-            contains(&database, key.as_bytes()),
-            "the scan sees what is stored (the key value)"
-        );
-        assert!(
-            contains(&database, b"$argon2id$"),
-            "passwords are stored as argon2id hashes"
-        );
+        assert!(contains(&database, key.as_bytes()), "the scan sees what is stored (the key value)");
+        assert!(contains(&database, b"$argon2id$"), "passwords are stored as argon2id hashes");
     }
 }
 
