@@ -380,7 +380,7 @@ impl TestApp {
 }
 
 /// Creates a fresh database on the PostgreSQL server; returns (its URL, the admin URL, its name).
-async fn create_postgres_database() -> (String, String, String) {
+pub async fn create_postgres_database() -> (String, String, String) {
     let admin_url = std::env::var(POSTGRES_ENV).expect("APPKEYS_TEST_POSTGRES_URL");
     let admin = Database::connect(admin_url.as_str())
         .await

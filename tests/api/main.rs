@@ -10,6 +10,7 @@ mod guards;
 mod http;
 mod keys;
 mod roles;
+mod scale;
 mod schema;
 mod secrets;
 mod sessions;

@@ -1,0 +1,268 @@
+//! Scale-out: replicas on one PostgreSQL database, concurrent mutations on both backends, and two
+//! replicas starting at once on an empty database.
+use crate::helpers::{create_postgres_database, Auth, Backend, Gql, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
+use appkeys::config::Settings;
+use appkeys::Application;
+use futures::future::join_all;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const VIEWER: &str = "{ viewer { account } }";
+
+/// Starts a second replica on the same database and returns its address.
+async fn second_replica(app: &TestApp) -> String {
+    let (address, replica) = app.another_server().await;
+    tokio::spawn(async move {
+        let _ = replica.run_until_stopped(std::future::pending()).await;
+    });
+    address
+}
+
+/// Polls `address` until `auth` is refused; returns how long that took after the change.
+async fn refused_after(app: &TestApp, address: &str, auth: &Auth, changed_at: Instant) -> Duration {
+    loop {
+        let response = app.graphql_at(address, auth, VIEWER, json!({})).await;
+        if response.0.get("errors").is_some() {
+            response.assert_code("UNAUTHENTICATED");
+            return changed_at.elapsed();
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(3), "replica B still accepts the credential");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn assert_honoured_within_a_second(
+    app: &TestApp,
+    b: &str,
+    what: &str,
+    auth: &Auth,
+    change: impl std::future::Future<Output = Gql>,
+) {
+    // Warm replica B's cache first: the change must reach a replica that has the credential cached.
+    for _ in 0..3 {
+        app.graphql_at(b, auth, VIEWER, json!({})).await.data("viewer");
+    }
+    let started = Instant::now();
+    let changed = change.await;
+    assert!(changed.0.get("errors").is_none(), "{what}: {:#}", changed.0);
+    let took = refused_after(app, b, auth, started).await;
+    assert!(took < Duration::from_secs(1), "{what} took {took:?} to reach replica B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_honour_every_revocation_within_a_second() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_ENV);
+        return;
+    };
+    let b = second_replica(&app).await;
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let as_key = Auth::key(&key, &token);
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { status } }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "deactivation",
+        &as_key,
+        app.graphql(&owner, deactivate, json!({ "k": key })),
+    )
+    .await;
+
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let as_key = Auth::key(&key, &token);
+    let set = "mutation($k: String!) { setAppKeyRoles(key: $k, roleIds: []) { key } }";
+    assert_honoured_within_a_second(&app, &b, "role removal", &as_key, app.graphql(&owner, set, json!({ "k": key })))
+        .await;
+
+    let custom = app.custom_role(&owner, "Keys", &["LicenseManager.SaveUser"]).await;
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&custom)).await;
+    let as_key = Auth::key(&key, &token);
+    let delete = "mutation($id: ID!) { deleteRole(id: $id) }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "role deletion",
+        &as_key,
+        app.graphql(&owner, delete, json!({ "id": custom })),
+    )
+    .await;
+
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let (external, external_token) = app.generate_key(&partner, None, &[partner_role]).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    app.graphql(&owner, add, json!({ "k": external, "r": [restricted] })).await.data("addExternalAppKey");
+    let in_main = Auth::key_for(&external, &external_token, "main");
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "external removal",
+        &in_main,
+        app.graphql(&owner, deactivate, json!({ "k": external })),
+    )
+    .await;
+
+    let session = app.owner().await;
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "logout",
+        &session,
+        app.graphql(&session, "mutation { logout }", json!({})),
+    )
+    .await;
+
+    let user = app.user_with_roles(&owner, "leaving@example.com", std::slice::from_ref(&restricted)).await;
+    let user_id = app.graphql(&user, "{ viewer { user { id } } }", json!({})).await.data("viewer.user.id");
+    let remove = "mutation($id: ID!) { removeUser(userId: $id) }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "user removal",
+        &user,
+        app.graphql(&owner, remove, json!({ "id": user_id })),
+    )
+    .await;
+
+    // And a grant made on A works on B straight away too.
+    let (key, token) = app.generate_key(&owner, None, &[]).await;
+    let as_key = Auth::key(&key, &token);
+    app.graphql_at(&b, &as_key, VIEWER, json!({})).await.assert_code("UNAUTHENTICATED");
+    let grant = "mutation($k: String!, $r: [ID!]!) { addAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    app.graphql(&owner, grant, json!({ "k": key, "r": [restricted] })).await.data("addAppKeyRoles");
+    app.graphql_at(&b, &as_key, VIEWER, json!({})).await.data("viewer");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
+    if !Backend::Postgres.available() {
+        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_ENV);
+        return;
+    }
+    let (url, admin_url, name) = create_postgres_database().await;
+    let settings = || {
+        let mut settings = Settings::for_database(&url);
+        settings.bind = "127.0.0.1:0".parse().expect("address");
+        settings.bootstrap_email = OWNER_EMAIL.into();
+        settings.bootstrap_password = Some(OWNER_PASSWORD.to_owned().into());
+        settings
+    };
+    let (first, second) = tokio::join!(Application::build(settings()), Application::build(settings()));
+    let (mut first, mut second) = (first.expect("first replica starts"), second.expect("second replica starts"));
+    let bootstrapped = [first.take_bootstrapped().is_some(), second.take_bootstrapped().is_some()];
+    assert_eq!(bootstrapped.iter().filter(|b| **b).count(), 1, "exactly one replica bootstraps");
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &first.state().store.db;
+    let count = |sql: &'static str| async move {
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM accounts").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM roles").await, 2);
+    assert_eq!(count("SELECT COUNT(*) FROM seaql_migrations").await, 8);
+    first.state().store.db.clone().close().await.ok();
+    second.state().store.db.clone().close().await.ok();
+    drop((first, second));
+    if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
+        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+    }
+}
+
+/// 100 mutations at once on one account: every one succeeds, and the final state is exactly what
+/// their responses imply (no lost update), with unique key values.
+async fn one_hundred_concurrent_mutations_lose_nothing(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let viewer_role = app.custom_role(&owner, "Viewer", &["ApiKeys.View"]).await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let mut existing = Vec::new();
+    for _ in 0..45 {
+        existing.push(app.generate_key(&owner, None, &[]).await.0);
+    }
+    let mut externals = Vec::new();
+    for _ in 0..10 {
+        externals.push(app.generate_key(&partner, None, std::slice::from_ref(&partner_role)).await.0);
+    }
+    let both = [restricted.clone(), viewer_role.clone()];
+    let set = "mutation($k: String!, $r: [ID!]!) { setAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    for key in &existing[10..35] {
+        app.graphql(&owner, set, json!({ "k": key, "r": both })).await.data("setAppKeyRoles");
+    }
+
+    let add = "mutation($k: String!, $r: [ID!]!) { addAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    let remove = "mutation($k: String!, $r: [ID!]!) { removeAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { key } }";
+    let external = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    let generate = "mutation($l: String!) { generateAppKey(input: {label: $l}) { appKey { key } } }";
+    let mut operations: Vec<(&str, Value)> = Vec::new();
+    for i in 0..10 {
+        operations.push((generate, json!({ "l": format!("concurrent-{i}") })));
+    }
+    for key in &existing[0..10] {
+        operations.push((add, json!({ "k": key, "r": [restricted] })));
+        operations.push((add, json!({ "k": key, "r": [viewer_role] })));
+    }
+    for key in &existing[10..15] {
+        operations.push((remove, json!({ "k": key, "r": [viewer_role] })));
+        operations.push((deactivate, json!({ "k": key })));
+    }
+    for key in &existing[15..35] {
+        operations.push((remove, json!({ "k": key, "r": [restricted] })));
+        operations.push((remove, json!({ "k": key, "r": [viewer_role] })));
+    }
+    for key in &existing[35..45] {
+        operations.push((set, json!({ "k": key, "r": [viewer_role] })));
+    }
+    for key in &externals {
+        operations.push((external, json!({ "k": key, "r": [viewer_role] })));
+    }
+    assert_eq!(operations.len(), 100);
+    let responses =
+        join_all(operations.iter().map(|(query, variables)| app.graphql(&owner, query, variables.clone()))).await;
+    for response in &responses {
+        assert!(response.0.get("errors").is_none(), "a concurrent mutation failed: {:#}", response.0);
+    }
+
+    let all = app
+        .graphql(&owner, "{ myKeys(first: 100) { totalCount edges { node { key label status roles { id } } } } appKeys(first: 100, filter: {type: EXTERNAL}) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(all.data("myKeys.totalCount"), 55);
+    assert_eq!(all.data("appKeys.totalCount"), 10);
+    let nodes = all.data("myKeys.edges");
+    let nodes: Vec<&Value> = nodes.as_array().expect("edges").iter().map(|e| &e["node"]).collect();
+    let keys: BTreeSet<&str> = nodes.iter().filter_map(|n| n["key"].as_str()).collect();
+    assert_eq!(keys.len(), 55, "key values are unique");
+    let node = |key: &str| *nodes.iter().find(|n| n["key"] == key).expect("key listed");
+    let role_set = |n: &Value| -> BTreeSet<String> {
+        n["roles"].as_array().expect("roles").iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect()
+    };
+    let expected_both: BTreeSet<String> = both.iter().cloned().collect();
+    for key in &existing[0..10] {
+        assert_eq!(role_set(node(key)), expected_both, "both concurrent additions to {key} survive");
+    }
+    for key in &existing[10..15] {
+        assert_eq!(node(key)["status"], "INACTIVE");
+        assert_eq!(role_set(node(key)), BTreeSet::from([restricted.clone()]));
+    }
+    for key in &existing[15..35] {
+        assert!(role_set(node(key)).is_empty(), "both concurrent removals from {key} apply");
+    }
+    for key in &existing[35..45] {
+        assert_eq!(role_set(node(key)), BTreeSet::from([viewer_role.clone()]));
+    }
+    let generated = nodes.iter().filter(|n| n["label"].as_str().is_some_and(|l| l.starts_with("concurrent-"))).count();
+    assert_eq!(generated, 10);
+}
+
+crate::backend_tests!(one_hundred_concurrent_mutations_lose_nothing);
