@@ -89,6 +89,9 @@ pub struct Settings {
     /// How long a user session lasts, in seconds.
     #[arg(long, env = "APPKEYS_SESSION_TTL_SECS", default_value_t = 86_400, global = true)]
     pub session_ttl_secs: i64,
+    /// Header from which `GET /auth` reads the account a request acts on (a gateway may name it its way).
+    #[arg(long, env = "APPKEYS_AUTH_ACCOUNT_HEADER", default_value = "x-account", global = true)]
+    pub auth_account_header: String,
 }
 
 impl Settings {

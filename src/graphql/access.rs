@@ -120,6 +120,26 @@ impl AccessMutation {
         Ok(view.into())
     }
 
+    /// Registers a resource (e.g. `Orders.Read`) for your own APIs to require through `/auth`. The
+    /// catalogue is shared by every account, so only the operator account (the bootstrap account)
+    /// may extend it, with Save access profile.
+    #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
+    async fn register_resource(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Dot-separated id, e.g. `Orders.Read`.")] id: String,
+        #[graphql(desc = "Human-readable name, e.g. `Read orders`.")] name: String,
+    ) -> Result<Resource> {
+        let state = ctx.data::<AppState>()?;
+        let principal = principal(ctx)?;
+        if principal.account_name != state.settings.bootstrap_account {
+            return Err(
+                AppError::forbidden([format!("operator account ({})", state.settings.bootstrap_account)]).extend()
+            );
+        }
+        Ok(roles::register_resource(&state.store, &id, &name).await?.into())
+    }
+
     /// Deletes a custom role; users and keys holding it lose it. Predefined roles refuse.
     #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
     async fn delete_role(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {

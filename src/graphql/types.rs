@@ -1,11 +1,11 @@
 //! GraphQL output and input types. They convert from service views; services never see them.
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Enum, InputObject, OutputType, SimpleObject, ID};
+use async_graphql::{Enum, InputObject, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
 use crate::service::keys::{AppKeyView, KeyStatus, KeyType};
-use crate::service::page::{encode_cursor, Paged};
+use crate::service::page::{encode_cursor, Paged, Total};
 use crate::service::roles::{ResourceView, RoleView};
 use crate::service::users::UserView;
 
@@ -271,10 +271,16 @@ pub struct ExportDownload {
 }
 
 /// Fields every connection has besides edges.
-#[derive(SimpleObject)]
 pub struct ConnectionFields {
-    /// How many items match, across all pages.
-    pub total_count: u64,
+    total: Total,
+}
+
+#[Object]
+impl ConnectionFields {
+    /// How many items match, across all pages (counted only when asked for).
+    async fn total_count(&self) -> async_graphql::Result<u64> {
+        Ok(self.total.count().await?)
+    }
 }
 
 pub type Page<N> = Connection<String, N, ConnectionFields, EmptyFields>;
@@ -287,7 +293,7 @@ pub fn connection<V, N: OutputType>(
     node: impl Fn(V) -> N,
 ) -> Page<N> {
     let mut connection =
-        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total_count: paged.total });
+        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total: paged.total });
     connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(encode_cursor(id(&item)), node(item))));
     connection
 }

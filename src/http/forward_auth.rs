@@ -16,6 +16,7 @@ pub async fn check(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
+    let headers = account_from(headers, &state.settings.auth_account_header);
     let principal = match state.auth.resolve(&headers).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
@@ -40,4 +41,15 @@ pub async fn check(
         PrincipalKind::User { email, .. } => set("x-user", email),
     }
     response
+}
+
+/// Reads the account from the configured header, when a gateway names it other than `X-Account`.
+fn account_from(mut headers: HeaderMap, header: &str) -> HeaderMap {
+    if header.eq_ignore_ascii_case("x-account") {
+        return headers;
+    }
+    if let Some(value) = headers.get(header).cloned() {
+        headers.insert("x-account", value);
+    }
+    headers
 }

@@ -1,6 +1,6 @@
 //! The audit log: one event per change, written in the change's own transaction. Events carry
 //! identifiers and before/after states, never a token or a password.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 use super::page::{self, PageRequest, Paged};
@@ -60,8 +60,8 @@ pub struct AuditFilter {
     pub target: Option<String>,
 }
 
-pub async fn list<C: ConnectionTrait>(
-    db: &C,
+pub async fn list(
+    db: &DatabaseConnection,
     account_id: &str,
     filter: &AuditFilter,
     page: &PageRequest,

@@ -6,8 +6,8 @@
 //! account: active at the owner and, for an external key, not removed there.
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect,
-    RelationTrait, Select, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter,
+    QuerySelect, RelationTrait, Select, Set,
 };
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -158,8 +158,8 @@ fn status_condition(status: KeyStatus) -> Condition {
 }
 
 /// The "Application Keys" page: every internal and external key holding roles in this account.
-pub async fn list_with_access<C: ConnectionTrait>(
-    db: &C,
+pub async fn list_with_access(
+    db: &DatabaseConnection,
     account_id: &str,
     filter: &KeyFilter,
     page: &PageRequest,
@@ -210,8 +210,8 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Ent
 }
 
 /// The "My Keys" page: every internal key, with or without roles.
-pub async fn list_internal<C: ConnectionTrait>(
-    db: &C,
+pub async fn list_internal(
+    db: &DatabaseConnection,
     account_id: &str,
     filter: &KeyFilter,
     page: &PageRequest,

@@ -2,8 +2,10 @@
 //! opaque cursors.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use sea_orm::sea_query::{Expr, Query, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Select,
 };
 
 use crate::error::{AppError, AppResult};
@@ -31,11 +33,28 @@ impl PageRequest {
     }
 }
 
+/// How many rows match, counted only when asked: on a large account a count costs far more than a
+/// page, and most requests (scrolling, the export) never need it.
+#[derive(Clone)]
+pub struct Total {
+    db: DatabaseConnection,
+    statement: SelectStatement,
+}
+
+impl Total {
+    pub async fn count(&self) -> AppResult<u64> {
+        let count =
+            Query::select().expr(Expr::cust("COUNT(*)")).from_subquery(self.statement.clone(), "matching").to_owned();
+        let row = self.db.query_one(&count).await?;
+        let n = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
 /// One page of rows plus what a Relay connection needs.
-#[derive(Debug)]
 pub struct Paged<T> {
     pub items: Vec<T>,
-    pub total: u64,
+    pub total: Total,
     pub has_next: bool,
     /// The id of the last row, for the next page's `after`.
     pub last_cursor_id: Option<String>,
@@ -66,8 +85,8 @@ fn decode_cursor(cursor: &str) -> AppResult<String> {
 }
 
 /// Runs `select` as one page, newest first by `id_column`.
-pub async fn fetch<E, C>(
-    db: &C,
+pub async fn fetch<E>(
+    db: &DatabaseConnection,
     select: Select<E>,
     id_column: E::Column,
     page: &PageRequest,
@@ -76,9 +95,8 @@ pub async fn fetch<E, C>(
 where
     E: EntityTrait,
     E::Model: Send + Sync,
-    C: ConnectionTrait,
 {
-    let total = select.clone().count(db).await?;
+    let total = Total { db: db.clone(), statement: select.clone().into_query() };
     let mut rows = select;
     if let Some(after) = &page.after {
         rows = rows.filter(id_column.lt(after.clone()));

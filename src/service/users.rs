@@ -1,6 +1,6 @@
 //! Users of an account: add (with a one-time password), set roles, remove. An account always keeps
 //! at least one Owner, and nobody grants or takes away more than it holds.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -102,7 +102,7 @@ pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) ->
     Ok(with_roles(db, vec![model]).await?.remove(0))
 }
 
-pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
+pub async fn list(db: &DatabaseConnection, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
     let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
     let paged = page::fetch(db, select, user::Column::Id, page, |m| m.id.as_str()).await?;
     let items = with_roles(db, paged.items).await?;

@@ -6,6 +6,7 @@ mod audit;
 mod bootstrap;
 mod export;
 mod external_keys;
+mod gateway;
 mod guards;
 mod http;
 mod keys;

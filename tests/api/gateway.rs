@@ -1,0 +1,178 @@
+//! A real gateway: nginx (`auth_request`) in front of a tiny upstream, asking appkeys' `GET /auth`.
+//! Runs when `APPKEYS_TEST_NGINX` names the nginx binary (CI installs it and sets it).
+use crate::helpers::{Auth, Backend, TestApp};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+const NGINX_ENV: &str = "APPKEYS_TEST_NGINX";
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream echoes the identity headers the gateway added.
+async fn start_upstream() -> u16 {
+    async fn echo(headers: HeaderMap) -> Json<Value> {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        Json(json!({
+            "account": get("x-account"),
+            "appKey": get("x-appkey"),
+            "resources": get("x-resources"),
+            "tokenSeen": headers.contains_key("x-api-apptoken"),
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("upstream binds");
+    let port = listener.local_addr().expect("address").port();
+    let router = Router::new().fallback(get(echo));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// The snippet the README ships, with this test's ports.
+fn nginx_conf(dir: &std::path::Path, port: u16, appkeys: &str, upstream: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+
+    location / {{
+      auth_request /_appkeys;
+      auth_request_set $appkeys_account $upstream_http_x_account;
+      auth_request_set $appkeys_key $upstream_http_x_appkey;
+      auth_request_set $appkeys_resources $upstream_http_x_resources;
+      proxy_set_header X-Account $appkeys_account;
+      proxy_set_header X-AppKey $appkeys_key;
+      proxy_set_header X-Resources $appkeys_resources;
+      proxy_set_header X-API-AppToken "";
+      proxy_set_header X-VTEX-API-AppToken "";
+      proxy_pass http://127.0.0.1:{upstream};
+    }}
+
+    location /orders/ {{
+      auth_request /_appkeys_orders;
+      auth_request_set $appkeys_account $upstream_http_x_account;
+      proxy_set_header X-Account $appkeys_account;
+      proxy_set_header X-API-AppToken "";
+      proxy_pass http://127.0.0.1:{upstream};
+    }}
+
+    location = /_appkeys {{
+      internal;
+      proxy_pass {appkeys}/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
+
+    location = /_appkeys_orders {{
+      internal;
+      proxy_pass {appkeys}/auth?resource=Orders.Read;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
+  }}
+}}
+"#
+    )
+}
+
+async fn start_nginx(binary: &str, appkeys: &str, upstream: u16) -> Nginx {
+    let dir = tempfile::tempdir().expect("nginx dir");
+    let port = free_port();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(dir.path(), port, appkeys, upstream)).expect("nginx.conf");
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("-g")
+        .arg("daemon off; master_process off;")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{NGINX_ENV} is set but nginx did not start: {e}"));
+    let nginx = Nginx { child, port, _dir: dir };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return nginx;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nginx did not listen on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_passes_valid_keys_and_stops_the_rest() {
+    let Ok(binary) = std::env::var(NGINX_ENV) else {
+        eprintln!("skipped: {NGINX_ENV} is not set");
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let owner = app.owner().await;
+    let registered = app
+        .graphql(&owner, "mutation { registerResource(id: \"Orders.Read\", name: \"Read orders\") { id } }", json!({}))
+        .await;
+    assert_eq!(registered.data("registerResource.id"), "Orders.Read");
+    let orders = app.custom_role(&owner, "Orders reader", &["Orders.Read"]).await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[restricted]).await;
+    let (reader, reader_token) = app.generate_key(&owner, None, &[orders]).await;
+
+    let upstream = start_upstream().await;
+    let nginx = start_nginx(&binary, &app.address, upstream).await;
+    let gateway = format!("http://127.0.0.1:{}", nginx.port);
+    let call = |path: &str, auth: Auth| {
+        let request = app.client.get(format!("{gateway}{path}"));
+        async move { auth.apply(request).send().await.expect("through nginx") }
+    };
+
+    let passed = call("/hello", Auth::key(&key, &token)).await;
+    assert_eq!(passed.status(), 200);
+    let seen: Value = passed.json().await.expect("echo");
+    assert_eq!(seen["account"], "main");
+    assert_eq!(seen["appKey"], key.as_str());
+    assert!(seen["resources"].as_str().is_some_and(|r| r.contains("LicenseManager.SaveUser")));
+    assert_eq!(seen["tokenSeen"], false, "the gateway strips the token before the upstream");
+
+    assert_eq!(call("/hello", Auth::None).await.status(), 401);
+    assert_eq!(call("/hello", Auth::key(&key, "akt_wrong")).await.status(), 401);
+    assert_eq!(call("/orders/1", Auth::key(&key, &token)).await.status(), 403, "missing Orders.Read");
+    let allowed = call("/orders/1", Auth::key(&reader, &reader_token)).await;
+    assert_eq!(allowed.status(), 200);
+
+    app.graphql(&owner, "mutation($k: String!) { deactivateAppKey(key: $k) { key } }", json!({ "k": key }))
+        .await
+        .data("deactivateAppKey");
+    assert_eq!(call("/hello", Auth::key(&key, &token)).await.status(), 401, "a deactivated key is stopped");
+    drop(nginx);
+    app.cleanup().await;
+}
