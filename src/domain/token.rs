@@ -121,8 +121,14 @@ pub struct TokenDigest(String);
 
 impl TokenDigest {
     pub fn of(token: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let hash = Sha256::digest(token.as_bytes());
-        Self(hash.iter().map(|b| format!("{b:02x}")).collect())
+        let mut hex = String::with_capacity(64);
+        for byte in hash {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        Self(hex)
     }
 
     pub fn as_str(&self) -> &str {

@@ -4,20 +4,23 @@ use bytes::Bytes;
 use futures::Stream;
 use sea_orm::sea_query::Expr;
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
+};
 use serde_json::json;
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use super::audit::{self, AuditEntry};
-use super::keys::{self, AppKeyView, KeyFilter, KeyStatus, KeyType};
-use super::page::PageRequest;
+use super::keys;
 use super::{new_id, now, Ctx, Store};
 use crate::domain::DownloadToken;
-use crate::entity::download_ticket;
+use crate::entity::{account, app_key, download_ticket, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
 
 pub const HEADER: [&str; 6] = ["key", "account", "type", "status", "roles", "created_at"];
-const ROWS_PER_CHUNK: u64 = 500;
+const ROWS_PER_CHUNK: u64 = 1_000;
 pub const TICKET_TTL_SECS: i64 = 60;
 
 /// Spreadsheet formula injection guard: a cell that a spreadsheet would evaluate gets a leading `'`.
@@ -30,57 +33,119 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
     }
 }
 
-fn row(view: &AppKeyView) -> [String; 6] {
-    let roles: Vec<&str> = view.roles.iter().map(|r| r.name.as_str()).collect();
+/// One exported key, read in bulk by `page`.
+#[derive(Debug, FromQueryResult)]
+struct ExportRow {
+    access_id: String,
+    key: String,
+    owner: String,
+    external: bool,
+    removed: bool,
+    active: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct RoleOfAccess {
+    key_access_id: String,
+    name: String,
+    predefined: bool,
+}
+
+/// One chunk of the export in two queries: the keys (keyset on the access id), then their roles.
+async fn page(
+    db: &DatabaseConnection,
+    account_id: &str,
+    after: Option<&str>,
+) -> AppResult<(Vec<ExportRow>, HashMap<String, Vec<RoleOfAccess>>)> {
+    let mut select = key_access::Entity::find()
+        .select_only()
+        .column_as(key_access::Column::Id, "access_id")
+        .column_as(app_key::Column::Key, "key")
+        .column_as(account::Column::Name, "owner")
+        .column_as(key_access::Column::External, "external")
+        .column_as(key_access::Column::Removed, "removed")
+        .column_as(app_key::Column::Active, "active")
+        .column_as(app_key::Column::CreatedAt, "created_at")
+        .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
+        .join(JoinType::InnerJoin, app_key::Relation::Owner.def())
+        .filter(key_access::Column::AccountId.eq(account_id))
+        .filter(keys::has_roles());
+    if let Some(after) = after {
+        select = select.filter(key_access::Column::Id.lt(after));
+    }
+    let rows =
+        select.order_by_desc(key_access::Column::Id).limit(ROWS_PER_CHUNK).into_model::<ExportRow>().all(db).await?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.access_id.as_str()).collect();
+    let mut roles: HashMap<String, Vec<RoleOfAccess>> = HashMap::new();
+    if !ids.is_empty() {
+        let found = key_access_role::Entity::find()
+            .select_only()
+            .column(key_access_role::Column::KeyAccessId)
+            .column(role::Column::Name)
+            .column(role::Column::Predefined)
+            .join(JoinType::InnerJoin, key_access_role::Relation::Role.def())
+            .filter(key_access_role::Column::KeyAccessId.is_in(ids))
+            .into_model::<RoleOfAccess>()
+            .all(db)
+            .await?;
+        for role in found {
+            roles.entry(role.key_access_id.clone()).or_default().push(role);
+        }
+    }
+    Ok((rows, roles))
+}
+
+fn record(row: &ExportRow, roles: Option<&mut Vec<RoleOfAccess>>) -> [String; 6] {
+    let names = roles
+        .map(|roles| {
+            roles.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
+            roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(";")
+        })
+        .unwrap_or_default();
+    let active = row.active && !row.removed;
     [
-        view.key.clone(),
-        view.account.clone(),
-        match view.key_type {
-            KeyType::Internal => "INTERNAL",
-            KeyType::External => "EXTERNAL",
-        }
-        .to_owned(),
-        match view.status {
-            KeyStatus::Active => "ACTIVE",
-            KeyStatus::Inactive => "INACTIVE",
-        }
-        .to_owned(),
-        roles.join(";"),
-        view.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        row.key.clone(),
+        row.owner.clone(),
+        if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
+        if active { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+        names,
+        row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     ]
 }
 
-/// Encodes rows with the `csv` crate (RFC 4180 quoting), optionally preceded by the header.
-pub fn encode(views: &[AppKeyView], with_header: bool) -> AppResult<Vec<u8>> {
+/// Encodes records with the `csv` crate (RFC 4180 quoting), optionally preceded by the header.
+fn encode(records: impl Iterator<Item = [String; 6]>, with_header: bool) -> AppResult<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| AppError::Internal(anyhow::Error::new(e).context("writing CSV"));
     if with_header {
         writer.write_record(HEADER).map_err(fail)?;
     }
-    for view in views {
-        let cells = row(view);
-        writer.write_record(cells.iter().map(|c| neutralise(c).into_owned())).map_err(fail)?;
+    for cells in records {
+        for cell in &cells {
+            writer.write_field(neutralise(cell).as_bytes()).map_err(fail)?;
+        }
+        writer.write_record(None::<&[u8]>).map_err(fail)?;
     }
     writer.into_inner().map_err(|e| AppError::Internal(anyhow::anyhow!("flushing CSV: {e}")))
 }
 
-/// Streams the export for an account: the header, then one chunk per page of keys.
+/// Streams the export for an account: the header, then one chunk per page of keys. Memory stays
+/// bounded by one chunk whatever the number of keys.
 pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let state = (store, account_id, Some(PageRequest { first: ROWS_PER_CHUNK, after: None }), true);
-    futures::stream::try_unfold(state, |(store, account_id, page, first_chunk)| async move {
-        let Some(page) = page else {
+    let state = (store, account_id, Some(None::<String>), true);
+    futures::stream::try_unfold(state, |(store, account_id, next, first_chunk)| async move {
+        let Some(after) = next else {
             return Ok(None);
         };
-        let paged =
-            keys::list_with_access(&store.db, &account_id, &KeyFilter::default(), &page).await.map_err(|e| {
-                e.log_if_internal();
-                std::io::Error::other("export failed")
-            })?;
-        let chunk = encode(&paged.items, first_chunk).map_err(|_| std::io::Error::other("export failed"))?;
-        let next = match (paged.has_next, paged.items.last()) {
-            (true, Some(_)) => Some(PageRequest { first: ROWS_PER_CHUNK, after: paged.last_cursor_id }),
-            _ => None,
+        let fail = |e: AppError| {
+            e.log_if_internal();
+            std::io::Error::other("export failed")
         };
+        let (rows, mut roles) = page(&store.db, &account_id, after.as_deref()).await.map_err(fail)?;
+        let next = (rows.len() as u64 == ROWS_PER_CHUNK).then(|| rows.last().map(|r| r.access_id.clone()));
+        let records = rows.iter().map(|row| record(row, roles.get_mut(&row.access_id)));
+        let chunk = encode(records, first_chunk).map_err(fail)?;
         Ok(Some((Bytes::from(chunk), (store, account_id, next, false))))
     })
 }
@@ -143,4 +208,36 @@ pub async fn redeem_ticket(store: &Store, raw: &str) -> AppResult<String> {
     }
     txn.commit_without_credential_change().await?;
     Ok(ticket.account_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_get_a_leading_quote() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(formula), format!("'{formula}"));
+        }
+        for plain in ["appkey-main-ABCDEF", "Owner (Admin Super)", "", "a=b"] {
+            assert_eq!(neutralise(plain), plain);
+        }
+    }
+
+    #[test]
+    fn records_are_quoted_by_rfc_4180() {
+        let record = [
+            "k".to_owned(),
+            "main".to_owned(),
+            "INTERNAL".to_owned(),
+            "ACTIVE".to_owned(),
+            "a,b;\"c\"".to_owned(),
+            "2026-01-01T00:00:00Z".to_owned(),
+        ];
+        let csv = encode(std::iter::once(record), true).expect("encodes");
+        assert_eq!(
+            String::from_utf8(csv).expect("utf-8"),
+            "key,account,type,status,roles,created_at\nk,main,INTERNAL,ACTIVE,\"a,b;\"\"c\"\"\",2026-01-01T00:00:00Z\n"
+        );
+    }
 }

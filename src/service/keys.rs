@@ -183,13 +183,25 @@ pub async fn list_with_access(
     Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
 }
 
+/// The access holds at least one role: a correlated EXISTS, answered from the primary key's index.
+pub(crate) fn has_roles() -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(key_access_role::Entity)
+            .and_where(
+                Expr::col((key_access_role::Entity, key_access_role::Column::KeyAccessId))
+                    .equals((key_access::Entity, key_access::Column::Id)),
+            )
+            .to_owned(),
+    )
+}
+
 fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Entity> {
-    let with_roles =
-        Query::select().column(key_access_role::Column::KeyAccessId).from(key_access_role::Entity).to_owned();
     let mut select = key_access::Entity::find()
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
         .filter(key_access::Column::AccountId.eq(account_id))
-        .filter(key_access::Column::Id.in_subquery(with_roles));
+        .filter(has_roles());
     if let Some(key_type) = filter.key_type {
         select = select.filter(key_access::Column::External.eq(key_type == KeyType::External));
     }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Load runs for appkeys on loopback, with wrk (Debian: apt-get install wrk). Every figure that
+# BENCHMARKS.md reports comes from this script; ratios are taken within one run.
+#
+#   bash benches/run.sh            # DURATION=10s CONNS=32 by default
+#   SIZES="1000" bash benches/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18080}
+EXPORT_KEYS=${EXPORT_KEYS:-100000}
+BIG=${BIG:-1000000}
+PASSWORD=bench-password-123
+BASE="http://127.0.0.1:$PORT"
+
+command -v wrk >/dev/null || { echo "benches/run.sh needs wrk: apt-get install wrk" >&2; exit 1; }
+cargo build --release --bins --example bench-seed >&2
+BIN=target/release/appkeys
+SEED=target/release/examples/bench-seed
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+seed() { # seed NAME KEYS -> sets PROBE_KEY, PROBE_TOKEN, DB
+  DB="$WORK/$1.db"
+  eval "$("$SEED" --database-url "sqlite://$DB?mode=rwc" --keys "$2" --password "$PASSWORD")"
+  KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
+}
+
+start_server() {
+  RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$DB?mode=rwc" >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "the server did not start" >&2; cat "$WORK/server.err" >&2; exit 1
+}
+
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
+
+login() {
+  curl -fs "$BASE/graphql" -H 'content-type: application/json' \
+    -d "{\"query\":\"mutation { login(input: {account: \\\"main\\\", email: \\\"admin@example.com\\\", password: \\\"$PASSWORD\\\"}) { token } }\"}" \
+    | sed -E 's/.*"token":"([^"]+)".*/\1/'
+}
+
+to_us() { # wrk latency (e.g. 1.20ms, 250.00us, 1.01s) -> microseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
+}
+
+# run NAME wrk-args... : prints "NAME rps p50_us p99_us"
+run() {
+  local name=$1; shift
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+  p50=$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+  p99=$(to_us "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+  local errors; errors=$(echo "$out" | awk '/Non-2xx/ { print $5 }')
+  [ -n "$errors" ] && { echo "$name: non-2xx responses: $errors" >&2; echo "$out" >&2; }
+  echo "$name $rps $p50 $p99" | tee -a "$WORK/results"
+}
+
+VIEWER='{"query":"{ viewer { account appKey resources { id } } }"}'
+MYKEYS='{"query":"{ myKeys(first: 20) { edges { node { key label status roles { name } } } } }"}'
+LOGIN="{\"query\":\"mutation { login(input: {account: \\\"main\\\", email: \\\"admin@example.com\\\", password: \\\"$PASSWORD\\\"}) { token } }\"}"
+
+echo "== 1 000 keys" >&2
+seed small 1000
+start_server
+SESSION=$(login)
+run healthz "$BASE/healthz"
+run auth "${KEY[@]}" "$BASE/auth"
+BODY=$VIEWER run viewer -s benches/post.lua "${KEY[@]}" "$BASE/graphql"
+BODY=$MYKEYS run mykeys_1k -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
+run auth_1k "${KEY[@]}" "$BASE/auth"
+echo "== /auth during a storm of 50 concurrent logins" >&2
+storm_secs=$(( ${DURATION%s} + 6 ))
+BODY=$LOGIN wrk -t1 -c50 -d"${storm_secs}s" -s benches/post.lua "$BASE/graphql" >"$WORK/storm.out" &
+STORM=$!
+sleep 3
+run auth_during_logins "${KEY[@]}" "$BASE/auth"
+wait "$STORM"
+echo "logins_per_sec $(awk '/Requests\/sec/ { print $2 }' "$WORK/storm.out")" | tee -a "$WORK/results"
+stop_server
+
+echo "== $BIG keys" >&2
+seed big "$BIG"
+start_server
+SESSION=$(login)
+run auth_1m "${KEY[@]}" "$BASE/auth"
+BODY=$MYKEYS run mykeys_1m -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
+stop_server
+
+echo "== export of $EXPORT_KEYS keys" >&2
+seed export "$EXPORT_KEYS"
+start_server
+SESSION=$(login)
+rss_before=$(awk '/VmRSS/ { print $2 }' "/proc/$SERVER_PID/status")
+started=$(date +%s.%N)
+curl -fs -H "Authorization: Bearer $SESSION" "$BASE/export/app-keys.csv" -o "$WORK/export.csv"
+finished=$(date +%s.%N)
+hwm_after=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status")
+rows=$(( $(wc -l <"$WORK/export.csv") - 1 ))
+secs=$(echo "$finished - $started" | bc -l)
+echo "export_rows $rows" | tee -a "$WORK/results"
+echo "export_seconds $secs" | tee -a "$WORK/results"
+echo "export_rows_per_sec $(echo "$rows / $secs" | bc -l | cut -d. -f1)" | tee -a "$WORK/results"
+echo "export_rss_before_kib $rss_before" | tee -a "$WORK/results"
+echo "export_peak_growth_kib $(( hwm_after - rss_before ))" | tee -a "$WORK/results"
+stop_server
+
+echo
+echo "== ratios"
+awk '
+  { v[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
+  END {
+    printf "auth / healthz throughput: %.2f  (auth %s rps, healthz %s rps)\n", v["auth"] / v["healthz"], v["auth"], v["healthz"]
+    printf "auth p50 / p99: %s / %s us;  healthz p50 / p99: %s / %s us\n", p50["auth"], p99["auth"], p50["healthz"], p99["healthz"]
+    printf "viewer / healthz throughput: %.2f  (viewer %s rps; p50 / p99 %s / %s us)\n", v["viewer"] / v["healthz"], v["viewer"], p50["viewer"], p99["viewer"]
+    printf "auth 1M / 1k throughput: %.2f  (p99 %s vs %s us)\n", v["auth_1m"] / v["auth_1k"], p99["auth_1m"], p99["auth_1k"]
+    printf "myKeys(first: 20) 1M / 1k throughput: %.2f  (%s vs %s rps; p99 %s vs %s us)\n", v["mykeys_1m"] / v["mykeys_1k"], v["mykeys_1m"], v["mykeys_1k"], p99["mykeys_1m"], p99["mykeys_1k"]
+    printf "auth p99 during 50 concurrent logins: %s us (%s logins/s); without: %s us\n", p99["auth_during_logins"], v["logins_per_sec"], p99["auth_1k"]
+    printf "export: %s rows in %.2f s = %s rows/s; peak memory growth %s KiB\n", v["export_rows"], v["export_seconds"], v["export_rows_per_sec"], v["export_peak_growth_kib"]
+  }' "$WORK/results"

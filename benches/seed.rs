@@ -1,0 +1,110 @@
+//! Seeds a benchmark database: the bootstrap account `main`, `--keys N` internal keys holding the
+//! RESTRICTED role (bulk-inserted), and one probe key whose token is printed as `PROBE_KEY=` /
+//! `PROBE_TOKEN=` lines for `benches/run.sh`.
+//!
+//!     cargo run --release --example bench-seed -- --database-url sqlite://bench.db?mode=rwc --keys 1000000
+use appkeys::config::Settings;
+use appkeys::domain::{AppToken, TokenDigest};
+use appkeys::entity::{account, app_key, key_access, key_access_role, role};
+use appkeys::service::Store;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+const CHUNK: usize = 1_000;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+/// The i-th six-letter suffix: distinct for every i below 26^6.
+fn suffix(mut i: usize) -> String {
+    let mut out = [b'A'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = b'A' + (i % 26) as u8;
+        i /= 26;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = arg("--database-url").unwrap_or_else(|| "sqlite://bench.db?mode=rwc".into());
+    let keys: usize = arg("--keys").map(|k| k.parse()).transpose()?.unwrap_or(1_000);
+    let mut settings = Settings::for_database(&url);
+    settings.bootstrap_password = Some(arg("--password").unwrap_or_else(|| "bench-password-123".into()).into());
+    let store = Store::connect(&settings).await?;
+    store.prepare(&settings).await?;
+    let main = account::Entity::find()
+        .filter(account::Column::Name.eq("main"))
+        .one(&store.db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account main"))?;
+    let restricted = role::Entity::find()
+        .filter(role::Column::AccountId.eq(main.id.as_str()))
+        .filter(role::Column::Name.eq("User Administrator - RESTRICTED"))
+        .one(&store.db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no RESTRICTED role"))?;
+
+    let started = std::time::Instant::now();
+    let probe = AppToken::generate();
+    let probe_key = format!("appkey-main-{}", suffix(keys));
+    let txn = store.db.begin().await?;
+    let mut batch = Vec::with_capacity(CHUNK);
+    for i in 0..=keys {
+        let (key, digest) = if i == keys {
+            (probe_key.clone(), probe.digest())
+        } else {
+            (format!("appkey-main-{}", suffix(i)), TokenDigest::of(&format!("bench-token-{i}")))
+        };
+        batch.push((key, digest));
+        if batch.len() == CHUNK || i == keys {
+            insert(&txn, &main.id, &restricted.id, std::mem::take(&mut batch)).await?;
+        }
+    }
+    txn.commit().await?;
+    eprintln!("seeded {} keys in {:.1} s", keys + 1, started.elapsed().as_secs_f64());
+    println!("PROBE_KEY={probe_key}");
+    println!("PROBE_TOKEN={}", probe.expose_secret());
+    Ok(())
+}
+
+async fn insert(
+    txn: &sea_orm::DatabaseTransaction,
+    account_id: &str,
+    role_id: &str,
+    batch: Vec<(String, TokenDigest)>,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut accesses = Vec::with_capacity(batch.len());
+    let mut roles = Vec::with_capacity(batch.len());
+    for (key, digest) in batch {
+        let key_id = uuid::Uuid::now_v7().to_string();
+        let access_id = uuid::Uuid::now_v7().to_string();
+        keys.push(app_key::ActiveModel {
+            id: Set(key_id.clone()),
+            label: Set(format!("bench {key}")),
+            key: Set(key),
+            account_id: Set(account_id.to_owned()),
+            token_digest: Set(digest.as_str().to_owned()),
+            active: Set(true),
+            created_at: Set(now),
+            created_by: Set("system:bench-seed".into()),
+        });
+        accesses.push(key_access::ActiveModel {
+            id: Set(access_id.clone()),
+            app_key_id: Set(key_id),
+            account_id: Set(account_id.to_owned()),
+            external: Set(false),
+            removed: Set(false),
+            added_at: Set(now),
+            added_by: Set("system:bench-seed".into()),
+        });
+        roles.push(key_access_role::ActiveModel { key_access_id: Set(access_id), role_id: Set(role_id.to_owned()) });
+    }
+    app_key::Entity::insert_many(keys).exec(txn).await?;
+    key_access::Entity::insert_many(accesses).exec(txn).await?;
+    key_access_role::Entity::insert_many(roles).exec(txn).await?;
+    Ok(())
+}
