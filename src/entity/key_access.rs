@@ -22,6 +22,8 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     AppKey,
+    #[sea_orm(has_many = "super::key_access_role::Entity")]
+    Roles,
 }
 
 impl Related<super::app_key::Entity> for Entity {

@@ -13,6 +13,12 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(belongs_to = "super::role::Entity", from = "Column::RoleId", to = "super::role::Column::Id")]
     Role,
+    #[sea_orm(
+        belongs_to = "super::key_access::Entity",
+        from = "Column::KeyAccessId",
+        to = "super::key_access::Column::Id"
+    )]
+    Access,
 }
 
 impl Related<super::role::Entity> for Entity {
@@ -22,3 +28,9 @@ impl Related<super::role::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Related<super::key_access::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Access.def()
+    }
+}

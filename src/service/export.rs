@@ -10,17 +10,15 @@ use sea_orm::{
 };
 use serde_json::json;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::audit::{self, AuditEntry};
-use super::keys;
 use super::{new_id, now, Ctx, Store};
 use crate::domain::DownloadToken;
 use crate::entity::{account, app_key, download_ticket, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
 
 pub const HEADER: [&str; 6] = ["key", "account", "type", "status", "roles", "created_at"];
-const ROWS_PER_CHUNK: u64 = 1_000;
+const ROWS_PER_CHUNK: u64 = 2_000;
 pub const TICKET_TTL_SECS: i64 = 60;
 
 /// Spreadsheet formula injection guard: a cell that a spreadsheet would evaluate gets a leading `'`.
@@ -33,7 +31,7 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
     }
 }
 
-/// One exported key, read in bulk by `page`.
+/// One (key, role) pair of the export, read in bulk by `page`.
 #[derive(Debug, FromQueryResult)]
 struct ExportRow {
     access_id: String,
@@ -43,21 +41,19 @@ struct ExportRow {
     removed: bool,
     active: bool,
     created_at: chrono::DateTime<chrono::Utc>,
+    role_name: String,
+    role_predefined: bool,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct RoleOfAccess {
-    key_access_id: String,
-    name: String,
-    predefined: bool,
-}
-
-/// One chunk of the export in two queries: the keys (keyset on the access id), then their roles.
+/// One chunk of the export in one query: keys joined with their roles (so only keys with roles),
+/// keyset on the access id. A full chunk may end inside a key's roles: that key is left for the next
+/// chunk. Returns the rows and the cursor of the next chunk.
 async fn page(
     db: &DatabaseConnection,
     account_id: &str,
     after: Option<&str>,
-) -> AppResult<(Vec<ExportRow>, HashMap<String, Vec<RoleOfAccess>>)> {
+    chunk: u64,
+) -> AppResult<(Vec<ExportRow>, Option<String>)> {
     let mut select = key_access::Entity::find()
         .select_only()
         .column_as(key_access::Column::Id, "access_id")
@@ -67,51 +63,53 @@ async fn page(
         .column_as(key_access::Column::Removed, "removed")
         .column_as(app_key::Column::Active, "active")
         .column_as(app_key::Column::CreatedAt, "created_at")
+        .column_as(role::Column::Name, "role_name")
+        .column_as(role::Column::Predefined, "role_predefined")
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
         .join(JoinType::InnerJoin, app_key::Relation::Owner.def())
-        .filter(key_access::Column::AccountId.eq(account_id))
-        .filter(keys::has_roles());
+        .join(JoinType::InnerJoin, key_access::Relation::Roles.def())
+        .join(JoinType::InnerJoin, key_access_role::Relation::Role.def())
+        .filter(key_access::Column::AccountId.eq(account_id));
     if let Some(after) = after {
         select = select.filter(key_access::Column::Id.lt(after));
     }
-    let rows =
-        select.order_by_desc(key_access::Column::Id).limit(ROWS_PER_CHUNK).into_model::<ExportRow>().all(db).await?;
-    let ids: Vec<&str> = rows.iter().map(|r| r.access_id.as_str()).collect();
-    let mut roles: HashMap<String, Vec<RoleOfAccess>> = HashMap::new();
-    if !ids.is_empty() {
-        let found = key_access_role::Entity::find()
-            .select_only()
-            .column(key_access_role::Column::KeyAccessId)
-            .column(role::Column::Name)
-            .column(role::Column::Predefined)
-            .join(JoinType::InnerJoin, key_access_role::Relation::Role.def())
-            .filter(key_access_role::Column::KeyAccessId.is_in(ids))
-            .into_model::<RoleOfAccess>()
-            .all(db)
-            .await?;
-        for role in found {
-            roles.entry(role.key_access_id.clone()).or_default().push(role);
+    let select = select.order_by_desc(key_access::Column::Id);
+    // A chunk holding one key's roles only cannot tell whether that key has more: widen it until a
+    // second key (or the end) shows up.
+    let mut limit = chunk;
+    loop {
+        let mut rows = select.clone().limit(limit).into_model::<ExportRow>().all(db).await?;
+        if (rows.len() as u64) < limit {
+            return Ok((rows, None));
         }
+        let last = rows.last().map(|r| r.access_id.clone()).unwrap_or_default();
+        let complete = rows.iter().position(|r| r.access_id == last).unwrap_or(rows.len());
+        if complete > 0 {
+            rows.truncate(complete);
+            let next = rows.last().map(|r| r.access_id.clone());
+            return Ok((rows, next));
+        }
+        limit = limit.saturating_mul(2);
     }
-    Ok((rows, roles))
 }
 
-fn record(row: &ExportRow, roles: Option<&mut Vec<RoleOfAccess>>) -> [String; 6] {
-    let names = roles
-        .map(|roles| {
-            roles.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
-            roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(";")
-        })
-        .unwrap_or_default();
-    let active = row.active && !row.removed;
-    [
-        row.key.clone(),
-        row.owner.clone(),
-        if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
-        if active { "ACTIVE" } else { "INACTIVE" }.to_owned(),
-        names,
-        row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    ]
+/// Groups a chunk's rows into CSV records, one per key, its roles sorted as everywhere else.
+fn records(rows: &[ExportRow]) -> impl Iterator<Item = [String; 6]> + '_ {
+    rows.chunk_by(|a, b| a.access_id == b.access_id).map(|group| {
+        let row = &group[0];
+        let mut roles: Vec<&ExportRow> = group.iter().collect();
+        roles.sort_by(|a, b| (!a.role_predefined, &a.role_name).cmp(&(!b.role_predefined, &b.role_name)));
+        let names: Vec<&str> = roles.iter().map(|r| r.role_name.as_str()).collect();
+        let active = row.active && !row.removed;
+        [
+            row.key.clone(),
+            row.owner.clone(),
+            if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
+            if active { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+            names.join(";"),
+            row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ]
+    })
 }
 
 /// Encodes records with the `csv` crate (RFC 4180 quoting), optionally preceded by the header.
@@ -133,8 +131,17 @@ fn encode(records: impl Iterator<Item = [String; 6]>, with_header: bool) -> AppR
 /// Streams the export for an account: the header, then one chunk per page of keys. Memory stays
 /// bounded by one chunk whatever the number of keys.
 pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    stream_in_chunks(store, account_id, ROWS_PER_CHUNK)
+}
+
+/// `stream` with a chosen chunk size (in key-role pairs), so tests can cross many chunk boundaries.
+pub fn stream_in_chunks(
+    store: Store,
+    account_id: String,
+    chunk: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let state = (store, account_id, Some(None::<String>), true);
-    futures::stream::try_unfold(state, |(store, account_id, next, first_chunk)| async move {
+    futures::stream::try_unfold(state, move |(store, account_id, next, first_chunk)| async move {
         let Some(after) = next else {
             return Ok(None);
         };
@@ -142,11 +149,9 @@ pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Byt
             e.log_if_internal();
             std::io::Error::other("export failed")
         };
-        let (rows, mut roles) = page(&store.db, &account_id, after.as_deref()).await.map_err(fail)?;
-        let next = (rows.len() as u64 == ROWS_PER_CHUNK).then(|| rows.last().map(|r| r.access_id.clone()));
-        let records = rows.iter().map(|row| record(row, roles.get_mut(&row.access_id)));
-        let chunk = encode(records, first_chunk).map_err(fail)?;
-        Ok(Some((Bytes::from(chunk), (store, account_id, next, false))))
+        let (rows, next) = page(&store.db, &account_id, after.as_deref(), chunk.max(1)).await.map_err(fail)?;
+        let csv = encode(records(&rows), first_chunk).map_err(fail)?;
+        Ok(Some((Bytes::from(csv), (store, account_id, next.map(Some), false))))
     })
 }
 

@@ -87,3 +87,40 @@ crate::backend_tests!(
     a_download_link_works_once_without_headers,
     the_export_streams_many_pages,
 );
+
+/// Chunks of 3 key-role pairs over keys holding 1 or 2 roles: chunk boundaries fall inside a key's
+/// roles, and every key still comes out once, whole.
+async fn chunk_boundaries_never_split_a_key(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let viewer = app.custom_role(&owner, "Viewer", &["ApiKeys.View"]).await;
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..10 {
+        let roles = if i % 3 == 0 { vec![restricted.clone()] } else { vec![restricted.clone(), viewer.clone()] };
+        let (key, _) = app.generate_key(&owner, None, &roles).await;
+        let names =
+            if roles.len() == 1 { "User Administrator - RESTRICTED" } else { "User Administrator - RESTRICTED;Viewer" };
+        expected.insert(key, names.to_owned());
+    }
+    let account_id =
+        appkeys::service::accounts::find_by_name(&app.store().db, "main").await.expect("query").expect("main").id;
+    for chunk in [1, 2, 3, 4, 7] {
+        use futures::StreamExt;
+        let mut body = Vec::new();
+        let mut stream =
+            Box::pin(appkeys::service::export::stream_in_chunks(app.store().clone(), account_id.clone(), chunk));
+        while let Some(part) = stream.next().await {
+            body.extend(part.expect("chunk"));
+        }
+        let mut reader = csv::Reader::from_reader(body.as_slice());
+        let got: std::collections::BTreeMap<String, String> =
+            reader.records().map(|r| r.expect("row")).map(|r| (r[0].to_owned(), r[4].to_owned())).collect();
+        assert_eq!(got, expected, "chunks of {chunk}");
+        assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 11, "header + one line per key, chunks of {chunk}");
+    }
+}
+
+mod chunks {
+    use super::*;
+    crate::backend_tests!(chunk_boundaries_never_split_a_key);
+}
