@@ -92,6 +92,37 @@ pub struct Settings {
     /// Header from which `GET /auth` reads the account a request acts on (a gateway may name it its way).
     #[arg(long, env = "APPKEYS_AUTH_ACCOUNT_HEADER", default_value = "x-account", global = true)]
     pub auth_account_header: String,
+    /// Turn GraphQL introspection off (production).
+    #[arg(long, env = "APPKEYS_NO_INTROSPECTION", global = true)]
+    pub no_introspection: bool,
+    /// Do not serve GraphiQL at `/` (production).
+    #[arg(long, env = "APPKEYS_NO_GRAPHIQL", global = true)]
+    pub no_graphiql: bool,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; none by default.
+    #[arg(long, env = "APPKEYS_CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+    /// Deepest allowed query nesting.
+    #[arg(long, env = "APPKEYS_MAX_DEPTH", default_value_t = 15, global = true)]
+    pub max_depth: usize,
+    /// Highest allowed query complexity (one point per field; lists count their page size).
+    #[arg(long, env = "APPKEYS_MAX_COMPLEXITY", default_value_t = 2_000, global = true)]
+    pub max_complexity: usize,
+    /// Most aliases allowed in one query document.
+    #[arg(long, env = "APPKEYS_MAX_ALIASES", default_value_t = 30, global = true)]
+    pub max_aliases: usize,
+    /// Most directives allowed on one field.
+    #[arg(long, env = "APPKEYS_MAX_DIRECTIVES", default_value_t = 5, global = true)]
+    pub max_directives: usize,
+    /// Most operations in one batched request.
+    #[arg(long, env = "APPKEYS_MAX_BATCH", default_value_t = 10, global = true)]
+    pub max_batch: usize,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, env = "APPKEYS_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Failed logins allowed per account and email per minute (and 5 times as many per client IP);
+    /// failed key authentications allowed per key per minute (and 5 times as many per client IP).
+    #[arg(long, env = "APPKEYS_FAILURES_PER_MINUTE", default_value_t = 10, global = true)]
+    pub failures_per_minute: u32,
 }
 
 impl Settings {

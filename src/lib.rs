@@ -85,7 +85,7 @@ impl Application {
 
 fn build_state(store: Store, key_prefix: KeyPrefix, settings: Settings) -> AppState {
     let mut state = AppState {
-        auth: auth::Authenticator::new(store.clone()),
+        auth: auth::Authenticator::new(store.clone(), settings.failures_per_minute),
         store,
         schema: graphql::build(None),
         key_prefix,

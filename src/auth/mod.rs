@@ -5,6 +5,7 @@
 //! whether a key, user or account exists); a malformed token is refused before any lookup.
 pub mod cache;
 mod headers;
+pub mod throttle;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::http::HeaderMap;
 
 pub use cache::{CacheKey, CredentialCache};
 pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
+pub use throttle::{ip_subject, Throttle};
 
 use crate::domain::Resource;
 use crate::error::{AppError, AppResult};
@@ -57,37 +59,74 @@ pub type AuthState = AppResult<Option<Arc<Principal>>>;
 pub struct Authenticator {
     store: Store,
     cache: CredentialCache,
+    throttle: Throttle,
 }
 
 impl Authenticator {
-    pub fn new(store: Store) -> Self {
-        Self { store, cache: CredentialCache::default() }
+    pub fn new(store: Store, failures_per_minute: u32) -> Self {
+        Self { store, cache: CredentialCache::default(), throttle: Throttle::new(failures_per_minute) }
     }
 
-    /// Resolves the caller from the request headers, from the cache when it is current.
-    pub async fn resolve(&self, headers: &HeaderMap) -> AuthState {
-        let presented = Presented::from_headers(headers)?;
-        let key = match &presented {
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// Resolves the caller from the request headers, from the cache when it is current. Failures are
+    /// throttled per client IP and per key (see `throttle`); a cache hit is never throttled.
+    pub async fn resolve(&self, headers: &HeaderMap, client_ip: Option<&str>) -> AuthState {
+        let presented = match Presented::from_headers(headers) {
+            Ok(presented) => presented,
+            Err(error) => return Err(self.failed(error, None, client_ip)),
+        };
+        let (key, identity) = match &presented {
             Presented::Nothing => return Ok(None),
-            Presented::Session { token, account } => CacheKey::Session {
-                digest: token.digest().as_str().to_owned(),
-                account: account.as_ref().map(|a| a.as_str().to_owned()),
-            },
-            Presented::AppKey { key, token, account } => CacheKey::AppKey {
-                key: key.as_str().to_owned(),
-                digest: token.digest().as_str().to_owned(),
-                account: account.as_ref().map(|a| a.as_str().to_owned()),
-            },
+            Presented::Session { token, account } => (
+                CacheKey::Session {
+                    digest: token.digest().as_str().to_owned(),
+                    account: account.as_ref().map(|a| a.as_str().to_owned()),
+                },
+                None,
+            ),
+            Presented::AppKey { key, token, account } => (
+                CacheKey::AppKey {
+                    key: key.as_str().to_owned(),
+                    digest: token.digest().as_str().to_owned(),
+                    account: account.as_ref().map(|a| a.as_str().to_owned()),
+                },
+                Some(format!("key:{}", key.as_str())),
+            ),
         };
         // Read the generation before the lookup: a change committed meanwhile makes the entry stale.
         let generation = self.store.credentials_generation();
         if let Some(principal) = self.cache.get(&key, generation) {
             return Ok(Some(principal));
         }
-        let (principal, valid_until) = resolve_uncached(&self.store, presented).await?;
-        let principal = Arc::new(principal);
-        self.cache.insert(key, generation, principal.clone(), valid_until);
-        Ok(Some(principal))
+        if let Some(ip) = client_ip {
+            self.throttle.check(&[&ip_subject(ip)])?;
+        }
+        match resolve_uncached(&self.store, presented).await {
+            Ok((principal, valid_until)) => {
+                let principal = Arc::new(principal);
+                self.cache.insert(key, generation, principal.clone(), valid_until);
+                Ok(Some(principal))
+            }
+            Err(error) => Err(self.failed(error, identity.as_deref(), client_ip)),
+        }
+    }
+
+    /// Counts an authentication failure; once the subject is over its quota the answer becomes
+    /// `RATE_LIMITED` instead of `UNAUTHENTICATED`.
+    fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<&str>) -> AppError {
+        if !matches!(error, AppError::Unauthenticated) {
+            return error;
+        }
+        self.throttle.record_failure(identity.unwrap_or("credentials:malformed-or-unknown-session"), client_ip);
+        let ip = client_ip.map(ip_subject);
+        let subjects: Vec<&str> = identity.into_iter().chain(ip.as_deref()).collect();
+        match self.throttle.check(&subjects) {
+            Err(limited) => limited,
+            Ok(()) => error,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::types::{
     connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType, Resource, Role,
     Session, UpdateRoleInput, User, Viewer,
 };
-use crate::auth::PrincipalKind;
+use crate::auth::{ip_subject, PrincipalKind};
 use crate::domain::Resource as R;
 use crate::error::AppError;
 use crate::service::page::PageRequest;
@@ -79,9 +79,24 @@ impl AccessMutation {
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<Session> {
         let state = ctx.data::<AppState>()?;
         let meta = ctx.data::<RequestMeta>()?;
+        // Throttled per account+email and per client IP, before any argon2 work.
+        let identity = format!("login:{}/{}", input.account.trim(), input.email.trim().to_lowercase());
+        let ip = meta.client_ip.as_deref().map(ip_subject);
+        let subjects: Vec<&str> = std::iter::once(identity.as_str()).chain(ip.as_deref()).collect();
+        let throttle = state.auth.throttle();
+        throttle.check(&subjects)?;
         let outcome =
-            sessions::login(&state.store, meta, state.session_ttl, &input.account, &input.email, &input.password)
-                .await?;
+            match sessions::login(&state.store, meta, state.session_ttl, &input.account, &input.email, &input.password)
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    if matches!(error, AppError::Unauthenticated) {
+                        throttle.record_failure(&identity, meta.client_ip.as_deref());
+                    }
+                    return Err(error.into());
+                }
+            };
         Ok(Session {
             token: outcome.token.expose_secret().to_owned(),
             expires_at: outcome.expires_at,

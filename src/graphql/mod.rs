@@ -21,18 +21,23 @@ pub struct MutationRoot(access::AccessMutation, keys::KeyMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-/// Limits that refuse abusive queries yet leave room for GraphiQL's own introspection query.
-pub const MAX_DEPTH: usize = 15;
-pub const MAX_COMPLEXITY: usize = 2_000;
-
+/// Builds the schema with the limits that refuse abusive queries (the defaults leave room for
+/// GraphiQL's own introspection query). Aliases and batches are counted in `http::graphql`.
 pub fn build(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
-    if let Some(state) = state {
-        builder = builder.data(state);
+    let builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription);
+    let Some(state) = state else {
+        return builder.finish();
+    };
+    let settings = state.settings.clone();
+    let mut builder = builder
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
+        .limit_directives(settings.max_directives)
+        .limit_recursive_depth(64);
+    if settings.no_introspection {
+        builder = builder.disable_introspection();
     }
-    builder.finish()
+    builder.data(state).finish()
 }
 
 /// The SDL that `schema.graphql` holds.

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error_response;
+use super::{error_response, ClientAddr};
 use crate::domain::Resource;
 use crate::error::AppError;
 use crate::service::export;
@@ -18,6 +18,7 @@ pub struct ExportParams {
 
 pub async fn app_keys_csv(
     State(state): State<AppState>,
+    peer: ClientAddr,
     headers: HeaderMap,
     Query(params): Query<ExportParams>,
 ) -> Response {
@@ -26,7 +27,7 @@ pub async fn app_keys_csv(
             Ok(account_id) => account_id,
             Err(error) => return error_response(&error),
         },
-        None => match state.auth.resolve(&headers).await {
+        None => match state.auth.resolve(&headers, peer.0.map(|ip| ip.ip().to_string()).as_deref()).await {
             Ok(Some(principal)) => {
                 // Like the listing it exports: Save user, or the read-only View API keys.
                 if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView)) {

@@ -3,7 +3,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::error_response;
+use super::{error_response, ClientAddr};
 use crate::auth::PrincipalKind;
 use crate::error::AppError;
 use crate::AppState;
@@ -12,12 +12,13 @@ use crate::AppState;
 /// hold every `?resource=` asked for; 401 or 403 otherwise.
 pub async fn check(
     State(state): State<AppState>,
+    peer: ClientAddr,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
     let headers = account_from(headers, &state.settings.auth_account_header);
-    let principal = match state.auth.resolve(&headers).await {
+    let principal = match state.auth.resolve(&headers, peer.0.map(|ip| ip.ip().to_string()).as_deref()).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
         Err(error) => return error_response(&error),

@@ -6,30 +6,33 @@ mod health;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::net::SocketAddr;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::service::RequestMeta;
 use crate::AppState;
 
-/// Request bodies above this size get 413.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(graphql::graphiql))
+    let settings = state.settings.clone();
+    let mut router = Router::new();
+    if !settings.no_graphiql {
+        router = router.route("/", get(graphql::graphiql));
+    }
+    let router = router
         .route("/graphql", get(graphql::graphql_get).post(graphql::graphql_post))
         .route("/export/app-keys.csv", get(export::app_keys_csv))
         .route("/auth", get(forward_auth::check))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             // The path only: a query string may carry a download ticket, and headers carry tokens.
@@ -37,7 +40,43 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state);
+    match cors(&settings.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS is off unless origins are configured: then exactly those origins may call, with the auth
+/// headers appkeys reads.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> =
+        origins.iter().filter(|o| !o.trim().is_empty()).filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let headers = [
+        header::CONTENT_TYPE,
+        header::AUTHORIZATION,
+        header::ACCEPT,
+        HeaderName::from_static("x-api-appkey"),
+        HeaderName::from_static("x-api-apptoken"),
+        HeaderName::from_static("x-vtex-api-appkey"),
+        HeaderName::from_static("x-vtex-api-apptoken"),
+        HeaderName::from_static("x-account"),
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(headers)
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The peer address when the server runs with connect info (it always does; embedders may not).

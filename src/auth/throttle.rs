@@ -1,0 +1,107 @@
+//! Brute-force throttling of *failures*: failed logins per account+email and per client IP, failed
+//! key authentications per key and per client IP. Rates come from governor (GCRA); a subject that
+//! fails faster than its quota is refused with `RATE_LIMITED` until the quota allows again.
+//!
+//! Successful traffic is never counted, and a valid key is never refused because others failed with
+//! it: key throttling only turns further *failures* into `RATE_LIMITED`.
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::sync::Cache;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{AppError, AppResult};
+
+/// Client IPs get this many times the quota of one identity (several users may share an address).
+const PER_IP_FACTOR: u32 = 5;
+
+#[derive(Clone)]
+pub struct Throttle {
+    identity: Arc<DefaultKeyedRateLimiter<String>>,
+    ip: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Subjects refused until an instant.
+    blocked: Cache<String, Instant>,
+    clock: DefaultClock,
+}
+
+impl Throttle {
+    pub fn new(failures_per_minute: u32) -> Self {
+        let per_identity = NonZeroU32::new(failures_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_ip = per_identity.saturating_mul(NonZeroU32::new(PER_IP_FACTOR).unwrap_or(NonZeroU32::MIN));
+        Self {
+            identity: Arc::new(RateLimiter::keyed(Quota::per_minute(per_identity))),
+            ip: Arc::new(RateLimiter::keyed(Quota::per_minute(per_ip))),
+            blocked: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(120)).build(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `RATE_LIMITED` (with the seconds to wait) when any subject is blocked.
+    pub fn check(&self, subjects: &[&str]) -> AppResult<()> {
+        let now = Instant::now();
+        let wait = subjects
+            .iter()
+            .filter_map(|subject| self.blocked.get(*subject))
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+            .max();
+        match wait {
+            Some(wait) => Err(AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one failure for an identity (`login:<account>/<email>` or `key:<key>`) and an IP.
+    pub fn record_failure(&self, identity: &str, ip: Option<&str>) {
+        self.count(&self.identity, identity.to_owned());
+        if let Some(ip) = ip {
+            self.count(&self.ip, ip_subject(ip));
+        }
+        if self.blocked.entry_count() > 50_000 {
+            self.identity.retain_recent();
+            self.ip.retain_recent();
+        }
+    }
+
+    fn count(&self, limiter: &DefaultKeyedRateLimiter<String>, subject: String) {
+        if let Err(not_until) = limiter.check_key(&subject) {
+            let wait = not_until.wait_time_from(self.clock.now());
+            self.blocked.insert(subject, Instant::now() + wait);
+        }
+    }
+}
+
+pub fn ip_subject(ip: &str) -> String {
+    format!("ip:{ip}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_beyond_the_quota_block_the_subject_and_not_others() {
+        let throttle = Throttle::new(3);
+        for _ in 0..3 {
+            throttle.record_failure("login:main/a@example.com", None);
+        }
+        assert!(throttle.check(&["login:main/a@example.com"]).is_ok(), "three failures are within the quota");
+        throttle.record_failure("login:main/a@example.com", None);
+        let refused = throttle.check(&["login:main/a@example.com"]);
+        assert!(matches!(refused, Err(AppError::RateLimited { retry_after_secs }) if retry_after_secs >= 1));
+        assert!(throttle.check(&["login:main/b@example.com"]).is_ok());
+    }
+
+    #[test]
+    fn an_ip_gets_five_times_the_quota() {
+        let throttle = Throttle::new(2);
+        for i in 0..10 {
+            throttle.record_failure(&format!("key:k{i}"), Some("10.0.0.1"));
+        }
+        assert!(throttle.check(&[&ip_subject("10.0.0.1")]).is_ok());
+        throttle.record_failure("key:k10", Some("10.0.0.1"));
+        assert!(throttle.check(&[&ip_subject("10.0.0.1")]).is_err());
+        assert!(throttle.check(&[&ip_subject("10.0.0.2")]).is_ok());
+    }
+}
