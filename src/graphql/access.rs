@@ -2,6 +2,7 @@
 use async_graphql::{Context, ErrorExtensions, Object, Result, ID};
 
 use super::guard::{principal, service_ctx, Authenticated, PermissionGuard};
+use super::page_complexity;
 use super::types::{
     connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType, Resource, Role,
     Session, UpdateRoleInput, User, Viewer,
@@ -55,7 +56,7 @@ impl AccessQuery {
     }
 
     /// The account's users, newest first.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser)", complexity = "page_complexity(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,

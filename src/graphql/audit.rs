@@ -2,6 +2,7 @@
 use async_graphql::{Context, Object, Result};
 
 use super::guard::{principal, PermissionGuard};
+use super::page_complexity;
 use super::types::{connection, AuditEvent, AuditEventFilter, Page};
 use crate::domain::Resource as R;
 use crate::service::audit::{self, AuditFilter};
@@ -14,7 +15,10 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The account's audit log, newest first.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)")]
+    #[graphql(
+        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
+        complexity = "page_complexity(first, child_complexity)"
+    )]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

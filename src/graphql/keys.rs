@@ -3,6 +3,7 @@
 use async_graphql::{Context, Object, Result, ID};
 
 use super::guard::{principal, service_ctx, PermissionGuard};
+use super::page_complexity;
 use super::types::{
     connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, ExportDownload, GenerateAppKeyInput,
     GeneratedAppKey, Page,
@@ -32,7 +33,10 @@ pub struct KeyQuery;
 #[Object]
 impl KeyQuery {
     /// The "Application Keys" page: every internal and external key holding roles in this account, newest first.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)")]
+    #[graphql(
+        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
+        complexity = "page_complexity(first, child_complexity)"
+    )]
     async fn app_keys(
         &self,
         ctx: &Context<'_>,
@@ -48,7 +52,10 @@ impl KeyQuery {
     }
 
     /// The "My Keys" page: every key generated in this account, with or without roles, newest first.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)")]
+    #[graphql(
+        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
+        complexity = "page_complexity(first, child_complexity)"
+    )]
     async fn my_keys(
         &self,
         ctx: &Context<'_>,

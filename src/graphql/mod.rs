@@ -21,6 +21,12 @@ pub struct MutationRoot(access::AccessMutation, keys::KeyMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
+/// A page costs its size times what one item costs, so `first: 100` is priced as 100 items.
+pub(crate) fn page_complexity(first: i32, child_complexity: usize) -> usize {
+    let items = usize::try_from(first.clamp(1, crate::service::page::MAX_PAGE_SIZE as i32)).unwrap_or(1);
+    items.saturating_mul(child_complexity)
+}
+
 /// Builds the schema with the limits that refuse abusive queries (the defaults leave room for
 /// GraphiQL's own introspection query). Aliases and batches are counted in `http::graphql`.
 pub fn build(state: Option<AppState>) -> AppSchema {
