@@ -84,7 +84,7 @@ pub async fn graphql_post(
         }
     }
     for request in batch.iter() {
-        if let Err(response) = precheck(&state, request, false) {
+        if let Some(response) = precheck(&state, request, false) {
             return response;
         }
     }
@@ -126,33 +126,33 @@ pub async fn graphql_get(
         Ok(request) => request,
         Err(()) => return request_error(StatusCode::BAD_REQUEST, "the query string is not a GraphQL request"),
     };
-    if let Err(response) = precheck(&state, &request, true) {
+    if let Some(response) = precheck(&state, &request, true) {
         return response;
     }
     execute(&state, peer, &headers, BatchRequest::Single(request)).await
 }
 
-/// Checks a parsed document before execution: no mutation over GET, at most `--max-aliases` aliases.
-/// A document that does not parse is left to execution, which reports the syntax error.
-fn precheck(state: &AppState, request: &async_graphql::Request, over_get: bool) -> Result<(), Response> {
+/// Checks a parsed document before execution (`Some` is the refusal): no mutation over GET, at most
+/// `--max-aliases` aliases. A document that does not parse is left to execution to report.
+fn precheck(state: &AppState, request: &async_graphql::Request, over_get: bool) -> Option<Response> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return Ok(());
+        return None;
     };
     if over_get && is_mutation(&document, request.operation_name.as_deref()) {
         let mut response =
             request_error(StatusCode::METHOD_NOT_ALLOWED, "mutations are not allowed over GET; use POST");
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return Err(response);
+        return Some(response);
     }
     let aliases = count_aliases(&document);
     let max = state.settings.max_aliases;
     if aliases > max {
-        return Err(request_error(
+        return Some(request_error(
             StatusCode::BAD_REQUEST,
             &format!("the query has {aliases} aliases; at most {max} are allowed"),
         ));
     }
-    Ok(())
+    None
 }
 
 /// Whether the operation a request would run is a mutation (or subscription).

@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod bootstrap;
+mod crash;
 mod export;
 mod external_keys;
 mod gateway;
@@ -12,6 +13,7 @@ mod hardening;
 mod http;
 mod isolation;
 mod keys;
+mod properties;
 mod roles;
 mod scale;
 mod schema;

@@ -1,0 +1,178 @@
+//! Crash safety: the real binary is killed with SIGKILL in the middle of a burst of
+//! `generateAppKey` and `setAppKeyRoles`; after a restart every key exists whole (its access, its
+//! roles, its audit event) or not at all, and every roles change is there with its event or not at all.
+use crate::helpers::{create_postgres_database, Auth, Backend, OWNER_EMAIL, OWNER_PASSWORD};
+use futures::future::join_all;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+async fn start(database_url: &str) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+        .env("APPKEYS_BOOTSTRAP_EMAIL", OWNER_EMAIL)
+        .env("APPKEYS_BOOTSTRAP_PASSWORD", OWNER_PASSWORD)
+        .env("APPKEYS_FAILURES_PER_MINUTE", "1000")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the appkeys binary starts");
+    let server = Server { child, address: format!("http://127.0.0.1:{port}") };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{}/readyz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the appkeys binary did not become ready");
+}
+
+async fn gql(client: &reqwest::Client, address: &str, auth: &Auth, query: &str, variables: Value) -> Option<Value> {
+    let request = client.post(format!("{address}/graphql")).json(&json!({ "query": query, "variables": variables }));
+    let response = auth.apply(request).send().await.ok()?;
+    response.json().await.ok()
+}
+
+async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
+    let (database_url, _dir, pg) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("dir");
+            (format!("sqlite://{}?mode=rwc", dir.path().join("crash.db").display()), Some(dir), None)
+        }
+        Backend::Postgres => {
+            let (url, admin, name) = create_postgres_database().await;
+            (url, None, Some((admin, name)))
+        }
+    };
+    let client = reqwest::Client::new();
+    let server = start(&database_url).await;
+    let login = gql(
+        &client,
+        &server.address,
+        &Auth::None,
+        "mutation($i: LoginInput!) { login(input: $i) { token } }",
+        json!({ "i": { "account": "main", "email": OWNER_EMAIL, "password": OWNER_PASSWORD } }),
+    )
+    .await
+    .expect("login");
+    let owner = Auth::Bearer(login["data"]["login"]["token"].as_str().expect("token").to_owned());
+    let roles = gql(&client, &server.address, &owner, "{ roles { id } }", json!({})).await.expect("roles");
+    let role_ids: Vec<String> = roles["data"]["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    let generate = "mutation($r: [ID!]!) { generateAppKey(input: {roleIds: $r}) { appKey { key } } }";
+    let mut existing = Vec::new();
+    for _ in 0..10 {
+        let made = gql(&client, &server.address, &owner, generate, json!({ "r": [role_ids[1]] })).await.expect("key");
+        existing.push(made["data"]["generateAppKey"]["appKey"]["key"].as_str().expect("key").to_owned());
+    }
+
+    // The burst: generates and role changes from several tasks, until the process is killed.
+    let address = server.address.clone();
+    let burst = (0..8).map(|task| {
+        let (client, address, owner, role_ids, existing) =
+            (client.clone(), address.clone(), owner.clone(), role_ids.clone(), existing.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                let outcome = if (task + i) % 2 == 0 {
+                    gql(&client, &address, &owner, generate, json!({ "r": [role_ids[1]] })).await
+                } else {
+                    let set = "mutation($k: String!, $r: [ID!]!) { setAppKeyRoles(key: $k, roleIds: $r) { key } }";
+                    let key = &existing[(task * 7 + i) % existing.len()];
+                    gql(&client, &address, &owner, set, json!({ "k": key, "r": role_ids })).await
+                };
+                if outcome.is_none() {
+                    break; // the server is gone
+                }
+            }
+        })
+    });
+    let tasks: Vec<_> = burst.collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(server); // SIGKILL
+    join_all(tasks).await;
+
+    // After a restart, check every key row against the rest of the database.
+    let server = start(&database_url).await;
+    let db = sea_orm::Database::connect(database_url.as_str()).await.expect("connect");
+    use sea_orm::{ConnectionTrait, Statement};
+    let rows = |sql: &str| {
+        let statement = Statement::from_string(db.get_database_backend(), sql.to_owned());
+        let db = &db;
+        async move { db.query_all_raw(statement).await.expect("query") }
+    };
+    let keys: Vec<String> =
+        rows("SELECT key FROM app_keys").await.iter().map(|r| r.try_get_by_index::<String>(0).expect("key")).collect();
+    let mut roles_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in rows("SELECT k.key, r.role_id FROM app_keys k JOIN key_access a ON a.app_key_id = k.id JOIN key_access_roles r ON r.key_access_id = a.id").await {
+        roles_of.entry(row.try_get_by_index(0).expect("key")).or_default().insert(row.try_get_by_index(1).expect("role"));
+    }
+    let accesses: BTreeSet<String> = rows("SELECT k.key FROM app_keys k JOIN key_access a ON a.app_key_id = k.id")
+        .await
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("key"))
+        .collect();
+    let events: Vec<(String, String)> = rows("SELECT action, target FROM audit_events")
+        .await
+        .iter()
+        .map(|r| (r.try_get_by_index::<String>(0).expect("action"), r.try_get_by_index::<String>(1).expect("target")))
+        .collect();
+    let generated: BTreeSet<&str> =
+        events.iter().filter(|(a, _)| a == "key.generate").map(|(_, t)| t.as_str()).collect();
+    let role_changes: BTreeSet<&str> =
+        events.iter().filter(|(a, _)| a == "key.set_roles").map(|(_, t)| t.as_str()).collect();
+    assert!(keys.len() > existing.len(), "the burst generated keys before the kill");
+    let all_roles: BTreeSet<String> = role_ids.iter().cloned().collect();
+    for key in &keys {
+        assert!(accesses.contains(key), "{key} exists without its access row");
+        assert!(generated.contains(key.as_str()), "{key} exists without its audit event");
+        let roles = roles_of.get(key).cloned().unwrap_or_default();
+        if role_changes.contains(key.as_str()) {
+            assert_eq!(roles, all_roles, "{key}: a roles change was audited but not applied whole");
+        } else {
+            assert_eq!(roles, BTreeSet::from([role_ids[1].clone()]), "{key}: roles changed without an audit event");
+        }
+    }
+    for target in generated {
+        assert!(keys.iter().any(|k| k == target), "an audit event names {target}, which does not exist");
+    }
+    // And the restarted server serves.
+    let viewer = gql(&client, &server.address, &owner, "{ myKeys { totalCount } }", json!({})).await.expect("viewer");
+    assert_eq!(viewer["data"]["myKeys"]["totalCount"].as_u64(), Some(keys.len() as u64));
+    drop(server);
+    db.close().await.ok();
+    if let Some((admin, name)) = pg {
+        if let Ok(admin) = sea_orm::Database::connect(admin.as_str()).await {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        }
+    }
+}
+
+mod cases {
+    use super::*;
+    crate::backend_cases!(killed_mid_burst_leaves_every_key_whole_or_absent);
+}
