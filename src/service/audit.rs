@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection
 use serde_json::Value;
 
 use super::page::{self, PageRequest, Paged};
-use super::{new_id, now, RequestMeta};
+use super::{new_id, now, query_text, RequestMeta};
 use crate::entity::audit_event;
 use crate::error::AppResult;
 
@@ -68,13 +68,13 @@ pub async fn list(
 ) -> AppResult<Paged<AuditEventView>> {
     let mut select = audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
     if let Some(action) = &filter.action {
-        select = select.filter(audit_event::Column::Action.eq(action.clone()));
+        select = select.filter(audit_event::Column::Action.eq(query_text(action)?));
     }
     if let Some(actor) = &filter.actor {
-        select = select.filter(audit_event::Column::Actor.eq(actor.clone()));
+        select = select.filter(audit_event::Column::Actor.eq(query_text(actor)?));
     }
     if let Some(target) = &filter.target {
-        select = select.filter(audit_event::Column::Target.eq(target.clone()));
+        select = select.filter(audit_event::Column::Target.eq(query_text(target)?));
     }
     let paged = page::fetch(db, select, audit_event::Column::Id, page, |m| m.id.as_str()).await?;
     Ok(paged.map(|e| AuditEventView {

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::audit::{self, AuditEntry};
 use super::page::{self, PageRequest, Paged};
 use super::roles::{self, RoleView};
-use super::{accounts, new_id, now, Ctx, Store};
+use super::{accounts, new_id, now, query_text, Ctx, Store};
 use crate::auth::{Principal, PrincipalKind};
 use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
 use crate::entity::{account, app_key, key_access, key_access_role, role};
@@ -165,7 +165,7 @@ pub async fn list_with_access(
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
     let paged =
-        page::fetch(db, access_select(account_id, filter), key_access::Column::Id, page, |m| m.id.as_str()).await?;
+        page::fetch(db, access_select(account_id, filter)?, key_access::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
     let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
         HashMap::new()
@@ -197,7 +197,7 @@ pub(crate) fn has_roles() -> Expr {
     )
 }
 
-fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Entity> {
+fn access_select(account_id: &str, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
     let mut select = key_access::Entity::find()
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
         .filter(key_access::Column::AccountId.eq(account_id))
@@ -209,6 +209,7 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Ent
         select = select.filter(status_condition(status));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+        let search = query_text(search)?;
         // Another account's label is never shown, so it is never searched either.
         select = select.filter(
             Condition::any().add(contains((app_key::Entity, app_key::Column::Key), search)).add(
@@ -218,7 +219,7 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> Select<key_access::Ent
             ),
         );
     }
-    select
+    Ok(select)
 }
 
 /// The "My Keys" page: every internal key, with or without roles.
@@ -236,6 +237,7 @@ pub async fn list_internal(
         select = select.filter(app_key::Column::Active.eq(status == KeyStatus::Active));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+        let search = query_text(search)?;
         select = select.filter(
             Condition::any()
                 .add(contains((app_key::Entity, app_key::Column::Key), search))

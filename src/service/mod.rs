@@ -244,6 +244,21 @@ pub struct Ctx<'a> {
     pub meta: &'a RequestMeta,
 }
 
+/// Whether `raw` could be one of our ids (a UUID). Anything else is unknown without asking the
+/// database, which keeps hostile ids (NUL bytes, megabytes of text) away from it.
+pub(crate) fn is_id(raw: &str) -> bool {
+    uuid::Uuid::try_parse(raw).is_ok()
+}
+
+/// Free text that goes into a query (a search, an audit filter). PostgreSQL refuses NUL in text, so it
+/// is refused here, on both backends alike.
+pub(crate) fn query_text(raw: &str) -> AppResult<&str> {
+    if raw.contains('\0') {
+        return Err(AppError::BadUserInput("text cannot contain NUL characters".into()));
+    }
+    Ok(raw)
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

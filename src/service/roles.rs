@@ -6,7 +6,7 @@ use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
 use super::audit::{self, AuditEntry};
-use super::{new_id, now, Ctx, Store};
+use super::{is_id, new_id, now, Ctx, Store};
 use crate::domain::{PredefinedRole, Resource, ResourceId, RoleName};
 use crate::entity::{resource, role, role_resource};
 use crate::error::{AppError, AppResult};
@@ -119,12 +119,13 @@ pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec
 /// refused together, by name, before anything changes.
 pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]) -> AppResult<Vec<RoleView>> {
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-    let rows = if wanted.is_empty() {
+    let plausible: Vec<&str> = wanted.iter().copied().filter(|id| is_id(id)).collect();
+    let rows = if plausible.is_empty() {
         Vec::new()
     } else {
         role::Entity::find()
             .filter(role::Column::AccountId.eq(account_id))
-            .filter(role::Column::Id.is_in(wanted.iter().copied()))
+            .filter(role::Column::Id.is_in(plausible))
             .all(db)
             .await?
     };
@@ -277,6 +278,9 @@ pub async fn create(store: &Store, ctx: &Ctx<'_>, name: &str, resource_ids_raw: 
 }
 
 async fn custom_role<C: ConnectionTrait>(db: &C, account_id: &str, id: &str) -> AppResult<role::Model> {
+    if !is_id(id) {
+        return Err(AppError::NotFound(format!("no role {id:?} in this account")));
+    }
     let role = role::Entity::find_by_id(id)
         .filter(role::Column::AccountId.eq(account_id))
         .one(db)

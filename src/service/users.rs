@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::audit::{self, AuditEntry};
 use super::page::{self, PageRequest, Paged};
 use super::roles::{self, RoleView};
-use super::{new_id, now, Ctx, Store};
+use super::{is_id, new_id, now, Ctx, Store};
 use crate::domain::{Email, Password};
 use crate::entity::{role, user, user_role};
 use crate::error::{AppError, AppResult};
@@ -94,6 +94,9 @@ async fn with_roles<C: ConnectionTrait>(db: &C, users: Vec<user::Model>) -> AppR
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) -> AppResult<UserView> {
+    if !is_id(user_id) {
+        return Err(AppError::NotFound(format!("no user {user_id:?} in this account")));
+    }
     let model = user::Entity::find_by_id(user_id)
         .filter(user::Column::AccountId.eq(account_id))
         .one(db)

@@ -100,11 +100,19 @@ async fn hostile_input_never_breaks_the_server_or_half_writes(app: &TestApp) {
         let body = send(
             app,
             &owner,
-            "query($s: String, $c: String, $k: String!) { myKeys(filter: {search: $s}, after: $c) { totalCount } appKey(key: $k) { key } }",
+            "query($s: String, $c: String, $k: String!) { myKeys(filter: {search: $s}, after: $c) { totalCount } appKeys(filter: {search: $s}) { totalCount } appKey(key: $k) { key } auditEvents(filter: {action: $s, actor: $s, target: $s}) { totalCount } }",
             json!({ "s": input, "c": input, "k": input }),
         )
         .await;
         assert!(body.is_object());
+        let nul = send(
+            app,
+            &owner,
+            "query($s: String) { myKeys(filter: {search: $s}) { totalCount } }",
+            json!({ "s": format!("{input}\u{0}") }),
+        )
+        .await;
+        assert_eq!(nul["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{nul}");
         let login = send(
             app,
             &Auth::None,
