@@ -85,6 +85,7 @@ async fn insert(
         keys.push(app_key::ActiveModel {
             id: Set(key_id.clone()),
             label: Set(format!("bench {key}")),
+            label_search: Set(format!("bench {key}").to_lowercase()),
             key: Set(key),
             account_id: Set(account_id.to_owned()),
             token_digest: Set(digest.as_str().to_owned()),

@@ -9,6 +9,8 @@ pub struct Model {
     pub key: String,
     pub account_id: String,
     pub label: String,
+    /// The label lower-cased by appkeys, for backend-independent search.
+    pub label_search: String,
     #[sea_orm(unique)]
     pub token_digest: String,
     pub active: bool,

@@ -142,9 +142,14 @@ fn like_pattern(search: &str) -> LikeExpr {
     LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
-/// Case-insensitive substring match, identical on SQLite and PostgreSQL.
-fn contains<C: sea_orm::sea_query::IntoColumnRef>(column: C, search: &str) -> Expr {
-    Expr::expr(Func::lower(Expr::col(column))).like(like_pattern(search))
+/// Case-insensitive substring of the key value (ASCII by construction, so `lower()` is the same on
+/// every backend) or of the label (through `label_search`, lower-cased by appkeys itself).
+fn key_contains(search: &str) -> Expr {
+    Expr::expr(Func::lower(Expr::col((app_key::Entity, app_key::Column::Key)))).like(like_pattern(search))
+}
+
+fn label_contains(search: &str) -> Expr {
+    Expr::col((app_key::Entity, app_key::Column::LabelSearch)).like(like_pattern(search))
 }
 
 fn status_condition(status: KeyStatus) -> Condition {
@@ -212,11 +217,9 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> AppResult<Select<key_a
         let search = query_text(search)?;
         // Another account's label is never shown, so it is never searched either.
         select = select.filter(
-            Condition::any().add(contains((app_key::Entity, app_key::Column::Key), search)).add(
-                Condition::all()
-                    .add(key_access::Column::External.eq(false))
-                    .add(contains((app_key::Entity, app_key::Column::Label), search)),
-            ),
+            Condition::any()
+                .add(key_contains(search))
+                .add(Condition::all().add(key_access::Column::External.eq(false)).add(label_contains(search))),
         );
     }
     Ok(select)
@@ -238,11 +241,7 @@ pub async fn list_internal(
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search)?;
-        select = select.filter(
-            Condition::any()
-                .add(contains((app_key::Entity, app_key::Column::Key), search))
-                .add(contains((app_key::Entity, app_key::Column::Label), search)),
-        );
+        select = select.filter(Condition::any().add(key_contains(search)).add(label_contains(search)));
     }
     let paged = page::fetch(db, select, app_key::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|k| k.id.as_str()).collect();
@@ -388,11 +387,13 @@ pub async fn generate(
         value = AppKeyValue::generate(prefix, &account);
     }
     let actor = ctx.principal.actor();
+    let label_text = label.map_or_else(|| value.to_string(), KeyLabel::into_inner);
     let key = app_key::ActiveModel {
         id: Set(new_id()),
         key: Set(value.to_string()),
         account_id: Set(account_id.clone()),
-        label: Set(label.map_or_else(|| value.to_string(), KeyLabel::into_inner)),
+        label_search: Set(label_text.to_lowercase()),
+        label: Set(label_text),
         token_digest: Set(token.digest().as_str().to_owned()),
         active: Set(true),
         created_at: Set(now()),
