@@ -32,7 +32,12 @@ impl AccessQuery {
             .collect();
         let (principal_type, user, app_key) = match &principal.kind {
             PrincipalKind::User { user_id, .. } => {
-                let user = users::get(&state.store.db, &principal.account_id, user_id).await?;
+                // A user removed a moment ago (on another replica, before its notice arrived) is no
+                // longer anyone.
+                let user = match users::get(&state.store.db, &principal.account_id, user_id).await {
+                    Err(AppError::NotFound(_)) => return Err(AppError::Unauthenticated.extend()),
+                    other => other?,
+                };
                 (PrincipalType::User, Some(User::from(user)), None)
             }
             PrincipalKind::AppKey { key, .. } => (PrincipalType::AppKey, None, Some(key.clone())),
