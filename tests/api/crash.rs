@@ -93,9 +93,10 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
 
     // The burst: generates and role changes from several tasks, until the process is killed.
     let address = server.address.clone();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let burst = (0..8).map(|task| {
-        let (client, address, owner, role_ids, existing) =
-            (client.clone(), address.clone(), owner.clone(), role_ids.clone(), existing.clone());
+        let (client, address, owner, role_ids, existing, answered) =
+            (client.clone(), address.clone(), owner.clone(), role_ids.clone(), existing.clone(), answered.clone());
         tokio::spawn(async move {
             for i in 0.. {
                 let outcome = if (task + i) % 2 == 0 {
@@ -108,11 +109,18 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
                 if outcome.is_none() {
                     break; // the server is gone
                 }
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         })
     });
     let tasks: Vec<_> = burst.collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once the burst is well under way (requests are in flight at every moment of it).
+    for _ in 0..500 {
+        if answered.load(std::sync::atomic::Ordering::SeqCst) >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(server); // SIGKILL
     join_all(tasks).await;
 
