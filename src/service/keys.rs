@@ -371,12 +371,11 @@ pub async fn generate(
 ) -> AppResult<GeneratedKey> {
     let label = KeyLabel::parse(label)?;
     let account_id = &ctx.principal.account_id;
-    let granted = roles::by_ids(&store.db, account_id, role_ids_raw).await?;
-    roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let account = AccountName::parse(&ctx.principal.account_name)?;
     let token = AppToken::generate();
     let txn = store.begin_account_write(account_id).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let mut value = AppKeyValue::generate(prefix, &account);
     let mut attempts = 1;
     while find_key(&*txn, &value).await?.is_some() {
@@ -430,10 +429,9 @@ pub async fn add_external(
         return Err(AppError::BadUserInput("an external key needs at least one role".into()));
     }
     let account_id = &ctx.principal.account_id;
-    let granted = roles::by_ids(&store.db, account_id, role_ids_raw).await?;
-    roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let txn = store.begin_account_write(account_id).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
     let key =
         find_key(&*txn, &value).await?.ok_or_else(|| AppError::NotFound(format!("no application key {raw_key:?}")))?;
     if &key.account_id == account_id {
