@@ -1,8 +1,9 @@
 //! Who is calling: principal resolution from request headers (SPEC §3), credential checks, and the
 //! permission set of the principal in the account the request acts on.
 //!
-//! The facade is `Authenticator::resolve(headers)`, backed by a credential cache (`cache.rs`). Every failure is the one generic `UNAUTHENTICATED` (no hint
-//! whether a key, user or account exists); a malformed token is refused before any lookup.
+//! The facade is `Authenticator::resolve(headers, ip)`, backed by a credential cache (`cache.rs`).
+//! Every failure is the one generic `UNAUTHENTICATED` (no hint whether a key, user or account
+//! exists); a malformed token is refused before any lookup; failures are throttled (`throttle.rs`).
 pub mod cache;
 mod headers;
 pub mod throttle;
@@ -120,7 +121,7 @@ impl Authenticator {
         if !matches!(error, AppError::Unauthenticated) {
             return error;
         }
-        self.throttle.record_failure(identity.unwrap_or("credentials:malformed-or-unknown-session"), client_ip);
+        self.throttle.record_failure(identity, client_ip);
         let ip = client_ip.map(ip_subject);
         let subjects: Vec<&str> = identity.into_iter().chain(ip.as_deref()).collect();
         match self.throttle.check(&subjects) {

@@ -15,6 +15,7 @@ use crate::error::{AppError, AppResult};
 
 /// Client IPs get this many times the quota of one identity (several users may share an address).
 const PER_IP_FACTOR: u32 = 5;
+const MAX_TRACKED: usize = 50_000;
 
 #[derive(Clone)]
 pub struct Throttle {
@@ -52,19 +53,23 @@ impl Throttle {
         }
     }
 
-    /// Counts one failure for an identity (`login:<account>/<email>` or `key:<key>`) and an IP.
-    pub fn record_failure(&self, identity: &str, ip: Option<&str>) {
-        self.count(&self.identity, identity.to_owned());
+    /// Counts one failure for an identity (`login:<account>/<email>` or `key:<key>`, when there is
+    /// one) and for an IP.
+    pub fn record_failure(&self, identity: Option<&str>, ip: Option<&str>) {
+        if let Some(identity) = identity {
+            self.count(&self.identity, identity.to_owned());
+        }
         if let Some(ip) = ip {
             self.count(&self.ip, ip_subject(ip));
-        }
-        if self.blocked.entry_count() > 50_000 {
-            self.identity.retain_recent();
-            self.ip.retain_recent();
         }
     }
 
     fn count(&self, limiter: &DefaultKeyedRateLimiter<String>, subject: String) {
+        // Every failing subject gets a limiter entry: forget the ones that have recovered before
+        // they pile up.
+        if limiter.len() > MAX_TRACKED {
+            limiter.retain_recent();
+        }
         if let Err(not_until) = limiter.check_key(&subject) {
             let wait = not_until.wait_time_from(self.clock.now());
             self.blocked.insert(subject, Instant::now() + wait);
@@ -84,10 +89,10 @@ mod tests {
     fn failures_beyond_the_quota_block_the_subject_and_not_others() {
         let throttle = Throttle::new(3);
         for _ in 0..3 {
-            throttle.record_failure("login:main/a@example.com", None);
+            throttle.record_failure(Some("login:main/a@example.com"), None);
         }
         assert!(throttle.check(&["login:main/a@example.com"]).is_ok(), "three failures are within the quota");
-        throttle.record_failure("login:main/a@example.com", None);
+        throttle.record_failure(Some("login:main/a@example.com"), None);
         let refused = throttle.check(&["login:main/a@example.com"]);
         assert!(matches!(refused, Err(AppError::RateLimited { retry_after_secs }) if retry_after_secs >= 1));
         assert!(throttle.check(&["login:main/b@example.com"]).is_ok());
@@ -97,10 +102,10 @@ mod tests {
     fn an_ip_gets_five_times_the_quota() {
         let throttle = Throttle::new(2);
         for i in 0..10 {
-            throttle.record_failure(&format!("key:k{i}"), Some("10.0.0.1"));
+            throttle.record_failure(Some(&format!("key:k{i}")), Some("10.0.0.1"));
         }
         assert!(throttle.check(&[&ip_subject("10.0.0.1")]).is_ok());
-        throttle.record_failure("key:k10", Some("10.0.0.1"));
+        throttle.record_failure(Some("key:k10"), Some("10.0.0.1"));
         assert!(throttle.check(&[&ip_subject("10.0.0.1")]).is_err());
         assert!(throttle.check(&[&ip_subject("10.0.0.2")]).is_ok());
     }

@@ -98,7 +98,7 @@ impl AccessMutation {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     if matches!(error, AppError::Unauthenticated) {
-                        throttle.record_failure(&identity, meta.client_ip.as_deref());
+                        throttle.record_failure(Some(&identity), meta.client_ip.as_deref());
                     }
                     return Err(error.into());
                 }
