@@ -27,7 +27,7 @@ pub async fn app_keys_csv(
             Ok(account_id) => account_id,
             Err(error) => return error_response(&error),
         },
-        None => match state.auth.resolve(&headers, peer.0.map(|ip| ip.ip().to_string()).as_deref()).await {
+        None => match state.auth.resolve(&headers, peer.ip().as_deref()).await {
             Ok(Some(principal)) => {
                 // Like the listing it exports: Save user, or the read-only View API keys.
                 if !(principal.holds(Resource::SaveUser) || principal.holds(Resource::ApiKeysView)) {

@@ -18,7 +18,7 @@ pub async fn check(
 ) -> Response {
     let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
     let headers = account_from(headers, &state.settings.auth_account_header);
-    let principal = match state.auth.resolve(&headers, peer.0.map(|ip| ip.ip().to_string()).as_deref()).await {
+    let principal = match state.auth.resolve(&headers, peer.ip().as_deref()).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
         Err(error) => return error_response(&error),
@@ -29,7 +29,7 @@ pub async fn check(
     }
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
-    let resources = principal.resources.iter().cloned().collect::<Vec<_>>().join(",");
+    let resources = principal.resources.iter().map(String::as_str).collect::<Vec<_>>().join(",");
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             out.insert(name, value);

@@ -90,11 +90,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// The peer's IP address as text (audit events, throttling).
+    pub(crate) fn ip(&self) -> Option<String> {
+        self.0.map(|addr| addr.ip().to_string())
+    }
+}
+
 /// Request id and client address, for audit events.
 pub(crate) fn request_meta(headers: &HeaderMap, peer: &ClientAddr) -> RequestMeta {
     RequestMeta {
         request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
-        client_ip: peer.0.map(|addr| addr.ip().to_string()),
+        client_ip: peer.ip(),
     }
 }
 

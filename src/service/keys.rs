@@ -169,7 +169,7 @@ pub async fn list_with_access(
     filter: &KeyFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
-    let paged =
+    let mut paged =
         page::fetch(db, access_select(account_id, filter)?, key_access::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
     let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
@@ -184,8 +184,9 @@ pub async fn list_with_access(
             .collect()
     };
     let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
-    let items = views(db, account_id, ordered, paged.items).await?;
-    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
+    let accesses = std::mem::take(&mut paged.items);
+    let items = views(db, account_id, ordered, accesses).await?;
+    Ok(paged.with_items(items))
 }
 
 /// The access holds at least one role: a correlated EXISTS, answered from the primary key's index.
@@ -243,7 +244,7 @@ pub async fn list_internal(
         let search = query_text(search)?;
         select = select.filter(Condition::any().add(key_contains(search)).add(label_contains(search)));
     }
-    let paged = page::fetch(db, select, app_key::Column::Id, page, |m| m.id.as_str()).await?;
+    let mut paged = page::fetch(db, select, app_key::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|k| k.id.as_str()).collect();
     let accesses = if key_ids.is_empty() {
         Vec::new()
@@ -254,8 +255,9 @@ pub async fn list_internal(
             .all(db)
             .await?
     };
-    let items = views(db, account_id, paged.items, accesses).await?;
-    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
+    let keys = std::mem::take(&mut paged.items);
+    let items = views(db, account_id, keys, accesses).await?;
+    Ok(paged.with_items(items))
 }
 
 /// A key and its access in this account, as a mutation needs them.

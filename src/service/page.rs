@@ -61,13 +61,14 @@ pub struct Paged<T> {
 }
 
 impl<T> Paged<T> {
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paged<U> {
-        Paged {
-            items: self.items.into_iter().map(f).collect(),
-            total: self.total,
-            has_next: self.has_next,
-            last_cursor_id: self.last_cursor_id,
-        }
+    /// The same page with its rows replaced (e.g. entities turned into views).
+    pub fn with_items<U>(self, items: Vec<U>) -> Paged<U> {
+        Paged { items, total: self.total, has_next: self.has_next, last_cursor_id: self.last_cursor_id }
+    }
+
+    pub fn map<U>(mut self, f: impl FnMut(T) -> U) -> Paged<U> {
+        let items = std::mem::take(&mut self.items).into_iter().map(f).collect();
+        self.with_items(items)
     }
 }
 

@@ -107,15 +107,15 @@ pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) ->
 
 pub async fn list(db: &DatabaseConnection, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
     let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
-    let paged = page::fetch(db, select, user::Column::Id, page, |m| m.id.as_str()).await?;
-    let items = with_roles(db, paged.items).await?;
-    Ok(Paged { items, total: paged.total, has_next: paged.has_next, last_cursor_id: paged.last_cursor_id })
+    let mut paged = page::fetch(db, select, user::Column::Id, page, |m| m.id.as_str()).await?;
+    let items = with_roles(db, std::mem::take(&mut paged.items)).await?;
+    Ok(paged.with_items(items))
 }
 
 async fn ensure_an_owner_remains<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<()> {
     let owner_role = roles::owner_role_id(db, account_id).await?;
-    let owners = user_role::Entity::find().filter(user_role::Column::RoleId.eq(owner_role)).all(db).await?;
-    if owners.is_empty() {
+    let any_owner = user_role::Entity::find().filter(user_role::Column::RoleId.eq(owner_role)).one(db).await?;
+    if any_owner.is_none() {
         return Err(AppError::BadUserInput("an account must keep at least one user with the Owner role".into()));
     }
     Ok(())
