@@ -1,4 +1,4 @@
-//! The command line (SPEC §8): `serve` (default), `migrate`, `schema`, `account create`, `resource register`.
+//! The command line: `serve` (default), `migrate`, `schema`, `account create`, `resource register`.
 //! What a person must read (the bootstrap login, generated passwords) goes to stdout, never to the log.
 use anyhow::Context as _;
 use secrecy::ExposeSecret;

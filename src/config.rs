@@ -1,4 +1,4 @@
-//! Typed settings, from flags or their environment variables (SPEC §8).
+//! Typed settings, from flags or their environment variables (README: "Configuration").
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use std::net::SocketAddr;

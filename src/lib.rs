@@ -4,40 +4,33 @@
 //! and `domain` holding the self-validating types every layer shares. See ARCHITECTURE.md.
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod entity;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod principal;
 pub mod service;
+pub mod state;
 
 use anyhow::Context as _;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::{KeyPrefix, Password};
 use crate::graphql::AppSchema;
-use crate::service::accounts::Bootstrapped;
+use crate::service::accounts::CreatedAccount;
 use crate::service::Store;
+pub use crate::state::AppState;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub auth: auth::Authenticator,
-    pub schema: AppSchema,
-    pub key_prefix: KeyPrefix,
-    pub session_ttl: chrono::Duration,
-    pub settings: Arc<Settings>,
-}
-
-/// The router, for tests and embedding.
+/// The router over a state, for tests and embedding.
 pub fn app(state: AppState) -> axum::Router {
-    http::router(state)
+    let schema = graphql::build(state.clone());
+    http::router(state, schema)
 }
 
 /// A bound, prepared server: `build` binds first (port 0 works) and prepares the database;
@@ -45,7 +38,8 @@ pub fn app(state: AppState) -> axum::Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    bootstrapped: Option<Bootstrapped>,
+    schema: AppSchema,
+    bootstrapped: Option<CreatedAccount>,
 }
 
 impl Application {
@@ -60,8 +54,9 @@ impl Application {
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
         tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
-        let state = build_state(store, key_prefix, settings);
-        Ok(Self { listener, state, bootstrapped })
+        let state = AppState::new(store, key_prefix, settings);
+        let schema = graphql::build(state.clone());
+        Ok(Self { listener, state, schema, bootstrapped })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -73,27 +68,14 @@ impl Application {
     }
 
     /// The bootstrap login, when this start created the first account.
-    pub fn take_bootstrapped(&mut self) -> Option<Bootstrapped> {
+    pub fn take_bootstrapped(&mut self) -> Option<CreatedAccount> {
         self.bootstrapped.take()
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let router = http::router(self.state, self.schema).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
     }
-}
-
-fn build_state(store: Store, key_prefix: KeyPrefix, settings: Settings) -> AppState {
-    let mut state = AppState {
-        auth: auth::Authenticator::new(store.clone(), settings.failures_per_minute),
-        store,
-        schema: graphql::build(None),
-        key_prefix,
-        session_ttl: chrono::Duration::seconds(settings.session_ttl_secs),
-        settings: Arc::new(settings),
-    };
-    state.schema = graphql::build(Some(state.clone()));
-    state
 }
 
 /// Resolves on SIGINT or SIGTERM.

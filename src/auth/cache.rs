@@ -45,9 +45,9 @@ impl Default for CredentialCache {
 }
 
 impl CredentialCache {
-    pub fn get(&self, key: &CacheKey, generation: u64) -> Option<Arc<Principal>> {
+    pub fn get(&self, key: &CacheKey, generation: u64, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Principal>> {
         let entry = self.entries.get(key)?;
-        let expired = entry.valid_until.is_some_and(|until| until <= chrono::Utc::now());
+        let expired = entry.valid_until.is_some_and(|until| until <= now);
         (entry.generation == generation && !expired).then_some(entry.principal)
     }
 

@@ -1,5 +1,6 @@
-//! Who is calling: principal resolution from request headers (SPEC §3), credential checks, and the
-//! permission set of the principal in the account the request acts on.
+//! Who is calling: principal resolution from request headers (README: "How a request is
+//! authenticated"), credential checks, and the permission set of the principal in the account the
+//! request acts on.
 //!
 //! The facade is `Authenticator::resolve(headers, ip)`, backed by a credential cache (`cache.rs`).
 //! Every failure is the one generic `UNAUTHENTICATED` (no hint whether a key, user or account
@@ -8,7 +9,6 @@ pub mod cache;
 mod headers;
 pub mod throttle;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -17,39 +17,9 @@ pub use cache::{CacheKey, CredentialCache};
 pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use throttle::{ip_subject, Throttle};
 
-use crate::domain::Resource;
 use crate::error::{AppError, AppResult};
+pub use crate::principal::{Principal, PrincipalKind};
 use crate::service::{accounts, keys, roles, sessions, users, Store};
-
-/// What kind of caller a principal is.
-#[derive(Debug, Clone)]
-pub enum PrincipalKind {
-    User { user_id: String, email: String, session_id: String },
-    AppKey { key_id: String, key: String },
-}
-
-/// An authenticated caller, bound to the account the request acts on, with its resources there.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub kind: PrincipalKind,
-    pub account_id: String,
-    pub account_name: String,
-    pub resources: BTreeSet<String>,
-}
-
-impl Principal {
-    /// How the audit log names this caller.
-    pub fn actor(&self) -> String {
-        match &self.kind {
-            PrincipalKind::User { email, .. } => format!("user:{email}"),
-            PrincipalKind::AppKey { key, .. } => format!("appkey:{key}"),
-        }
-    }
-
-    pub fn holds(&self, resource: Resource) -> bool {
-        self.resources.contains(resource.id())
-    }
-}
 
 /// The outcome of authentication for one request: no credentials, a principal, or an error that
 /// protected operations report (public ones, like `login`, ignore it).
@@ -99,7 +69,7 @@ impl Authenticator {
         };
         // Read the generation before the lookup: a change committed meanwhile makes the entry stale.
         let generation = self.store.credentials_generation();
-        if let Some(principal) = self.cache.get(&key, generation) {
+        if let Some(principal) = self.cache.get(&key, generation, self.store.now()) {
             return Ok(Some(principal));
         }
         if let Some(ip) = client_ip {
@@ -139,7 +109,7 @@ async fn resolve_uncached(
     match presented {
         Presented::Nothing => Err(AppError::Unauthenticated),
         Presented::Session { token, account } => {
-            let Some((session, user)) = sessions::resolve(&store.db, &token).await? else {
+            let Some((session, user)) = sessions::resolve(&store.db, &token, store.now()).await? else {
                 return Err(AppError::Unauthenticated);
             };
             let account_name = accounts::name_of(&store.db, &user.account_id).await?;
@@ -156,8 +126,15 @@ async fn resolve_uncached(
             Ok((principal, Some(session.expires_at)))
         }
         Presented::AppKey { key, token, account } => {
-            let principal = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
-            Ok((principal.ok_or(AppError::Unauthenticated)?, None))
+            let grant = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
+            let grant = grant.ok_or(AppError::Unauthenticated)?;
+            let principal = Principal {
+                kind: PrincipalKind::AppKey { key_id: grant.key_id, key: grant.key },
+                account_id: grant.account_id,
+                account_name: grant.account_name,
+                resources: grant.resources,
+            };
+            Ok((principal, None))
         }
     }
 }

@@ -13,7 +13,7 @@ pub use account_name::AccountName;
 pub use email::Email;
 pub use key::{AppKeyValue, KeyPrefix};
 pub use label::KeyLabel;
-pub use name::RoleName;
+pub use name::{ResourceName, RoleName};
 pub use password::Password;
 pub use resource::{PredefinedRole, Resource, ResourceId};
 pub use token::{AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};

@@ -12,7 +12,7 @@ use crate::domain::Resource as R;
 use crate::error::AppError;
 use crate::service::page::PageRequest;
 use crate::service::{roles, sessions, users, RequestMeta};
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct AccessQuery;

@@ -7,7 +7,7 @@ use super::types::{connection, AuditEvent, AuditEventFilter, Page};
 use crate::domain::Resource as R;
 use crate::service::audit::{self, AuditFilter};
 use crate::service::page::PageRequest;
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct AuditQuery;

@@ -10,21 +10,29 @@ use super::types::{
 };
 use crate::domain::Resource as R;
 use crate::service::export;
-use crate::service::keys::{self, AppKeyView, KeyFilter, RolesChange};
-use crate::service::page::{PageRequest, Paged};
-use crate::AppState;
+use crate::service::keys::{self, KeyFilter, Listing, RolesChange};
+use crate::service::page::PageRequest;
+use crate::state::AppState;
 
-fn key_filter(filter: Option<AppKeyFilter>) -> KeyFilter {
+/// Both listings: one page of keys as a Relay connection.
+async fn list_keys(
+    ctx: &Context<'_>,
+    listing: Listing,
+    first: i32,
+    after: Option<String>,
+    filter: Option<AppKeyFilter>,
+) -> Result<Page<AppKey>> {
+    let state = ctx.data::<AppState>()?;
+    let principal = principal(ctx)?;
+    let page = PageRequest::parse(Some(first), after.as_deref())?;
     let filter = filter.unwrap_or_default();
-    KeyFilter {
+    let filter = KeyFilter {
         search: filter.search,
         status: filter.status.map(Into::into),
         key_type: filter.key_type.map(Into::into),
-    }
-}
-
-fn key_connection(paged: Paged<AppKeyView>, page: &PageRequest) -> Page<AppKey> {
-    connection(paged, page.after.is_some(), |k| k.id.as_str(), AppKey::from)
+    };
+    let paged = keys::list(&state.store.db, &principal.account_id, listing, &filter, &page).await?;
+    Ok(connection(paged, page.after.is_some(), |k| k.id.as_str(), AppKey::from))
 }
 
 #[derive(Default)]
@@ -44,11 +52,7 @@ impl KeyQuery {
         #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
         #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
     ) -> Result<Page<AppKey>> {
-        let state = ctx.data::<AppState>()?;
-        let principal = principal(ctx)?;
-        let page = PageRequest::parse(Some(first), after.as_deref())?;
-        let paged = keys::list_with_access(&state.store.db, &principal.account_id, &key_filter(filter), &page).await?;
-        Ok(key_connection(paged, &page))
+        list_keys(ctx, Listing::WithAccess, first, after, filter).await
     }
 
     /// The "My Keys" page: every key generated in this account, with or without roles, newest first.
@@ -63,11 +67,7 @@ impl KeyQuery {
         #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
         #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
     ) -> Result<Page<AppKey>> {
-        let state = ctx.data::<AppState>()?;
-        let principal = principal(ctx)?;
-        let page = PageRequest::parse(Some(first), after.as_deref())?;
-        let paged = keys::list_internal(&state.store.db, &principal.account_id, &key_filter(filter), &page).await?;
-        Ok(key_connection(paged, &page))
+        list_keys(ctx, Listing::Internal, first, after, filter).await
     }
 
     /// One key by its value, as this account sees it; null when this account does not know it.

@@ -1,4 +1,4 @@
-//! The GraphQL schema (SPEC §6): query and mutation objects per area, merged here.
+//! The GraphQL schema (README: "The GraphQL API"): query and mutation objects per area, merged here.
 mod access;
 mod audit;
 pub mod guard;
@@ -7,7 +7,7 @@ pub mod types;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Reads: who am I, keys, roles, resources, users and the audit log.
 #[derive(MergedObject, Default)]
@@ -27,15 +27,16 @@ pub(crate) fn page_complexity(first: i32, child_complexity: usize) -> usize {
     items.saturating_mul(child_complexity)
 }
 
-/// Builds the schema with the limits that refuse abusive queries (the defaults leave room for
-/// GraphiQL's own introspection query). Aliases and batches are counted in `http::graphql`.
-pub fn build(state: Option<AppState>) -> AppSchema {
-    let builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription);
-    let Some(state) = state else {
-        return builder.finish();
-    };
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+}
+
+/// Builds the schema over the application state, with the limits that refuse abusive queries (the
+/// defaults leave room for GraphiQL's own introspection query). Aliases and batches are counted in
+/// `http::graphql`.
+pub fn build(state: AppState) -> AppSchema {
     let settings = state.settings.clone();
-    let mut builder = builder
+    let mut builder = builder()
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
         .limit_directives(settings.max_directives)
@@ -48,5 +49,5 @@ pub fn build(state: Option<AppState>) -> AppSchema {
 
 /// The SDL that `schema.graphql` holds.
 pub fn sdl() -> String {
-    build(None).sdl()
+    builder().finish().sdl()
 }

@@ -4,7 +4,7 @@ use async_graphql::{Enum, InputObject, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
-use crate::service::keys::{AppKeyView, KeyStatus, KeyType};
+use crate::service::keys::AppKeyView;
 use crate::service::page::{encode_cursor, Paged, Total};
 use crate::service::roles::{ResourceView, RoleView};
 use crate::service::users::UserView;
@@ -74,6 +74,7 @@ impl From<UserView> for User {
 
 /// Whether a key belongs to this account or was granted access by it.
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(remote = "crate::service::keys::KeyType")]
 pub enum AppKeyType {
     /// Generated in, and managed by, this account.
     Internal,
@@ -83,47 +84,12 @@ pub enum AppKeyType {
 
 /// A key's effective status in the request's account.
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(remote = "crate::service::keys::KeyStatus")]
 pub enum AppKeyStatus {
     /// Active at its owner and, for an external key, not removed here.
     Active,
     /// Deactivated by its owner, or (external) removed from this account.
     Inactive,
-}
-
-impl From<KeyType> for AppKeyType {
-    fn from(t: KeyType) -> Self {
-        match t {
-            KeyType::Internal => AppKeyType::Internal,
-            KeyType::External => AppKeyType::External,
-        }
-    }
-}
-
-impl From<AppKeyType> for KeyType {
-    fn from(t: AppKeyType) -> Self {
-        match t {
-            AppKeyType::Internal => KeyType::Internal,
-            AppKeyType::External => KeyType::External,
-        }
-    }
-}
-
-impl From<KeyStatus> for AppKeyStatus {
-    fn from(s: KeyStatus) -> Self {
-        match s {
-            KeyStatus::Active => AppKeyStatus::Active,
-            KeyStatus::Inactive => AppKeyStatus::Inactive,
-        }
-    }
-}
-
-impl From<AppKeyStatus> for KeyStatus {
-    fn from(s: AppKeyStatus) -> Self {
-        match s {
-            AppKeyStatus::Active => KeyStatus::Active,
-            AppKeyStatus::Inactive => KeyStatus::Inactive,
-        }
-    }
 }
 
 /// An application key as seen from the request's account. Its token is never shown here.

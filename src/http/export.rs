@@ -9,7 +9,7 @@ use super::{error_response, ClientAddr};
 use crate::domain::Resource;
 use crate::error::AppError;
 use crate::service::export;
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct ExportParams {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use super::{error_response, ClientAddr};
 use crate::auth::PrincipalKind;
 use crate::error::AppError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good and
 /// hold every `?resource=` asked for; 401 or 403 otherwise.

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{request_meta, ClientAddr};
-use crate::AppState;
+use crate::graphql::AppSchema;
+use crate::state::AppState;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -60,6 +61,7 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
 
 pub async fn graphql_post(
     State(state): State<AppState>,
+    State(schema): State<AppSchema>,
     peer: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
@@ -88,7 +90,7 @@ pub async fn graphql_post(
             return response;
         }
     }
-    execute(&state, peer, &headers, batch).await
+    execute(&state, &schema, peer, &headers, batch).await
 }
 
 /// GraphQL-over-HTTP GET parameters (`operationName`, as the spec spells it).
@@ -118,6 +120,7 @@ impl GetParams {
 
 pub async fn graphql_get(
     State(state): State<AppState>,
+    State(schema): State<AppSchema>,
     peer: ClientAddr,
     headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
@@ -129,7 +132,7 @@ pub async fn graphql_get(
     if let Some(response) = precheck(&state, &request, true) {
         return response;
     }
-    execute(&state, peer, &headers, BatchRequest::Single(request)).await
+    execute(&state, &schema, peer, &headers, BatchRequest::Single(request)).await
 }
 
 /// Checks a parsed document before execution (`Some` is the refusal): no mutation over GET, at most
@@ -183,7 +186,13 @@ fn count_aliases(document: &ExecutableDocument) -> usize {
     in_operations + in_fragments
 }
 
-async fn execute(state: &AppState, peer: ClientAddr, headers: &HeaderMap, batch: BatchRequest) -> Response {
+async fn execute(
+    state: &AppState,
+    schema: &AppSchema,
+    peer: ClientAddr,
+    headers: &HeaderMap,
+    batch: BatchRequest,
+) -> Response {
     let Some(media_type) = negotiate(headers) else {
         return request_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -193,7 +202,7 @@ async fn execute(state: &AppState, peer: ClientAddr, headers: &HeaderMap, batch:
     let meta = request_meta(headers, &peer);
     let auth_state = Arc::new(state.auth.resolve(headers, meta.client_ip.as_deref()).await);
     let batch = batch.data(auth_state).data(meta);
-    let response = state.schema.execute_batch(batch).await;
+    let response = schema.execute_batch(batch).await;
     respond(media_type, response)
 }
 

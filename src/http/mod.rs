@@ -1,10 +1,11 @@
-//! HTTP routes (SPEC §7) and the layers around them: request ids, tracing without secrets, body limit.
+//! HTTP routes (README: "HTTP routes") and the layers around them: request ids, tracing without
+//! secrets, body limit.
 mod export;
 mod forward_auth;
 mod graphql;
 mod health;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,11 +18,32 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
+use crate::graphql::AppSchema;
 use crate::service::RequestMeta;
-use crate::AppState;
+use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
-    let settings = state.settings.clone();
+/// What the routes share: the application state, and the schema built over it.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
+}
+
+impl FromRef<HttpState> for AppState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<HttpState> for AppSchema {
+    fn from_ref(state: &HttpState) -> Self {
+        state.schema.clone()
+    }
+}
+
+pub fn router(app: AppState, schema: AppSchema) -> Router {
+    let settings = app.settings.clone();
+    let state = HttpState { app, schema };
     let mut router = Router::new();
     if !settings.no_graphiql {
         router = router.route("/", get(graphql::graphiql));

@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
-use super::{new_id, now, roles, users, RequestMeta, Store};
+use super::{new_id, roles, users, RequestMeta, Store};
 use crate::config::Settings;
 use crate::domain::{AccountName, Email, Password};
 use crate::entity::account;
@@ -18,8 +18,6 @@ pub struct CreatedAccount {
     pub email: String,
     pub generated_password: Option<Password>,
 }
-
-pub type Bootstrapped = CreatedAccount;
 
 pub async fn find_by_name<C: ConnectionTrait>(db: &C, name: &str) -> AppResult<Option<account::Model>> {
     Ok(account::Entity::find().filter(account::Column::Name.eq(name)).one(db).await?)
@@ -51,13 +49,14 @@ pub async fn create(
     if find_by_name(&*txn, name.as_str()).await?.is_some() {
         return Err(AppError::Conflict(format!("account {name} already exists")));
     }
-    let account = account::ActiveModel { id: Set(new_id()), name: Set(name.to_string()), created_at: Set(now()) }
+    let now = txn.now();
+    let account = account::ActiveModel { id: Set(new_id()), name: Set(name.to_string()), created_at: Set(now) }
         .insert(&*txn)
         .await?;
-    let owner_role = roles::create_predefined(&*txn, &account.id).await?;
-    let owner = users::insert(&*txn, &account.id, &email, hash, &[owner_role]).await?;
+    let owner_role = roles::create_predefined(&*txn, &account.id, now).await?;
+    let owner = users::insert(&*txn, &account.id, &email, hash, &[owner_role], now).await?;
     audit::record(
-        &*txn,
+        &txn,
         &RequestMeta::default(),
         AuditEntry {
             account_id: &account.id,
@@ -74,7 +73,7 @@ pub async fn create(
 }
 
 /// On an empty database, creates the bootstrap account and its owner; otherwise does nothing.
-pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<Bootstrapped>> {
+pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<CreatedAccount>> {
     if account::Entity::find().count(&store.db).await? > 0 {
         return Ok(None);
     }

@@ -1,10 +1,10 @@
 //! The audit log: one event per change, written in the change's own transaction. Events carry
 //! identifiers and before/after states, never a token or a password.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 use super::page::{self, PageRequest, Paged};
-use super::{new_id, now, query_text, RequestMeta};
+use super::{new_id, query_text, RequestMeta, WriteTxn};
 use crate::entity::audit_event;
 use crate::error::AppResult;
 
@@ -18,11 +18,13 @@ pub struct AuditEntry<'a> {
     pub after: Option<Value>,
 }
 
-pub async fn record<C: ConnectionTrait>(db: &C, meta: &RequestMeta, entry: AuditEntry<'_>) -> AppResult<()> {
+/// Writes the event in the change's transaction, at the transaction's time. Actions by a principal go
+/// through `Ctx::audit`; this is for the rest (the system, failed logins).
+pub async fn record(txn: &WriteTxn, meta: &RequestMeta, entry: AuditEntry<'_>) -> AppResult<()> {
     audit_event::ActiveModel {
         id: Set(new_id()),
         account_id: Set(entry.account_id.to_owned()),
-        at: Set(now()),
+        at: Set(txn.now()),
         actor: Set(truncate(entry.actor, 300)),
         action: Set(entry.action.to_owned()),
         target: Set(truncate(entry.target, 300)),
@@ -31,7 +33,7 @@ pub async fn record<C: ConnectionTrait>(db: &C, meta: &RequestMeta, entry: Audit
         client_ip: Set(meta.client_ip.as_deref().map(|ip| truncate(ip, 64))),
         request_id: Set(meta.request_id.as_deref().map(|id| truncate(id, 64))),
     }
-    .insert(db)
+    .insert(&**txn)
     .await?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The CSV export of the "Application Keys" listing (SPEC §5.8), streamed page by page, and the
+//! The CSV export of the "Application Keys" listing (README: "Export"), streamed page by page, and the
 //! single-use download tickets that let a browser fetch it with a plain link.
 use bytes::Bytes;
 use futures::Stream;
@@ -11,8 +11,9 @@ use sea_orm::{
 use serde_json::{json, Value};
 use std::borrow::Cow;
 
-use super::audit::{self, AuditEntry};
-use super::{new_id, now, Ctx, Store};
+use super::keys;
+use super::roles;
+use super::{new_id, Ctx, Store};
 use crate::domain::DownloadToken;
 use crate::entity::{account, app_key, download_ticket, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
@@ -22,7 +23,7 @@ const ROWS_PER_CHUNK: u64 = 2_000;
 pub const TICKET_TTL_SECS: i64 = 60;
 
 /// Spreadsheet formula injection guard: a cell that a spreadsheet would evaluate gets a leading `'`.
-/// SPEC names `= + - @`; tab and carriage return are guarded too, as OWASP advises.
+/// `= + - @` as the product requires; tab and carriage return too, as OWASP advises.
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         Cow::Owned(format!("'{cell}"))
@@ -149,14 +150,17 @@ fn records(rows: &[ExportRow]) -> impl Iterator<Item = [String; 6]> + '_ {
     rows.chunk_by(|a, b| a.access_id == b.access_id).map(|group| {
         let row = &group[0];
         let mut roles: Vec<&ExportRow> = group.iter().collect();
-        roles.sort_by(|a, b| (!a.role_predefined, &a.role_name).cmp(&(!b.role_predefined, &b.role_name)));
+        roles.sort_by(|a, b| {
+            roles::display_key(a.role_predefined, &a.role_name)
+                .cmp(&roles::display_key(b.role_predefined, &b.role_name))
+        });
         let names: Vec<&str> = roles.iter().map(|r| r.role_name.as_str()).collect();
-        let active = row.active && !row.removed;
+        let status = keys::effective_status(row.active, row.removed);
         [
             row.key.clone(),
             row.owner.clone(),
             if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
-            if active { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+            status.as_str().to_owned(),
             names.join(";"),
             row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ]
@@ -210,32 +214,20 @@ pub fn stream_in_chunks(
 /// the guard on the mutation.
 pub async fn issue_ticket(store: &Store, ctx: &Ctx<'_>) -> AppResult<(DownloadToken, chrono::DateTime<chrono::Utc>)> {
     let token = DownloadToken::generate();
-    let expires_at = now() + chrono::Duration::seconds(TICKET_TTL_SECS);
     let txn = store.begin_write().await?;
+    let expires_at = txn.now() + chrono::Duration::seconds(TICKET_TTL_SECS);
     let ticket = download_ticket::ActiveModel {
         id: Set(new_id()),
         token_digest: Set(token.digest().as_str().to_owned()),
         account_id: Set(ctx.principal.account_id.clone()),
         actor: Set(ctx.principal.actor()),
-        created_at: Set(now()),
+        created_at: Set(txn.now()),
         expires_at: Set(expires_at),
         used_at: Set(None),
     }
     .insert(&*txn)
     .await?;
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id: &ctx.principal.account_id,
-            actor: &ctx.principal.actor(),
-            action: "export.ticket",
-            target: &ticket.id,
-            before: None,
-            after: Some(json!({ "expiresAt": expires_at })),
-        },
-    )
-    .await?;
+    ctx.audit(&txn, "export.ticket", &ticket.id, None, Some(json!({ "expiresAt": expires_at }))).await?;
     txn.commit_without_credential_change().await?;
     Ok((token, expires_at))
 }
@@ -249,12 +241,12 @@ pub async fn redeem_ticket(store: &Store, raw: &str) -> AppResult<String> {
         .one(&*txn)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    if ticket.expires_at <= now() {
+    if ticket.expires_at <= txn.now() {
         return Err(AppError::Unauthenticated);
     }
     // Conditional update: of two concurrent redemptions (even on two replicas) exactly one wins.
     let claimed = download_ticket::Entity::update_many()
-        .col_expr(download_ticket::Column::UsedAt, Expr::value(now()))
+        .col_expr(download_ticket::Column::UsedAt, Expr::value(txn.now()))
         .filter(download_ticket::Column::Id.eq(ticket.id.as_str()))
         .filter(download_ticket::Column::UsedAt.is_null())
         .exec(&*txn)

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod export;
 pub mod keys;
+mod links;
 pub mod page;
 pub mod roles;
 pub mod sessions;
@@ -26,10 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
-use crate::auth::Principal;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::Password;
 use crate::error::{AppError, AppResult};
+use crate::principal::Principal;
 
 /// The database, plus what it takes to write to it safely.
 #[derive(Clone)]
@@ -44,6 +46,8 @@ pub struct Store {
     /// Bumped after every commit that may change what a credential resolves to; auth caches compare
     /// their entries against it (see `auth::cache`). Other replicas learn of it through NOTIFY.
     credentials_generation: Arc<AtomicU64>,
+    /// The one source of "now" for every rule and timestamp (tests move it forward).
+    clock: Clock,
 }
 
 /// The PostgreSQL channel on which replicas announce credential changes.
@@ -54,6 +58,7 @@ pub struct WriteTxn {
     txn: DatabaseTransaction,
     _guard: Option<OwnedMutexGuard<()>>,
     generation: Arc<AtomicU64>,
+    clock: Clock,
 }
 
 impl Deref for WriteTxn {
@@ -64,6 +69,11 @@ impl Deref for WriteTxn {
 }
 
 impl WriteTxn {
+    /// The time this change happens at, from the store's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Commits, and tells every auth cache (this replica's at once, others' through NOTIFY, which
     /// PostgreSQL delivers only if the transaction commits) that credentials may have changed.
     pub async fn commit(self) -> AppResult<()> {
@@ -107,7 +117,22 @@ impl Store {
         let db = Database::connect(options).await.context("connecting to the database")?;
         let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
-        Ok(Self { db, write_lock, password_permits, credentials_generation: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            db,
+            write_lock,
+            password_permits,
+            credentials_generation: Arc::new(AtomicU64::new(0)),
+            clock: Clock::default(),
+        })
+    }
+
+    /// The store's clock: `now()` for every rule and timestamp; tests advance it.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -120,7 +145,7 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
-        Ok(WriteTxn { txn, _guard: guard, generation: self.credentials_generation.clone() })
+        Ok(WriteTxn { txn, _guard: guard, generation: self.credentials_generation.clone(), clock: self.clock.clone() })
     }
 
     /// A write transaction that changes one account's keys, roles or users. On PostgreSQL it locks the
@@ -148,7 +173,7 @@ impl Store {
     /// Runs pending migrations, seeds the resource catalogue and, on an empty database, bootstraps the
     /// first account. On PostgreSQL this happens under an advisory lock, so replicas starting together
     /// do it once, never twice and never half.
-    pub async fn prepare(&self, settings: &Settings) -> anyhow::Result<Option<accounts::Bootstrapped>> {
+    pub async fn prepare(&self, settings: &Settings) -> anyhow::Result<Option<accounts::CreatedAccount>> {
         let lock = StartupLock::acquire(self, settings.database_url.expose_secret()).await?;
         let result = async {
             Migrator::up(&self.db, None).await.context("running migrations")?;
@@ -244,6 +269,28 @@ pub struct Ctx<'a> {
     pub meta: &'a RequestMeta,
 }
 
+impl Ctx<'_> {
+    /// Records, in the change's own transaction, that this principal did `action` to `target`.
+    pub async fn audit(
+        &self,
+        txn: &WriteTxn,
+        action: &'static str,
+        target: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AppResult<()> {
+        let entry = audit::AuditEntry {
+            account_id: &self.principal.account_id,
+            actor: &self.principal.actor(),
+            action,
+            target,
+            before,
+            after,
+        };
+        audit::record(txn, self.meta, entry).await
+    }
+}
+
 /// Whether `raw` could be one of our ids (a UUID). Anything else is unknown without asking the
 /// database, which keeps hostile ids (NUL bytes, megabytes of text) away from it.
 pub(crate) fn is_id(raw: &str) -> bool {
@@ -261,10 +308,4 @@ pub(crate) fn query_text(raw: &str) -> AppResult<&str> {
 
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    // Microsecond precision: what PostgreSQL keeps, so both backends return identical timestamps.
-    let now = chrono::Utc::now();
-    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }

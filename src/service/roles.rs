@@ -1,13 +1,12 @@
 //! Roles and the resource catalogue: predefined roles in every account, custom roles, and the
 //! no-escalation rule for every grant.
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
-use super::audit::{self, AuditEntry};
-use super::{is_id, new_id, now, Ctx, Store};
-use crate::domain::{PredefinedRole, Resource, ResourceId, RoleName};
+use super::{is_id, links, new_id, Ctx, Store};
+use crate::domain::{PredefinedRole, Resource, ResourceId, ResourceName, RoleName};
 use crate::entity::{resource, role, role_resource};
 use crate::error::{AppError, AppResult};
 
@@ -27,11 +26,12 @@ pub struct RoleView {
 
 /// Upserts the built-in resources from the `Resource` enum, the catalogue's source of truth.
 pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
+    let now = store.now();
     let rows = Resource::ALL.into_iter().map(|r| resource::ActiveModel {
         id: Set(r.id().to_owned()),
         name: Set(r.name().to_owned()),
         builtin: Set(true),
-        created_at: Set(now()),
+        created_at: Set(now),
     });
     resource::Entity::insert_many(rows)
         .on_conflict(
@@ -47,9 +47,7 @@ pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
 /// Registers an operator resource (e.g. `Orders.Read`) so roles can hold it and `/auth` can require it.
 pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult<ResourceView> {
     let id = ResourceId::parse(id)?;
-    let name = RoleName::parse(name).map_err(|_| {
-        AppError::BadUserInput("a resource name is 1 to 100 characters, without control characters".into())
-    })?;
+    let name = ResourceName::parse(name)?;
     let txn = store.begin_write().await?;
     if resource::Entity::find_by_id(id.as_str()).one(&*txn).await?.is_some() {
         return Err(AppError::Conflict(format!("resource {} already exists", id.as_str())));
@@ -58,7 +56,7 @@ pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult
         id: Set(id.as_str().to_owned()),
         name: Set(name.into_inner()),
         builtin: Set(false),
-        created_at: Set(now()),
+        created_at: Set(txn.now()),
     }
     .insert(&*txn)
     .await?;
@@ -72,7 +70,11 @@ pub async fn catalogue<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView
 }
 
 /// Creates the predefined roles of a new account; returns the Owner role's id.
-pub async fn create_predefined<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
+pub async fn create_predefined<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<String> {
     let mut owner_id = String::new();
     for predefined in PredefinedRole::ALL {
         let id = new_id();
@@ -84,7 +86,7 @@ pub async fn create_predefined<C: ConnectionTrait>(db: &C, account_id: &str) -> 
             account_id: Set(account_id.to_owned()),
             name: Set(predefined.name().to_owned()),
             predefined: Set(true),
-            created_at: Set(now()),
+            created_at: Set(now),
         }
         .insert(db)
         .await?;
@@ -103,15 +105,24 @@ pub async fn owner_role_id<C: ConnectionTrait>(db: &C, account_id: &str) -> AppR
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("account {account_id} has no Owner role")))
 }
 
-/// Every role of the account: predefined first, then custom roles by name.
+/// How roles are shown everywhere: predefined first, then by name. The sort key, for lists built in
+/// code; `in_display_order` is its SQL twin.
+pub fn display_key(predefined: bool, name: &str) -> (bool, &str) {
+    (!predefined, name)
+}
+
+pub fn sort_for_display(roles: &mut [RoleView]) {
+    roles.sort_by(|a, b| display_key(a.predefined, &a.name).cmp(&display_key(b.predefined, &b.name)));
+}
+
+/// The SQL twin of `display_key`.
+fn in_display_order(select: Select<role::Entity>) -> Select<role::Entity> {
+    select.order_by_desc(role::Column::Predefined).order_by_asc(role::Column::Name).order_by_asc(role::Column::Id)
+}
+
+/// Every role of the account, in display order.
 pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec<RoleView>> {
-    let rows = role::Entity::find()
-        .filter(role::Column::AccountId.eq(account_id))
-        .order_by_desc(role::Column::Predefined)
-        .order_by_asc(role::Column::Name)
-        .order_by_asc(role::Column::Id)
-        .all(db)
-        .await?;
+    let rows = in_display_order(role::Entity::find().filter(role::Column::AccountId.eq(account_id))).all(db).await?;
     views(db, rows).await
 }
 
@@ -135,7 +146,7 @@ pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]
         return Err(AppError::BadUserInput(format!("unknown role ids: {}", unknown.join(", "))));
     }
     let mut views = views(db, rows).await?;
-    views.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
+    sort_for_display(&mut views);
     Ok(views)
 }
 
@@ -172,14 +183,24 @@ pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {
     roles.iter().flat_map(|r| r.resources.iter().map(|res| res.id.clone())).collect()
 }
 
-/// No privilege escalation: a principal may only grant (or take away) roles whose resources it holds.
-pub fn ensure_can_grant(held: &BTreeSet<String>, roles: &[RoleView]) -> AppResult<()> {
-    let missing: Vec<String> = union_resources(roles).difference(held).cloned().collect();
+/// No privilege escalation: a principal may grant or take away only resources it holds itself. The
+/// one home of the rule; every grant, role change and role edit comes through here.
+pub fn ensure_no_escalation<'a>(held: &BTreeSet<String>, touched: impl IntoIterator<Item = &'a str>) -> AppResult<()> {
+    let missing: BTreeSet<&str> = touched.into_iter().filter(|id| !held.contains(*id)).collect();
     if missing.is_empty() {
         Ok(())
     } else {
         Err(AppError::forbidden(missing))
     }
+}
+
+/// A change of someone's roles from `before` to `after` (a grant is a change from none): what is
+/// added and what is taken away must both be within the caller's own resources.
+pub fn ensure_can_change_roles(held: &BTreeSet<String>, before: &[RoleView], after: &[RoleView]) -> AppResult<()> {
+    let added = after.iter().filter(|r| !before.iter().any(|b| b.id == r.id));
+    let taken = before.iter().filter(|b| !after.iter().any(|r| r.id == b.id));
+    let touched = added.chain(taken).flat_map(|role| role.resources.iter().map(|r| r.id.as_str()));
+    ensure_no_escalation(held, touched)
 }
 
 fn resource_ids(raw: &[String]) -> AppResult<Vec<String>> {
@@ -220,18 +241,11 @@ async fn ensure_name_free<C: ConnectionTrait>(
 }
 
 async fn replace_resources<C: ConnectionTrait>(db: &C, role_id: &str, ids: &[String]) -> AppResult<()> {
-    role_resource::Entity::delete_many().filter(role_resource::Column::RoleId.eq(role_id)).exec(db).await?;
-    if !ids.is_empty() {
-        role_resource::Entity::insert_many(
-            ids.iter().map(|id| role_resource::ActiveModel {
-                role_id: Set(role_id.to_owned()),
-                resource_id: Set(id.clone()),
-            }),
-        )
-        .exec(db)
-        .await?;
-    }
-    Ok(())
+    let rows = ids
+        .iter()
+        .map(|id| role_resource::ActiveModel { role_id: Set(role_id.to_owned()), resource_id: Set(id.clone()) })
+        .collect();
+    links::replace(db, role_resource::Column::RoleId, role_id, rows).await
 }
 
 fn role_json(role: &RoleView) -> serde_json::Value {
@@ -244,35 +258,20 @@ pub async fn create(store: &Store, ctx: &Ctx<'_>, name: &str, resource_ids_raw: 
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     ensure_resources_exist(&*txn, &ids).await?;
-    let missing: Vec<&String> = ids.iter().filter(|id| !ctx.principal.resources.contains(*id)).collect();
-    if !missing.is_empty() {
-        return Err(AppError::forbidden(missing.into_iter().cloned()));
-    }
+    ensure_no_escalation(&ctx.principal.resources, ids.iter().map(String::as_str))?;
     ensure_name_free(&*txn, account_id, &name, None).await?;
     let model = role::ActiveModel {
         id: Set(new_id()),
         account_id: Set(account_id.clone()),
         name: Set(name),
         predefined: Set(false),
-        created_at: Set(now()),
+        created_at: Set(txn.now()),
     }
     .insert(&*txn)
     .await?;
     replace_resources(&*txn, &model.id, &ids).await?;
     let view = views(&*txn, vec![model]).await?.remove(0);
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "role.create",
-            target: &view.id,
-            before: None,
-            after: Some(role_json(&view)),
-        },
-    )
-    .await?;
+    ctx.audit(&txn, "role.create", &view.id, None, Some(role_json(&view))).await?;
     txn.commit().await?;
     Ok(view)
 }
@@ -311,10 +310,7 @@ pub async fn update(
         ensure_resources_exist(&*txn, ids).await?;
         touched.extend(ids.iter().cloned());
     }
-    let missing: Vec<String> = touched.difference(&ctx.principal.resources).cloned().collect();
-    if !missing.is_empty() {
-        return Err(AppError::forbidden(missing));
-    }
+    ensure_no_escalation(&ctx.principal.resources, touched.iter().map(String::as_str))?;
     let mut active: role::ActiveModel = model.into();
     if let Some(name) = name {
         ensure_name_free(&*txn, account_id, &name, Some(id)).await?;
@@ -325,19 +321,7 @@ pub async fn update(
         replace_resources(&*txn, id, ids).await?;
     }
     let after = views(&*txn, vec![model]).await?.remove(0);
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "role.update",
-            target: id,
-            before: Some(role_json(&before)),
-            after: Some(role_json(&after)),
-        },
-    )
-    .await?;
+    ctx.audit(&txn, "role.update", id, Some(role_json(&before)), Some(role_json(&after))).await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -347,21 +331,9 @@ pub async fn delete(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResult<()> {
     let txn = store.begin_account_write(account_id).await?;
     let model = custom_role(&*txn, account_id, id).await?;
     let before = views(&*txn, vec![model]).await?.remove(0);
-    ensure_can_grant(&ctx.principal.resources, std::slice::from_ref(&before))?;
+    ensure_can_change_roles(&ctx.principal.resources, std::slice::from_ref(&before), &[])?;
     role::Entity::delete_by_id(id).exec(&*txn).await?;
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "role.delete",
-            target: id,
-            before: Some(role_json(&before)),
-            after: None,
-        },
-    )
-    .await?;
+    ctx.audit(&txn, "role.delete", id, Some(role_json(&before)), None).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEntry};
 use super::users::{self, UserView};
-use super::{accounts, new_id, now, Ctx, RequestMeta, Store};
+use super::{accounts, new_id, Ctx, RequestMeta, Store};
 use crate::domain::{AccountName, Email, Password, SessionToken};
 use crate::entity::{session, user};
 use crate::error::{AppError, AppResult};
@@ -49,7 +49,7 @@ pub async fn login(
             let txn = store.begin_write().await?;
             let target = email.as_ref().map_or("(invalid email)", Email::as_str);
             audit::record(
-                &*txn,
+                &txn,
                 meta,
                 AuditEntry {
                     account_id: &account.id,
@@ -66,20 +66,20 @@ pub async fn login(
         return Err(AppError::Unauthenticated);
     };
     let token = SessionToken::generate();
-    let expires_at = now() + ttl;
     let txn = store.begin_write().await?;
+    let expires_at = txn.now() + ttl;
     let model = session::ActiveModel {
         id: Set(new_id()),
         token_digest: Set(token.digest().as_str().to_owned()),
         user_id: Set(user.id.clone()),
-        created_at: Set(now()),
+        created_at: Set(txn.now()),
         expires_at: Set(expires_at),
         revoked_at: Set(None),
     }
     .insert(&*txn)
     .await?;
     audit::record(
-        &*txn,
+        &txn,
         meta,
         AuditEntry {
             account_id: &account.id,
@@ -100,13 +100,14 @@ pub async fn login(
 pub async fn resolve<C: ConnectionTrait>(
     db: &C,
     token: &SessionToken,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Option<(session::Model, user::Model)>> {
     let Some(session) =
         session::Entity::find().filter(session::Column::TokenDigest.eq(token.digest().as_str())).one(db).await?
     else {
         return Ok(None);
     };
-    if session.revoked_at.is_some() || session.expires_at <= now() {
+    if session.revoked_at.is_some() || session.expires_at <= now {
         return Ok(None);
     }
     let user = user::Entity::find_by_id(session.user_id.as_str()).one(db).await?;
@@ -119,21 +120,9 @@ pub async fn logout(store: &Store, ctx: &Ctx<'_>, session_id: &str) -> AppResult
         return Err(AppError::Unauthenticated);
     };
     let mut active: session::ActiveModel = model.into();
-    active.revoked_at = Set(Some(now()));
+    active.revoked_at = Set(Some(txn.now()));
     active.update(&*txn).await?;
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id: &ctx.principal.account_id,
-            actor: &ctx.principal.actor(),
-            action: "session.logout",
-            target: session_id,
-            before: None,
-            after: None,
-        },
-    )
-    .await?;
+    ctx.audit(&txn, "session.logout", session_id, None, None).await?;
     txn.commit().await?;
     Ok(())
 }

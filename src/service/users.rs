@@ -4,10 +4,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection
 use serde_json::json;
 use std::collections::HashMap;
 
-use super::audit::{self, AuditEntry};
 use super::page::{self, PageRequest, Paged};
 use super::roles::{self, RoleView};
-use super::{is_id, new_id, now, Ctx, Store};
+use super::{is_id, links, new_id, Ctx, Store};
 use crate::domain::{Email, Password};
 use crate::entity::{role, user, user_role};
 use crate::error::{AppError, AppResult};
@@ -33,13 +32,14 @@ pub async fn insert<C: ConnectionTrait>(
     email: &Email,
     password_hash: String,
     role_ids: &[String],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<user::Model> {
     let model = user::ActiveModel {
         id: Set(new_id()),
         account_id: Set(account_id.to_owned()),
         email: Set(email.to_string()),
         password_hash: Set(password_hash),
-        created_at: Set(now()),
+        created_at: Set(now),
     }
     .insert(db)
     .await?;
@@ -48,18 +48,11 @@ pub async fn insert<C: ConnectionTrait>(
 }
 
 async fn link_roles<C: ConnectionTrait>(db: &C, user_id: &str, role_ids: &[String]) -> AppResult<()> {
-    user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(user_id)).exec(db).await?;
-    if !role_ids.is_empty() {
-        user_role::Entity::insert_many(
-            role_ids.iter().map(|role_id| user_role::ActiveModel {
-                user_id: Set(user_id.to_owned()),
-                role_id: Set(role_id.clone()),
-            }),
-        )
-        .exec(db)
-        .await?;
-    }
-    Ok(())
+    let rows = role_ids
+        .iter()
+        .map(|role_id| user_role::ActiveModel { user_id: Set(user_id.to_owned()), role_id: Set(role_id.clone()) })
+        .collect();
+    links::replace(db, user_role::Column::UserId, user_id, rows).await
 }
 
 async fn with_roles<C: ConnectionTrait>(db: &C, users: Vec<user::Model>) -> AppResult<Vec<UserView>> {
@@ -87,7 +80,7 @@ async fn with_roles<C: ConnectionTrait>(db: &C, users: Vec<user::Model>) -> AppR
         .iter()
         .map(|u| {
             let mut roles = by_user.remove(u.id.as_str()).unwrap_or_default();
-            roles.sort_by(|a, b| (!a.predefined, &a.name).cmp(&(!b.predefined, &b.name)));
+            roles::sort_for_display(&mut roles);
             UserView { id: u.id.clone(), email: u.email.clone(), created_at: u.created_at, roles }
         })
         .collect())
@@ -126,7 +119,7 @@ pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String])
     let email = Email::parse(email)?;
     let account_id = &ctx.principal.account_id;
     let granted = roles::by_ids(&store.db, account_id, role_ids).await?;
-    roles::ensure_can_grant(&ctx.principal.resources, &granted)?;
+    roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let password = Password::generate();
     let hash = store.hash_password(password.clone()).await?;
     let txn = store.begin_account_write(account_id).await?;
@@ -141,21 +134,10 @@ pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String])
     // Re-read inside the transaction: a role may have been deleted since validation.
     let granted = roles::by_ids(&*txn, account_id, role_ids).await?;
     let ids: Vec<String> = granted.iter().map(|r| r.id.clone()).collect();
-    let model = insert(&*txn, account_id, &email, hash, &ids).await?;
+    let model = insert(&*txn, account_id, &email, hash, &ids, txn.now()).await?;
     let view = with_roles(&*txn, vec![model]).await?.remove(0);
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "user.add",
-            target: &view.email,
-            before: None,
-            after: Some(json!({ "email": view.email, "roles": view.role_ids() })),
-        },
-    )
-    .await?;
+    let after = json!({ "email": view.email, "roles": view.role_ids() });
+    ctx.audit(&txn, "user.add", &view.email, None, Some(after)).await?;
     txn.commit().await?;
     Ok((view, password))
 }
@@ -165,31 +147,13 @@ pub async fn set_roles(store: &Store, ctx: &Ctx<'_>, user_id: &str, role_ids: &[
     let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id, user_id).await?;
     let wanted = roles::by_ids(&*txn, account_id, role_ids).await?;
-    // Both what is added and what is taken away must be within the caller's own resources.
-    let changed: Vec<RoleView> = wanted
-        .iter()
-        .filter(|r| !before.roles.iter().any(|b| b.id == r.id))
-        .chain(before.roles.iter().filter(|b| !wanted.iter().any(|r| r.id == b.id)))
-        .cloned()
-        .collect();
-    roles::ensure_can_grant(&ctx.principal.resources, &changed)?;
+    roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
     let ids: Vec<String> = wanted.iter().map(|r| r.id.clone()).collect();
     link_roles(&*txn, user_id, &ids).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;
     let after = get(&*txn, account_id, user_id).await?;
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "user.set_roles",
-            target: &after.email,
-            before: Some(json!({ "roles": before.role_ids() })),
-            after: Some(json!({ "roles": after.role_ids() })),
-        },
-    )
-    .await?;
+    let states = (json!({ "roles": before.role_ids() }), json!({ "roles": after.role_ids() }));
+    ctx.audit(&txn, "user.set_roles", &after.email, Some(states.0), Some(states.1)).await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -198,22 +162,11 @@ pub async fn remove(store: &Store, ctx: &Ctx<'_>, user_id: &str) -> AppResult<()
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id, user_id).await?;
-    roles::ensure_can_grant(&ctx.principal.resources, &before.roles)?;
+    roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &[])?;
     user::Entity::delete_by_id(user_id).exec(&*txn).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;
-    audit::record(
-        &*txn,
-        ctx.meta,
-        AuditEntry {
-            account_id,
-            actor: &ctx.principal.actor(),
-            action: "user.remove",
-            target: &before.email,
-            before: Some(json!({ "email": before.email, "roles": before.role_ids() })),
-            after: None,
-        },
-    )
-    .await?;
+    let state = json!({ "email": before.email, "roles": before.role_ids() });
+    ctx.audit(&txn, "user.remove", &before.email, Some(state), None).await?;
     txn.commit().await?;
     Ok(())
 }

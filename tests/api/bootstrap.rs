@@ -3,10 +3,7 @@ use serde_json::json;
 
 /// Restarting on the same database bootstraps nothing more: one account, one owner, no new password.
 async fn bootstrap_runs_once_and_a_restart_keeps_everything(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let owner = app.owner().await;
+    let (app, owner) = TestApp::spawn(backend).await.with_owner().await;
     let (key, token) = app.generate_key(&owner, None, &[app.restricted_role(&owner).await]).await;
     let (address, mut restarted) = app.another_server().await;
     assert!(restarted.take_bootstrapped().is_none(), "a second start must not bootstrap again");

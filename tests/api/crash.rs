@@ -1,7 +1,7 @@
 //! Crash safety: the real binary is killed with SIGKILL in the middle of a burst of
 //! `generateAppKey` and `setAppKeyRoles`; after a restart every key exists whole (its access, its
 //! roles, its audit event) or not at all, and every roles change is there with its event or not at all.
-use crate::helpers::{create_postgres_database, Auth, Backend, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::{Auth, Backend, TestDatabase, OWNER_EMAIL, OWNER_PASSWORD};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,16 +55,8 @@ async fn gql(client: &reqwest::Client, address: &str, auth: &Auth, query: &str, 
 }
 
 async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
-    let (database_url, _dir, pg) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("dir");
-            (format!("sqlite://{}?mode=rwc", dir.path().join("crash.db").display()), Some(dir), None)
-        }
-        Backend::Postgres => {
-            let (url, admin, name) = create_postgres_database().await;
-            (url, None, Some((admin, name)))
-        }
-    };
+    let database = TestDatabase::create(backend).await;
+    let database_url = database.url.clone();
     let client = reqwest::Client::new();
     let server = start(&database_url).await;
     let login = gql(
@@ -173,11 +165,6 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
     assert_eq!(viewer["data"]["myKeys"]["totalCount"].as_u64(), Some(keys.len() as u64));
     drop(server);
     db.close().await.ok();
-    if let Some((admin, name)) = pg {
-        if let Ok(admin) = sea_orm::Database::connect(admin.as_str()).await {
-            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-        }
-    }
 }
 
 mod cases {

@@ -136,7 +136,7 @@ async fn nginx_auth_request_passes_valid_keys_and_stops_the_rest() {
         eprintln!("skipped: {NGINX_ENV} is not set");
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let owner = app.owner().await;
     let registered = app
         .graphql(&owner, "mutation { registerResource(id: \"Orders.Read\", name: \"Read orders\") { id } }", json!({}))

@@ -38,14 +38,11 @@ async fn repeated_directives_and_complexity_are_bounded(app: &TestApp) {
 }
 
 async fn production_switches_turn_off_introspection_and_graphiql(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
+    let app = TestApp::spawn_with(backend, |s| {
         s.no_introspection = true;
         s.no_graphiql = true;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let (_, body) = post_raw(&app, &Auth::None, json!({ "query": "{ __schema { types { name } } }" })).await;
     assert!(body["data"]["__schema"].is_null(), "introspection is off: {body}");
     assert!(!body.to_string().contains("AppKey"), "no type leaks: {body}");
@@ -65,15 +62,12 @@ async fn cors_is_off_by_default_and_follows_the_allow_list(backend: Backend) {
             .header("access-control-request-headers", "content-type,authorization");
         async move { request.send().await.expect("preflight") }
     };
-    let Some(closed) = TestApp::spawn(backend).await else { return };
+    let closed = TestApp::spawn(backend).await;
     let response = preflight(&closed, "https://admin.example.com").await;
     assert!(response.headers().get("access-control-allow-origin").is_none());
     closed.cleanup().await;
 
-    let Some(open) = TestApp::spawn_with(backend, |s| s.cors_origins = vec!["https://admin.example.com".into()]).await
-    else {
-        return;
-    };
+    let open = TestApp::spawn_with(backend, |s| s.cors_origins = vec!["https://admin.example.com".into()]).await;
     let allowed = preflight(&open, "https://admin.example.com").await;
     assert_eq!(allowed.headers()["access-control-allow-origin"], "https://admin.example.com");
     let other = preflight(&open, "https://evil.example.com").await;
@@ -82,7 +76,7 @@ async fn cors_is_off_by_default_and_follows_the_allow_list(backend: Backend) {
 }
 
 async fn failed_logins_are_throttled_without_slowing_others(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.failures_per_minute = 3).await else { return };
+    let app = TestApp::spawn_with(backend, |s| s.failures_per_minute = 3).await;
     for _ in 0..4 {
         app.login("main", OWNER_EMAIL, "wrong password!!").await.assert_code("UNAUTHENTICATED");
     }
@@ -96,7 +90,7 @@ async fn failed_logins_are_throttled_without_slowing_others(backend: Backend) {
 }
 
 async fn failed_key_authentications_are_throttled_but_the_valid_token_passes(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.failures_per_minute = 3).await else { return };
+    let app = TestApp::spawn_with(backend, |s| s.failures_per_minute = 3).await;
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     let (key, token) = app.generate_key(&owner, None, &[restricted]).await;

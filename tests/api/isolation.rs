@@ -1,6 +1,6 @@
 //! Tenant isolation: every principal kind of account B, against every query, mutation and HTTP
 //! route that could reach account A's keys, users, roles or audit log. A sees no change; B learns
-//! nothing (SPEC: NOT_FOUND, FORBIDDEN or an empty answer — never A's data).
+//! nothing (NOT_FOUND, FORBIDDEN or an empty answer — never A's data).
 use crate::helpers::{Auth, TestApp};
 use serde_json::json;
 

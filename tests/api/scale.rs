@@ -1,6 +1,6 @@
 //! Scale-out: replicas on one PostgreSQL database, concurrent mutations on both backends, and two
 //! replicas starting at once on an empty database.
-use crate::helpers::{create_postgres_database, Auth, Backend, Gql, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::{Auth, Backend, Gql, TestApp, TestDatabase, OWNER_EMAIL, OWNER_PASSWORD};
 use appkeys::config::Settings;
 use appkeys::Application;
 use futures::future::join_all;
@@ -52,11 +52,9 @@ async fn assert_honoured_within_a_second(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
 async fn postgres_replicas_honour_every_revocation_within_a_second() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
-        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_ENV);
-        return;
-    };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = second_replica(&app).await;
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
@@ -140,12 +138,10 @@ async fn postgres_replicas_honour_every_revocation_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
 async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
-    if !Backend::Postgres.available() {
-        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_ENV);
-        return;
-    }
-    let (url, admin_url, name) = create_postgres_database().await;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let url = database.url.clone();
     let settings = || {
         let mut settings = Settings::for_database(&url);
         settings.bind = "127.0.0.1:0".parse().expect("address");
@@ -174,9 +170,6 @@ async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
     first.state().store.db.clone().close().await.ok();
     second.state().store.db.clone().close().await.ok();
     drop((first, second));
-    if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
-        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-    }
 }
 
 /// 100 mutations at once on one account: every one succeeds, and the final state is exactly what

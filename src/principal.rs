@@ -1,0 +1,43 @@
+//! Who is calling: the one type every layer shares. A leaf module: `auth` builds principals,
+//! `service` reads them (who acts, with which resources), `graphql` and `http` check them.
+use std::collections::BTreeSet;
+
+use crate::domain::Resource;
+
+/// What kind of caller a principal is.
+#[derive(Debug, Clone)]
+pub enum PrincipalKind {
+    User { user_id: String, email: String, session_id: String },
+    AppKey { key_id: String, key: String },
+}
+
+/// An authenticated caller, bound to the account the request acts on, with its resources there.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    pub account_id: String,
+    pub account_name: String,
+    pub resources: BTreeSet<String>,
+}
+
+impl Principal {
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        match &self.kind {
+            PrincipalKind::User { email, .. } => format!("user:{email}"),
+            PrincipalKind::AppKey { key, .. } => format!("appkey:{key}"),
+        }
+    }
+
+    pub fn holds(&self, resource: Resource) -> bool {
+        self.resources.contains(resource.id())
+    }
+
+    /// The key id when the caller is an app key.
+    pub fn app_key_id(&self) -> Option<&str> {
+        match &self.kind {
+            PrincipalKind::AppKey { key_id, .. } => Some(key_id),
+            PrincipalKind::User { .. } => None,
+        }
+    }
+}

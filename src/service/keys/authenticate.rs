@@ -1,0 +1,57 @@
+//! Whether a key and token may act on an account (README: "How a request is authenticated"). The
+//! answer is a plain `KeyGrant`; the `auth` layer turns it into a principal.
+use sea_orm::{ConnectionTrait, EntityTrait};
+use std::collections::BTreeSet;
+
+use super::{effective_status, find_access, find_key, has_access, roles_of_accesses};
+use crate::domain::{AccountName, AppKeyValue, AppToken};
+use crate::entity::account;
+use crate::error::AppResult;
+use crate::service::{accounts, roles};
+
+/// What a key may do in the account it authenticated for.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub key_id: String,
+    pub key: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub resources: BTreeSet<String>,
+}
+
+/// Authenticates a key for an account (its own by default). `None` for every kind of failure, so no
+/// caller can tell which check failed.
+pub async fn authenticate<C: ConnectionTrait>(
+    db: &C,
+    value: &AppKeyValue,
+    token: &AppToken,
+    account: Option<&AccountName>,
+) -> AppResult<Option<KeyGrant>> {
+    let Some(key) = find_key(db, value).await? else {
+        return Ok(None);
+    };
+    if !token.digest().matches(&key.token_digest) {
+        return Ok(None);
+    }
+    let target = match account {
+        Some(name) => accounts::find_by_name(db, name.as_str()).await?,
+        None => account::Entity::find_by_id(key.account_id.as_str()).one(db).await?,
+    };
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    let Some(access) = find_access(db, &key.id, &target.id).await? else {
+        return Ok(None);
+    };
+    let roles = roles_of_accesses(db, std::slice::from_ref(&access)).await?.remove(&access.id).unwrap_or_default();
+    if !has_access(effective_status(key.active, access.removed), roles.len()) {
+        return Ok(None);
+    }
+    Ok(Some(KeyGrant {
+        key_id: key.id,
+        key: key.key,
+        account_id: target.id,
+        account_name: target.name,
+        resources: roles::union_resources(&roles),
+    }))
+}

@@ -1,0 +1,248 @@
+//! Every change to a key: generate, add external, roles, activate and deactivate. Each validates
+//! first and writes in one account-write transaction with its audit event.
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use std::collections::BTreeSet;
+
+use super::{find_access, find_key, locate, AppKeyView, Located};
+use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
+use crate::entity::{app_key, key_access, key_access_role};
+use crate::error::{AppError, AppResult};
+use crate::service::roles::{self, RoleView};
+use crate::service::{links, new_id, Ctx, Store};
+
+async fn replace_roles<C: ConnectionTrait>(db: &C, access_id: &str, role_ids: &[String]) -> AppResult<()> {
+    let rows = role_ids
+        .iter()
+        .map(|role_id| key_access_role::ActiveModel {
+            key_access_id: Set(access_id.to_owned()),
+            role_id: Set(role_id.clone()),
+        })
+        .collect();
+    links::replace(db, key_access_role::Column::KeyAccessId, access_id, rows).await
+}
+
+fn role_ids(roles: &[RoleView]) -> Vec<String> {
+    roles.iter().map(|r| r.id.clone()).collect()
+}
+
+/// A generated key and its token, revealed this once.
+pub struct GeneratedKey {
+    pub key: AppKeyView,
+    pub token: AppToken,
+}
+
+pub async fn generate(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    prefix: &KeyPrefix,
+    label: Option<&str>,
+    role_ids_raw: &[String],
+) -> AppResult<GeneratedKey> {
+    let label = KeyLabel::parse(label)?;
+    let account_id = &ctx.principal.account_id;
+    let account = AccountName::parse(&ctx.principal.account_name)?;
+    let token = AppToken::generate();
+    let txn = store.begin_account_write(account_id).await?;
+    let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
+    let mut value = AppKeyValue::generate(prefix, &account);
+    let mut attempts = 1;
+    while find_key(&*txn, &value).await?.is_some() {
+        if attempts == 10 {
+            return Err(AppError::Internal(anyhow::anyhow!("no free key value after 10 attempts")));
+        }
+        attempts += 1;
+        value = AppKeyValue::generate(prefix, &account);
+    }
+    let actor = ctx.principal.actor();
+    let now = txn.now();
+    let label_text = label.map_or_else(|| value.to_string(), KeyLabel::into_inner);
+    let key = app_key::ActiveModel {
+        id: Set(new_id()),
+        key: Set(value.to_string()),
+        account_id: Set(account_id.clone()),
+        label_search: Set(label_text.to_lowercase()),
+        label: Set(label_text),
+        token_digest: Set(token.digest().as_str().to_owned()),
+        active: Set(true),
+        created_at: Set(now),
+        created_by: Set(actor.clone()),
+    }
+    .insert(&*txn)
+    .await?;
+    let access = key_access::ActiveModel {
+        id: Set(new_id()),
+        app_key_id: Set(key.id.clone()),
+        account_id: Set(account_id.clone()),
+        external: Set(false),
+        removed: Set(false),
+        added_at: Set(now),
+        added_by: Set(actor),
+    }
+    .insert(&*txn)
+    .await?;
+    replace_roles(&*txn, &access.id, &role_ids(&granted)).await?;
+    let view = Located { key, access }.view(&*txn, account_id).await?;
+    ctx.audit(&txn, "key.generate", &view.key, None, Some(view.audit_state())).await?;
+    txn.commit().await?;
+    Ok(GeneratedKey { key: view, token })
+}
+
+pub async fn add_external(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    raw_key: &str,
+    role_ids_raw: &[String],
+) -> AppResult<AppKeyView> {
+    let value = AppKeyValue::parse(raw_key)?;
+    if role_ids_raw.is_empty() {
+        return Err(AppError::BadUserInput("an external key needs at least one role".into()));
+    }
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_account_write(account_id).await?;
+    let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
+    let key =
+        find_key(&*txn, &value).await?.ok_or_else(|| AppError::NotFound(format!("no application key {raw_key:?}")))?;
+    if &key.account_id == account_id {
+        return Err(AppError::BadUserInput(format!(
+            "{} is this account's own key; manage it on My Keys instead of adding it as external",
+            key.key
+        )));
+    }
+    let actor = ctx.principal.actor();
+    let existing = find_access(&*txn, &key.id, account_id).await?;
+    let (action, before, access) = match existing {
+        Some(access) if !access.removed => {
+            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, account_id).await?;
+            if !before.roles.is_empty() {
+                return Err(AppError::Conflict(format!(
+                    "{} already has access to this account; change its roles instead",
+                    key.key
+                )));
+            }
+            ("key.add_external", Some(before), access)
+        }
+        Some(access) => {
+            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, account_id).await?;
+            let mut active: key_access::ActiveModel = access.into();
+            active.removed = Set(false);
+            active.added_at = Set(txn.now());
+            active.added_by = Set(actor);
+            ("key.readd_external", Some(before), active.update(&*txn).await?)
+        }
+        None => {
+            let access = key_access::ActiveModel {
+                id: Set(new_id()),
+                app_key_id: Set(key.id.clone()),
+                account_id: Set(account_id.clone()),
+                external: Set(true),
+                removed: Set(false),
+                added_at: Set(txn.now()),
+                added_by: Set(actor),
+            }
+            .insert(&*txn)
+            .await?;
+            ("key.add_external", None, access)
+        }
+    };
+    replace_roles(&*txn, &access.id, &role_ids(&granted)).await?;
+    let view = Located { key, access }.view(&*txn, account_id).await?;
+    ctx.audit(&txn, action, &view.key, before.map(|b| b.audit_state()), Some(view.audit_state())).await?;
+    txn.commit().await?;
+    Ok(view)
+}
+
+/// How a roles mutation combines the given roles with the current ones.
+#[derive(Debug, Clone, Copy)]
+pub enum RolesChange {
+    Set,
+    Add,
+    Remove,
+}
+
+pub async fn change_roles(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    raw_key: &str,
+    change: RolesChange,
+    role_ids_raw: &[String],
+) -> AppResult<AppKeyView> {
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_account_write(account_id).await?;
+    let given = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    let located = locate(&*txn, account_id, raw_key).await?;
+    if located.access.removed {
+        return Err(AppError::RemovedExternalKey);
+    }
+    let before = located.clone().view(&*txn, account_id).await?;
+    let given_ids: BTreeSet<&str> = given.iter().map(|r| r.id.as_str()).collect();
+    let wanted: Vec<RoleView> = match change {
+        RolesChange::Set => given.clone(),
+        RolesChange::Add => {
+            let kept = before.roles.iter().filter(|r| !given_ids.contains(r.id.as_str()));
+            kept.chain(given.iter()).cloned().collect()
+        }
+        RolesChange::Remove => before.roles.iter().filter(|r| !given_ids.contains(r.id.as_str())).cloned().collect(),
+    };
+    roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
+    replace_roles(&*txn, &located.access.id, &role_ids(&wanted)).await?;
+    let after = located.view(&*txn, account_id).await?;
+    let action = match change {
+        RolesChange::Set => "key.set_roles",
+        RolesChange::Add => "key.add_roles",
+        RolesChange::Remove => "key.remove_roles",
+    };
+    ctx.audit(&txn, action, &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Internal key: deactivated everywhere, roles kept. External key: removed from this account, its
+/// roles here cleared. Revoking is always allowed to a key manager: a compromised key must be cut off.
+pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_account_write(account_id).await?;
+    let located = locate(&*txn, account_id, raw_key).await?;
+    let before = located.clone().view(&*txn, account_id).await?;
+    let internal = located.internal();
+    let Located { key, access } = located;
+    let (action, after) = if internal {
+        let mut active: app_key::ActiveModel = key.into();
+        active.active = Set(false);
+        ("key.deactivate", Located { key: active.update(&*txn).await?, access })
+    } else {
+        replace_roles(&*txn, &access.id, &[]).await?;
+        let mut active: key_access::ActiveModel = access.into();
+        active.removed = Set(true);
+        ("key.remove_external", Located { key, access: active.update(&*txn).await? })
+    };
+    let after = after.view(&*txn, account_id).await?;
+    ctx.audit(&txn, action, &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Internal key: active again, with the roles it kept (so the caller must be able to grant them).
+/// A removed external key cannot be activated: it must be added again.
+pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_account_write(account_id).await?;
+    let located = locate(&*txn, account_id, raw_key).await?;
+    if located.access.removed {
+        return Err(AppError::RemovedExternalKey);
+    }
+    let before = located.clone().view(&*txn, account_id).await?;
+    if !located.internal() {
+        // Not removed here: nothing for this account to switch on (only the owner can reactivate it).
+        return Ok(before);
+    }
+    roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
+    let Located { key, access } = located;
+    let mut active: app_key::ActiveModel = key.into();
+    active.active = Set(true);
+    let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, account_id).await?;
+    ctx.audit(&txn, "key.activate", &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
+    txn.commit().await?;
+    Ok(after)
+}

@@ -1,0 +1,250 @@
+//! Application keys: what a key is as one account sees it, and the rules every part of the product
+//! shares about it. The work is split by job:
+//!
+//! - `listing`: the "Application Keys" and "My Keys" pages and `appKey(key)`;
+//! - `changes`: every mutation (generate, add external, roles, activate/deactivate);
+//! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`.
+//!
+//! A key is owned by one account (`app_keys`); each account it may act on has one `key_access` row
+//! (internal for the owner, external elsewhere) holding its roles there.
+mod authenticate;
+mod changes;
+mod listing;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+
+pub use authenticate::{authenticate, KeyGrant};
+pub use changes::{activate, add_external, change_roles, deactivate, generate, GeneratedKey, RolesChange};
+pub use listing::{get, list, KeyFilter, Listing};
+
+use super::roles::{self, RoleView};
+use crate::domain::AppKeyValue;
+use crate::entity::{account, app_key, key_access, key_access_role, role};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Internal,
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+impl KeyStatus {
+    /// The name the API, the export and the audit log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "ACTIVE",
+            KeyStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// A key's effective status in one account: active at its owner and, where it is external, not
+/// removed there. `status_condition` is its SQL twin.
+pub fn effective_status(active_at_owner: bool, removed_here: bool) -> KeyStatus {
+    if active_at_owner && !removed_here {
+        KeyStatus::Active
+    } else {
+        KeyStatus::Inactive
+    }
+}
+
+/// "Has access": effectively active here and holding at least one role here. Only such a key can
+/// make API requests. `has_roles` is the SQL twin of its second half.
+pub fn has_access(status: KeyStatus, roles_here: usize) -> bool {
+    status == KeyStatus::Active && roles_here > 0
+}
+
+/// The SQL twin of `effective_status`, over `app_keys` joined with `key_access`.
+fn status_condition(status: KeyStatus) -> Condition {
+    let live = Condition::all()
+        .add(Expr::col((app_key::Entity, app_key::Column::Active)).eq(true))
+        .add(Expr::col((key_access::Entity, key_access::Column::Removed)).eq(false));
+    match status {
+        KeyStatus::Active => live,
+        KeyStatus::Inactive => live.not(),
+    }
+}
+
+/// The SQL twin of "holds at least one role here": a correlated EXISTS, answered from the primary
+/// key's index.
+pub(crate) fn has_roles() -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(key_access_role::Entity)
+            .and_where(
+                Expr::col((key_access_role::Entity, key_access_role::Column::KeyAccessId))
+                    .equals((key_access::Entity, key_access::Column::Id)),
+            )
+            .to_owned(),
+    )
+}
+
+/// A key as seen from one account.
+#[derive(Debug, Clone)]
+pub struct AppKeyView {
+    pub id: String,
+    pub key: String,
+    pub key_type: KeyType,
+    /// The managing (owner) account's name.
+    pub account: String,
+    /// Only for the account's own keys: another account's label is never shown.
+    pub label: Option<String>,
+    pub status: KeyStatus,
+    pub roles: Vec<RoleView>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub has_access: bool,
+}
+
+impl AppKeyView {
+    /// What the audit log records of a key's state: its status and roles here.
+    fn audit_state(&self) -> serde_json::Value {
+        let role_ids: Vec<&str> = self.roles.iter().map(|r| r.id.as_str()).collect();
+        json!({ "status": self.status.as_str(), "roles": role_ids })
+    }
+}
+
+/// Builds views of keys as seen from `account_id`, loading owners' names and roles in bulk.
+async fn views<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    keys: Vec<app_key::Model>,
+    accesses: Vec<key_access::Model>,
+) -> AppResult<Vec<AppKeyView>> {
+    let owner_ids: BTreeSet<&str> = keys.iter().map(|k| k.account_id.as_str()).collect();
+    let owners: HashMap<String, String> = if owner_ids.is_empty() {
+        HashMap::new()
+    } else {
+        account::Entity::find()
+            .filter(account::Column::Id.is_in(owner_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.name))
+            .collect()
+    };
+    let roles_by_access = roles_of_accesses(db, &accesses).await?;
+    let access_by_key: HashMap<&str, &key_access::Model> =
+        accesses.iter().map(|a| (a.app_key_id.as_str(), a)).collect();
+    Ok(keys
+        .into_iter()
+        .map(|k| {
+            let access = access_by_key.get(k.id.as_str()).copied();
+            let internal = k.account_id == account_id;
+            let status = effective_status(k.active, access.is_none_or(|a| a.removed));
+            let roles = access.and_then(|a| roles_by_access.get(&a.id)).cloned().unwrap_or_default();
+            AppKeyView {
+                id: k.id,
+                account: owners.get(&k.account_id).cloned().unwrap_or_default(),
+                label: internal.then_some(k.label),
+                key: k.key,
+                key_type: if internal { KeyType::Internal } else { KeyType::External },
+                status,
+                has_access: has_access(status, roles.len()),
+                roles,
+                created_at: k.created_at,
+            }
+        })
+        .collect())
+}
+
+/// Each access's roles, in display order.
+async fn roles_of_accesses<C: ConnectionTrait>(
+    db: &C,
+    accesses: &[key_access::Model],
+) -> AppResult<HashMap<String, Vec<RoleView>>> {
+    let ids: Vec<&str> = accesses.iter().map(|a| a.id.as_str()).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let links = key_access_role::Entity::find().filter(key_access_role::Column::KeyAccessId.is_in(ids)).all(db).await?;
+    let role_ids: BTreeSet<&str> = links.iter().map(|l| l.role_id.as_str()).collect();
+    let rows = if role_ids.is_empty() {
+        Vec::new()
+    } else {
+        role::Entity::find().filter(role::Column::Id.is_in(role_ids)).all(db).await?
+    };
+    let by_id: HashMap<String, RoleView> =
+        roles::views(db, rows).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut out: HashMap<String, Vec<RoleView>> = HashMap::new();
+    for link in links {
+        if let Some(view) = by_id.get(&link.role_id) {
+            out.entry(link.key_access_id).or_default().push(view.clone());
+        }
+    }
+    for roles in out.values_mut() {
+        roles::sort_for_display(roles);
+    }
+    Ok(out)
+}
+
+/// A key and its access in this account, as a mutation needs them.
+#[derive(Clone)]
+struct Located {
+    key: app_key::Model,
+    access: key_access::Model,
+}
+
+impl Located {
+    fn internal(&self) -> bool {
+        !self.access.external
+    }
+
+    async fn view<C: ConnectionTrait>(self, db: &C, account_id: &str) -> AppResult<AppKeyView> {
+        Ok(views(db, account_id, vec![self.key], vec![self.access]).await?.remove(0))
+    }
+}
+
+async fn find_key<C: ConnectionTrait>(db: &C, key: &AppKeyValue) -> AppResult<Option<app_key::Model>> {
+    Ok(app_key::Entity::find().filter(app_key::Column::Key.eq(key.as_str())).one(db).await?)
+}
+
+async fn find_access<C: ConnectionTrait>(
+    db: &C,
+    key_id: &str,
+    account_id: &str,
+) -> AppResult<Option<key_access::Model>> {
+    Ok(key_access::Entity::find()
+        .filter(key_access::Column::AppKeyId.eq(key_id))
+        .filter(key_access::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?)
+}
+
+/// The key as known to this account: its own key, or an external key it has added (even if removed).
+async fn locate<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> AppResult<Located> {
+    let not_found = || AppError::NotFound(format!("no application key {raw_key:?} in this account"));
+    let value = AppKeyValue::parse(raw_key)?;
+    let key = find_key(db, &value).await?.ok_or_else(not_found)?;
+    let access = find_access(db, &key.id, account_id).await?.ok_or_else(not_found)?;
+    Ok(Located { key, access })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_active_only_when_active_at_its_owner_and_not_removed_here() {
+        assert_eq!(effective_status(true, false), KeyStatus::Active);
+        assert_eq!(effective_status(false, false), KeyStatus::Inactive);
+        assert_eq!(effective_status(true, true), KeyStatus::Inactive);
+        assert_eq!(effective_status(false, true), KeyStatus::Inactive);
+    }
+
+    #[test]
+    fn access_needs_an_active_status_and_a_role() {
+        assert!(has_access(KeyStatus::Active, 1));
+        assert!(!has_access(KeyStatus::Active, 0));
+        assert!(!has_access(KeyStatus::Inactive, 3));
+    }
+}
