@@ -92,6 +92,11 @@ async fn insert(
             active: Set(true),
             created_at: Set(now),
             created_by: Set("system:bench-seed".into()),
+            token_created_at: Set(now),
+            previous_token_digest: Set(None),
+            previous_token_created_at: Set(None),
+            previous_token_expires_at: Set(None),
+            renewal_started_at: Set(None),
         });
         accesses.push(key_access::ActiveModel {
             id: Set(access_id.clone()),

@@ -16,12 +16,18 @@ use crate::domain::Invalid;
 #[derive(Debug)]
 pub enum AppError {
     Unauthenticated,
-    Forbidden { missing: Vec<String> },
+    Forbidden {
+        missing: Vec<String>,
+    },
+    /// Forbidden whatever the caller holds, e.g. a key renewing its own token.
+    NotAllowed(String),
     BadUserInput(String),
     NotFound(String),
     Conflict(String),
     RemovedExternalKey,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -31,7 +37,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::Forbidden { .. } => "FORBIDDEN",
+            AppError::Forbidden { .. } | AppError::NotAllowed(_) => "FORBIDDEN",
             AppError::BadUserInput(_) => "BAD_USER_INPUT",
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Conflict(_) => "CONFLICT",
@@ -46,9 +52,10 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "authentication failed: missing, invalid or unauthorised credentials".into(),
             AppError::Forbidden { missing } => format!("missing permission: {}", missing.join(", ")),
-            AppError::BadUserInput(message) | AppError::NotFound(message) | AppError::Conflict(message) => {
-                message.clone()
-            }
+            AppError::BadUserInput(message)
+            | AppError::NotFound(message)
+            | AppError::Conflict(message)
+            | AppError::NotAllowed(message) => message.clone(),
             AppError::RemovedExternalKey => {
                 "this external key was removed from the account; add it again instead of activating it".into()
             }

@@ -14,6 +14,7 @@ mod m20261126_000006_create_audit_events;
 mod m20261126_000007_create_app_keys;
 mod m20261126_000008_create_download_tickets;
 mod m20261126_000009_add_app_key_label_search;
+mod m20261126_000010_add_token_renewal;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_create_app_keys::Migration),
             Box::new(m20261126_000008_create_download_tickets::Migration),
             Box::new(m20261126_000009_add_app_key_label_search::Migration),
+            Box::new(m20261126_000010_add_token_renewal::Migration),
         ]
     }
 }

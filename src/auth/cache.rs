@@ -29,7 +29,7 @@ pub enum CacheKey {
 struct Entry {
     generation: u64,
     principal: Arc<Principal>,
-    /// Sessions expire on their own schedule.
+    /// Credentials that stop on their own schedule: sessions, previous tokens of a renewal.
     valid_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 

@@ -101,7 +101,8 @@ impl Authenticator {
     }
 }
 
-/// The database path; the second value is a session's expiry.
+/// The database path; the second value is when the credential stops by itself (a session's expiry,
+/// a previous token's end of overlap).
 async fn resolve_uncached(
     store: &Store,
     presented: Presented,
@@ -126,15 +127,16 @@ async fn resolve_uncached(
             Ok((principal, Some(session.expires_at)))
         }
         Presented::AppKey { key, token, account } => {
-            let grant = keys::authenticate(&store.db, &key, &token, account.as_ref()).await?;
+            let grant = keys::authenticate(&store.db, &key, &token, account.as_ref(), store.now()).await?;
             let grant = grant.ok_or(AppError::Unauthenticated)?;
+            let valid_until = grant.valid_until;
             let principal = Principal {
                 kind: PrincipalKind::AppKey { key_id: grant.key_id, key: grant.key },
                 account_id: grant.account_id,
                 account_name: grant.account_name,
                 resources: grant.resources,
             };
-            Ok((principal, None))
+            Ok((principal, valid_until))
         }
     }
 }

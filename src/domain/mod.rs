@@ -1,6 +1,7 @@
 //! Plain types that validate themselves. Input is parsed into these once, at the edge; the services
 //! only ever see values that already obey the rules.
 mod account_name;
+mod days;
 mod email;
 mod key;
 mod label;
@@ -10,6 +11,7 @@ mod resource;
 mod token;
 
 pub use account_name::AccountName;
+pub use days::Days;
 pub use email::Email;
 pub use key::{AppKeyValue, KeyPrefix};
 pub use label::KeyLabel;

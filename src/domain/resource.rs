@@ -9,22 +9,34 @@ pub enum Resource {
     SaveUser,
     /// Create, edit and delete custom roles.
     SaveAccessProfile,
-    /// Read-only: list, search and export keys, and read the audit log.
+    /// Read-only: list, search and export keys, read the audit log and the key settings.
     ApiKeysView,
-    /// Rotate a key's token.
+    /// Generate and add keys, change their roles, activate, deactivate and delete them.
+    ApiKeysEdit,
+    /// Renew a key's token: start, finish or undo a renewal.
     ApiKeysRenewToken,
+    /// Change the account's key settings.
+    ApiKeysEditSettings,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 4] =
-        [Resource::SaveUser, Resource::SaveAccessProfile, Resource::ApiKeysView, Resource::ApiKeysRenewToken];
+    pub const ALL: [Resource; 6] = [
+        Resource::SaveUser,
+        Resource::SaveAccessProfile,
+        Resource::ApiKeysView,
+        Resource::ApiKeysEdit,
+        Resource::ApiKeysRenewToken,
+        Resource::ApiKeysEditSettings,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
             Resource::SaveUser => "LicenseManager.SaveUser",
             Resource::SaveAccessProfile => "LicenseManager.SaveAccessProfile",
             Resource::ApiKeysView => "ApiKeys.View",
+            Resource::ApiKeysEdit => "ApiKeys.Edit",
             Resource::ApiKeysRenewToken => "ApiKeys.RenewToken",
+            Resource::ApiKeysEditSettings => "ApiKeys.EditSettings",
         }
     }
 
@@ -33,7 +45,9 @@ impl Resource {
             Resource::SaveUser => "Save user",
             Resource::SaveAccessProfile => "Save access profile",
             Resource::ApiKeysView => "View API keys",
+            Resource::ApiKeysEdit => "Edit API keys",
             Resource::ApiKeysRenewToken => "Renew API token",
+            Resource::ApiKeysEditSettings => "Edit API keys settings",
         }
     }
 }
@@ -67,7 +81,7 @@ impl ResourceId {
 pub enum PredefinedRole {
     /// Every resource in the catalogue, including ones registered later.
     Owner,
-    /// Users and keys, but not roles.
+    /// Users, keys and token renewal, but not roles or key settings.
     UserAdministratorRestricted,
 }
 
@@ -90,7 +104,7 @@ impl PredefinedRole {
         match self {
             PredefinedRole::Owner => None,
             PredefinedRole::UserAdministratorRestricted => {
-                Some(&[Resource::SaveUser, Resource::ApiKeysView, Resource::ApiKeysRenewToken])
+                Some(&[Resource::SaveUser, Resource::ApiKeysView, Resource::ApiKeysEdit, Resource::ApiKeysRenewToken])
             }
         }
     }

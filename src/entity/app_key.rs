@@ -16,6 +16,14 @@ pub struct Model {
     pub active: bool,
     pub created_at: DateTimeUtc,
     pub created_by: String,
+    /// When the current token was made (at generation, or by the last renewal).
+    pub token_created_at: DateTimeUtc,
+    /// While a renewal is pending: the previous token's digest, which still authenticates until
+    /// `previous_token_expires_at` (null: until the renewal is finished or undone).
+    pub previous_token_digest: Option<String>,
+    pub previous_token_created_at: Option<DateTimeUtc>,
+    pub previous_token_expires_at: Option<DateTimeUtc>,
+    pub renewal_started_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

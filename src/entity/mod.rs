@@ -1,5 +1,6 @@
 //! SeaORM entities, one file per table. They never leave `service/`.
 pub mod account;
+pub mod account_setting;
 pub mod app_key;
 pub mod audit_event;
 pub mod download_ticket;

@@ -5,13 +5,13 @@ use async_graphql::{Context, Object, Result, ID};
 use super::guard::{principal, service_ctx, PermissionGuard};
 use super::page_complexity;
 use super::types::{
-    connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, ExportDownload, GenerateAppKeyInput,
-    GeneratedAppKey, Page,
+    connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, AppKeySettings, AppKeySettingsInput, ExportDownload,
+    GenerateAppKeyInput, GeneratedAppKey, Page, RenewAppKeyTokenInput, RenewedAppKeyToken,
 };
 use crate::domain::Resource as R;
-use crate::service::export;
 use crate::service::keys::{self, KeyFilter, Listing, RolesChange};
 use crate::service::page::PageRequest;
+use crate::service::{export, settings};
 use crate::state::AppState;
 
 /// Both listings: one page of keys as a Relay connection.
@@ -30,8 +30,9 @@ async fn list_keys(
         search: filter.search,
         status: filter.status.map(Into::into),
         key_type: filter.key_type.map(Into::into),
+        renewal_alert: filter.renewal_alert.map(Into::into),
     };
-    let paged = keys::list(&state.store.db, &principal.account_id, listing, &filter, &page).await?;
+    let paged = keys::list(&state.store.db, &principal.account_id, state.store.now(), listing, &filter, &page).await?;
     Ok(connection(paged, page.after.is_some(), |k| k.id.as_str(), AppKey::from))
 }
 
@@ -42,7 +43,7 @@ pub struct KeyQuery;
 impl KeyQuery {
     /// The "Application Keys" page: every internal and external key holding roles in this account, newest first.
     #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
+        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)",
         complexity = "page_complexity(first, child_complexity)"
     )]
     async fn app_keys(
@@ -57,7 +58,7 @@ impl KeyQuery {
 
     /// The "My Keys" page: every key generated in this account, with or without roles, newest first.
     #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
+        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)",
         complexity = "page_complexity(first, child_complexity)"
     )]
     async fn my_keys(
@@ -70,8 +71,18 @@ impl KeyQuery {
         list_keys(ctx, Listing::Internal, first, after, filter).await
     }
 
+    /// The account's key settings.
+    #[graphql(
+        guard = "PermissionGuard::new(R::ApiKeysView).or(R::ApiKeysEdit).or(R::ApiKeysEditSettings).or(R::SaveUser)"
+    )]
+    async fn app_key_settings(&self, ctx: &Context<'_>) -> Result<AppKeySettings> {
+        let state = ctx.data::<AppState>()?;
+        let principal = principal(ctx)?;
+        Ok(settings::get(&state.store.db, &principal.account_id).await?.into())
+    }
+
     /// One key by its value, as this account sees it; null when this account does not know it.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)")]
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)")]
     async fn app_key(
         &self,
         ctx: &Context<'_>,
@@ -79,7 +90,7 @@ impl KeyQuery {
     ) -> Result<Option<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(keys::get(&state.store.db, &principal.account_id, &key).await?.map(Into::into))
+        Ok(keys::get(&state.store.db, &principal.account_id, state.store.now(), &key).await?.map(Into::into))
     }
 }
 
@@ -89,7 +100,7 @@ pub struct KeyMutation;
 #[Object]
 impl KeyMutation {
     /// Generates an internal key. The token in the response is shown once and never again.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn generate_app_key(&self, ctx: &Context<'_>, input: GenerateAppKeyInput) -> Result<GeneratedAppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -100,7 +111,7 @@ impl KeyMutation {
     }
 
     /// Grants roles in this account to another account's key (or re-adds a removed one).
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn add_external_app_key(&self, ctx: &Context<'_>, input: AddExternalAppKeyInput) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -108,26 +119,26 @@ impl KeyMutation {
     }
 
     /// Replaces the key's roles in this account. An empty list removes its access.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn set_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Set, role_ids).await
     }
 
     /// Adds roles to the key in this account.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn add_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Add, role_ids).await
     }
 
     /// Removes roles from the key in this account.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn remove_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Remove, role_ids).await
     }
 
     /// Reactivates an internal key, with the roles it kept. A removed external key fails with
     /// REMOVED_EXTERNAL_KEY: add it again instead.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn activate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -136,16 +147,78 @@ impl KeyMutation {
 
     /// Internal key: deactivates it everywhere (roles kept). External key: removes its access to
     /// this account and clears its roles here.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
     async fn deactivate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         Ok(keys::deactivate(&state.store, &sctx, &key).await?.into())
     }
 
+    /// Deletes an internal key: irreversible. It stops working at once everywhere and leaves every
+    /// listing of every account; the audit log keeps its history. Another account's key cannot be
+    /// deleted here (BAD_USER_INPUT): deactivate it to remove it from this account.
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    async fn delete_app_key(&self, ctx: &Context<'_>, key: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        keys::delete(&state.store, &sctx, &key).await?;
+        Ok(true)
+    }
+
+    /// Renews an internal key's token without downtime: a new token is made and shown once, and the
+    /// previous one keeps working until `oldTokenValidFor` runs out or the renewal is finished or
+    /// undone. A renewal already pending: CONFLICT. A key cannot renew itself (FORBIDDEN).
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysRenewToken)")]
+    async fn renew_app_key_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value.")] key: String,
+        #[graphql(desc = "How long the previous token keeps working.")] input: Option<RenewAppKeyTokenInput>,
+    ) -> Result<RenewedAppKeyToken> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let input = input.unwrap_or_default();
+        let renewed = keys::renew(&state.store, &sctx, &key, input.old_token_valid_for).await?;
+        Ok(RenewedAppKeyToken { app_key: renewed.key.into(), app_token: renewed.token.expose_secret().to_owned() })
+    }
+
+    /// Finishes a pending renewal: the previous token stops at once. None pending: CONFLICT.
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysRenewToken)")]
+    async fn finish_app_key_renewal(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value.")] key: String,
+    ) -> Result<AppKey> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        Ok(keys::finish_renewal(&state.store, &sctx, &key).await?.into())
+    }
+
+    /// Undoes a pending renewal: the new token stops at once, the previous one stays. None pending:
+    /// CONFLICT.
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysRenewToken)")]
+    async fn undo_app_key_renewal(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value.")] key: String,
+    ) -> Result<AppKey> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        Ok(keys::undo_renewal(&state.store, &sctx, &key).await?.into())
+    }
+
+    /// Changes the account's key settings.
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEditSettings)")]
+    async fn update_app_key_settings(&self, ctx: &Context<'_>, input: AppKeySettingsInput) -> Result<AppKeySettings> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let change = settings::SettingsChange { renewal_period_days: input.renewal_period_days };
+        Ok(settings::update(&state.store, &sctx, &change).await?.into())
+    }
+
     /// A single-use link, valid 60 seconds, to download the CSV export (for browsers, which cannot
     /// send auth headers on a plain download).
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)")]
+    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)")]
     async fn create_app_keys_export(&self, ctx: &Context<'_>) -> Result<ExportDownload> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;

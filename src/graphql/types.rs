@@ -4,9 +4,10 @@ use async_graphql::{Enum, InputObject, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
-use crate::service::keys::AppKeyView;
+use crate::service::keys::{AppKeyView, Renewal};
 use crate::service::page::{encode_cursor, Paged, Total};
 use crate::service::roles::{ResourceView, RoleView};
+use crate::service::settings::KeySettings;
 use crate::service::users::UserView;
 
 /// One permission from the catalogue, e.g. `LicenseManager.SaveUser`.
@@ -92,6 +93,33 @@ pub enum AppKeyStatus {
     Inactive,
 }
 
+/// How urgently a key's token should be renewed, from its age and the account's renewal period.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(remote = "crate::service::keys::RenewalAlert")]
+pub enum RenewalAlert {
+    /// The token is younger than the account's renewal period.
+    None,
+    /// The token is older than the account's renewal period (`appKeySettings.renewalPeriodDays`).
+    Recommended,
+    /// The token is older than the renewal period plus 90 days.
+    HighlyRecommended,
+}
+
+/// A token renewal in progress: the previous and the new token both authenticate.
+#[derive(SimpleObject, Clone)]
+pub struct AppKeyRenewal {
+    /// When the renewal started (and the new token was made).
+    pub started_at: DateTime<Utc>,
+    /// When the previous token stops by itself; null: when the renewal is finished or undone.
+    pub old_token_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Renewal> for AppKeyRenewal {
+    fn from(r: Renewal) -> Self {
+        Self { started_at: r.started_at, old_token_expires_at: r.old_token_expires_at }
+    }
+}
+
 /// An application key as seen from the request's account. Its token is never shown here.
 #[derive(SimpleObject, Clone)]
 pub struct AppKey {
@@ -114,6 +142,12 @@ pub struct AppKey {
     pub created_at: DateTime<Utc>,
     /// Active here and holding at least one role here: only such keys can make API requests.
     pub has_access: bool,
+    /// When the current token was made: at generation, or by the last renewal.
+    pub token_created_at: DateTime<Utc>,
+    /// The renewal in progress; null when none is pending.
+    pub renewal: Option<AppKeyRenewal>,
+    /// Whether the token is due for renewal.
+    pub renewal_alert: RenewalAlert,
 }
 
 impl From<AppKeyView> for AppKey {
@@ -128,6 +162,9 @@ impl From<AppKeyView> for AppKey {
             roles: k.roles.into_iter().map(Into::into).collect(),
             created_at: k.created_at,
             has_access: k.has_access,
+            token_created_at: k.token_created_at,
+            renewal: k.renewal.map(Into::into),
+            renewal_alert: k.renewal_alert.into(),
         }
     }
 }
@@ -139,6 +176,44 @@ pub struct GeneratedAppKey {
     pub app_key: AppKey,
     /// The secret token (`akt_…`); send it as `X-API-AppToken`. Shown only in this response.
     pub app_token: String,
+}
+
+/// A key with a new token. The token is shown here once and never again: deploy it, then finish
+/// the renewal (or undo it).
+#[derive(SimpleObject)]
+pub struct RenewedAppKeyToken {
+    /// The key, with its pending renewal.
+    pub app_key: AppKey,
+    /// The new secret token (`akt_…`). Shown only in this response.
+    pub app_token: String,
+}
+
+/// How a renewal treats the previous token.
+#[derive(InputObject, Default)]
+pub struct RenewAppKeyTokenInput {
+    /// Seconds the previous token keeps working: 0 stops it now; at most 7776000 (90 days); null
+    /// keeps it until the renewal is finished or undone.
+    pub old_token_valid_for: Option<i64>,
+}
+
+/// An account's key settings.
+#[derive(SimpleObject)]
+pub struct AppKeySettings {
+    /// A token older than this many days gets a renewal alert (default 90).
+    pub renewal_period_days: u32,
+}
+
+impl From<KeySettings> for AppKeySettings {
+    fn from(s: KeySettings) -> Self {
+        Self { renewal_period_days: s.renewal_period_days }
+    }
+}
+
+/// Changes to the key settings; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct AppKeySettingsInput {
+    /// Days after which a token gets a renewal alert: 1 to 3650.
+    pub renewal_period_days: Option<i32>,
 }
 
 /// A user session.
@@ -274,6 +349,8 @@ pub struct AppKeyFilter {
     /// Only keys of this type.
     #[graphql(name = "type")]
     pub key_type: Option<AppKeyType>,
+    /// Only keys with this renewal alert.
+    pub renewal_alert: Option<RenewalAlert>,
 }
 
 /// Filters for the audit log; each is an exact match.

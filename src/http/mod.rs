@@ -133,7 +133,7 @@ pub(crate) fn error_response(error: &AppError) -> Response {
     error.log_if_internal();
     let status = match error {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        AppError::Forbidden { .. } | AppError::NotAllowed(_) => StatusCode::FORBIDDEN,
         AppError::BadUserInput(_) => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::Conflict(_) => StatusCode::CONFLICT,

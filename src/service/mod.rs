@@ -11,6 +11,7 @@ mod links;
 pub mod page;
 pub mod roles;
 pub mod sessions;
+pub mod settings;
 pub mod users;
 
 use anyhow::Context as _;

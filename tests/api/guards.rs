@@ -20,6 +20,12 @@ const PROTECTED: &[&str] = &[
     "mutation { activateAppKey(key: \"x\") { key } }",
     "mutation { deactivateAppKey(key: \"x\") { key } }",
     "mutation { createAppKeysExport { url } }",
+    "mutation { deleteAppKey(key: \"x\") }",
+    "mutation { renewAppKeyToken(key: \"x\") { appToken } }",
+    "mutation { finishAppKeyRenewal(key: \"x\") { key } }",
+    "mutation { undoAppKeyRenewal(key: \"x\") { key } }",
+    "{ appKeySettings { renewalPeriodDays } }",
+    "mutation { updateAppKeySettings(input: {renewalPeriodDays: 30}) { renewalPeriodDays } }",
     "mutation { createRole(input: {name: \"r\", resourceIds: []}) { id } }",
     "mutation { updateRole(id: \"r\", input: {}) { id } }",
     "mutation { deleteRole(id: \"r\") }",
@@ -66,8 +72,12 @@ async fn a_user_without_save_user_is_forbidden_naming_the_resource(app: &TestApp
     let user = app.user_with_roles(&owner, "profiles@example.com", &[profile_role]).await;
     let denied = app.graphql(&user, "mutation { generateAppKey(input: {}) { appToken } }", json!({})).await;
     denied.assert_code("FORBIDDEN");
-    assert!(denied.message().contains("LicenseManager.SaveUser"), "{}", denied.message());
-    assert_eq!(denied.0["errors"][0]["extensions"]["missingResources"][0], "LicenseManager.SaveUser");
+    // Either resource would do: both are named.
+    assert_eq!(denied.message(), "missing permission: ApiKeys.Edit, LicenseManager.SaveUser");
+    assert_eq!(
+        denied.0["errors"][0]["extensions"]["missingResources"],
+        json!(["ApiKeys.Edit", "LicenseManager.SaveUser"])
+    );
     app.graphql(&user, "{ users { totalCount } }", json!({})).await.assert_code("FORBIDDEN");
     // What it does hold works.
     app.graphql(&user, "{ roles { id } }", json!({})).await.data("roles");
@@ -87,9 +97,56 @@ async fn view_only_holders_can_read_keys_but_not_change_them(app: &TestApp) {
     app.graphql(&auditor, "{ users { totalCount } }", json!({})).await.assert_code("FORBIDDEN");
 }
 
+/// The four API-key permissions: Edit manages keys, View only reads, RenewToken only renews,
+/// EditSettings only changes settings; Save user keeps every key operation it had.
+async fn the_api_key_permissions_each_allow_their_own_operations(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let generate = "mutation($r: [ID!]) { generateAppKey(input: {roleIds: $r}) { appKey { key } } }";
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { status } }";
+    let list = "{ myKeys { totalCount } appKeys { totalCount } appKeySettings { renewalPeriodDays } }";
+
+    let edit_role = app.custom_role(&owner, "Key editors", &["ApiKeys.Edit"]).await;
+    let editor = app.user_with_roles(&owner, "editor@example.com", &[edit_role]).await;
+    let made = app.graphql(&editor, generate, json!({ "r": null })).await;
+    let key = made.data("generateAppKey.appKey.key");
+    app.graphql(&editor, deactivate, json!({ "k": key })).await.data("deactivateAppKey");
+    app.graphql(&editor, list, json!({})).await.data("myKeys");
+    // No escalation through Edit: it cannot hand out roles holding what it lacks.
+    app.graphql(&editor, generate, json!({ "r": [restricted] })).await.assert_code("FORBIDDEN");
+
+    let save_role = app.custom_role(&owner, "Savers", &["LicenseManager.SaveUser"]).await;
+    let saver = app.user_with_roles(&owner, "saver@example.com", &[save_role]).await;
+    let made = app.graphql(&saver, generate, json!({ "r": null })).await;
+    app.graphql(&saver, deactivate, json!({ "k": made.data("generateAppKey.appKey.key") }))
+        .await
+        .data("deactivateAppKey");
+
+    let view_role = app.custom_role(&owner, "Viewers", &["ApiKeys.View"]).await;
+    let viewer = app.user_with_roles(&owner, "viewer@example.com", &[view_role]).await;
+    app.graphql(&viewer, list, json!({})).await.data("appKeys");
+    app.graphql(&viewer, generate, json!({ "r": null })).await.assert_code("FORBIDDEN");
+    app.graphql(&viewer, deactivate, json!({ "k": key })).await.assert_code("FORBIDDEN");
+
+    let renew_role = app.custom_role(&owner, "Renewers", &["ApiKeys.RenewToken"]).await;
+    let renewer = app.user_with_roles(&owner, "renewer@example.com", &[renew_role]).await;
+    app.graphql(&renewer, generate, json!({ "r": null })).await.assert_code("FORBIDDEN");
+    app.graphql(&renewer, list, json!({})).await.assert_code("FORBIDDEN");
+    let renew = "mutation($k: String!) { renewAppKeyToken(key: $k) { appToken } }";
+    app.graphql(&renewer, renew, json!({ "k": key })).await.data("renewAppKeyToken");
+
+    let settings_role = app.custom_role(&owner, "Settings", &["ApiKeys.EditSettings"]).await;
+    let tuner = app.user_with_roles(&owner, "tuner@example.com", &[settings_role]).await;
+    let update = "mutation { updateAppKeySettings(input: {renewalPeriodDays: 180}) { renewalPeriodDays } }";
+    app.graphql(&tuner, update, json!({})).await.data("updateAppKeySettings");
+    app.graphql(&tuner, generate, json!({ "r": null })).await.assert_code("FORBIDDEN");
+    app.graphql(&editor, update, json!({})).await.assert_code("FORBIDDEN");
+}
+
 crate::backend_tests!(
     every_protected_operation_without_credentials_is_unauthenticated,
     malformed_auth_headers_are_unauthenticated_but_login_still_works,
     a_user_without_save_user_is_forbidden_naming_the_resource,
     view_only_holders_can_read_keys_but_not_change_them,
+    the_api_key_permissions_each_allow_their_own_operations,
 );

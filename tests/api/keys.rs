@@ -60,7 +60,7 @@ async fn a_key_with_roles_calls_the_api_with_their_resources(app: &TestApp) {
     assert_eq!(viewer.data("viewer.type"), "APP_KEY");
     assert_eq!(viewer.data("viewer.account"), "main");
     assert_eq!(viewer.data("viewer.appKey"), key.as_str());
-    assert_eq!(viewer.data("viewer.resources").as_array().map(Vec::len), Some(3));
+    assert_eq!(viewer.data("viewer.resources").as_array().map(Vec::len), Some(4));
     // The VTEX header aliases work too.
     let vtex =
         Auth::Raw(vec![("x-vtex-api-appkey".into(), key.clone()), ("x-vtex-api-apptoken".into(), token.clone())]);

@@ -9,11 +9,11 @@ async fn every_account_has_the_two_predefined_roles(app: &TestApp) {
     let roles = app.graphql(&owner, "{ roles { name predefined resources { id } } }", json!({})).await.data("roles");
     assert_eq!(roles[0]["name"], "Owner (Admin Super)");
     assert_eq!(roles[0]["predefined"], true);
-    assert_eq!(roles[0]["resources"].as_array().map(Vec::len), Some(4));
+    assert_eq!(roles[0]["resources"].as_array().map(Vec::len), Some(6));
     assert_eq!(roles[1]["name"], "User Administrator - RESTRICTED");
     let restricted: Vec<&str> =
         roles[1]["resources"].as_array().expect("resources").iter().filter_map(|r| r["id"].as_str()).collect();
-    assert_eq!(restricted, ["ApiKeys.RenewToken", "ApiKeys.View", "LicenseManager.SaveUser"]);
+    assert_eq!(restricted, ["ApiKeys.Edit", "ApiKeys.RenewToken", "ApiKeys.View", "LicenseManager.SaveUser"]);
 }
 
 async fn predefined_roles_refuse_changes_and_deletion(app: &TestApp) {

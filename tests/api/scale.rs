@@ -127,6 +127,42 @@ async fn postgres_replicas_honour_every_revocation_within_a_second() {
     )
     .await;
 
+    // Token renewal: finish stops the old token, undo the new one, delete the key.
+    let renew = "mutation($k: String!) { renewAppKeyToken(key: $k) { appToken } }";
+    let (key, old) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let renewed = app.graphql(&owner, renew, json!({ "k": key })).await;
+    let new = renewed.data("renewAppKeyToken.appToken").as_str().expect("token").to_owned();
+    app.graphql_at(&b, &Auth::key(&key, &new), VIEWER, json!({})).await.data("viewer");
+    let finish = "mutation($k: String!) { finishAppKeyRenewal(key: $k) { key } }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "renewal finish",
+        &Auth::key(&key, &old),
+        app.graphql(&owner, finish, json!({ "k": key })),
+    )
+    .await;
+    let newer = app.graphql(&owner, renew, json!({ "k": key })).await;
+    let newer = newer.data("renewAppKeyToken.appToken").as_str().expect("token").to_owned();
+    let undo = "mutation($k: String!) { undoAppKeyRenewal(key: $k) { key } }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "renewal undo",
+        &Auth::key(&key, &newer),
+        app.graphql(&owner, undo, json!({ "k": key })),
+    )
+    .await;
+    let delete = "mutation($k: String!) { deleteAppKey(key: $k) }";
+    assert_honoured_within_a_second(
+        &app,
+        &b,
+        "deletion",
+        &Auth::key(&key, &new),
+        app.graphql(&owner, delete, json!({ "k": key })),
+    )
+    .await;
+
     // And a grant made on A works on B straight away too.
     let (key, token) = app.generate_key(&owner, None, &[]).await;
     let as_key = Auth::key(&key, &token);
@@ -166,7 +202,7 @@ async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
     assert_eq!(count("SELECT COUNT(*) FROM accounts").await, 1);
     assert_eq!(count("SELECT COUNT(*) FROM users").await, 1);
     assert_eq!(count("SELECT COUNT(*) FROM roles").await, 2);
-    assert_eq!(count("SELECT COUNT(*) FROM seaql_migrations").await, 9);
+    assert_eq!(count("SELECT COUNT(*) FROM seaql_migrations").await, 10);
     first.state().store.db.clone().close().await.ok();
     second.state().store.db.clone().close().await.ok();
     drop((first, second));

@@ -25,7 +25,7 @@ async fn an_added_user_logs_in_with_the_one_time_password(app: &TestApp) {
     let password = added.data("addUser.oneTimePassword");
     let token = app.login_token("main", "ann@example.com", password.as_str().expect("password")).await;
     let viewer = app.graphql(&Auth::Bearer(token), "{ viewer { user { email } resources { id } } }", json!({})).await;
-    assert_eq!(viewer.data("viewer.resources").as_array().map(Vec::len), Some(3));
+    assert_eq!(viewer.data("viewer.resources").as_array().map(Vec::len), Some(4));
     let users = app.graphql(&owner, "{ users { totalCount edges { node { email } } } }", json!({})).await;
     assert_eq!(users.data("users.totalCount"), 2);
     assert_eq!(users.data("users.edges")[0]["node"]["email"], "ann@example.com", "newest first");

@@ -3,7 +3,7 @@
 use sea_orm::{ConnectionTrait, EntityTrait};
 use std::collections::BTreeSet;
 
-use super::{effective_status, find_access, find_key, has_access, roles_of_accesses};
+use super::{effective_status, find_access, find_key, has_access, pending_renewal, roles_of_accesses};
 use crate::domain::{AccountName, AppKeyValue, AppToken};
 use crate::entity::account;
 use crate::error::AppResult;
@@ -17,6 +17,9 @@ pub struct KeyGrant {
     pub account_id: String,
     pub account_name: String,
     pub resources: BTreeSet<String>,
+    /// When this grant stops by itself (a previous token whose renewal overlap runs out), so a cache
+    /// of it must not outlive it.
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Authenticates a key for an account (its own by default). `None` for every kind of failure, so no
@@ -26,13 +29,20 @@ pub async fn authenticate<C: ConnectionTrait>(
     value: &AppKeyValue,
     token: &AppToken,
     account: Option<&AccountName>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Option<KeyGrant>> {
     let Some(key) = find_key(db, value).await? else {
         return Ok(None);
     };
-    if !token.digest().matches(&key.token_digest) {
-        return Ok(None);
-    }
+    // The current token, or, while a renewal is pending, the previous one until its overlap ends.
+    let valid_until = if token.digest().matches(&key.token_digest) {
+        None
+    } else {
+        match (pending_renewal(&key, now), key.previous_token_digest.as_deref()) {
+            (Some(renewal), Some(previous)) if token.digest().matches(previous) => renewal.old_token_expires_at,
+            _ => return Ok(None),
+        }
+    };
     let target = match account {
         Some(name) => accounts::find_by_name(db, name.as_str()).await?,
         None => account::Entity::find_by_id(key.account_id.as_str()).one(db).await?,
@@ -53,5 +63,6 @@ pub async fn authenticate<C: ConnectionTrait>(
         account_id: target.id,
         account_name: target.name,
         resources: roles::union_resources(&roles),
+        valid_until,
     }))
 }

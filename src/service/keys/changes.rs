@@ -1,9 +1,9 @@
 //! Every change to a key: generate, add external, roles, activate and deactivate. Each validates
 //! first and writes in one account-write transaction with its audit event.
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use std::collections::BTreeSet;
 
-use super::{find_access, find_key, locate, AppKeyView, Located};
+use super::{find_access, find_key, locate, AppKeyView, Located, Viewpoint};
 use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
 use crate::entity::{app_key, key_access, key_access_role};
 use crate::error::{AppError, AppResult};
@@ -43,6 +43,7 @@ pub async fn generate(
     let account = AccountName::parse(&ctx.principal.account_name)?;
     let token = AppToken::generate();
     let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let mut value = AppKeyValue::generate(prefix, &account);
@@ -67,6 +68,11 @@ pub async fn generate(
         active: Set(true),
         created_at: Set(now),
         created_by: Set(actor.clone()),
+        token_created_at: Set(now),
+        previous_token_digest: Set(None),
+        previous_token_created_at: Set(None),
+        previous_token_expires_at: Set(None),
+        renewal_started_at: Set(None),
     }
     .insert(&*txn)
     .await?;
@@ -82,7 +88,7 @@ pub async fn generate(
     .insert(&*txn)
     .await?;
     replace_roles(&*txn, &access.id, &role_ids(&granted)).await?;
-    let view = Located { key, access }.view(&*txn, account_id).await?;
+    let view = Located { key, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.generate", &view.key, None, Some(view.audit_state())).await?;
     txn.commit().await?;
     Ok(GeneratedKey { key: view, token })
@@ -100,6 +106,7 @@ pub async fn add_external(
     }
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let key =
@@ -114,7 +121,7 @@ pub async fn add_external(
     let existing = find_access(&*txn, &key.id, account_id).await?;
     let (action, before, access) = match existing {
         Some(access) if !access.removed => {
-            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, account_id).await?;
+            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, &at).await?;
             if !before.roles.is_empty() {
                 return Err(AppError::Conflict(format!(
                     "{} already has access to this account; change its roles instead",
@@ -124,7 +131,7 @@ pub async fn add_external(
             ("key.add_external", Some(before), access)
         }
         Some(access) => {
-            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, account_id).await?;
+            let before = Located { key: key.clone(), access: access.clone() }.view(&*txn, &at).await?;
             let mut active: key_access::ActiveModel = access.into();
             active.removed = Set(false);
             active.added_at = Set(txn.now());
@@ -147,7 +154,7 @@ pub async fn add_external(
         }
     };
     replace_roles(&*txn, &access.id, &role_ids(&granted)).await?;
-    let view = Located { key, access }.view(&*txn, account_id).await?;
+    let view = Located { key, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, action, &view.key, before.map(|b| b.audit_state()), Some(view.audit_state())).await?;
     txn.commit().await?;
     Ok(view)
@@ -170,12 +177,13 @@ pub async fn change_roles(
 ) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let given = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
         return Err(AppError::RemovedExternalKey);
     }
-    let before = located.clone().view(&*txn, account_id).await?;
+    let before = located.clone().view(&*txn, &at).await?;
     let given_ids: BTreeSet<&str> = given.iter().map(|r| r.id.as_str()).collect();
     let wanted: Vec<RoleView> = match change {
         RolesChange::Set => given.clone(),
@@ -187,7 +195,7 @@ pub async fn change_roles(
     };
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
     replace_roles(&*txn, &located.access.id, &role_ids(&wanted)).await?;
-    let after = located.view(&*txn, account_id).await?;
+    let after = located.view(&*txn, &at).await?;
     let action = match change {
         RolesChange::Set => "key.set_roles",
         RolesChange::Add => "key.add_roles",
@@ -203,8 +211,9 @@ pub async fn change_roles(
 pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
-    let before = located.clone().view(&*txn, account_id).await?;
+    let before = located.clone().view(&*txn, &at).await?;
     let internal = located.internal();
     let Located { key, access } = located;
     let (action, after) = if internal {
@@ -217,7 +226,7 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
         active.removed = Set(true);
         ("key.remove_external", Located { key, access: active.update(&*txn).await? })
     };
-    let after = after.view(&*txn, account_id).await?;
+    let after = after.view(&*txn, &at).await?;
     ctx.audit(&txn, action, &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
     txn.commit().await?;
     Ok(after)
@@ -228,11 +237,12 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
 pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
         return Err(AppError::RemovedExternalKey);
     }
-    let before = located.clone().view(&*txn, account_id).await?;
+    let before = located.clone().view(&*txn, &at).await?;
     if !located.internal() {
         // Not removed here: nothing for this account to switch on (only the owner can reactivate it).
         return Ok(before);
@@ -241,8 +251,29 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
     let Located { key, access } = located;
     let mut active: app_key::ActiveModel = key.into();
     active.active = Set(true);
-    let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, account_id).await?;
+    let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.activate", &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
     txn.commit().await?;
     Ok(after)
+}
+
+/// Deletes an internal key: irreversible, it stops at once everywhere and leaves every listing of
+/// every account (its access rows go with it). The audit log keeps its history. Like deactivating,
+/// deleting is never blocked by the key's roles.
+pub async fn delete(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<()> {
+    let account_id = &ctx.principal.account_id;
+    let txn = store.begin_account_write(account_id).await?;
+    let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
+    let located = locate(&*txn, account_id, raw_key).await?;
+    if !located.internal() {
+        return Err(AppError::BadUserInput(format!(
+            "{} is another account's key; only its owner can delete it (deactivate it to remove it from this account)",
+            located.key.key
+        )));
+    }
+    let before = located.clone().view(&*txn, &at).await?;
+    app_key::Entity::delete_by_id(located.key.id.as_str()).exec(&*txn).await?;
+    ctx.audit(&txn, "key.delete", &before.key, Some(before.audit_state()), None).await?;
+    txn.commit().await?;
+    Ok(())
 }

@@ -6,7 +6,10 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
-use super::{has_roles, locate, status_condition, views, AppKeyView, KeyStatus, KeyType};
+use super::{
+    has_roles, locate, renewal_alert_condition, status_condition, views, AppKeyView, KeyStatus, KeyType, RenewalAlert,
+    Viewpoint,
+};
 use crate::entity::{app_key, key_access};
 use crate::error::{AppError, AppResult};
 use crate::service::page::{self, PageRequest, Paged};
@@ -26,18 +29,21 @@ pub struct KeyFilter {
     pub search: Option<String>,
     pub status: Option<KeyStatus>,
     pub key_type: Option<KeyType>,
+    pub renewal_alert: Option<RenewalAlert>,
 }
 
 pub async fn list(
     db: &DatabaseConnection,
     account_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
     listing: Listing,
     filter: &KeyFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
+    let at = Viewpoint::of(db, account_id, now).await?;
     match listing {
-        Listing::WithAccess => list_with_access(db, account_id, filter, page).await,
-        Listing::Internal => list_internal(db, account_id, filter, page).await,
+        Listing::WithAccess => list_with_access(db, &at, filter, page).await,
+        Listing::Internal => list_internal(db, &at, filter, page).await,
     }
 }
 
@@ -65,12 +71,12 @@ fn label_contains(search: &str) -> Expr {
 
 async fn list_with_access(
     db: &DatabaseConnection,
-    account_id: &str,
+    at: &Viewpoint,
     filter: &KeyFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
     let mut paged =
-        page::fetch(db, access_select(account_id, filter)?, key_access::Column::Id, page, |m| m.id.as_str()).await?;
+        page::fetch(db, access_select(at, filter)?, key_access::Column::Id, page, |m| m.id.as_str()).await?;
     let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
     let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
         HashMap::new()
@@ -85,15 +91,18 @@ async fn list_with_access(
     };
     let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
     let accesses = std::mem::take(&mut paged.items);
-    let items = views(db, account_id, ordered, accesses).await?;
+    let items = views(db, at, ordered, accesses).await?;
     Ok(paged.with_items(items))
 }
 
-fn access_select(account_id: &str, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
+fn access_select(at: &Viewpoint, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
     let mut select = key_access::Entity::find()
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
-        .filter(key_access::Column::AccountId.eq(account_id))
+        .filter(key_access::Column::AccountId.eq(at.account_id.as_str()))
         .filter(has_roles());
+    if let Some(alert) = filter.renewal_alert {
+        select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
+    }
     if let Some(key_type) = filter.key_type {
         select = select.filter(key_access::Column::External.eq(key_type == KeyType::External));
     }
@@ -114,11 +123,15 @@ fn access_select(account_id: &str, filter: &KeyFilter) -> AppResult<Select<key_a
 
 async fn list_internal(
     db: &DatabaseConnection,
-    account_id: &str,
+    at: &Viewpoint,
     filter: &KeyFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
+    let account_id = at.account_id.as_str();
     let mut select = app_key::Entity::find().filter(app_key::Column::AccountId.eq(account_id));
+    if let Some(alert) = filter.renewal_alert {
+        select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
+    }
     if filter.key_type == Some(KeyType::External) {
         select = select.filter(Expr::val(1).eq(0));
     }
@@ -142,14 +155,19 @@ async fn list_internal(
             .await?
     };
     let keys = std::mem::take(&mut paged.items);
-    let items = views(db, account_id, keys, accesses).await?;
+    let items = views(db, at, keys, accesses).await?;
     Ok(paged.with_items(items))
 }
 
 /// `appKey(key)`: the key as this account sees it, or `None` when this account has never known it.
-pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> AppResult<Option<AppKeyView>> {
+pub async fn get<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    raw_key: &str,
+) -> AppResult<Option<AppKeyView>> {
     match locate(db, account_id, raw_key).await {
-        Ok(located) => Ok(Some(located.view(db, account_id).await?)),
+        Ok(located) => Ok(Some(located.view(db, &Viewpoint::of(db, account_id, now).await?).await?)),
         Err(AppError::NotFound(_)) => Ok(None),
         Err(other) => Err(other),
     }

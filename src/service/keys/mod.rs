@@ -2,7 +2,8 @@
 //! shares about it. The work is split by job:
 //!
 //! - `listing`: the "Application Keys" and "My Keys" pages and `appKey(key)`;
-//! - `changes`: every mutation (generate, add external, roles, activate/deactivate);
+//! - `changes`: every mutation (generate, add external, roles, activate/deactivate, delete);
+//! - `renewal`: renewing a key's token, finishing and undoing a renewal;
 //! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`.
 //!
 //! A key is owned by one account (`app_keys`); each account it may act on has one `key_access` row
@@ -10,17 +11,21 @@
 mod authenticate;
 mod changes;
 mod listing;
+mod renewal;
 
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
 pub use authenticate::{authenticate, KeyGrant};
-pub use changes::{activate, add_external, change_roles, deactivate, generate, GeneratedKey, RolesChange};
+pub use changes::{activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, RolesChange};
 pub use listing::{get, list, KeyFilter, Listing};
+pub use renewal::{finish_renewal, renew, undo_renewal, RenewedKey, MAX_OVERLAP_SECS};
 
 use super::roles::{self, RoleView};
+use super::settings::{self, KeySettings};
 use crate::domain::AppKeyValue;
 use crate::entity::{account, app_key, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
@@ -89,6 +94,83 @@ pub(crate) fn has_roles() -> Expr {
     )
 }
 
+/// A renewal in progress: both the previous and the new token authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    pub started_at: DateTime<Utc>,
+    /// When the previous token stops by itself; `None`: when the renewal is finished or undone.
+    pub old_token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The key's pending renewal, if any: one was started and its previous token has not run out. An
+/// overlap that ran out is over as if finished.
+pub fn pending_renewal(key: &app_key::Model, now: DateTime<Utc>) -> Option<Renewal> {
+    let started_at = key.renewal_started_at?;
+    key.previous_token_digest.as_ref()?;
+    let old_token_expires_at = key.previous_token_expires_at;
+    if old_token_expires_at.is_some_and(|until| until <= now) {
+        return None;
+    }
+    Some(Renewal { started_at, old_token_expires_at })
+}
+
+/// How urgently a key's token should be renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalAlert {
+    None,
+    /// The token is older than the account's renewal period.
+    Recommended,
+    /// The token is older than the renewal period plus `HIGHLY_RECOMMENDED_AFTER_DAYS`.
+    HighlyRecommended,
+}
+
+/// Days past the renewal period after which renewal becomes highly recommended.
+pub const HIGHLY_RECOMMENDED_AFTER_DAYS: i64 = 90;
+
+/// The alert for a token made at `token_created_at`. `renewal_alert_condition` is its SQL twin.
+pub fn renewal_alert(token_created_at: DateTime<Utc>, now: DateTime<Utc>, period_days: u32) -> RenewalAlert {
+    let (recommended, highly) = alert_thresholds(now, period_days);
+    if token_created_at < highly {
+        RenewalAlert::HighlyRecommended
+    } else if token_created_at < recommended {
+        RenewalAlert::Recommended
+    } else {
+        RenewalAlert::None
+    }
+}
+
+/// Tokens made before the first instant get RECOMMENDED, before the second HIGHLY_RECOMMENDED.
+fn alert_thresholds(now: DateTime<Utc>, period_days: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    let recommended = now - chrono::Duration::days(i64::from(period_days));
+    (recommended, recommended - chrono::Duration::days(HIGHLY_RECOMMENDED_AFTER_DAYS))
+}
+
+/// The SQL twin of `renewal_alert`, over `app_keys`.
+fn renewal_alert_condition(alert: RenewalAlert, now: DateTime<Utc>, period_days: u32) -> Condition {
+    let (recommended, highly) = alert_thresholds(now, period_days);
+    let made = || Expr::col((app_key::Entity, app_key::Column::TokenCreatedAt));
+    match alert {
+        RenewalAlert::None => Condition::all().add(made().gte(recommended)),
+        RenewalAlert::Recommended => Condition::all().add(made().lt(recommended)).add(made().gte(highly)),
+        RenewalAlert::HighlyRecommended => Condition::all().add(made().lt(highly)),
+    }
+}
+
+/// Where keys are looked at from: the account, the time, and the account's settings that shape a
+/// view (the renewal period behind alerts).
+#[derive(Debug, Clone)]
+pub(crate) struct Viewpoint {
+    pub account_id: String,
+    pub now: DateTime<Utc>,
+    pub settings: KeySettings,
+}
+
+impl Viewpoint {
+    pub async fn of<C: ConnectionTrait>(db: &C, account_id: &str, now: DateTime<Utc>) -> AppResult<Self> {
+        Ok(Self { account_id: account_id.to_owned(), now, settings: settings::get(db, account_id).await? })
+    }
+}
+
 /// A key as seen from one account.
 #[derive(Debug, Clone)]
 pub struct AppKeyView {
@@ -101,8 +183,11 @@ pub struct AppKeyView {
     pub label: Option<String>,
     pub status: KeyStatus,
     pub roles: Vec<RoleView>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: DateTime<Utc>,
     pub has_access: bool,
+    pub token_created_at: DateTime<Utc>,
+    pub renewal: Option<Renewal>,
+    pub renewal_alert: RenewalAlert,
 }
 
 impl AppKeyView {
@@ -116,7 +201,7 @@ impl AppKeyView {
 /// Builds views of keys as seen from `account_id`, loading owners' names and roles in bulk.
 async fn views<C: ConnectionTrait>(
     db: &C,
-    account_id: &str,
+    at: &Viewpoint,
     keys: Vec<app_key::Model>,
     accesses: Vec<key_access::Model>,
 ) -> AppResult<Vec<AppKeyView>> {
@@ -139,9 +224,10 @@ async fn views<C: ConnectionTrait>(
         .into_iter()
         .map(|k| {
             let access = access_by_key.get(k.id.as_str()).copied();
-            let internal = k.account_id == account_id;
+            let internal = k.account_id == at.account_id;
             let status = effective_status(k.active, access.is_none_or(|a| a.removed));
             let roles = access.and_then(|a| roles_by_access.get(&a.id)).cloned().unwrap_or_default();
+            let renewal = pending_renewal(&k, at.now);
             AppKeyView {
                 id: k.id,
                 account: owners.get(&k.account_id).cloned().unwrap_or_default(),
@@ -152,6 +238,9 @@ async fn views<C: ConnectionTrait>(
                 has_access: has_access(status, roles.len()),
                 roles,
                 created_at: k.created_at,
+                token_created_at: k.token_created_at,
+                renewal,
+                renewal_alert: renewal_alert(k.token_created_at, at.now, at.settings.renewal_period_days),
             }
         })
         .collect())
@@ -199,8 +288,8 @@ impl Located {
         !self.access.external
     }
 
-    async fn view<C: ConnectionTrait>(self, db: &C, account_id: &str) -> AppResult<AppKeyView> {
-        Ok(views(db, account_id, vec![self.key], vec![self.access]).await?.remove(0))
+    async fn view<C: ConnectionTrait>(self, db: &C, at: &Viewpoint) -> AppResult<AppKeyView> {
+        Ok(views(db, at, vec![self.key], vec![self.access]).await?.remove(0))
     }
 }
 
@@ -239,6 +328,18 @@ mod tests {
         assert_eq!(effective_status(false, false), KeyStatus::Inactive);
         assert_eq!(effective_status(true, true), KeyStatus::Inactive);
         assert_eq!(effective_status(false, true), KeyStatus::Inactive);
+    }
+
+    #[test]
+    fn renewal_alerts_start_after_the_period_and_rise_ninety_days_later() {
+        let now = Utc::now();
+        let days = |n: i64| now - chrono::Duration::days(n);
+        assert_eq!(renewal_alert(now, now, 90), RenewalAlert::None);
+        assert_eq!(renewal_alert(days(90), now, 90), RenewalAlert::None);
+        assert_eq!(renewal_alert(days(91), now, 90), RenewalAlert::Recommended);
+        assert_eq!(renewal_alert(days(180), now, 90), RenewalAlert::Recommended);
+        assert_eq!(renewal_alert(days(181), now, 90), RenewalAlert::HighlyRecommended);
+        assert_eq!(renewal_alert(days(31), now, 30), RenewalAlert::Recommended);
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl TestApp {
             ("key_access", "id"),
             ("key_access_roles", "key_access_id, role_id"),
             ("audit_events", "id"),
+            ("account_settings", "account_id"),
         ] {
             let rows = db
                 .query_all_raw(sea_orm::Statement::from_string(
