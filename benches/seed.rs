@@ -97,6 +97,8 @@ async fn insert(
             previous_token_created_at: Set(None),
             previous_token_expires_at: Set(None),
             renewal_started_at: Set(None),
+            expires_at: Set(None),
+            updated_at: Set(now),
         });
         accesses.push(key_access::ActiveModel {
             id: Set(access_id.clone()),
@@ -106,6 +108,10 @@ async fn insert(
             removed: Set(false),
             added_at: Set(now),
             added_by: Set("system:bench-seed".into()),
+            updated_at: Set(now),
+            last_used_at: Set(None),
+            last_used_ip: Set(None),
+            last_used_user_agent: Set(None),
         });
         roles.push(key_access_role::ActiveModel { key_access_id: Set(access_id), role_id: Set(role_id.to_owned()) });
     }

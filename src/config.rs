@@ -123,6 +123,26 @@ pub struct Settings {
     /// failed key authentications allowed per key per minute (and 5 times as many per client IP).
     #[arg(long, env = "APPKEYS_FAILURES_PER_MINUTE", default_value_t = 10, global = true)]
     pub failures_per_minute: u32,
+    /// How often noted key uses are written (each key at most once per interval, and at shutdown),
+    /// in seconds; 0 turns last-use tracking off.
+    #[arg(long, env = "APPKEYS_LAST_USED_FLUSH_SECS", default_value_t = 60, global = true)]
+    pub last_used_flush_secs: u64,
+    /// How often the sweeper deactivates keys unused for longer than their account allows, in seconds.
+    #[arg(long, env = "APPKEYS_SWEEP_INTERVAL_SECS", default_value_t = 300, global = true)]
+    pub sweep_interval_secs: u64,
+    /// Gateways and proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`
+    /// is believed: the client is then the nearest address in it that is not such a proxy. None by
+    /// default: the client is the peer address.
+    #[arg(long, env = "APPKEYS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A proxy address: a CIDR range, or one address (a range of one).
+fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is neither an IP address nor a CIDR range"))
 }
 
 impl Settings {

@@ -11,6 +11,7 @@ pub mod entity;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod principal;
 pub mod service;
 pub mod state;
@@ -72,9 +73,16 @@ impl Application {
         self.bootstrapped.take()
     }
 
+    /// Serves until `shutdown` resolves, with the background jobs; then stops accepting, lets
+    /// in-flight requests finish, stops the jobs (writing the last uses they hold) and closes the pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let jobs = jobs::Jobs::start(&self.state);
+        let store = self.state.store.clone();
         let router = http::router(self.state, self.schema).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        jobs.stop().await;
+        store.db.clone().close().await.context("closing the database pool")?;
+        served
     }
 }
 

@@ -7,8 +7,17 @@ use crate::domain::Resource;
 /// What kind of caller a principal is.
 #[derive(Debug, Clone)]
 pub enum PrincipalKind {
-    User { user_id: String, email: String, session_id: String },
-    AppKey { key_id: String, key: String },
+    User {
+        user_id: String,
+        email: String,
+        session_id: String,
+    },
+    /// `access_id`: the key's access row in the account the request acts on.
+    AppKey {
+        key_id: String,
+        key: String,
+        access_id: String,
+    },
 }
 
 /// An authenticated caller, bound to the account the request acts on, with its resources there.

@@ -2,7 +2,7 @@
 //! this state as its data, and the router holds both (`http::HttpState`).
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, LastUseRecorder};
 use crate::config::Settings;
 use crate::domain::KeyPrefix;
 use crate::service::Store;
@@ -19,7 +19,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Store, key_prefix: KeyPrefix, settings: Settings) -> Self {
         Self {
-            auth: Authenticator::new(store.clone(), settings.failures_per_minute),
+            auth: Authenticator::new(
+                store.clone(),
+                settings.failures_per_minute,
+                LastUseRecorder::new(settings.last_used_flush_secs > 0),
+            ),
             store,
             key_prefix,
             session_ttl: chrono::Duration::seconds(settings.session_ttl_secs),

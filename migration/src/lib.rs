@@ -15,6 +15,7 @@ mod m20261126_000007_create_app_keys;
 mod m20261126_000008_create_download_tickets;
 mod m20261126_000009_add_app_key_label_search;
 mod m20261126_000010_add_token_renewal;
+mod m20261126_000011_add_expiry_and_last_use;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_create_download_tickets::Migration),
             Box::new(m20261126_000009_add_app_key_label_search::Migration),
             Box::new(m20261126_000010_add_token_renewal::Migration),
+            Box::new(m20261126_000011_add_expiry_and_last_use::Migration),
         ]
     }
 }

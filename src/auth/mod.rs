@@ -7,6 +7,7 @@
 //! exists); a malformed token is refused before any lookup; failures are throttled (`throttle.rs`).
 pub mod cache;
 mod headers;
+pub mod last_use;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::http::HeaderMap;
 
 pub use cache::{CacheKey, CredentialCache};
 pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
+pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
 
 use crate::error::{AppError, AppResult};
@@ -31,15 +33,28 @@ pub struct Authenticator {
     store: Store,
     cache: CredentialCache,
     throttle: Throttle,
+    last_use: LastUseRecorder,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, failures_per_minute: u32) -> Self {
-        Self { store, cache: CredentialCache::default(), throttle: Throttle::new(failures_per_minute) }
+    pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder) -> Self {
+        Self { store, cache: CredentialCache::default(), throttle: Throttle::new(failures_per_minute), last_use }
     }
 
     pub fn throttle(&self) -> &Throttle {
         &self.throttle
+    }
+
+    pub fn last_use(&self) -> &LastUseRecorder {
+        &self.last_use
+    }
+
+    /// Notes a key's use (cheaply: in memory) for its account's last-use fields.
+    fn used(&self, principal: &Principal, headers: &HeaderMap, client_ip: Option<&str>) {
+        if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
+            let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+            self.last_use.record(access_id, self.store.now(), client_ip, user_agent);
+        }
     }
 
     /// Resolves the caller from the request headers, from the cache when it is current. Failures are
@@ -70,6 +85,7 @@ impl Authenticator {
         // Read the generation before the lookup: a change committed meanwhile makes the entry stale.
         let generation = self.store.credentials_generation();
         if let Some(principal) = self.cache.get(&key, generation, self.store.now()) {
+            self.used(&principal, headers, client_ip);
             return Ok(Some(principal));
         }
         if let Some(ip) = client_ip {
@@ -79,6 +95,7 @@ impl Authenticator {
             Ok((principal, valid_until)) => {
                 let principal = Arc::new(principal);
                 self.cache.insert(key, generation, principal.clone(), valid_until);
+                self.used(&principal, headers, client_ip);
                 Ok(Some(principal))
             }
             Err(error) => Err(self.failed(error, identity.as_deref(), client_ip)),
@@ -131,7 +148,7 @@ async fn resolve_uncached(
             let grant = grant.ok_or(AppError::Unauthenticated)?;
             let valid_until = grant.valid_until;
             let principal = Principal {
-                kind: PrincipalKind::AppKey { key_id: grant.key_id, key: grant.key },
+                kind: PrincipalKind::AppKey { key_id: grant.key_id, key: grant.key, access_id: grant.access_id },
                 account_id: grant.account_id,
                 account_name: grant.account_name,
                 resources: grant.resources,

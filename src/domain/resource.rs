@@ -29,6 +29,14 @@ impl Resource {
         Resource::ApiKeysEditSettings,
     ];
 
+    /// Who may read keys (listings, lookups, the export): any one of these.
+    pub const READ_KEYS: &'static [Resource] = &[Resource::ApiKeysView, Resource::ApiKeysEdit, Resource::SaveUser];
+    /// Who may change keys: Edit API keys, or Save user (the original product's rule).
+    pub const EDIT_KEYS: &'static [Resource] = &[Resource::ApiKeysEdit, Resource::SaveUser];
+    /// Who may read the key settings.
+    pub const READ_SETTINGS: &'static [Resource] =
+        &[Resource::ApiKeysView, Resource::ApiKeysEdit, Resource::ApiKeysEditSettings, Resource::SaveUser];
+
     pub fn id(self) -> &'static str {
         match self {
             Resource::SaveUser => "LicenseManager.SaveUser",

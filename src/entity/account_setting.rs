@@ -7,6 +7,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub account_id: String,
     pub renewal_period_days: i32,
+    pub max_lifetime_days: Option<i32>,
+    pub deactivate_unused_after_days: Option<i32>,
+    pub expiry_warning_days: i32,
     pub updated_at: DateTimeUtc,
 }
 

@@ -24,6 +24,10 @@ pub struct Model {
     pub previous_token_created_at: Option<DateTimeUtc>,
     pub previous_token_expires_at: Option<DateTimeUtc>,
     pub renewal_started_at: Option<DateTimeUtc>,
+    /// When the key stops authenticating by itself; `None`: never.
+    pub expires_at: Option<DateTimeUtc>,
+    /// The last change to the key itself (status, token, expiry).
+    pub updated_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,12 @@ pub struct Model {
     pub removed: bool,
     pub added_at: DateTimeUtc,
     pub added_by: String,
+    /// The last change to the key's access here (roles, removal).
+    pub updated_at: DateTimeUtc,
+    /// The last authenticated request of the key in this account, written off the hot path.
+    pub last_used_at: Option<DateTimeUtc>,
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,6 +33,11 @@ impl PermissionGuard {
         Self { any_of: vec![resource] }
     }
 
+    /// Any one of these resources will do.
+    pub fn any_of(resources: &[Resource]) -> Self {
+        Self { any_of: resources.to_vec() }
+    }
+
     /// Also accept `resource` (e.g. read-only operations accept `ApiKeys.View`).
     pub fn or(mut self, resource: Resource) -> Self {
         self.any_of.push(resource);

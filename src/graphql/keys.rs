@@ -6,7 +6,7 @@ use super::guard::{principal, service_ctx, PermissionGuard};
 use super::page_complexity;
 use super::types::{
     connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, AppKeySettings, AppKeySettingsInput, ExportDownload,
-    GenerateAppKeyInput, GeneratedAppKey, Page, RenewAppKeyTokenInput, RenewedAppKeyToken,
+    ExportFormat, GenerateAppKeyInput, GeneratedAppKey, Page, RenewAppKeyTokenInput, RenewedAppKeyToken,
 };
 use crate::domain::Resource as R;
 use crate::service::keys::{self, KeyFilter, Listing, RolesChange};
@@ -31,6 +31,7 @@ async fn list_keys(
         status: filter.status.map(Into::into),
         key_type: filter.key_type.map(Into::into),
         renewal_alert: filter.renewal_alert.map(Into::into),
+        unused_since: filter.unused_since,
     };
     let paged = keys::list(&state.store.db, &principal.account_id, state.store.now(), listing, &filter, &page).await?;
     Ok(connection(paged, page.after.is_some(), |k| k.id.as_str(), AppKey::from))
@@ -42,10 +43,7 @@ pub struct KeyQuery;
 #[Object]
 impl KeyQuery {
     /// The "Application Keys" page: every internal and external key holding roles in this account, newest first.
-    #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)",
-        complexity = "page_complexity(first, child_complexity)"
-    )]
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)", complexity = "page_complexity(first, child_complexity)")]
     async fn app_keys(
         &self,
         ctx: &Context<'_>,
@@ -57,10 +55,7 @@ impl KeyQuery {
     }
 
     /// The "My Keys" page: every key generated in this account, with or without roles, newest first.
-    #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)",
-        complexity = "page_complexity(first, child_complexity)"
-    )]
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)", complexity = "page_complexity(first, child_complexity)")]
     async fn my_keys(
         &self,
         ctx: &Context<'_>,
@@ -72,9 +67,7 @@ impl KeyQuery {
     }
 
     /// The account's key settings.
-    #[graphql(
-        guard = "PermissionGuard::new(R::ApiKeysView).or(R::ApiKeysEdit).or(R::ApiKeysEditSettings).or(R::SaveUser)"
-    )]
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_SETTINGS)")]
     async fn app_key_settings(&self, ctx: &Context<'_>) -> Result<AppKeySettings> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
@@ -82,7 +75,7 @@ impl KeyQuery {
     }
 
     /// One key by its value, as this account sees it; null when this account does not know it.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)")]
     async fn app_key(
         &self,
         ctx: &Context<'_>,
@@ -100,18 +93,21 @@ pub struct KeyMutation;
 #[Object]
 impl KeyMutation {
     /// Generates an internal key. The token in the response is shown once and never again.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn generate_app_key(&self, ctx: &Context<'_>, input: GenerateAppKeyInput) -> Result<GeneratedAppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let role_ids = ids(input.role_ids.unwrap_or_default());
-        let generated =
-            keys::generate(&state.store, &sctx, &state.key_prefix, input.label.as_deref(), &role_ids).await?;
+        let new = keys::NewKey {
+            label: input.label,
+            role_ids: ids(input.role_ids.unwrap_or_default()),
+            expires_at: input.expires_at,
+        };
+        let generated = keys::generate(&state.store, &sctx, &state.key_prefix, &new).await?;
         Ok(GeneratedAppKey { app_key: generated.key.into(), app_token: generated.token.expose_secret().to_owned() })
     }
 
     /// Grants roles in this account to another account's key (or re-adds a removed one).
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn add_external_app_key(&self, ctx: &Context<'_>, input: AddExternalAppKeyInput) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -119,26 +115,26 @@ impl KeyMutation {
     }
 
     /// Replaces the key's roles in this account. An empty list removes its access.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn set_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Set, role_ids).await
     }
 
     /// Adds roles to the key in this account.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn add_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Add, role_ids).await
     }
 
     /// Removes roles from the key in this account.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn remove_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Remove, role_ids).await
     }
 
     /// Reactivates an internal key, with the roles it kept. A removed external key fails with
     /// REMOVED_EXTERNAL_KEY: add it again instead.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn activate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -147,7 +143,7 @@ impl KeyMutation {
 
     /// Internal key: deactivates it everywhere (roles kept). External key: removes its access to
     /// this account and clears its roles here.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn deactivate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -157,7 +153,7 @@ impl KeyMutation {
     /// Deletes an internal key: irreversible. It stops working at once everywhere and leaves every
     /// listing of every account; the audit log keeps its history. Another account's key cannot be
     /// deleted here (BAD_USER_INPUT): deactivate it to remove it from this account.
-    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEdit).or(R::SaveUser)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
     async fn delete_app_key(&self, ctx: &Context<'_>, key: String) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
@@ -178,7 +174,8 @@ impl KeyMutation {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let input = input.unwrap_or_default();
-        let renewed = keys::renew(&state.store, &sctx, &key, input.old_token_valid_for).await?;
+        let request = keys::Renew { old_token_valid_for_secs: input.old_token_valid_for, expires_at: input.expires_at };
+        let renewed = keys::renew(&state.store, &sctx, &key, &request).await?;
         Ok(RenewedAppKeyToken { app_key: renewed.key.into(), app_token: renewed.token.expose_secret().to_owned() })
     }
 
@@ -212,18 +209,34 @@ impl KeyMutation {
     async fn update_app_key_settings(&self, ctx: &Context<'_>, input: AppKeySettingsInput) -> Result<AppKeySettings> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let change = settings::SettingsChange { renewal_period_days: input.renewal_period_days };
+        let change = settings::SettingsChange {
+            renewal_period_days: input.renewal_period_days,
+            max_lifetime_days: maybe(input.max_lifetime_days),
+            deactivate_unused_after_days: maybe(input.deactivate_unused_after_days),
+            expiry_warning_days: input.expiry_warning_days,
+        };
         Ok(settings::update(&state.store, &sctx, &change).await?.into())
     }
 
-    /// A single-use link, valid 60 seconds, to download the CSV export (for browsers, which cannot
+    /// A single-use link, valid 60 seconds, to download the export (for browsers, which cannot
     /// send auth headers on a plain download).
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysEdit).or(R::ApiKeysView)")]
-    async fn create_app_keys_export(&self, ctx: &Context<'_>) -> Result<ExportDownload> {
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)")]
+    async fn create_app_keys_export(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "CSV (the default) or XLSX.", default_with = "ExportFormat::Csv")] format: ExportFormat,
+    ) -> Result<ExportDownload> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let (ticket, expires_at) = export::issue_ticket(&state.store, &sctx).await?;
-        Ok(ExportDownload { url: format!("/export/app-keys.csv?ticket={}", ticket.expose_secret()), expires_at })
+        let extension = match format {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Xlsx => "xlsx",
+        };
+        Ok(ExportDownload {
+            url: format!("/export/app-keys.{extension}?ticket={}", ticket.expose_secret()),
+            expires_at,
+        })
     }
 }
 
@@ -231,4 +244,13 @@ async fn change_roles(ctx: &Context<'_>, key: &str, change: RolesChange, role_id
     let state = ctx.data::<AppState>()?;
     let sctx = service_ctx(ctx)?;
     Ok(keys::change_roles(&state.store, &sctx, key, change, &ids(role_ids)).await?.into())
+}
+
+/// An omitted field keeps its value (`None`); an explicit null clears it (`Some(None)`).
+fn maybe<T>(value: async_graphql::MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        async_graphql::MaybeUndefined::Undefined => None,
+        async_graphql::MaybeUndefined::Null => Some(None),
+        async_graphql::MaybeUndefined::Value(value) => Some(Some(value)),
+    }
 }

@@ -1,6 +1,6 @@
 //! GraphQL output and input types. They convert from service views; services never see them.
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Enum, InputObject, Object, OutputType, SimpleObject, ID};
+use async_graphql::{Enum, InputObject, MaybeUndefined, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
@@ -91,6 +91,8 @@ pub enum AppKeyStatus {
     Active,
     /// Deactivated by its owner, or (external) removed from this account.
     Inactive,
+    /// Past its `expiresAt`: it cannot authenticate until renewed with a new expiry.
+    Expired,
 }
 
 /// How urgently a key's token should be renewed, from its age and the account's renewal period.
@@ -148,6 +150,19 @@ pub struct AppKey {
     pub renewal: Option<AppKeyRenewal>,
     /// Whether the token is due for renewal.
     pub renewal_alert: RenewalAlert,
+    /// When the key stops working by itself; null: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the key last made an authenticated request in this account (GraphQL or `/auth`);
+    /// null: never. Recorded off the hot path, so it may lag by up to the flush interval.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The client address of that request (behind a trusted gateway, the address it forwards).
+    pub last_used_ip: Option<String>,
+    /// The `User-Agent` of that request.
+    pub last_used_user_agent: Option<String>,
+    /// Who generated the key: a user's email or a key; null for other accounts' keys.
+    pub created_by: Option<String>,
+    /// The last change to the key or to its access in this account.
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<AppKeyView> for AppKey {
@@ -165,6 +180,12 @@ impl From<AppKeyView> for AppKey {
             token_created_at: k.token_created_at,
             renewal: k.renewal.map(Into::into),
             renewal_alert: k.renewal_alert.into(),
+            expires_at: k.expires_at,
+            last_used_at: k.last_use.as_ref().map(|u| u.at),
+            last_used_ip: k.last_use.as_ref().and_then(|u| u.ip.clone()),
+            last_used_user_agent: k.last_use.and_then(|u| u.user_agent),
+            created_by: k.created_by,
+            updated_at: k.updated_at,
         }
     }
 }
@@ -194,6 +215,9 @@ pub struct RenewAppKeyTokenInput {
     /// Seconds the previous token keeps working: 0 stops it now; at most 7776000 (90 days); null
     /// keeps it until the renewal is finished or undone.
     pub old_token_valid_for: Option<i64>,
+    /// The key's new expiry (in the future, within the account's `maxLifetimeDays`); null keeps its
+    /// expiry, or sets it `maxLifetimeDays` ahead when the account has a maximum.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An account's key settings.
@@ -201,11 +225,24 @@ pub struct RenewAppKeyTokenInput {
 pub struct AppKeySettings {
     /// A token older than this many days gets a renewal alert (default 90).
     pub renewal_period_days: u32,
+    /// The longest a key may live, in days: caps `expiresAt` at generate and renew, and supplies it
+    /// when omitted. Null: no maximum.
+    pub max_lifetime_days: Option<u32>,
+    /// Internal keys unused for longer than this many days (never used: since creation) are
+    /// deactivated automatically (audited as `key.auto_deactivate` by `system`). Null: never.
+    pub deactivate_unused_after_days: Option<u32>,
+    /// How many days before its expiry a key is announced as expiring (default 7).
+    pub expiry_warning_days: u32,
 }
 
 impl From<KeySettings> for AppKeySettings {
     fn from(s: KeySettings) -> Self {
-        Self { renewal_period_days: s.renewal_period_days }
+        Self {
+            renewal_period_days: s.renewal_period_days,
+            max_lifetime_days: s.max_lifetime_days,
+            deactivate_unused_after_days: s.deactivate_unused_after_days,
+            expiry_warning_days: s.expiry_warning_days,
+        }
     }
 }
 
@@ -214,6 +251,12 @@ impl From<KeySettings> for AppKeySettings {
 pub struct AppKeySettingsInput {
     /// Days after which a token gets a renewal alert: 1 to 3650.
     pub renewal_period_days: Option<i32>,
+    /// Maximum key lifetime in days, 1 to 3650; null removes the maximum.
+    pub max_lifetime_days: MaybeUndefined<i32>,
+    /// Deactivate internal keys unused for this many days, 1 to 3650; null turns it off.
+    pub deactivate_unused_after_days: MaybeUndefined<i32>,
+    /// Days of warning before a key expires: 1 to 365.
+    pub expiry_warning_days: Option<i32>,
 }
 
 /// A user session.
@@ -302,6 +345,15 @@ impl From<AuditEventView> for AuditEvent {
     }
 }
 
+/// The export's file format.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Comma-separated values (RFC 4180).
+    Csv,
+    /// An Excel workbook with the sheets `Generated` (this account's keys) and `External`.
+    Xlsx,
+}
+
 /// A short-lived, single-use link to download the CSV export without auth headers.
 #[derive(SimpleObject)]
 pub struct ExportDownload {
@@ -351,6 +403,8 @@ pub struct AppKeyFilter {
     pub key_type: Option<AppKeyType>,
     /// Only keys with this renewal alert.
     pub renewal_alert: Option<RenewalAlert>,
+    /// Only keys not used in this account since then (never-used keys: created before then).
+    pub unused_since: Option<DateTime<Utc>>,
 }
 
 /// Filters for the audit log; each is an exact match.
@@ -382,6 +436,9 @@ pub struct GenerateAppKeyInput {
     pub label: Option<String>,
     /// Roles to give the key; none means no access until roles are added.
     pub role_ids: Option<Vec<ID>>,
+    /// When the key stops working by itself: in the future and within the account's
+    /// `maxLifetimeDays`; omitted: never, or `maxLifetimeDays` ahead when the account has a maximum.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Another account's key to grant roles to.

@@ -11,7 +11,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use std::net::SocketAddr;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -51,6 +52,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
     let router = router
         .route("/graphql", get(graphql::graphql_get).post(graphql::graphql_post))
         .route("/export/app-keys.csv", get(export::app_keys_csv))
+        .route("/export/app-keys.xlsx", get(export::app_keys_xlsx))
         .route("/auth", get(forward_auth::check))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -101,21 +103,50 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The peer address when the server runs with connect info (it always does; embedders may not).
-pub(crate) struct ClientAddr(pub Option<SocketAddr>);
+/// The client's address: the peer's, or, when the peer is a trusted proxy (`--trusted-proxies`),
+/// the nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub(crate) struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<HttpState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let trusted = &state.app.settings.trusted_proxies;
+        Ok(Self(peer.map(|peer| client_behind(peer, &parts.headers, trusted))))
     }
 }
 
+/// Walks `X-Forwarded-For` from the nearest hop outwards while the hops are trusted proxies.
+fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
 impl ClientAddr {
-    /// The peer's IP address as text (audit events, throttling).
+    /// The client's IP address as text (audit events, throttling, last use).
     pub(crate) fn ip(&self) -> Option<String> {
-        self.0.map(|addr| addr.ip().to_string())
+        self.0.map(|ip| ip.to_string())
     }
 }
 
@@ -149,4 +180,32 @@ pub(crate) fn error_response(error: &AppError) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).expect("header"));
+        headers
+    }
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().expect("an address")
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net"), "127.0.0.1/32".parse().expect("net")];
+        let headers = forwarded("203.0.113.9, 10.1.2.3");
+        assert_eq!(client_behind(ip("127.0.0.1"), &headers, &trusted), ip("203.0.113.9"));
+        assert_eq!(client_behind(ip("198.51.100.7"), &headers, &trusted), ip("198.51.100.7"), "untrusted peer");
+        assert_eq!(client_behind(ip("127.0.0.1"), &headers, &[]), ip("127.0.0.1"), "no trusted proxies");
+        // A client cannot hide behind a forged entry further out.
+        let spoofed = forwarded("1.2.3.4, 203.0.113.9");
+        assert_eq!(client_behind(ip("127.0.0.1"), &spoofed, &trusted), ip("203.0.113.9"));
+        assert_eq!(client_behind(ip("127.0.0.1"), &forwarded("garbage"), &trusted), ip("127.0.0.1"));
+    }
 }

@@ -10,60 +10,113 @@ use crate::error::AppResult;
 
 /// VTEX offers 3 or 6 months; 90 days unless the account chooses otherwise.
 pub const DEFAULT_RENEWAL_PERIOD_DAYS: u32 = 90;
-const MAX_RENEWAL_PERIOD_DAYS: u32 = 3_650;
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 7;
+const MAX_DAYS: u32 = 3_650;
+const MAX_WARNING_DAYS: u32 = 365;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySettings {
     /// A token older than this gets a renewal alert.
     pub renewal_period_days: u32,
+    /// The longest a key may live: caps `expiresAt` and supplies it when omitted. `None`: no cap.
+    pub max_lifetime_days: Option<u32>,
+    /// Internal keys unused for longer are deactivated by the sweeper. `None`: never.
+    pub deactivate_unused_after_days: Option<u32>,
+    /// How long before its expiry a key is announced as expiring.
+    pub expiry_warning_days: u32,
 }
 
 impl Default for KeySettings {
     fn default() -> Self {
-        Self { renewal_period_days: DEFAULT_RENEWAL_PERIOD_DAYS }
+        Self {
+            renewal_period_days: DEFAULT_RENEWAL_PERIOD_DAYS,
+            max_lifetime_days: None,
+            deactivate_unused_after_days: None,
+            expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
+        }
     }
 }
 
 impl KeySettings {
     fn audit_state(&self) -> serde_json::Value {
-        json!({ "renewalPeriodDays": self.renewal_period_days })
+        json!({
+            "renewalPeriodDays": self.renewal_period_days,
+            "maxLifetimeDays": self.max_lifetime_days,
+            "deactivateUnusedAfterDays": self.deactivate_unused_after_days,
+            "expiryWarningDays": self.expiry_warning_days,
+        })
     }
 }
 
-/// What `updateAppKeySettings` may change; `None` keeps the current value.
+/// What `updateAppKeySettings` may change. `None` keeps the current value; for the settings that
+/// can be off, `Some(None)` turns them off.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsChange {
     pub renewal_period_days: Option<i32>,
+    pub max_lifetime_days: Option<Option<i32>>,
+    pub deactivate_unused_after_days: Option<Option<i32>>,
+    pub expiry_warning_days: Option<i32>,
+}
+
+fn days(raw: Option<i32>, what: &str, max: u32) -> AppResult<Option<u32>> {
+    Ok(raw.map(|days| Days::parse(days, what, max)).transpose()?.map(Days::get))
+}
+
+fn stored(days: u32) -> i32 {
+    i32::try_from(days).unwrap_or(i32::MAX)
+}
+
+fn loaded(days: i32) -> Option<u32> {
+    u32::try_from(days).ok()
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<KeySettings> {
     let row = account_setting::Entity::find_by_id(account_id).one(db).await?;
-    Ok(row.map_or_else(KeySettings::default, |row| KeySettings {
-        renewal_period_days: u32::try_from(row.renewal_period_days).unwrap_or(DEFAULT_RENEWAL_PERIOD_DAYS),
+    let defaults = KeySettings::default();
+    Ok(row.map_or(defaults, |row| KeySettings {
+        renewal_period_days: loaded(row.renewal_period_days).unwrap_or(defaults.renewal_period_days),
+        max_lifetime_days: row.max_lifetime_days.and_then(loaded),
+        deactivate_unused_after_days: row.deactivate_unused_after_days.and_then(loaded),
+        expiry_warning_days: loaded(row.expiry_warning_days).unwrap_or(defaults.expiry_warning_days),
     }))
 }
 
 pub async fn update(store: &Store, ctx: &Ctx<'_>, change: &SettingsChange) -> AppResult<KeySettings> {
-    let renewal_period = change
-        .renewal_period_days
-        .map(|days| Days::parse(days, "renewalPeriodDays", MAX_RENEWAL_PERIOD_DAYS))
-        .transpose()?;
+    let renewal_period = days(change.renewal_period_days, "renewalPeriodDays", MAX_DAYS)?;
+    let max_lifetime = change.max_lifetime_days.map(|raw| days(raw, "maxLifetimeDays", MAX_DAYS)).transpose()?;
+    let unused =
+        change.deactivate_unused_after_days.map(|raw| days(raw, "deactivateUnusedAfterDays", MAX_DAYS)).transpose()?;
+    let warning = days(change.expiry_warning_days, "expiryWarningDays", MAX_WARNING_DAYS)?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id).await?;
-    let after = KeySettings { renewal_period_days: renewal_period.map_or(before.renewal_period_days, Days::get) };
+    let after = KeySettings {
+        renewal_period_days: renewal_period.unwrap_or(before.renewal_period_days),
+        max_lifetime_days: max_lifetime.unwrap_or(before.max_lifetime_days),
+        deactivate_unused_after_days: unused.unwrap_or(before.deactivate_unused_after_days),
+        expiry_warning_days: warning.unwrap_or(before.expiry_warning_days),
+    };
     if after == before {
         return Ok(before);
     }
     let row = account_setting::ActiveModel {
         account_id: Set(account_id.clone()),
-        renewal_period_days: Set(i32::try_from(after.renewal_period_days).unwrap_or(i32::MAX)),
+        renewal_period_days: Set(stored(after.renewal_period_days)),
+        max_lifetime_days: Set(after.max_lifetime_days.map(stored)),
+        deactivate_unused_after_days: Set(after.deactivate_unused_after_days.map(stored)),
+        expiry_warning_days: Set(stored(after.expiry_warning_days)),
         updated_at: Set(txn.now()),
     };
     account_setting::Entity::insert(row)
         .on_conflict(
             OnConflict::column(account_setting::Column::AccountId)
-                .update_columns([account_setting::Column::RenewalPeriodDays, account_setting::Column::UpdatedAt])
+                .update_columns([
+                    account_setting::Column::RenewalPeriodDays,
+                    account_setting::Column::MaxLifetimeDays,
+                    account_setting::Column::DeactivateUnusedAfterDays,
+                    account_setting::Column::ExpiryWarningDays,
+                    account_setting::Column::UpdatedAt,
+                ])
                 .to_owned(),
         )
         .exec(&*txn)

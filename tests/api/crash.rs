@@ -1,74 +1,19 @@
 //! Crash safety: the real binary is killed with SIGKILL in the middle of a burst of
 //! `generateAppKey` and `setAppKeyRoles`; after a restart every key exists whole (its access, its
 //! roles, its audit event) or not at all, and every roles change is there with its event or not at all.
-use crate::helpers::{Auth, Backend, TestDatabase, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::binary::{gql, owner_session, Server};
+use crate::helpers::{Backend, TestDatabase};
 use futures::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-async fn start(database_url: &str) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url])
-        .env("APPKEYS_BOOTSTRAP_EMAIL", OWNER_EMAIL)
-        .env("APPKEYS_BOOTSTRAP_PASSWORD", OWNER_PASSWORD)
-        .env("APPKEYS_FAILURES_PER_MINUTE", "1000")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the appkeys binary starts");
-    let server = Server { child, address: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{}/readyz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the appkeys binary did not become ready");
-}
-
-async fn gql(client: &reqwest::Client, address: &str, auth: &Auth, query: &str, variables: Value) -> Option<Value> {
-    let request = client.post(format!("{address}/graphql")).json(&json!({ "query": query, "variables": variables }));
-    let response = auth.apply(request).send().await.ok()?;
-    response.json().await.ok()
-}
 
 async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let database_url = database.url.clone();
     let client = reqwest::Client::new();
-    let server = start(&database_url).await;
-    let login = gql(
-        &client,
-        &server.address,
-        &Auth::None,
-        "mutation($i: LoginInput!) { login(input: $i) { token } }",
-        json!({ "i": { "account": "main", "email": OWNER_EMAIL, "password": OWNER_PASSWORD } }),
-    )
-    .await
-    .expect("login");
-    let owner = Auth::Bearer(login["data"]["login"]["token"].as_str().expect("token").to_owned());
+    let server = Server::start(&database_url, &[]).await;
+    let owner = owner_session(&client, &server.address).await;
     let roles = gql(&client, &server.address, &owner, "{ roles { id } }", json!({})).await.expect("roles");
     let role_ids: Vec<String> = roles["data"]["roles"]
         .as_array()
@@ -117,7 +62,7 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
     join_all(tasks).await;
 
     // After a restart, check every key row against the rest of the database.
-    let server = start(&database_url).await;
+    let server = Server::start(&database_url, &[]).await;
     let db = sea_orm::Database::connect(database_url.as_str()).await.expect("connect");
     use sea_orm::{ConnectionTrait, Statement};
     let rows = |sql: &str| {

@@ -15,7 +15,19 @@ async fn the_export_lists_keys_with_access_as_csv(app: &TestApp) {
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     assert_eq!(
         reader.headers().expect("header").iter().collect::<Vec<_>>(),
-        ["key", "account", "type", "status", "roles", "created_at"]
+        [
+            "key",
+            "account",
+            "type",
+            "status",
+            "roles",
+            "created_at",
+            "label",
+            "token_created_at",
+            "renewal_pending",
+            "last_used_at",
+            "expires_at"
+        ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
     assert_eq!(rows.len(), 1, "only keys with roles: {body}");
@@ -25,8 +37,12 @@ async fn the_export_lists_keys_with_access_as_csv(app: &TestApp) {
     assert_eq!(&rows[0][3], "ACTIVE");
     assert_eq!(&rows[0][4], "User Administrator - RESTRICTED;=cmd|' /C calc'!A0", "roles joined by ;");
     assert!(rows[0][5].parse::<chrono::DateTime<chrono::Utc>>().is_ok());
+    assert_eq!(&rows[0][6], "'=HYPERLINK(\"x\")", "the label, guarded like every cell");
+    assert_eq!(&rows[0][7], &rows[0][5], "the token is as old as the key");
+    assert_eq!(&rows[0][8], "false");
+    assert_eq!(&rows[0][9], "", "never used");
+    assert_eq!(&rows[0][10], "", "never expires");
     assert!(!body.contains(&without_roles));
-    assert!(!body.contains("HYPERLINK"), "labels are not exported");
 }
 
 async fn formula_cells_are_neutralised(app: &TestApp) {
@@ -80,7 +96,56 @@ async fn the_export_streams_many_pages(app: &TestApp) {
     assert_eq!(keys.len(), 520, "every key once, across chunk boundaries");
 }
 
+/// The workbook: the CSV's data in sheets `Generated` and `External`, read back with a real reader,
+/// with the same formula guard; also through a single-use link.
+async fn the_xlsx_export_holds_the_same_keys_in_two_sheets(app: &TestApp) {
+    use calamine::{Reader, Xlsx};
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (own, _) = app.generate_key(&owner, Some("@risky label"), std::slice::from_ref(&restricted)).await;
+    let (second, _) = app.generate_key(&owner, Some("second"), std::slice::from_ref(&restricted)).await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let (external, _) = app.generate_key(&partner, Some("partner secret label"), &[partner_role]).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    app.graphql(&owner, add, json!({ "k": external, "r": [restricted] })).await.data("addExternalAppKey");
+
+    let link = app.graphql(&owner, "mutation { createAppKeysExport(format: XLSX) { url } }", json!({})).await;
+    let url = link.data("createAppKeysExport.url").as_str().expect("url").to_owned();
+    assert!(url.starts_with("/export/app-keys.xlsx?ticket="), "{url}");
+    let response = app.get(&url, &Auth::None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"app-keys.xlsx\"");
+    let bytes = response.bytes().await.expect("body");
+    assert_eq!(app.get(&url, &Auth::None).await.status(), 401, "the link works once");
+
+    let mut workbook: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).expect("an XLSX file");
+    assert_eq!(workbook.sheet_names(), ["Generated", "External"]);
+    let sheet = |workbook: &mut Xlsx<_>, name: &str| -> Vec<Vec<String>> {
+        let range = workbook.worksheet_range(name).expect("the sheet");
+        range.rows().map(|row| row.iter().map(|cell| cell.to_string()).collect()).collect()
+    };
+    let generated = sheet(&mut workbook, "Generated");
+    let csv = app.get("/export/app-keys.csv", &owner).await.text().await.expect("csv");
+    let header: Vec<String> = csv.lines().next().expect("header").split(',').map(str::to_owned).collect();
+    assert_eq!(generated[0], header, "the same columns as the CSV");
+    let keys: Vec<&str> = generated[1..].iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(keys, [second.as_str(), own.as_str()], "newest first");
+    assert_eq!(generated[2][6], "'@risky label", "the formula guard");
+    let external_rows = sheet(&mut workbook, "External");
+    assert_eq!(external_rows.len(), 2);
+    assert_eq!(external_rows[1][0], external);
+    assert_eq!(external_rows[1][1], "partner");
+    assert_eq!(external_rows[1][6], "", "another account's label is never exported");
+    // With headers, and the same permission as the CSV.
+    assert_eq!(app.get("/export/app-keys.xlsx", &owner).await.status(), 200);
+    assert_eq!(app.get("/export/app-keys.xlsx", &Auth::None).await.status(), 401);
+}
+
 crate::backend_tests!(
+    the_xlsx_export_holds_the_same_keys_in_two_sheets,
     the_export_lists_keys_with_access_as_csv,
     formula_cells_are_neutralised,
     the_export_needs_credentials_and_permission,

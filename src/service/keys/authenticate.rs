@@ -14,6 +14,8 @@ use crate::service::{accounts, roles};
 pub struct KeyGrant {
     pub key_id: String,
     pub key: String,
+    /// The key's access row in that account (where its last use is kept).
+    pub access_id: String,
     pub account_id: String,
     pub account_name: String,
     pub resources: BTreeSet<String>,
@@ -54,12 +56,18 @@ pub async fn authenticate<C: ConnectionTrait>(
         return Ok(None);
     };
     let roles = roles_of_accesses(db, std::slice::from_ref(&access)).await?.remove(&access.id).unwrap_or_default();
-    if !has_access(effective_status(key.active, access.removed), roles.len()) {
+    if !has_access(effective_status(key.active, access.removed, key.expires_at, now), roles.len()) {
         return Ok(None);
     }
+    // Whichever ends first: the key's expiry or the previous token's overlap.
+    let valid_until = match (valid_until, key.expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(Some(KeyGrant {
         key_id: key.id,
         key: key.key,
+        access_id: access.id,
         account_id: target.id,
         account_name: target.name,
         resources: roles::union_resources(&roles),

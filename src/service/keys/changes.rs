@@ -3,7 +3,7 @@
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use std::collections::BTreeSet;
 
-use super::{find_access, find_key, locate, AppKeyView, Located, Viewpoint};
+use super::{expiry_for, find_access, find_key, locate, AppKeyView, Located, Viewpoint};
 use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
 use crate::entity::{app_key, key_access, key_access_role};
 use crate::error::{AppError, AppResult};
@@ -31,14 +31,17 @@ pub struct GeneratedKey {
     pub token: AppToken,
 }
 
-pub async fn generate(
-    store: &Store,
-    ctx: &Ctx<'_>,
-    prefix: &KeyPrefix,
-    label: Option<&str>,
-    role_ids_raw: &[String],
-) -> AppResult<GeneratedKey> {
-    let label = KeyLabel::parse(label)?;
+/// What `generateAppKey` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub label: Option<String>,
+    pub role_ids: Vec<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &NewKey) -> AppResult<GeneratedKey> {
+    let label = KeyLabel::parse(new.label.as_deref())?;
+    let role_ids_raw = &new.role_ids;
     let account_id = &ctx.principal.account_id;
     let account = AccountName::parse(&ctx.principal.account_name)?;
     let token = AppToken::generate();
@@ -57,6 +60,7 @@ pub async fn generate(
     }
     let actor = ctx.principal.actor();
     let now = txn.now();
+    let expires_at = expiry_for(new.expires_at, None, now, at.settings.max_lifetime_days)?;
     let label_text = label.map_or_else(|| value.to_string(), KeyLabel::into_inner);
     let key = app_key::ActiveModel {
         id: Set(new_id()),
@@ -73,6 +77,8 @@ pub async fn generate(
         previous_token_created_at: Set(None),
         previous_token_expires_at: Set(None),
         renewal_started_at: Set(None),
+        expires_at: Set(expires_at),
+        updated_at: Set(now),
     }
     .insert(&*txn)
     .await?;
@@ -84,6 +90,10 @@ pub async fn generate(
         removed: Set(false),
         added_at: Set(now),
         added_by: Set(actor),
+        updated_at: Set(now),
+        last_used_at: Set(None),
+        last_used_ip: Set(None),
+        last_used_user_agent: Set(None),
     }
     .insert(&*txn)
     .await?;
@@ -136,6 +146,7 @@ pub async fn add_external(
             active.removed = Set(false);
             active.added_at = Set(txn.now());
             active.added_by = Set(actor);
+            active.updated_at = Set(txn.now());
             ("key.readd_external", Some(before), active.update(&*txn).await?)
         }
         None => {
@@ -147,6 +158,10 @@ pub async fn add_external(
                 removed: Set(false),
                 added_at: Set(txn.now()),
                 added_by: Set(actor),
+                updated_at: Set(txn.now()),
+                last_used_at: Set(None),
+                last_used_ip: Set(None),
+                last_used_user_agent: Set(None),
             }
             .insert(&*txn)
             .await?;
@@ -195,7 +210,10 @@ pub async fn change_roles(
     };
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
     replace_roles(&*txn, &located.access.id, &role_ids(&wanted)).await?;
-    let after = located.view(&*txn, &at).await?;
+    let Located { key, access } = located;
+    let mut touched: key_access::ActiveModel = access.into();
+    touched.updated_at = Set(txn.now());
+    let after = Located { key, access: touched.update(&*txn).await? }.view(&*txn, &at).await?;
     let action = match change {
         RolesChange::Set => "key.set_roles",
         RolesChange::Add => "key.add_roles",
@@ -219,11 +237,13 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
     let (action, after) = if internal {
         let mut active: app_key::ActiveModel = key.into();
         active.active = Set(false);
+        active.updated_at = Set(txn.now());
         ("key.deactivate", Located { key: active.update(&*txn).await?, access })
     } else {
         replace_roles(&*txn, &access.id, &[]).await?;
         let mut active: key_access::ActiveModel = access.into();
         active.removed = Set(true);
+        active.updated_at = Set(txn.now());
         ("key.remove_external", Located { key, access: active.update(&*txn).await? })
     };
     let after = after.view(&*txn, &at).await?;
@@ -251,6 +271,7 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
     let Located { key, access } = located;
     let mut active: app_key::ActiveModel = key.into();
     active.active = Set(true);
+    active.updated_at = Set(txn.now());
     let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.activate", &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;
     txn.commit().await?;

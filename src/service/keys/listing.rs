@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
+use super::usage::unused_since_condition;
 use super::{
     has_roles, locate, renewal_alert_condition, status_condition, views, AppKeyView, KeyStatus, KeyType, RenewalAlert,
     Viewpoint,
@@ -30,6 +31,8 @@ pub struct KeyFilter {
     pub status: Option<KeyStatus>,
     pub key_type: Option<KeyType>,
     pub renewal_alert: Option<RenewalAlert>,
+    /// Keys not used in this account since then (never used: created before then).
+    pub unused_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn list(
@@ -107,7 +110,10 @@ fn access_select(at: &Viewpoint, filter: &KeyFilter) -> AppResult<Select<key_acc
         select = select.filter(key_access::Column::External.eq(key_type == KeyType::External));
     }
     if let Some(status) = filter.status {
-        select = select.filter(status_condition(status));
+        select = select.filter(status_condition(status, at.now, false));
+    }
+    if let Some(since) = filter.unused_since {
+        select = select.filter(unused_since_condition(&at.account_id, since));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search)?;
@@ -136,8 +142,11 @@ async fn list_internal(
         select = select.filter(Expr::val(1).eq(0));
     }
     if let Some(status) = filter.status {
-        // An internal key is never removed from its own account: its status is its owner's switch.
-        select = select.filter(app_key::Column::Active.eq(status == KeyStatus::Active));
+        // An internal key is never removed from its own account.
+        select = select.filter(status_condition(status, at.now, true));
+    }
+    if let Some(since) = filter.unused_since {
+        select = select.filter(unused_since_condition(account_id, since));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search)?;

@@ -12,6 +12,7 @@ mod authenticate;
 mod changes;
 mod listing;
 mod renewal;
+mod usage;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
@@ -20,9 +21,12 @@ use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
 pub use authenticate::{authenticate, KeyGrant};
-pub use changes::{activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, RolesChange};
+pub use changes::{
+    activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
+};
 pub use listing::{get, list, KeyFilter, Listing};
-pub use renewal::{finish_renewal, renew, undo_renewal, RenewedKey, MAX_OVERLAP_SECS};
+pub use renewal::{finish_renewal, renew, undo_renewal, Renew, RenewedKey, MAX_OVERLAP_SECS};
+pub use usage::{deactivate_unused, record_uses, KeyUse};
 
 use super::roles::{self, RoleView};
 use super::settings::{self, KeySettings};
@@ -40,6 +44,7 @@ pub enum KeyType {
 pub enum KeyStatus {
     Active,
     Inactive,
+    Expired,
 }
 
 impl KeyStatus {
@@ -48,17 +53,49 @@ impl KeyStatus {
         match self {
             KeyStatus::Active => "ACTIVE",
             KeyStatus::Inactive => "INACTIVE",
+            KeyStatus::Expired => "EXPIRED",
         }
     }
 }
 
-/// A key's effective status in one account: active at its owner and, where it is external, not
-/// removed there. `status_condition` is its SQL twin.
-pub fn effective_status(active_at_owner: bool, removed_here: bool) -> KeyStatus {
-    if active_at_owner && !removed_here {
+/// A key's effective status in one account: EXPIRED once past its expiry (nothing but a renewal
+/// with a new expiry brings it back); otherwise ACTIVE when active at its owner and, where it is
+/// external, not removed there. `status_condition` is its SQL twin.
+pub fn effective_status(
+    active_at_owner: bool,
+    removed_here: bool,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> KeyStatus {
+    if expires_at.is_some_and(|at| at <= now) {
+        KeyStatus::Expired
+    } else if active_at_owner && !removed_here {
         KeyStatus::Active
     } else {
         KeyStatus::Inactive
+    }
+}
+
+/// The expiry a key gets at generation or renewal. An expiry in the past is refused, and so is one
+/// beyond the account's maximum lifetime, which also supplies the expiry when none is asked for;
+/// without either, the key keeps `current` (none for a new key).
+pub fn expiry_for(
+    requested: Option<DateTime<Utc>>,
+    current: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_lifetime_days: Option<u32>,
+) -> AppResult<Option<DateTime<Utc>>> {
+    let latest = max_lifetime_days.map(|days| now + chrono::Duration::days(i64::from(days)));
+    match (requested, latest) {
+        (Some(at), _) if at <= now => Err(AppError::BadUserInput("expiresAt must be in the future".into())),
+        (Some(at), Some(latest)) if at > latest => Err(AppError::BadUserInput(format!(
+            "expiresAt is at most {} days ahead (this account's maxLifetimeDays); the latest allowed is {}",
+            max_lifetime_days.unwrap_or_default(),
+            latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        (Some(at), _) => Ok(Some(at)),
+        (None, Some(latest)) => Ok(Some(latest)),
+        (None, None) => Ok(current),
     }
 }
 
@@ -68,14 +105,19 @@ pub fn has_access(status: KeyStatus, roles_here: usize) -> bool {
     status == KeyStatus::Active && roles_here > 0
 }
 
-/// The SQL twin of `effective_status`, over `app_keys` joined with `key_access`.
-fn status_condition(status: KeyStatus) -> Condition {
-    let live = Condition::all()
-        .add(Expr::col((app_key::Entity, app_key::Column::Active)).eq(true))
-        .add(Expr::col((key_access::Entity, key_access::Column::Removed)).eq(false));
+/// The SQL twin of `effective_status`, over `app_keys` joined with `key_access` (`internal_only`:
+/// over `app_keys` alone, for keys that are never removed from their own account).
+fn status_condition(status: KeyStatus, now: DateTime<Utc>, internal_only: bool) -> Condition {
+    let expires = || Expr::col((app_key::Entity, app_key::Column::ExpiresAt));
+    let expired = Condition::all().add(expires().is_not_null()).add(expires().lte(now));
+    let mut switched_on = Condition::all().add(Expr::col((app_key::Entity, app_key::Column::Active)).eq(true));
+    if !internal_only {
+        switched_on = switched_on.add(Expr::col((key_access::Entity, key_access::Column::Removed)).eq(false));
+    }
     match status {
-        KeyStatus::Active => live,
-        KeyStatus::Inactive => live.not(),
+        KeyStatus::Expired => expired,
+        KeyStatus::Active => Condition::all().add(expired.not()).add(switched_on),
+        KeyStatus::Inactive => Condition::all().add(expired.not()).add(switched_on.not()),
     }
 }
 
@@ -105,9 +147,17 @@ pub struct Renewal {
 /// The key's pending renewal, if any: one was started and its previous token has not run out. An
 /// overlap that ran out is over as if finished.
 pub fn pending_renewal(key: &app_key::Model, now: DateTime<Utc>) -> Option<Renewal> {
-    let started_at = key.renewal_started_at?;
     key.previous_token_digest.as_ref()?;
-    let old_token_expires_at = key.previous_token_expires_at;
+    renewal_pending(key.renewal_started_at, key.previous_token_expires_at, now)
+}
+
+/// `pending_renewal` from the renewal's two timestamps (a renewal always keeps its previous token).
+pub fn renewal_pending(
+    started_at: Option<DateTime<Utc>>,
+    old_token_expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Renewal> {
+    let started_at = started_at?;
     if old_token_expires_at.is_some_and(|until| until <= now) {
         return None;
     }
@@ -188,6 +238,26 @@ pub struct AppKeyView {
     pub token_created_at: DateTime<Utc>,
     pub renewal: Option<Renewal>,
     pub renewal_alert: RenewalAlert,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last authenticated request of the key in this account.
+    pub last_use: Option<LastUse>,
+    /// Who generated it (a user's email or a key), for the account's own keys only.
+    pub created_by: Option<String>,
+    /// The last change to the key, or to its access in this account.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// When, from where and with which client a key was last used in one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastUse {
+    pub at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// `created_by` as stored (`user:<email>`, `appkey:<key>`) shown as the email or key alone.
+fn creator(actor: &str) -> String {
+    actor.split_once(':').map_or(actor, |(_, who)| who).to_owned()
 }
 
 impl AppKeyView {
@@ -225,13 +295,22 @@ async fn views<C: ConnectionTrait>(
         .map(|k| {
             let access = access_by_key.get(k.id.as_str()).copied();
             let internal = k.account_id == at.account_id;
-            let status = effective_status(k.active, access.is_none_or(|a| a.removed));
+            let status = effective_status(k.active, access.is_none_or(|a| a.removed), k.expires_at, at.now);
             let roles = access.and_then(|a| roles_by_access.get(&a.id)).cloned().unwrap_or_default();
             let renewal = pending_renewal(&k, at.now);
+            let last_use = access.and_then(|a| {
+                a.last_used_at.map(|at| LastUse {
+                    at,
+                    ip: a.last_used_ip.clone(),
+                    user_agent: a.last_used_user_agent.clone(),
+                })
+            });
+            let updated_at = access.map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
             AppKeyView {
                 id: k.id,
                 account: owners.get(&k.account_id).cloned().unwrap_or_default(),
                 label: internal.then_some(k.label),
+                created_by: internal.then(|| creator(&k.created_by)),
                 key: k.key,
                 key_type: if internal { KeyType::Internal } else { KeyType::External },
                 status,
@@ -241,6 +320,9 @@ async fn views<C: ConnectionTrait>(
                 token_created_at: k.token_created_at,
                 renewal,
                 renewal_alert: renewal_alert(k.token_created_at, at.now, at.settings.renewal_period_days),
+                expires_at: k.expires_at,
+                last_use,
+                updated_at,
             }
         })
         .collect())
@@ -324,10 +406,41 @@ mod tests {
 
     #[test]
     fn a_key_is_active_only_when_active_at_its_owner_and_not_removed_here() {
-        assert_eq!(effective_status(true, false), KeyStatus::Active);
-        assert_eq!(effective_status(false, false), KeyStatus::Inactive);
-        assert_eq!(effective_status(true, true), KeyStatus::Inactive);
-        assert_eq!(effective_status(false, true), KeyStatus::Inactive);
+        let now = Utc::now();
+        assert_eq!(effective_status(true, false, None, now), KeyStatus::Active);
+        assert_eq!(effective_status(false, false, None, now), KeyStatus::Inactive);
+        assert_eq!(effective_status(true, true, None, now), KeyStatus::Inactive);
+        assert_eq!(effective_status(false, true, None, now), KeyStatus::Inactive);
+    }
+
+    #[test]
+    fn a_key_past_its_expiry_is_expired_whatever_else_holds() {
+        let now = Utc::now();
+        let later = Some(now + chrono::Duration::seconds(1));
+        assert_eq!(effective_status(true, false, later, now), KeyStatus::Active);
+        assert_eq!(effective_status(true, false, Some(now), now), KeyStatus::Expired);
+        assert_eq!(effective_status(false, true, Some(now), now), KeyStatus::Expired);
+    }
+
+    #[test]
+    fn expiry_is_in_the_future_within_the_maximum_lifetime() {
+        let now = Utc::now();
+        let days = |n: i64| now + chrono::Duration::days(n);
+        assert_eq!(expiry_for(None, None, now, None).ok(), Some(None));
+        assert_eq!(expiry_for(None, Some(days(5)), now, None).ok(), Some(Some(days(5))), "kept");
+        assert_eq!(expiry_for(Some(days(2)), None, now, None).ok(), Some(Some(days(2))));
+        assert_eq!(expiry_for(None, None, now, Some(1)).ok(), Some(Some(days(1))), "supplied by the cap");
+        assert_eq!(expiry_for(Some(days(1)), None, now, Some(1)).ok(), Some(Some(days(1))));
+        assert!(expiry_for(Some(days(2)), None, now, Some(1)).is_err(), "beyond the cap");
+        assert!(expiry_for(Some(now), None, now, None).is_err(), "not in the future");
+        assert!(expiry_for(Some(days(-1)), None, now, Some(10)).is_err());
+    }
+
+    #[test]
+    fn the_creator_is_shown_without_its_kind() {
+        assert_eq!(creator("user:ann@example.com"), "ann@example.com");
+        assert_eq!(creator("appkey:appkey-main-ABCDEF"), "appkey-main-ABCDEF");
+        assert_eq!(creator("system"), "system");
     }
 
     #[test]

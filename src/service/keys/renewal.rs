@@ -4,7 +4,7 @@
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
-use super::{locate, pending_renewal, AppKeyView, Located, Viewpoint};
+use super::{expiry_for, locate, pending_renewal, AppKeyView, Located, Viewpoint};
 use crate::domain::AppToken;
 use crate::entity::app_key;
 use crate::error::{AppError, AppResult};
@@ -22,6 +22,7 @@ pub struct RenewedKey {
 fn renewal_state(view: &AppKeyView) -> serde_json::Value {
     json!({
         "tokenCreatedAt": view.token_created_at,
+        "expiresAt": view.expires_at,
         "renewal": view.renewal.map(|r| json!({ "startedAt": r.started_at, "oldTokenExpiresAt": r.old_token_expires_at })),
     })
 }
@@ -44,14 +45,19 @@ async fn rotatable(txn: &WriteTxn, ctx: &Ctx<'_>, at: &Viewpoint, raw_key: &str)
     Ok(located)
 }
 
-/// Starts a renewal. `old_token_valid_for_secs`: `Some(0)` stops the previous token now, `Some(n)`
-/// after n seconds (at most 90 days), `None` keeps it until the renewal is finished or undone.
-pub async fn renew(
-    store: &Store,
-    ctx: &Ctx<'_>,
-    raw_key: &str,
-    old_token_valid_for_secs: Option<i64>,
-) -> AppResult<RenewedKey> {
+/// What `renewAppKeyToken` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Renew {
+    /// `Some(0)` stops the previous token now, `Some(n)` after n seconds (at most 90 days), `None`
+    /// keeps it until the renewal is finished or undone.
+    pub old_token_valid_for_secs: Option<i64>,
+    /// The key's new expiry; `None` keeps its expiry (or takes the account's maximum lifetime).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Starts a renewal.
+pub async fn renew(store: &Store, ctx: &Ctx<'_>, raw_key: &str, request: &Renew) -> AppResult<RenewedKey> {
+    let old_token_valid_for_secs = request.old_token_valid_for_secs;
     if let Some(secs) = old_token_valid_for_secs {
         if !(0..=MAX_OVERLAP_SECS).contains(&secs) {
             return Err(AppError::BadUserInput(format!(
@@ -68,6 +74,7 @@ pub async fn renew(
     if pending_renewal(&located.key, now).is_some() {
         return Err(AppError::Conflict(format!("{} has a renewal pending; finish or undo it first", located.key.key)));
     }
+    let expires_at = expiry_for(request.expires_at, located.key.expires_at, now, at.settings.max_lifetime_days)?;
     let before = located.clone().view(&*txn, &at).await?;
     // Whoever renews gets a working credential with the key's roles: no escalation through it.
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
@@ -80,6 +87,8 @@ pub async fn renew(
     active.previous_token_created_at = Set(Some(previous.1));
     active.previous_token_expires_at = Set(old_token_valid_for_secs.map(|secs| now + chrono::Duration::seconds(secs)));
     active.renewal_started_at = Set(Some(now));
+    active.expires_at = Set(expires_at);
+    active.updated_at = Set(now);
     let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.renew", &after.key, Some(renewal_state(&before)), Some(renewal_state(&after))).await?;
     txn.commit().await?;
@@ -125,6 +134,7 @@ async fn end_renewal(store: &Store, ctx: &Ctx<'_>, raw_key: &str, end: End) -> A
     active.previous_token_created_at = Set(None);
     active.previous_token_expires_at = Set(None);
     active.renewal_started_at = Set(None);
+    active.updated_at = Set(at.now);
     let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;
     let action = match end {
         End::Finish => "key.renew_finish",

@@ -3,6 +3,7 @@
 //! test on SQLite and on PostgreSQL.
 mod app;
 mod backend;
+pub mod binary;
 mod client;
 mod fixtures;
 mod logs;

@@ -1,0 +1,112 @@
+//! Last use, off the hot path: an authenticated request only notes its key's use in memory (newest
+//! wins); `jobs` writes the notes at most once per key per flush interval, and on shutdown.
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::AppResult;
+use crate::service::keys::{self, KeyUse};
+use crate::service::Store;
+
+/// Coalesces key uses until they are flushed. Disabled, it notes nothing.
+#[derive(Clone, Default)]
+pub struct LastUseRecorder {
+    pending: Option<Arc<Mutex<HashMap<String, KeyUse>>>>,
+}
+
+impl LastUseRecorder {
+    pub fn new(enabled: bool) -> Self {
+        Self { pending: enabled.then(Default::default) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Notes a use of the key access `access_id`; the newest use of each key wins.
+    pub fn record(&self, access_id: &str, at: DateTime<Utc>, ip: Option<&str>, user_agent: Option<&str>) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        let Ok(mut pending) = pending.lock() else {
+            return;
+        };
+        match pending.get_mut(access_id) {
+            Some(noted) if noted.at > at => {}
+            Some(noted) => {
+                noted.at = at;
+                // Allocate only when the client changed, which is rare for one key.
+                if noted.ip.as_deref() != ip {
+                    noted.ip = ip.map(str::to_owned);
+                }
+                if noted.user_agent.as_deref() != user_agent {
+                    noted.user_agent = user_agent.map(str::to_owned);
+                }
+            }
+            None => {
+                let noted = KeyUse {
+                    access_id: access_id.to_owned(),
+                    at,
+                    ip: ip.map(str::to_owned),
+                    user_agent: user_agent.map(str::to_owned),
+                };
+                pending.insert(access_id.to_owned(), noted);
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<KeyUse> {
+        let Some(pending) = &self.pending else {
+            return Vec::new();
+        };
+        pending.lock().map(|mut p| p.drain().map(|(_, noted)| noted).collect()).unwrap_or_default()
+    }
+
+    /// Writes every noted use. Uses that could not be written are noted again (unless a newer one
+    /// came meanwhile), so a database hiccup loses nothing.
+    pub async fn flush(&self, store: &Store) -> AppResult<usize> {
+        let uses = self.take();
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        match keys::record_uses(store, &uses).await {
+            Ok(()) => Ok(uses.len()),
+            Err(error) => {
+                for noted in &uses {
+                    self.record(&noted.access_id, noted.at, noted.ip.as_deref(), noted.user_agent.as_deref());
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_use_of_a_key_wins_and_a_flush_empties_the_notes() {
+        let recorder = LastUseRecorder::new(true);
+        let now = Utc::now();
+        let earlier = now - chrono::Duration::seconds(5);
+        recorder.record("a", now, Some("10.0.0.1"), Some("probe/1.0"));
+        recorder.record("a", earlier, Some("10.0.0.2"), Some("old/0.1"));
+        recorder.record("b", earlier, None, None);
+        let mut taken = recorder.take();
+        taken.sort_by(|x, y| x.access_id.cmp(&y.access_id));
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].at, now);
+        assert_eq!(taken[0].ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(taken[0].user_agent.as_deref(), Some("probe/1.0"));
+        assert!(recorder.take().is_empty());
+    }
+
+    #[test]
+    fn a_disabled_recorder_notes_nothing() {
+        let recorder = LastUseRecorder::new(false);
+        recorder.record("a", Utc::now(), None, None);
+        assert!(recorder.take().is_empty());
+        assert!(!recorder.enabled());
+    }
+}

@@ -1,0 +1,108 @@
+//! Background work, each job a small struct with `run(stop)`: the last-use flusher and the
+//! inactivity sweeper. `Jobs::start` spawns them; `Jobs::stop` asks them to finish (the flusher
+//! writes what it holds) and waits for them.
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::LastUseRecorder;
+use crate::service::{keys, Store};
+use crate::state::AppState;
+
+pub struct Jobs {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Jobs {
+    pub fn start(state: &AppState) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let settings = &state.settings;
+        let recorder = state.auth.last_use().clone();
+        let mut handles = Vec::new();
+        if recorder.enabled() {
+            let flusher = LastUseFlusher {
+                recorder: recorder.clone(),
+                store: state.store.clone(),
+                every: Duration::from_secs(settings.last_used_flush_secs.max(1)),
+            };
+            handles.push(tokio::spawn(flusher.run(stopped.clone())));
+        }
+        let sweeper = Sweeper {
+            recorder,
+            store: state.store.clone(),
+            every: Duration::from_secs(settings.sweep_interval_secs.max(1)),
+        };
+        handles.push(tokio::spawn(sweeper.run(stopped)));
+        Self { stop, handles }
+    }
+
+    /// Stops every job after its current round; the flusher writes what it still holds.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Waits `every`, or until asked to stop; `true` when it is time to stop.
+async fn wait_or_stop(every: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(every) => false,
+        _ = stop.changed() => true,
+    }
+}
+
+/// Writes the noted key uses every interval, and once more when stopping.
+struct LastUseFlusher {
+    recorder: LastUseRecorder,
+    store: Store,
+    every: Duration,
+}
+
+impl LastUseFlusher {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let stopping = wait_or_stop(self.every, &mut stop).await;
+            if let Err(error) = self.recorder.flush(&self.store).await {
+                error.log_if_internal();
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+/// Deactivates keys unused for longer than their account allows. On PostgreSQL one replica at a
+/// time sweeps (the others skip the round); every replica first writes its own noted uses, so a key
+/// just used here is not taken for unused.
+struct Sweeper {
+    recorder: LastUseRecorder,
+    store: Store,
+    every: Duration,
+}
+
+impl Sweeper {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        while !wait_or_stop(self.every, &mut stop).await {
+            if let Err(error) = sweep(&self.store, &self.recorder).await {
+                error.log_if_internal();
+            }
+        }
+    }
+}
+
+/// One round of the sweeper (tests call it with a moved clock).
+pub async fn sweep(store: &Store, recorder: &LastUseRecorder) -> crate::error::AppResult<usize> {
+    recorder.flush(store).await?;
+    let deactivated = keys::deactivate_unused(store, store.now()).await?;
+    if deactivated > 0 {
+        tracing::info!(deactivated, "deactivated keys unused for longer than their account allows");
+    }
+    Ok(deactivated)
+}

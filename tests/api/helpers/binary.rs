@@ -1,0 +1,90 @@
+//! The real `appkeys` binary as a child process, for tests that kill it (SIGKILL) or stop it
+//! (SIGTERM) and start it again on the same database.
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Auth, OWNER_EMAIL, OWNER_PASSWORD};
+
+/// A running binary; dropping it kills it with SIGKILL.
+pub struct Server {
+    child: Child,
+    pub address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the binary on a free port over `database_url`, with extra environment variables, and
+    /// waits until it is ready.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_appkeys"));
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+            .env("APPKEYS_BOOTSTRAP_EMAIL", OWNER_EMAIL)
+            .env("APPKEYS_BOOTSTRAP_PASSWORD", OWNER_PASSWORD)
+            .env("APPKEYS_FAILURES_PER_MINUTE", "1000")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("the appkeys binary starts");
+        let server = Server { child, address: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{}/readyz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the appkeys binary did not become ready");
+    }
+
+    /// Asks the binary to stop (SIGTERM) and waits until it has.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM was not delivered");
+        for _ in 0..200 {
+            if self.child.try_wait().expect("the child's status").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the appkeys binary did not stop on SIGTERM");
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A GraphQL request that tolerates a server that is gone (`None`).
+pub async fn gql(client: &reqwest::Client, address: &str, auth: &Auth, query: &str, variables: Value) -> Option<Value> {
+    let request = client.post(format!("{address}/graphql")).json(&json!({ "query": query, "variables": variables }));
+    let response = auth.apply(request).send().await.ok()?;
+    response.json().await.ok()
+}
+
+/// Logs the bootstrap owner in to `main`.
+pub async fn owner_session(client: &reqwest::Client, address: &str) -> Auth {
+    let login = gql(
+        client,
+        address,
+        &Auth::None,
+        "mutation($i: LoginInput!) { login(input: $i) { token } }",
+        json!({ "i": { "account": "main", "email": OWNER_EMAIL, "password": OWNER_PASSWORD } }),
+    )
+    .await
+    .expect("login");
+    Auth::Bearer(login["data"]["login"]["token"].as_str().expect("token").to_owned())
+}
