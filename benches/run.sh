@@ -2,8 +2,8 @@
 # Load runs for appkeys on loopback, with wrk (Debian: apt-get install wrk). Every figure that
 # BENCHMARKS.md reports comes from this script; ratios are taken within one run.
 #
-#   bash benches/run.sh            # DURATION=10s CONNS=32 by default
-#   SIZES="1000" bash benches/run.sh
+#   bash benches/run.sh                         # DURATION=10s CONNS=32 by default, every section
+#   SECTIONS="last_used" bash benches/run.sh    # only some sections: core big export last_used
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ EXPORT_KEYS=${EXPORT_KEYS:-100000}
 BIG=${BIG:-1000000}
 PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
+SECTIONS=${SECTIONS:-"core big export last_used"}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 command -v wrk >/dev/null || { echo "benches/run.sh needs wrk: apt-get install wrk" >&2; exit 1; }
 cargo build --release --bins --example bench-seed >&2
@@ -31,8 +33,8 @@ seed() { # seed NAME KEYS -> sets PROBE_KEY, PROBE_TOKEN, DB
   KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
 }
 
-start_server() {
-  RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$DB?mode=rwc" >"$WORK/server.out" 2>"$WORK/server.err" &
+start_server() { # start_server [NAME=VALUE ...]: extra environment for the server
+  env RUST_LOG=warn "$@" "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$DB?mode=rwc" >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "the server did not start" >&2; cat "$WORK/server.err" >&2; exit 1
@@ -67,6 +69,7 @@ VIEWER='{"query":"{ viewer { account appKey resources { id } } }"}'
 MYKEYS='{"query":"{ myKeys(first: 20) { edges { node { key label status roles { name } } } } }"}'
 LOGIN="{\"query\":\"mutation { login(input: {account: \\\"main\\\", email: \\\"admin@example.com\\\", password: \\\"$PASSWORD\\\"}) { token } }\"}"
 
+if want core; then
 echo "== 1 000 keys" >&2
 seed small 1000
 start_server
@@ -85,7 +88,9 @@ run auth_during_logins "${KEY[@]}" "$BASE/auth"
 wait "$STORM"
 echo "logins_per_sec $(awk '/Requests\/sec/ { print $2 }' "$WORK/storm.out")" | tee -a "$WORK/results"
 stop_server
+fi
 
+if want big; then
 echo "== $BIG keys" >&2
 seed big "$BIG"
 start_server
@@ -93,7 +98,9 @@ SESSION=$(login)
 run auth_1m "${KEY[@]}" "$BASE/auth"
 BODY=$MYKEYS run mykeys_1m -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
 stop_server
+fi
 
+if want export; then
 echo "== export of $EXPORT_KEYS keys" >&2
 seed export "$EXPORT_KEYS"
 start_server
@@ -111,9 +118,28 @@ echo "export_rows_per_sec $(echo "$rows / $secs" | bc -l | cut -d. -f1)" | tee -
 echo "export_rss_before_kib $rss_before" | tee -a "$WORK/results"
 echo "export_peak_growth_kib $(( hwm_after - rss_before ))" | tee -a "$WORK/results"
 stop_server
+fi
+
+if want last_used; then
+# Last-use tracking costs /auth a note in memory per request. Servers with tracking off (flush 0)
+# and on (flush every second, so the flusher's writes are part of the run) alternate, three rounds
+# each, every /auth figure normalised by /healthz measured just before it on the same server.
+echo "== /auth with last-use tracking off and on" >&2
+seed lastuse 1000
+for round in 1 2 3; do
+  for mode in off on; do
+    if [ "$mode" = off ]; then flush=0; else flush=1; fi
+    start_server APPKEYS_LAST_USED_FLUSH_SECS=$flush
+    run "lu_healthz_${mode}_$round" "$BASE/healthz"
+    run "lu_auth_${mode}_$round" "${KEY[@]}" "$BASE/auth"
+    stop_server
+  done
+done
+fi
 
 echo
 echo "== ratios"
+if want core && want big && want export; then
 awk '
   { v[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
   END {
@@ -125,3 +151,12 @@ awk '
     printf "auth p99 during 50 concurrent logins: %s us (%s logins/s); without: %s us\n", p99["auth_during_logins"], v["logins_per_sec"], p99["auth_1k"]
     printf "export: %s rows in %.2f s = %s rows/s; peak memory growth %s KiB\n", v["export_rows"], v["export_seconds"], v["export_rows_per_sec"], v["export_peak_growth_kib"]
   }' "$WORK/results"
+fi
+if want last_used; then
+awk '
+  $1 ~ /^lu_/ { split($1, part, "_"); kind = part[2]; mode = part[3]; v[kind, mode] += $2; n[kind, mode]++ }
+  END {
+    off = v["auth", "off"] / v["healthz", "off"]; on = v["auth", "on"] / v["healthz", "on"]
+    printf "last-use tracking: auth/healthz %.3f on vs %.3f off = %.3f (auth %.0f vs %.0f rps, mean of %d rounds)\n", on, off, on / off, v["auth", "on"] / n["auth", "on"], v["auth", "off"] / n["auth", "off"], n["auth", "on"]
+  }' "$WORK/results"
+fi
