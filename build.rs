@@ -1,11 +1,21 @@
-//! Tells the test suite whether PostgreSQL tests can run: with `APPKEYS_TEST_POSTGRES_URL` set at
-//! build time they are compiled as ordinary tests, without it as ignored ones, so `cargo test`
-//! reports them as ignored instead of counting tests that did nothing as passed.
+//! Tells the test suite which tests that need something outside Rust can run: PostgreSQL
+//! (`APPKEYS_TEST_POSTGRES_URL`), nginx (`APPKEYS_TEST_NGINX`) and a browser
+//! (`APPKEYS_TEST_CHROMEDRIVER`). A test whose variable is unset at build time is compiled as
+//! ignored, so `cargo test` reports it as ignored instead of counting a test that did nothing as
+//! passed. Cargo rebuilds when a variable changes.
+const GATES: [(&str, &str); 3] = [
+    ("APPKEYS_TEST_POSTGRES_URL", "appkeys_postgres_tests"),
+    ("APPKEYS_TEST_NGINX", "appkeys_nginx_tests"),
+    ("APPKEYS_TEST_CHROMEDRIVER", "appkeys_browser_tests"),
+];
+
 fn main() {
-    println!("cargo:rustc-check-cfg=cfg(appkeys_postgres_tests)");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=APPKEYS_TEST_POSTGRES_URL");
-    if std::env::var("APPKEYS_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty()) {
-        println!("cargo:rustc-cfg=appkeys_postgres_tests");
+    for (variable, cfg) in GATES {
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
+        println!("cargo:rerun-if-env-changed={variable}");
+        if std::env::var(variable).is_ok_and(|value| !value.is_empty()) {
+            println!("cargo:rustc-cfg={cfg}");
+        }
     }
 }

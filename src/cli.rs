@@ -8,9 +8,9 @@ use crate::service::{accounts, roles, Store};
 use crate::{graphql, shutdown_signal, Application};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.settings;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    match cli.command.unwrap_or_else(|| Command::Serve(Box::new(cli.settings))) {
+        Command::Serve(settings) => {
+            let settings = *settings;
             let mut app = Application::build(settings).await?;
             let addr = app.local_addr()?;
             if let Some(created) = app.take_bootstrapped() {
@@ -20,7 +20,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(%addr, "listening");
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Migrate => {
+        Command::Migrate(database) => {
+            let settings = database.into_settings();
             let store = Store::connect(&settings).await?;
             if let Some(created) = store.prepare(&settings).await? {
                 print_created("Created the first account", &created);
@@ -32,7 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Account(AccountCommand::Create { name, owner_email, owner_password }) => {
+        Command::Account(AccountCommand::Create { name, owner_email, owner_password, database }) => {
+            let settings = database.into_settings();
             let store = Store::connect(&settings).await?;
             store.prepare(&settings).await?;
             let password = owner_password.as_ref().map(|p| p.expose_secret().to_owned());
@@ -43,7 +45,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_created("Created account", &created);
             Ok(())
         }
-        Command::Resource(ResourceCommand::Register { id, name }) => {
+        Command::Resource(ResourceCommand::Register { id, name, database }) => {
+            let settings = database.into_settings();
             let store = Store::connect(&settings).await?;
             store.prepare(&settings).await?;
             let resource = roles::register_resource(&store, &id, &name)
@@ -57,7 +60,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn print_created(what: &str, created: &accounts::CreatedAccount) {
-    println!("{what} {:?} with owner {}.", created.account, created.email);
+    if created.reissued {
+        println!(
+            "The owner {} of {:?} has not logged in yet, so here is a new one-time password (the earlier one no \
+             longer works; this repeats at every start until the owner logs in).",
+            created.email, created.account
+        );
+    } else {
+        println!("{what} {:?} with owner {}.", created.account, created.email);
+    }
     match &created.generated_password {
         Some(password) => {
             println!("  One-time password (shown only now): {}", password.expose_secret());

@@ -1,13 +1,21 @@
 //! Typed settings, from flags or their environment variables (README: "Configuration").
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
-#[command(name = "appkeys", version, about = "Issues and governs application keys over GraphQL")]
+#[command(
+    name = "appkeys",
+    version,
+    about = "Issues and governs application keys over GraphQL",
+    long_about = "Issues and governs application keys over GraphQL. Without a command it serves, taking the \
+                  flags of `appkeys serve`.",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of `serve`, the default command.
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -15,9 +23,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL API (the default).
-    Serve,
-    /// Run pending migrations and exit.
-    Migrate,
+    Serve(Box<Settings>),
+    /// Run pending migrations (and, on an empty database, create the first account) and exit.
+    Migrate(DatabaseArgs),
     /// Print the GraphQL schema (SDL), as `schema.graphql` holds it.
     Schema,
     /// Manage accounts.
@@ -37,6 +45,8 @@ pub enum ResourceCommand {
         /// Human-readable name.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -46,94 +56,124 @@ pub enum AccountCommand {
     Create {
         /// The account name: 2–40 characters of a-z and 0-9, starting with a letter.
         name: String,
+        /// The owner's email.
         #[arg(long)]
         owner_email: String,
         /// The owner's password; generated and printed once when omitted.
         #[arg(long, env = "APPKEYS_OWNER_PASSWORD", hide_env_values = true)]
         owner_password: Option<SecretString>,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
+}
+
+/// What the commands other than `serve` need: the database, and the first account they create on an
+/// empty one (the same flags and variables as `serve`'s).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// SQLite or PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://appkeys.db?mode=rwc", hide_env_values = true)]
+    pub database_url: SecretString,
+    /// Account created on an empty database.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_ACCOUNT", default_value = "main")]
+    pub bootstrap_account: String,
+    /// Email of the owner created on an empty database.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_EMAIL", default_value = "admin@example.com")]
+    pub bootstrap_email: String,
+    /// Password of that owner; random and printed once when omitted.
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_PASSWORD", hide_env_values = true)]
+    pub bootstrap_password: Option<SecretString>,
+}
+
+impl DatabaseArgs {
+    /// Settings with these and every other flag at its default.
+    pub fn into_settings(self) -> Settings {
+        let mut settings = Settings::for_database(self.database_url.expose_secret());
+        settings.bootstrap_account = self.bootstrap_account;
+        settings.bootstrap_email = self.bootstrap_email;
+        settings.bootstrap_password = self.bootstrap_password;
+        settings
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(long, env = "APPKEYS_BIND", default_value = "127.0.0.1:8000", global = true)]
+    #[arg(long, env = "APPKEYS_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
     /// SQLite or PostgreSQL connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://appkeys.db?mode=rwc",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://appkeys.db?mode=rwc", hide_env_values = true)]
     pub database_url: SecretString,
     /// First part of every generated key value.
-    #[arg(long, env = "APPKEYS_KEY_PREFIX", default_value = "appkey", global = true)]
+    #[arg(long, env = "APPKEYS_KEY_PREFIX", default_value = "appkey")]
     pub key_prefix: String,
     /// Account created on an empty database.
-    #[arg(long, env = "APPKEYS_BOOTSTRAP_ACCOUNT", default_value = "main", global = true)]
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_ACCOUNT", default_value = "main")]
     pub bootstrap_account: String,
     /// Email of the owner created on an empty database.
-    #[arg(long, env = "APPKEYS_BOOTSTRAP_EMAIL", default_value = "admin@example.com", global = true)]
+    #[arg(long, env = "APPKEYS_BOOTSTRAP_EMAIL", default_value = "admin@example.com")]
     pub bootstrap_email: String,
     /// Password of that owner; random and printed once when omitted.
     #[arg(long, env = "APPKEYS_BOOTSTRAP_PASSWORD", global = true, hide_env_values = true)]
     pub bootstrap_password: Option<SecretString>,
     /// Maximum database connections in this process's pool.
-    #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
     /// Maximum argon2 verifications running at once (each takes 19 MiB and one core).
-    #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2)]
     pub max_concurrent_logins: usize,
     /// How long a user session lasts, in seconds.
-    #[arg(long, env = "APPKEYS_SESSION_TTL_SECS", default_value_t = 86_400, global = true)]
+    #[arg(long, env = "APPKEYS_SESSION_TTL_SECS", default_value_t = 86_400)]
     pub session_ttl_secs: i64,
     /// Header from which `GET /auth` reads the account a request acts on (a gateway may name it its way).
-    #[arg(long, env = "APPKEYS_AUTH_ACCOUNT_HEADER", default_value = "x-account", global = true)]
+    #[arg(long, env = "APPKEYS_AUTH_ACCOUNT_HEADER", default_value = "x-account")]
     pub auth_account_header: String,
+    /// Let user sessions (`Authorization: Bearer aks_…`) pass `GET /auth` too; by default only
+    /// application keys do, as gateways guard APIs for machines.
+    #[arg(long, env = "APPKEYS_AUTH_ALLOW_SESSIONS")]
+    pub auth_allow_sessions: bool,
     /// Turn GraphQL introspection off (production).
-    #[arg(long, env = "APPKEYS_NO_INTROSPECTION", global = true)]
+    #[arg(long, env = "APPKEYS_NO_INTROSPECTION")]
     pub no_introspection: bool,
     /// Do not serve GraphiQL at `/` (production).
-    #[arg(long, env = "APPKEYS_NO_GRAPHIQL", global = true)]
+    #[arg(long, env = "APPKEYS_NO_GRAPHIQL")]
     pub no_graphiql: bool,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; none by default.
-    #[arg(long, env = "APPKEYS_CORS_ORIGINS", value_delimiter = ',', global = true)]
+    #[arg(long, env = "APPKEYS_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Deepest allowed query nesting.
-    #[arg(long, env = "APPKEYS_MAX_DEPTH", default_value_t = 15, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_DEPTH", default_value_t = 15)]
     pub max_depth: usize,
     /// Highest allowed query complexity (one point per field; lists count their page size).
-    #[arg(long, env = "APPKEYS_MAX_COMPLEXITY", default_value_t = 2_000, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_COMPLEXITY", default_value_t = 2_000)]
     pub max_complexity: usize,
     /// Most aliases allowed in one query document.
-    #[arg(long, env = "APPKEYS_MAX_ALIASES", default_value_t = 30, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_ALIASES", default_value_t = 30)]
     pub max_aliases: usize,
     /// Most directives allowed on one field.
-    #[arg(long, env = "APPKEYS_MAX_DIRECTIVES", default_value_t = 5, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_DIRECTIVES", default_value_t = 5)]
     pub max_directives: usize,
     /// Most operations in one batched request.
-    #[arg(long, env = "APPKEYS_MAX_BATCH", default_value_t = 10, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
     /// Largest request body, in bytes (413 beyond).
-    #[arg(long, env = "APPKEYS_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    #[arg(long, env = "APPKEYS_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
     /// Failed logins allowed per account and email per minute (and 5 times as many per client IP);
     /// failed key authentications allowed per key per minute (and 5 times as many per client IP).
-    #[arg(long, env = "APPKEYS_FAILURES_PER_MINUTE", default_value_t = 10, global = true)]
+    #[arg(long, env = "APPKEYS_FAILURES_PER_MINUTE", default_value_t = 10)]
     pub failures_per_minute: u32,
     /// How often noted key uses are written (each key at most once per interval, and at shutdown),
     /// in seconds; 0 turns last-use tracking off.
-    #[arg(long, env = "APPKEYS_LAST_USED_FLUSH_SECS", default_value_t = 60, global = true)]
+    #[arg(long, env = "APPKEYS_LAST_USED_FLUSH_SECS", default_value_t = 60)]
     pub last_used_flush_secs: u64,
     /// How often the sweeper deactivates keys unused for longer than their account allows, in seconds.
-    #[arg(long, env = "APPKEYS_SWEEP_INTERVAL_SECS", default_value_t = 300, global = true)]
+    #[arg(long, env = "APPKEYS_SWEEP_INTERVAL_SECS", default_value_t = 300)]
     pub sweep_interval_secs: u64,
     /// Gateways and proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`
     /// is believed: the client is then the nearest address in it that is not such a proxy. None by
     /// default: the client is the peer address.
-    #[arg(long, env = "APPKEYS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy, global = true)]
+    #[arg(long, env = "APPKEYS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -148,7 +188,6 @@ fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
 impl Settings {
     /// Settings for tests and embedding: defaults, with this database.
     pub fn for_database(database_url: &str) -> Self {
-        let cli = Cli::parse_from(["appkeys", "--database-url", database_url]);
-        cli.settings
+        Cli::parse_from(["appkeys", "--database-url", database_url]).settings
     }
 }

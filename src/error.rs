@@ -21,7 +21,12 @@ pub enum AppError {
     },
     /// Forbidden whatever the caller holds, e.g. a key renewing its own token.
     NotAllowed(String),
-    BadUserInput(String),
+    /// Bad input, with the path of the input field at fault (`input.label`, `roleIds`), so a form
+    /// can point at it.
+    BadUserInput {
+        field: String,
+        message: String,
+    },
     NotFound(String),
     Conflict(String),
     RemovedExternalKey,
@@ -38,7 +43,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden { .. } | AppError::NotAllowed(_) => "FORBIDDEN",
-            AppError::BadUserInput(_) => "BAD_USER_INPUT",
+            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Conflict(_) => "CONFLICT",
             AppError::RemovedExternalKey => "REMOVED_EXTERNAL_KEY",
@@ -52,7 +57,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "authentication failed: missing, invalid or unauthorised credentials".into(),
             AppError::Forbidden { missing } => format!("missing permission: {}", missing.join(", ")),
-            AppError::BadUserInput(message)
+            AppError::BadUserInput { message, .. }
             | AppError::NotFound(message)
             | AppError::Conflict(message)
             | AppError::NotAllowed(message) => message.clone(),
@@ -90,9 +95,17 @@ impl From<anyhow::Error> for AppError {
     }
 }
 
-impl From<Invalid> for AppError {
-    fn from(invalid: Invalid) -> Self {
-        AppError::BadUserInput(invalid.0)
+impl AppError {
+    /// Bad input in the field at `field` (its path in the request, e.g. `input.label`).
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::BadUserInput { field: field.into(), message: message.into() }
+    }
+}
+
+impl Invalid {
+    /// This value's rule failed in the field at `field`.
+    pub fn at(self, field: &str) -> AppError {
+        AppError::bad_input(field, self.0)
     }
 }
 
@@ -115,6 +128,7 @@ impl ErrorExtensions for AppError {
             match self {
                 AppError::Forbidden { missing } => ext.set("missingResources", missing.clone()),
                 AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
                 _ => {}
             }
         })

@@ -46,6 +46,9 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let key_prefix = KeyPrefix::parse(&settings.key_prefix).context("--key-prefix")?;
+        // Bind first: a start that cannot serve (the port is taken) changes nothing, so it never
+        // creates an owner whose password nobody saw.
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
         if store.backend() == sea_orm::DatabaseBackend::Postgres {
@@ -54,7 +57,6 @@ impl Application {
         }
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
         tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
-        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let state = AppState::new(store, key_prefix, settings);
         let schema = graphql::build(state.clone());
         Ok(Self { listener, state, schema, bootstrapped })

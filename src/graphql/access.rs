@@ -117,7 +117,7 @@ impl AccessMutation {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let PrincipalKind::User { session_id, .. } = &sctx.principal.kind else {
-            return Err(AppError::BadUserInput("logout ends a user session; an app key has none".into()).extend());
+            return Err(AppError::NotAllowed("logout ends a user session; an app key has none".into()).extend());
         };
         sessions::logout(&state.store, &sctx, session_id).await?;
         Ok(true)

@@ -1,6 +1,6 @@
 //! GraphQL output and input types. They convert from service views; services never see them.
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Enum, InputObject, MaybeUndefined, Object, OutputType, SimpleObject, ID};
+use async_graphql::{Enum, InputObject, Json, MaybeUndefined, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
@@ -319,10 +319,10 @@ pub struct AuditEvent {
     pub action: String,
     /// What it was done to: a key value, an email, a role id.
     pub target: String,
-    /// State before the change, as JSON.
-    pub before: Option<String>,
-    /// State after the change, as JSON.
-    pub after: Option<String>,
+    /// State before the change, e.g. `{"status": "ACTIVE", "roles": ["Owner (Admin Super)"]}`.
+    pub before: Option<Json<serde_json::Value>>,
+    /// State after the change, in the same form.
+    pub after: Option<Json<serde_json::Value>>,
     /// The client's IP address.
     pub client_ip: Option<String>,
     /// The request id (`X-Request-Id`).
@@ -337,8 +337,8 @@ impl From<AuditEventView> for AuditEvent {
             actor: e.actor,
             action: e.action,
             target: e.target,
-            before: e.before,
-            after: e.after,
+            before: e.before.map(Json),
+            after: e.after.map(Json),
             client_ip: e.client_ip,
             request_id: e.request_id,
         }

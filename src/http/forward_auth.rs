@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use super::{error_response, ClientAddr};
 use crate::auth::PrincipalKind;
 use crate::error::AppError;
+use crate::service::roles;
 use crate::state::AppState;
 
 /// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good and
@@ -23,8 +24,25 @@ pub async fn check(
         Ok(None) => return error_response(&AppError::Unauthenticated),
         Err(error) => return error_response(&error),
     };
+    if matches!(principal.kind, PrincipalKind::User { .. }) && !state.settings.auth_allow_sessions {
+        return error_response(&AppError::Unauthenticated);
+    }
     let missing: Vec<String> = required.into_iter().filter(|r| !principal.resources.contains(r)).collect();
     if !missing.is_empty() {
+        // Held resources exist; only on this failure path is the catalogue read, to tell a typo in
+        // the gateway's configuration (400, named) from a missing permission (403).
+        let known = match roles::catalogue(&state.store.db).await {
+            Ok(catalogue) => catalogue,
+            Err(error) => return error_response(&error),
+        };
+        let unknown: Vec<&str> =
+            missing.iter().filter(|id| !known.iter().any(|r| &r.id == *id)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return error_response(&AppError::bad_input(
+                "resource",
+                format!("unknown resource {}: register it first (appkeys resource register)", unknown.join(", ")),
+            ));
+        }
         return error_response(&AppError::forbidden(missing));
     }
     let mut response = StatusCode::OK.into_response();

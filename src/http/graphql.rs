@@ -2,16 +2,16 @@
 //! only, in batches of at most `--max-batch`; `GET /graphql` runs queries, never mutations; the
 //! response media type follows `Accept`; GraphiQL is at `/`.
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql::BatchRequest;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::{request_meta, ClientAddr};
+use super::{request_error, request_meta, ClientAddr};
 use crate::graphql::AppSchema;
 use crate::state::AppState;
 
@@ -24,21 +24,10 @@ pub async fn graphiql() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-store"),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::REFERRER_POLICY, "no-referrer"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; \
-                 style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data: https://unpkg.com; \
-                 font-src 'self' data: https://unpkg.com; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, super::assets::CONTENT_SECURITY_POLICY),
         ],
         Html(include_str!("graphiql.html")),
     )
-}
-
-/// A request-level failure (before execution), in the GraphQL error shape.
-fn request_error(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] });
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))], body.to_string()).into_response()
 }
 
 /// The media type to answer with, from `Accept`: `None` when the client accepts neither.
@@ -64,8 +53,20 @@ pub async fn graphql_post(
     State(schema): State<AppSchema>,
     peer: ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let limit = state.settings.max_body_bytes;
+            let message = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the request body is larger than {limit} bytes")
+            } else {
+                "the request body could not be read".to_owned()
+            };
+            return request_error(rejection.status(), &message);
+        }
+    };
     // Only JSON: form and text/plain bodies are what a cross-site form can send without a preflight.
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -85,12 +86,7 @@ pub async fn graphql_post(
             return request_error(StatusCode::BAD_REQUEST, &format!("a batch holds 1 to {max_batch} operations"));
         }
     }
-    for request in batch.iter() {
-        if let Some(response) = precheck(&state, request, false) {
-            return response;
-        }
-    }
-    execute(&state, &schema, peer, &headers, batch).await
+    execute(&state, &schema, peer, &headers, batch, false).await
 }
 
 /// GraphQL-over-HTTP GET parameters (`operationName`, as the spec spells it).
@@ -129,31 +125,34 @@ pub async fn graphql_get(
         Ok(request) => request,
         Err(()) => return request_error(StatusCode::BAD_REQUEST, "the query string is not a GraphQL request"),
     };
-    if let Some(response) = precheck(&state, &request, true) {
-        return response;
-    }
-    execute(&state, &schema, peer, &headers, BatchRequest::Single(request)).await
+    execute(&state, &schema, peer, &headers, BatchRequest::Single(request), true).await
 }
 
-/// Checks a parsed document before execution (`Some` is the refusal): no mutation over GET, at most
-/// `--max-aliases` aliases. A document that does not parse is left to execution to report.
-fn precheck(state: &AppState, request: &async_graphql::Request, over_get: bool) -> Option<Response> {
+/// Why a request is refused before execution.
+enum Refusal {
+    /// An HTTP-level refusal (`BAD_REQUEST`): a mutation over GET.
+    MutationOverGet,
+    /// The document is well-formed but not allowed (`GRAPHQL_VALIDATION_FAILED`).
+    Invalid(String),
+}
+
+/// Checks a request before execution: no mutation over GET, at most `--max-aliases` aliases, no
+/// introspection when it is off. A document that does not parse is left to execution, and its
+/// error to `shape`.
+fn precheck(state: &AppState, request: &async_graphql::Request, over_get: bool) -> Option<Refusal> {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return None;
     };
     if over_get && is_mutation(&document, request.operation_name.as_deref()) {
-        let mut response =
-            request_error(StatusCode::METHOD_NOT_ALLOWED, "mutations are not allowed over GET; use POST");
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return Some(response);
+        return Some(Refusal::MutationOverGet);
+    }
+    if state.settings.no_introspection && asks_introspection(&document) {
+        return Some(Refusal::Invalid("introspection is disabled on this server".into()));
     }
     let aliases = count_aliases(&document);
     let max = state.settings.max_aliases;
     if aliases > max {
-        return Some(request_error(
-            StatusCode::BAD_REQUEST,
-            &format!("the query has {aliases} aliases; at most {max} are allowed"),
-        ));
+        return Some(Refusal::Invalid(format!("the query has {aliases} aliases; at most {max} are allowed")));
     }
     None
 }
@@ -166,6 +165,21 @@ fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> b
         None => document.operations.iter().next().filter(|_| document.operations.iter().count() == 1).map(|(_, op)| op),
     };
     selected.is_some_and(|op| op.node.ty != OperationType::Query)
+}
+
+/// Whether the document selects `__schema` or `__type` anywhere (`__typename` is not introspection).
+fn asks_introspection(document: &ExecutableDocument) -> bool {
+    fn in_set(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type") || in_set(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    document.operations.iter().any(|(_, op)| in_set(&op.node.selection_set.node))
+        || document.fragments.values().any(|f| in_set(&f.node.selection_set.node))
 }
 
 fn count_aliases(document: &ExecutableDocument) -> usize {
@@ -192,6 +206,7 @@ async fn execute(
     peer: ClientAddr,
     headers: &HeaderMap,
     batch: BatchRequest,
+    over_get: bool,
 ) -> Response {
     let Some(media_type) = negotiate(headers) else {
         return request_error(
@@ -199,31 +214,103 @@ async fn execute(
             "accept application/graphql-response+json or application/json",
         );
     };
+    for request in batch.iter() {
+        match precheck(state, request, over_get) {
+            None => {}
+            Some(Refusal::MutationOverGet) => {
+                let mut response =
+                    request_error(StatusCode::METHOD_NOT_ALLOWED, "mutations are not allowed over GET; use POST");
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return response;
+            }
+            Some(Refusal::Invalid(message)) => {
+                let body = super::error_body(&message, serde_json::json!({ "code": VALIDATION_FAILED }));
+                return respond_json(media_type, true, &body);
+            }
+        }
+    }
+    let parse_errors: Vec<Option<String>> = batch.iter().map(|request| parse_error(&request.query)).collect();
     let meta = request_meta(headers, &peer);
     let auth_state = Arc::new(state.auth.resolve(headers, meta.client_ip.as_deref()).await);
     let batch = batch.data(auth_state).data(meta);
     let response = schema.execute_batch(batch).await;
-    respond(media_type, response)
+    let Ok(mut body) = serde_json::to_value(&response) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let failed_before_execution = match &mut body {
+        serde_json::Value::Array(items) => {
+            for (item, parse_error) in items.iter_mut().zip(&parse_errors) {
+                shape(item, parse_error.as_deref());
+            }
+            false
+        }
+        single => shape(single, parse_errors.first().and_then(Option::as_deref)),
+    };
+    respond_json(media_type, failed_before_execution, &body)
+}
+
+const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// The one-line message of a document that does not parse, or `None` when it parses.
+fn parse_error(query: &str) -> Option<String> {
+    let error = async_graphql::parser::parse_query(query).err()?;
+    let position = error.positions().next();
+    let text = error.to_string();
+    // The parser's message is drawn over several lines; its last `= …` line says what it expected.
+    let summary = text.lines().rev().find_map(|line| line.trim().strip_prefix("= ")).unwrap_or(text.trim()).to_owned();
+    Some(match position {
+        Some(at) => format!("Syntax error at line {}, column {}: {}", at.line, at.column, one_line(&summary)),
+        None => format!("Syntax error: {}", one_line(&summary)),
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Gives a response that failed before execution (no data, errors without a path) the error codes
+/// `GRAPHQL_PARSE_FAILED` / `GRAPHQL_VALIDATION_FAILED` and one-line messages, and drops its `data`
+/// entry, as the GraphQL-over-HTTP specification asks. Returns whether it was such a failure.
+fn shape(response: &mut serde_json::Value, parse_error: Option<&str>) -> bool {
+    let Some(object) = response.as_object_mut() else {
+        return false;
+    };
+    let errors_only = object.get("data").is_none_or(serde_json::Value::is_null)
+        && object.get("errors").and_then(|e| e.as_array()).is_some_and(|errors| {
+            !errors.is_empty()
+                && errors.iter().all(|e| e.get("path").is_none_or(|p| p.as_array().is_none_or(Vec::is_empty)))
+        });
+    if !errors_only {
+        return false;
+    }
+    object.remove("data");
+    let code = if parse_error.is_some() { PARSE_FAILED } else { VALIDATION_FAILED };
+    if let Some(errors) = object.get_mut("errors").and_then(|e| e.as_array_mut()) {
+        for error in errors {
+            let Some(error) = error.as_object_mut() else { continue };
+            let message = match parse_error {
+                Some(message) => message.to_owned(),
+                None => one_line(error.get("message").and_then(|m| m.as_str()).unwrap_or_default()),
+            };
+            error.insert("message".into(), serde_json::Value::String(message));
+            let extensions = error.entry("extensions").or_insert_with(|| serde_json::json!({}));
+            if let Some(extensions) = extensions.as_object_mut() {
+                extensions.entry("code").or_insert_with(|| serde_json::Value::String(code.into()));
+            }
+        }
+    }
+    true
 }
 
 /// With `application/graphql-response+json`, a request that failed before execution (syntax,
 /// validation) gets 400, as the GraphQL-over-HTTP specification prescribes; with `application/json`
 /// every well-formed request gets 200.
-fn respond(media_type: &'static str, response: BatchResponse) -> Response {
-    let failed_before_execution = match &response {
-        BatchResponse::Single(r) => {
-            r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
-        }
-        BatchResponse::Batch(_) => false,
-    };
+fn respond_json(media_type: &'static str, failed_before_execution: bool, body: &serde_json::Value) -> Response {
     let status = if media_type == GRAPHQL_RESPONSE && failed_before_execution {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_vec(&response) {
-        Ok(body) => body,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], body).into_response()
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], body.to_string()).into_response()
 }

@@ -1,5 +1,6 @@
 //! HTTP routes (README: "HTTP routes") and the layers around them: request ids, tracing without
 //! secrets, body limit.
+mod assets;
 mod export;
 mod forward_auth;
 mod graphql;
@@ -47,7 +48,8 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
     let state = HttpState { app, schema };
     let mut router = Router::new();
     if !settings.no_graphiql {
-        router = router.route("/", get(graphql::graphiql));
+        router =
+            router.route("/", get(graphql::graphiql)).route("/assets/graphiql/{name}", get(assets::graphiql_asset));
     }
     let router = router
         .route("/graphql", get(graphql::graphql_get).post(graphql::graphql_post))
@@ -56,6 +58,8 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         .route("/auth", get(forward_auth::check))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -98,7 +102,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST])
             .allow_headers(headers)
-            .expose_headers([HeaderName::from_static("x-request-id")])
+            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER, header::CONTENT_DISPOSITION])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
@@ -158,22 +162,42 @@ pub(crate) fn request_meta(headers: &HeaderMap, peer: &ClientAddr) -> RequestMet
     }
 }
 
-/// A plain-HTTP error: status from the error's code, a JSON body with the same message and code as
-/// GraphQL would give.
+/// The one error body of every route, GraphQL or not: `{"errors":[{"message","extensions":{"code"}}]}`.
+pub(crate) fn error_body(message: &str, extensions: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "errors": [{ "message": message, "extensions": extensions }] })
+}
+
+/// A refusal before any GraphQL (body, method, media type): `BAD_REQUEST`, in the one error shape.
+pub(crate) fn request_error(status: StatusCode, message: &str) -> Response {
+    let body = error_body(message, serde_json::json!({ "code": "BAD_REQUEST" }));
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    let body = error_body("no such route", serde_json::json!({ "code": "NOT_FOUND" }));
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    request_error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+}
+
+/// A plain-HTTP error: status from the error's code, the body GraphQL would give (the same message,
+/// code and extensions).
 pub(crate) fn error_response(error: &AppError) -> Response {
-    error.log_if_internal();
     let status = match error {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
         AppError::Forbidden { .. } | AppError::NotAllowed(_) => StatusCode::FORBIDDEN,
-        AppError::BadUserInput(_) => StatusCode::BAD_REQUEST,
+        AppError::BadUserInput { .. } => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::RemovedExternalKey => StatusCode::CONFLICT,
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let mut response =
-        (status, Json(serde_json::json!({ "error": error.message(), "code": error.code() }))).into_response();
+    let graphql = async_graphql::ErrorExtensions::extend(error);
+    let extensions = serde_json::to_value(&graphql.extensions).unwrap_or_default();
+    let mut response = (status, Json(error_body(&graphql.message, extensions))).into_response();
     if let AppError::RateLimited { retry_after_secs } = error {
         if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response.headers_mut().insert("retry-after", value);

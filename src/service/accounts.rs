@@ -1,5 +1,7 @@
 //! Accounts (tenants): creation with predefined roles and an owner, and the first-run bootstrap.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -7,7 +9,7 @@ use super::audit::{self, AuditEntry};
 use super::{new_id, roles, users, RequestMeta, Store};
 use crate::config::Settings;
 use crate::domain::{AccountName, Email, Password};
-use crate::entity::account;
+use crate::entity::{account, session, user};
 use crate::error::{AppError, AppResult};
 
 /// A newly created account and its owner. `generated_password` is set only when appkeys chose the
@@ -17,6 +19,8 @@ pub struct CreatedAccount {
     pub account: String,
     pub email: String,
     pub generated_password: Option<Password>,
+    /// The account existed already: its owner, who never logged in, got a new password.
+    pub reissued: bool,
 }
 
 pub async fn find_by_name<C: ConnectionTrait>(db: &C, name: &str) -> AppResult<Option<account::Model>> {
@@ -38,10 +42,10 @@ pub async fn create(
     owner_email: &str,
     owner_password: Option<&str>,
 ) -> AppResult<CreatedAccount> {
-    let name = AccountName::parse(name)?;
-    let email = Email::parse(owner_email)?;
+    let name = AccountName::parse(name).map_err(|e| e.at("name"))?;
+    let email = Email::parse(owner_email).map_err(|e| e.at("ownerEmail"))?;
     let (password, generated) = match owner_password {
-        Some(raw) => (Password::parse(raw)?, false),
+        Some(raw) => (Password::parse(raw).map_err(|e| e.at("ownerPassword"))?, false),
         None => (Password::generate(), true),
     };
     let hash = store.hash_password(password.clone()).await?;
@@ -69,14 +73,62 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
-    Ok(CreatedAccount { account: account.name, email: owner.email, generated_password: generated.then_some(password) })
+    Ok(CreatedAccount {
+        account: account.name,
+        email: owner.email,
+        generated_password: generated.then_some(password),
+        reissued: false,
+    })
 }
 
-/// On an empty database, creates the bootstrap account and its owner; otherwise does nothing.
+/// On an empty database, creates the bootstrap account and its owner. Otherwise, while that owner
+/// has never logged in with a password appkeys chose, gives them a fresh one to print: a first start
+/// that failed (or whose output was lost) after creating the owner never locks the operator out.
+/// Once the owner has logged in, it does nothing.
 pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<CreatedAccount>> {
-    if account::Entity::find().count(&store.db).await? > 0 {
+    let chosen = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
+    if account::Entity::find().count(&store.db).await? == 0 {
+        return create(store, &settings.bootstrap_account, &settings.bootstrap_email, chosen.as_deref())
+            .await
+            .map(Some);
+    }
+    if chosen.is_some() {
         return Ok(None);
     }
-    let password = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
-    create(store, &settings.bootstrap_account, &settings.bootstrap_email, password.as_deref()).await.map(Some)
+    let Some(account) = find_by_name(&store.db, &settings.bootstrap_account).await? else {
+        return Ok(None);
+    };
+    let Some(owner) = user::Entity::find()
+        .filter(user::Column::AccountId.eq(account.id.as_str()))
+        .order_by_asc(user::Column::Id)
+        .one(&store.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if session::Entity::find().filter(session::Column::UserId.eq(owner.id.as_str())).count(&store.db).await? > 0 {
+        return Ok(None);
+    }
+    let password = Password::generate();
+    let hash = store.hash_password(password.clone()).await?;
+    let txn = store.begin_write().await?;
+    let mut active: user::ActiveModel = owner.into();
+    active.password_hash = Set(hash);
+    let owner = active.update(&*txn).await?;
+    let entry = AuditEntry {
+        account_id: &account.id,
+        actor: "system",
+        action: "user.bootstrap_password",
+        target: &owner.email,
+        before: None,
+        after: None,
+    };
+    audit::record(&txn, &RequestMeta::default(), entry).await?;
+    txn.commit().await?;
+    Ok(Some(CreatedAccount {
+        account: account.name,
+        email: owner.email,
+        generated_password: Some(password),
+        reissued: true,
+    }))
 }

@@ -49,8 +49,8 @@ pub struct AuditEventView {
     pub actor: String,
     pub action: String,
     pub target: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
     pub client_ip: Option<String>,
     pub request_id: Option<String>,
 }
@@ -70,13 +70,13 @@ pub async fn list(
 ) -> AppResult<Paged<AuditEventView>> {
     let mut select = audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
     if let Some(action) = &filter.action {
-        select = select.filter(audit_event::Column::Action.eq(query_text(action)?));
+        select = select.filter(audit_event::Column::Action.eq(query_text(action, "filter.action")?));
     }
     if let Some(actor) = &filter.actor {
-        select = select.filter(audit_event::Column::Actor.eq(query_text(actor)?));
+        select = select.filter(audit_event::Column::Actor.eq(query_text(actor, "filter.actor")?));
     }
     if let Some(target) = &filter.target {
-        select = select.filter(audit_event::Column::Target.eq(query_text(target)?));
+        select = select.filter(audit_event::Column::Target.eq(query_text(target, "filter.target")?));
     }
     let paged = page::fetch(db, select, audit_event::Column::Id, page, |m| m.id.as_str()).await?;
     Ok(paged.map(|e| AuditEventView {
@@ -85,8 +85,8 @@ pub async fn list(
         actor: e.actor,
         action: e.action,
         target: e.target,
-        before: e.before,
-        after: e.after,
+        before: e.before.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+        after: e.after.as_deref().and_then(|text| serde_json::from_str(text).ok()),
         client_ip: e.client_ip,
         request_id: e.request_id,
     }))

@@ -5,6 +5,7 @@
 //! with its audit event, so a refused request leaves the database as it was.
 pub mod accounts;
 pub mod audit;
+mod database;
 pub mod export;
 pub mod keys;
 mod links;
@@ -115,7 +116,11 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
         });
-        let db = Database::connect(options).await.context("connecting to the database")?;
+        let target = database::describe(url);
+        database::probe(url).await.map_err(|cause| anyhow::anyhow!("cannot open the database {target}: {cause}"))?;
+        let db = Database::connect(options)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot open the database {target}: {}", database::cause(&error)))?;
         let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
         Ok(Self {
@@ -300,9 +305,9 @@ pub(crate) fn is_id(raw: &str) -> bool {
 
 /// Free text that goes into a query (a search, an audit filter). PostgreSQL refuses NUL in text, so it
 /// is refused here, on both backends alike.
-pub(crate) fn query_text(raw: &str) -> AppResult<&str> {
+pub(crate) fn query_text<'a>(raw: &'a str, field: &str) -> AppResult<&'a str> {
     if raw.contains('\0') {
-        return Err(AppError::BadUserInput("text cannot contain NUL characters".into()));
+        return Err(AppError::bad_input(field, "text cannot contain NUL characters"));
     }
     Ok(raw)
 }

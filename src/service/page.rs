@@ -25,7 +25,7 @@ impl PageRequest {
     pub fn parse(first: Option<i32>, after: Option<&str>) -> AppResult<Self> {
         let first = match first {
             None => DEFAULT_PAGE_SIZE,
-            Some(n) if n < 0 => return Err(AppError::BadUserInput("`first` cannot be negative".into())),
+            Some(n) if n < 0 => return Err(AppError::bad_input("first", "`first` cannot be negative")),
             Some(n) => u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
         };
         let after = after.map(decode_cursor).transpose()?;
@@ -77,7 +77,7 @@ pub fn encode_cursor(id: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> AppResult<String> {
-    let invalid = || AppError::BadUserInput("invalid cursor: pass an `endCursor` from a previous page".into());
+    let invalid = || AppError::bad_input("after", "invalid cursor: pass an `endCursor` from a previous page");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let id = text.strip_prefix("c1:").ok_or_else(invalid)?;

@@ -46,8 +46,8 @@ pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
 
 /// Registers an operator resource (e.g. `Orders.Read`) so roles can hold it and `/auth` can require it.
 pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult<ResourceView> {
-    let id = ResourceId::parse(id)?;
-    let name = ResourceName::parse(name)?;
+    let id = ResourceId::parse(id).map_err(|e| e.at("id"))?;
+    let name = ResourceName::parse(name).map_err(|e| e.at("name"))?;
     let txn = store.begin_write().await?;
     if resource::Entity::find_by_id(id.as_str()).one(&*txn).await?.is_some() {
         return Err(AppError::Conflict(format!("resource {} already exists", id.as_str())));
@@ -128,7 +128,12 @@ pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec
 
 /// The roles with these ids in this account. Unknown ids (including other accounts' roles) are
 /// refused together, by name, before anything changes.
-pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]) -> AppResult<Vec<RoleView>> {
+pub async fn by_ids<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    ids: &[String],
+    field: &str,
+) -> AppResult<Vec<RoleView>> {
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let plausible: Vec<&str> = wanted.iter().copied().filter(|id| is_id(id)).collect();
     let rows = if plausible.is_empty() {
@@ -143,7 +148,7 @@ pub async fn by_ids<C: ConnectionTrait>(db: &C, account_id: &str, ids: &[String]
     let found: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let unknown: Vec<&str> = wanted.difference(&found).copied().collect();
     if !unknown.is_empty() {
-        return Err(AppError::BadUserInput(format!("unknown role ids: {}", unknown.join(", "))));
+        return Err(AppError::bad_input(field, format!("unknown role ids: {}", unknown.join(", "))));
     }
     let mut views = views(db, rows).await?;
     sort_for_display(&mut views);
@@ -206,7 +211,7 @@ pub fn ensure_can_change_roles(held: &BTreeSet<String>, before: &[RoleView], aft
 fn resource_ids(raw: &[String]) -> AppResult<Vec<String>> {
     let mut ids = BTreeSet::new();
     for id in raw {
-        ids.insert(ResourceId::parse(id)?.as_str().to_owned());
+        ids.insert(ResourceId::parse(id).map_err(|e| e.at("input.resourceIds"))?.as_str().to_owned());
     }
     Ok(ids.into_iter().collect())
 }
@@ -217,7 +222,7 @@ async fn ensure_resources_exist<C: ConnectionTrait>(db: &C, ids: &[String]) -> A
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(AppError::BadUserInput(format!("unknown resource ids: {}", unknown.join(", "))))
+        Err(AppError::bad_input("input.resourceIds", format!("unknown resource ids: {}", unknown.join(", "))))
     }
 }
 
@@ -253,7 +258,7 @@ fn role_json(role: &RoleView) -> serde_json::Value {
 }
 
 pub async fn create(store: &Store, ctx: &Ctx<'_>, name: &str, resource_ids_raw: &[String]) -> AppResult<RoleView> {
-    let name = RoleName::parse(name)?.into_inner();
+    let name = RoleName::parse(name).map_err(|e| e.at("input.name"))?.into_inner();
     let ids = resource_ids(resource_ids_raw)?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
@@ -286,7 +291,7 @@ async fn custom_role<C: ConnectionTrait>(db: &C, account_id: &str, id: &str) -> 
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no role {id:?} in this account")))?;
     if role.predefined {
-        return Err(AppError::BadUserInput(format!("{:?} is a predefined role and cannot be changed", role.name)));
+        return Err(AppError::bad_input("id", format!("{:?} is a predefined role and cannot be changed", role.name)));
     }
     Ok(role)
 }
@@ -298,7 +303,7 @@ pub async fn update(
     name: Option<&str>,
     resource_ids_raw: Option<&[String]>,
 ) -> AppResult<RoleView> {
-    let name = name.map(RoleName::parse).transpose()?.map(RoleName::into_inner);
+    let name = name.map(RoleName::parse).transpose().map_err(|e| e.at("input.name"))?.map(RoleName::into_inner);
     let ids = resource_ids_raw.map(resource_ids).transpose()?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;

@@ -58,8 +58,11 @@ pub struct SettingsChange {
     pub expiry_warning_days: Option<i32>,
 }
 
+/// A number of days from the input field `input.<what>`.
 fn days(raw: Option<i32>, what: &str, max: u32) -> AppResult<Option<u32>> {
-    Ok(raw.map(|days| Days::parse(days, what, max)).transpose()?.map(Days::get))
+    let parsed =
+        raw.map(|days| Days::parse(days, what, max)).transpose().map_err(|e| e.at(&format!("input.{what}")))?;
+    Ok(parsed.map(Days::get))
 }
 
 fn stored(days: u32) -> i32 {

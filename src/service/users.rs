@@ -20,8 +20,9 @@ pub struct UserView {
 }
 
 impl UserView {
-    fn role_ids(&self) -> Vec<&str> {
-        self.roles.iter().map(|r| r.id.as_str()).collect()
+    /// The user's roles by name, as the audit log records them.
+    fn role_names(&self) -> Vec<&str> {
+        self.roles.iter().map(|r| r.name.as_str()).collect()
     }
 }
 
@@ -109,16 +110,16 @@ async fn ensure_an_owner_remains<C: ConnectionTrait>(db: &C, account_id: &str) -
     let owner_role = roles::owner_role_id(db, account_id).await?;
     let any_owner = user_role::Entity::find().filter(user_role::Column::RoleId.eq(owner_role)).one(db).await?;
     if any_owner.is_none() {
-        return Err(AppError::BadUserInput("an account must keep at least one user with the Owner role".into()));
+        return Err(AppError::bad_input("roleIds", "an account must keep at least one user with the Owner role"));
     }
     Ok(())
 }
 
 /// Adds a user with a generated one-time password, returned once.
 pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String]) -> AppResult<(UserView, Password)> {
-    let email = Email::parse(email)?;
+    let email = Email::parse(email).map_err(|e| e.at("input.email"))?;
     let account_id = &ctx.principal.account_id;
-    let granted = roles::by_ids(&store.db, account_id, role_ids).await?;
+    let granted = roles::by_ids(&store.db, account_id, role_ids, "input.roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let password = Password::generate();
     let hash = store.hash_password(password.clone()).await?;
@@ -132,11 +133,11 @@ pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String])
         return Err(AppError::Conflict(format!("user {email} already exists in this account")));
     }
     // Re-read inside the transaction: a role may have been deleted since validation.
-    let granted = roles::by_ids(&*txn, account_id, role_ids).await?;
+    let granted = roles::by_ids(&*txn, account_id, role_ids, "input.roleIds").await?;
     let ids: Vec<String> = granted.iter().map(|r| r.id.clone()).collect();
     let model = insert(&*txn, account_id, &email, hash, &ids, txn.now()).await?;
     let view = with_roles(&*txn, vec![model]).await?.remove(0);
-    let after = json!({ "email": view.email, "roles": view.role_ids() });
+    let after = json!({ "email": view.email, "roles": view.role_names() });
     ctx.audit(&txn, "user.add", &view.email, None, Some(after)).await?;
     txn.commit().await?;
     Ok((view, password))
@@ -146,13 +147,13 @@ pub async fn set_roles(store: &Store, ctx: &Ctx<'_>, user_id: &str, role_ids: &[
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let before = get(&*txn, account_id, user_id).await?;
-    let wanted = roles::by_ids(&*txn, account_id, role_ids).await?;
+    let wanted = roles::by_ids(&*txn, account_id, role_ids, "roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
     let ids: Vec<String> = wanted.iter().map(|r| r.id.clone()).collect();
     link_roles(&*txn, user_id, &ids).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;
     let after = get(&*txn, account_id, user_id).await?;
-    let states = (json!({ "roles": before.role_ids() }), json!({ "roles": after.role_ids() }));
+    let states = (json!({ "roles": before.role_names() }), json!({ "roles": after.role_names() }));
     ctx.audit(&txn, "user.set_roles", &after.email, Some(states.0), Some(states.1)).await?;
     txn.commit().await?;
     Ok(after)
@@ -165,7 +166,7 @@ pub async fn remove(store: &Store, ctx: &Ctx<'_>, user_id: &str) -> AppResult<()
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &[])?;
     user::Entity::delete_by_id(user_id).exec(&*txn).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;
-    let state = json!({ "email": before.email, "roles": before.role_ids() });
+    let state = json!({ "email": before.email, "roles": before.role_names() });
     ctx.audit(&txn, "user.remove", &before.email, Some(state), None).await?;
     txn.commit().await?;
     Ok(())

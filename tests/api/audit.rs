@@ -26,8 +26,10 @@ async fn every_key_change_writes_one_audit_event(app: &TestApp) {
     assert_eq!(actions, ["key.activate", "key.deactivate", "key.set_roles", "key.generate"], "newest first");
     let set_event = &events.data("auditEvents.edges")[2]["node"];
     assert_eq!(set_event["actor"], "user:owner@example.com");
-    assert!(set_event["before"].as_str().is_some_and(|b| b.contains("\"roles\":[]")));
-    assert!(set_event["after"].as_str().is_some_and(|a| a.contains(&restricted)));
+    // Before and after are JSON values, roles by name.
+    assert_eq!(set_event["before"], json!({ "status": "ACTIVE", "roles": [] }));
+    assert_eq!(set_event["after"], json!({ "status": "ACTIVE", "roles": ["User Administrator - RESTRICTED"] }));
+    assert!(!events.0.to_string().contains(&restricted), "role ids are not what a person reads");
     assert_eq!(set_event["clientIp"], "127.0.0.1");
     assert!(set_event["requestId"].as_str().is_some_and(|id| id.len() >= 32));
 }

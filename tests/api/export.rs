@@ -67,7 +67,11 @@ async fn the_export_needs_credentials_and_permission(app: &TestApp) {
     let denied = app.get("/export/app-keys.csv", &user).await;
     assert_eq!(denied.status(), 403);
     let body: serde_json::Value = denied.json().await.expect("json");
-    assert_eq!(body["code"], "FORBIDDEN");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "the GraphQL error shape: {body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["missingResources"],
+        json!(["ApiKeys.View", "ApiKeys.Edit", "LicenseManager.SaveUser"])
+    );
 }
 
 async fn a_download_link_works_once_without_headers(app: &TestApp) {

@@ -15,11 +15,15 @@ async fn more_than_thirty_aliases_are_refused(app: &TestApp) {
     assert_eq!(status, 200, "{body}");
     let thirty_one: String = (0..31).map(|i| format!("a{i}: __typename ")).collect();
     let (status, body) = post_raw(app, &Auth::None, json!({ "query": format!("{{ {thirty_one} }}") })).await;
-    assert_eq!(status, 400, "{body}");
+    // A validation failure: 200 for application/json, no data, a code (400 for graphql-response+json).
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{body}");
+    assert!(body.get("data").is_none(), "{body}");
     assert!(body.to_string().contains("aliases"));
     // Hidden in a fragment, they count too.
     let fragment = format!("query {{ ...F }} fragment F on Query {{ {thirty_one} }}");
-    assert_eq!(post_raw(app, &Auth::None, json!({ "query": fragment })).await.0, 400);
+    let (_, body) = post_raw(app, &Auth::None, json!({ "query": fragment })).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{body}");
 }
 
 async fn repeated_directives_and_complexity_are_bounded(app: &TestApp) {
@@ -43,10 +47,20 @@ async fn production_switches_turn_off_introspection_and_graphiql(backend: Backen
         s.no_graphiql = true;
     })
     .await;
-    let (_, body) = post_raw(&app, &Auth::None, json!({ "query": "{ __schema { types { name } } }" })).await;
-    assert!(body["data"]["__schema"].is_null(), "introspection is off: {body}");
-    assert!(!body.to_string().contains("AppKey"), "no type leaks: {body}");
+    for query in [
+        "{ __schema { types { name } } }",
+        "{ __type(name: \"AppKey\") { name } }",
+        "{ ...F } fragment F on Query { __schema { queryType { name } } }",
+    ] {
+        let (_, body) = post_raw(&app, &Auth::None, json!({ "query": query })).await;
+        assert_eq!(body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "an error, not null: {body}");
+        assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("introspection is disabled")));
+        assert!(!body.to_string().contains("AppKey\""), "no type leaks: {body}");
+    }
+    let (_, typename) = post_raw(&app, &Auth::None, json!({ "query": "{ __typename }" })).await;
+    assert_eq!(typename["data"]["__typename"], "Query", "__typename is not introspection");
     assert_eq!(app.get("/", &Auth::None).await.status(), 404);
+    assert_eq!(app.get("/assets/graphiql/graphiql.min.js", &Auth::None).await.status(), 404);
     let owner = app.owner().await;
     app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
     app.cleanup().await;

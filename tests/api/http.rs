@@ -11,10 +11,22 @@ async fn health_and_readiness_answer(app: &TestApp) {
 async fn graphiql_is_served_and_explains_the_headers(app: &TestApp) {
     let page = app.get("/", &Auth::None).await;
     assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().expect("a policy").to_owned();
+    assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe-inline") && !csp.contains("http"), "{csp}");
     let html = page.text().await.expect("html");
-    assert!(html.contains("GraphiQL") && html.contains("/graphql"));
-    assert!(html.contains("Authorization: Bearer") || html.contains("\"Authorization\": \"Bearer"));
-    assert!(html.contains("X-API-AppKey") && html.contains("X-API-AppToken"));
+    assert!(html.contains("GraphiQL"));
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external URL on the page: {html}");
+    assert!(!html.contains("<style") && !html.contains("<script>"), "no inline script or style: {html}");
+    // Every asset the page names is served by appkeys itself.
+    let assets: Vec<&str> = html.split('"').filter(|part| part.starts_with("/assets/")).collect();
+    assert_eq!(assets.len(), 6, "{html}");
+    for asset in &assets {
+        let served = app.get(asset, &Auth::None).await;
+        assert_eq!(served.status(), 200, "{asset}");
+    }
+    let start = app.get("/assets/graphiql/graphiql-start.js", &Auth::None).await.text().await.expect("js");
+    assert!(start.contains("/graphql") && start.contains("\\\"Authorization\\\": \\\"Bearer"), "{start}");
+    assert!(start.contains("X-API-AppKey") && start.contains("X-API-AppToken"));
 }
 
 async fn get_runs_queries_but_never_mutations(app: &TestApp) {

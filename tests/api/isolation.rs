@@ -61,8 +61,14 @@ async fn account_b_can_neither_see_nor_touch_account_a(app: &TestApp) {
             ("mutation($k: String!) { deactivateAppKey(key: $k) { key } }", json!({ "k": a_key })),
             ("mutation($k: String!) { activateAppKey(key: $k) { key } }", json!({ "k": a_key })),
             ("mutation($k: String!) { setAppKeyRoles(key: $k, roleIds: []) { key } }", json!({ "k": a_key })),
-            ("mutation($k: String!) { addAppKeyRoles(key: $k, roleIds: []) { key } }", json!({ "k": a_key })),
-            ("mutation($k: String!) { removeAppKeyRoles(key: $k, roleIds: []) { key } }", json!({ "k": a_key })),
+            (
+                "mutation($k: String!, $r: [ID!]!) { addAppKeyRoles(key: $k, roleIds: $r) { key } }",
+                json!({ "k": a_key, "r": [b_restricted] }),
+            ),
+            (
+                "mutation($k: String!, $r: [ID!]!) { removeAppKeyRoles(key: $k, roleIds: $r) { key } }",
+                json!({ "k": a_key, "r": [b_restricted] }),
+            ),
             ("mutation($k: String!) { deleteAppKey(key: $k) }", json!({ "k": a_key })),
             ("mutation($k: String!) { renewAppKeyToken(key: $k) { appToken } }", json!({ "k": a_key })),
             ("mutation($k: String!) { finishAppKeyRenewal(key: $k) { key } }", json!({ "k": a_key })),

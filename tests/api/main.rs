@@ -4,6 +4,8 @@ mod helpers;
 
 mod audit;
 mod bootstrap;
+mod browser;
+mod contract;
 mod crash;
 mod deletion;
 mod expiry;

@@ -240,8 +240,8 @@ async fn settings_are_validated_guarded_and_audited(app: &TestApp) {
         .data("auditEvents.edges");
     assert_eq!(events.as_array().map(Vec::len), Some(1));
     assert_eq!(events[0]["node"]["target"], "main");
-    let after: Value = serde_json::from_str(events[0]["node"]["after"].as_str().expect("after")).expect("json");
-    assert_eq!(after["renewalPeriodDays"], 180);
+    assert_eq!(events[0]["node"]["before"]["renewalPeriodDays"], 90, "before and after are JSON values");
+    assert_eq!(events[0]["node"]["after"]["renewalPeriodDays"], 180);
 }
 
 async fn renewals_are_audited_without_tokens(app: &TestApp) {

@@ -40,14 +40,15 @@ pub struct NewKey {
 }
 
 pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &NewKey) -> AppResult<GeneratedKey> {
-    let label = KeyLabel::parse(new.label.as_deref())?;
+    let label = KeyLabel::parse(new.label.as_deref()).map_err(|e| e.at("input.label"))?;
     let role_ids_raw = &new.role_ids;
     let account_id = &ctx.principal.account_id;
-    let account = AccountName::parse(&ctx.principal.account_name)?;
+    let account = AccountName::parse(&ctx.principal.account_name)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("the account's own name is invalid: {e}")))?;
     let token = AppToken::generate();
     let txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
-    let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    let granted = roles::by_ids(&*txn, account_id, role_ids_raw, "input.roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let mut value = AppKeyValue::generate(prefix, &account);
     let mut attempts = 1;
@@ -60,7 +61,7 @@ pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &Ne
     }
     let actor = ctx.principal.actor();
     let now = txn.now();
-    let expires_at = expiry_for(new.expires_at, None, now, at.settings.max_lifetime_days)?;
+    let expires_at = expiry_for(new.expires_at, None, now, at.settings.max_lifetime_days, "input.expiresAt")?;
     let label_text = label.map_or_else(|| value.to_string(), KeyLabel::into_inner);
     let key = app_key::ActiveModel {
         id: Set(new_id()),
@@ -110,22 +111,22 @@ pub async fn add_external(
     raw_key: &str,
     role_ids_raw: &[String],
 ) -> AppResult<AppKeyView> {
-    let value = AppKeyValue::parse(raw_key)?;
+    let value = AppKeyValue::parse(raw_key).map_err(|e| e.at("input.key"))?;
     if role_ids_raw.is_empty() {
-        return Err(AppError::BadUserInput("an external key needs at least one role".into()));
+        return Err(AppError::bad_input("input.roleIds", "an external key needs at least one role"));
     }
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
-    let granted = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    let granted = roles::by_ids(&*txn, account_id, role_ids_raw, "input.roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let key =
         find_key(&*txn, &value).await?.ok_or_else(|| AppError::NotFound(format!("no application key {raw_key:?}")))?;
     if &key.account_id == account_id {
-        return Err(AppError::BadUserInput(format!(
-            "{} is this account's own key; manage it on My Keys instead of adding it as external",
-            key.key
-        )));
+        return Err(AppError::bad_input(
+            "input.key",
+            format!("{} is this account's own key; manage it on My Keys instead of adding it as external", key.key),
+        ));
     }
     let actor = ctx.principal.actor();
     let existing = find_access(&*txn, &key.id, account_id).await?;
@@ -190,10 +191,13 @@ pub async fn change_roles(
     change: RolesChange,
     role_ids_raw: &[String],
 ) -> AppResult<AppKeyView> {
+    if role_ids_raw.is_empty() && !matches!(change, RolesChange::Set) {
+        return Err(AppError::bad_input("roleIds", "give at least one role to add or remove"));
+    }
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
-    let given = roles::by_ids(&*txn, account_id, role_ids_raw).await?;
+    let given = roles::by_ids(&*txn, account_id, role_ids_raw, "roleIds").await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
         return Err(AppError::RemovedExternalKey);
@@ -209,6 +213,11 @@ pub async fn change_roles(
         RolesChange::Remove => before.roles.iter().filter(|r| !given_ids.contains(r.id.as_str())).cloned().collect(),
     };
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
+    let unchanged: BTreeSet<&str> = before.roles.iter().map(|r| r.id.as_str()).collect();
+    if unchanged == wanted.iter().map(|r| r.id.as_str()).collect::<BTreeSet<_>>() {
+        // Nothing changes: nothing is written, nothing audited.
+        return Ok(before);
+    }
     replace_roles(&*txn, &located.access.id, &role_ids(&wanted)).await?;
     let Located { key, access } = located;
     let mut touched: key_access::ActiveModel = access.into();
@@ -233,6 +242,9 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
     let located = locate(&*txn, account_id, raw_key).await?;
     let before = located.clone().view(&*txn, &at).await?;
     let internal = located.internal();
+    if (internal && !located.key.active) || (!internal && located.access.removed) {
+        return Ok(before); // already off here: nothing to write or audit
+    }
     let Located { key, access } = located;
     let (action, after) = if internal {
         let mut active: app_key::ActiveModel = key.into();
@@ -267,6 +279,9 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
         // Not removed here: nothing for this account to switch on (only the owner can reactivate it).
         return Ok(before);
     }
+    if located.key.active {
+        return Ok(before); // already on: nothing to write or audit
+    }
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
     let Located { key, access } = located;
     let mut active: app_key::ActiveModel = key.into();
@@ -287,10 +302,13 @@ pub async fn delete(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<()
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if !located.internal() {
-        return Err(AppError::BadUserInput(format!(
-            "{} is another account's key; only its owner can delete it (deactivate it to remove it from this account)",
-            located.key.key
-        )));
+        return Err(AppError::bad_input(
+            "key",
+            format!(
+                "{} is another account's key; only its owner can delete it (deactivate it to remove it from this account)",
+                located.key.key
+            ),
+        ));
     }
     let before = located.clone().view(&*txn, &at).await?;
     app_key::Entity::delete_by_id(located.key.id.as_str()).exec(&*txn).await?;

@@ -116,7 +116,7 @@ fn access_select(at: &Viewpoint, filter: &KeyFilter) -> AppResult<Select<key_acc
         select = select.filter(unused_since_condition(&at.account_id, since));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-        let search = query_text(search)?;
+        let search = query_text(search, "filter.search")?;
         // Another account's label is never shown, so it is never searched either.
         select = select.filter(
             Condition::any()
@@ -149,7 +149,7 @@ async fn list_internal(
         select = select.filter(unused_since_condition(account_id, since));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-        let search = query_text(search)?;
+        let search = query_text(search, "filter.search")?;
         select = select.filter(Condition::any().add(key_contains(search)).add(label_contains(search)));
     }
     let mut paged = page::fetch(db, select, app_key::Column::Id, page, |m| m.id.as_str()).await?;

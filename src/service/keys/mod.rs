@@ -84,15 +84,19 @@ pub fn expiry_for(
     current: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     max_lifetime_days: Option<u32>,
+    field: &str,
 ) -> AppResult<Option<DateTime<Utc>>> {
     let latest = max_lifetime_days.map(|days| now + chrono::Duration::days(i64::from(days)));
     match (requested, latest) {
-        (Some(at), _) if at <= now => Err(AppError::BadUserInput("expiresAt must be in the future".into())),
-        (Some(at), Some(latest)) if at > latest => Err(AppError::BadUserInput(format!(
-            "expiresAt is at most {} days ahead (this account's maxLifetimeDays); the latest allowed is {}",
-            max_lifetime_days.unwrap_or_default(),
-            latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ))),
+        (Some(at), _) if at <= now => Err(AppError::bad_input(field, "expiresAt must be in the future")),
+        (Some(at), Some(latest)) if at > latest => Err(AppError::bad_input(
+            field,
+            format!(
+                "expiresAt is at most {} days ahead (this account's maxLifetimeDays); the latest allowed is {}",
+                max_lifetime_days.unwrap_or_default(),
+                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )),
         (Some(at), _) => Ok(Some(at)),
         (None, Some(latest)) => Ok(Some(latest)),
         (None, None) => Ok(current),
@@ -261,10 +265,10 @@ fn creator(actor: &str) -> String {
 }
 
 impl AppKeyView {
-    /// What the audit log records of a key's state: its status and roles here.
+    /// What the audit log records of a key's state: its status and roles (by name) here.
     fn audit_state(&self) -> serde_json::Value {
-        let role_ids: Vec<&str> = self.roles.iter().map(|r| r.id.as_str()).collect();
-        json!({ "status": self.status.as_str(), "roles": role_ids })
+        let roles: Vec<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
+        json!({ "status": self.status.as_str(), "roles": roles })
     }
 }
 
@@ -394,7 +398,7 @@ async fn find_access<C: ConnectionTrait>(
 /// The key as known to this account: its own key, or an external key it has added (even if removed).
 async fn locate<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> AppResult<Located> {
     let not_found = || AppError::NotFound(format!("no application key {raw_key:?} in this account"));
-    let value = AppKeyValue::parse(raw_key)?;
+    let value = AppKeyValue::parse(raw_key).map_err(|e| e.at("key"))?;
     let key = find_key(db, &value).await?.ok_or_else(not_found)?;
     let access = find_access(db, &key.id, account_id).await?.ok_or_else(not_found)?;
     Ok(Located { key, access })
@@ -426,14 +430,14 @@ mod tests {
     fn expiry_is_in_the_future_within_the_maximum_lifetime() {
         let now = Utc::now();
         let days = |n: i64| now + chrono::Duration::days(n);
-        assert_eq!(expiry_for(None, None, now, None).ok(), Some(None));
-        assert_eq!(expiry_for(None, Some(days(5)), now, None).ok(), Some(Some(days(5))), "kept");
-        assert_eq!(expiry_for(Some(days(2)), None, now, None).ok(), Some(Some(days(2))));
-        assert_eq!(expiry_for(None, None, now, Some(1)).ok(), Some(Some(days(1))), "supplied by the cap");
-        assert_eq!(expiry_for(Some(days(1)), None, now, Some(1)).ok(), Some(Some(days(1))));
-        assert!(expiry_for(Some(days(2)), None, now, Some(1)).is_err(), "beyond the cap");
-        assert!(expiry_for(Some(now), None, now, None).is_err(), "not in the future");
-        assert!(expiry_for(Some(days(-1)), None, now, Some(10)).is_err());
+        assert_eq!(expiry_for(None, None, now, None, "f").ok(), Some(None));
+        assert_eq!(expiry_for(None, Some(days(5)), now, None, "f").ok(), Some(Some(days(5))), "kept");
+        assert_eq!(expiry_for(Some(days(2)), None, now, None, "f").ok(), Some(Some(days(2))));
+        assert_eq!(expiry_for(None, None, now, Some(1), "f").ok(), Some(Some(days(1))), "supplied by the cap");
+        assert_eq!(expiry_for(Some(days(1)), None, now, Some(1), "f").ok(), Some(Some(days(1))));
+        assert!(expiry_for(Some(days(2)), None, now, Some(1), "f").is_err(), "beyond the cap");
+        assert!(expiry_for(Some(now), None, now, None, "f").is_err(), "not in the future");
+        assert!(expiry_for(Some(days(-1)), None, now, Some(10), "f").is_err());
     }
 
     #[test]

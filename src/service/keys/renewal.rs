@@ -32,10 +32,10 @@ fn renewal_state(view: &AppKeyView) -> serde_json::Value {
 async fn rotatable(txn: &WriteTxn, ctx: &Ctx<'_>, at: &Viewpoint, raw_key: &str) -> AppResult<Located> {
     let located = locate(&**txn, &at.account_id, raw_key).await?;
     if !located.internal() {
-        return Err(AppError::BadUserInput(format!(
-            "{} is another account's key; only its owner can renew its token",
-            located.key.key
-        )));
+        return Err(AppError::bad_input(
+            "key",
+            format!("{} is another account's key; only its owner can renew its token", located.key.key),
+        ));
     }
     if ctx.principal.app_key_id() == Some(located.key.id.as_str()) {
         return Err(AppError::NotAllowed(
@@ -60,9 +60,10 @@ pub async fn renew(store: &Store, ctx: &Ctx<'_>, raw_key: &str, request: &Renew)
     let old_token_valid_for_secs = request.old_token_valid_for_secs;
     if let Some(secs) = old_token_valid_for_secs {
         if !(0..=MAX_OVERLAP_SECS).contains(&secs) {
-            return Err(AppError::BadUserInput(format!(
-                "oldTokenValidFor is a number of seconds from 0 to {MAX_OVERLAP_SECS} (90 days)"
-            )));
+            return Err(AppError::bad_input(
+                "input.oldTokenValidFor",
+                format!("oldTokenValidFor is a number of seconds from 0 to {MAX_OVERLAP_SECS} (90 days)"),
+            ));
         }
     }
     let account_id = &ctx.principal.account_id;
@@ -74,7 +75,8 @@ pub async fn renew(store: &Store, ctx: &Ctx<'_>, raw_key: &str, request: &Renew)
     if pending_renewal(&located.key, now).is_some() {
         return Err(AppError::Conflict(format!("{} has a renewal pending; finish or undo it first", located.key.key)));
     }
-    let expires_at = expiry_for(request.expires_at, located.key.expires_at, now, at.settings.max_lifetime_days)?;
+    let expires_at =
+        expiry_for(request.expires_at, located.key.expires_at, now, at.settings.max_lifetime_days, "input.expiresAt")?;
     let before = located.clone().view(&*txn, &at).await?;
     // Whoever renews gets a working credential with the key's roles: no escalation through it.
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;

@@ -1,0 +1,314 @@
+//! The frontend contract: one error shape everywhere (codes, one-line messages, no `data` on request
+//! errors, `extensions.field` on bad input), no-op changes that write nothing, `/auth`'s answers to
+//! gateway mistakes, CORS exposure, a first start that cannot lock the operator out, and a CLI that
+//! says what is wrong.
+use crate::helpers::binary::free_port;
+use crate::helpers::{Auth, Backend, TestApp};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// POSTs a GraphQL body with this `Accept`; returns the status and the JSON.
+async fn post(app: &TestApp, auth: &Auth, accept: &str, body: Value) -> (u16, Value) {
+    let request = app.client.post(format!("{}/graphql", app.address)).header("accept", accept).json(&body);
+    let response = auth.apply(request).send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+fn assert_request_error(body: &Value, code: &str) {
+    assert!(body.get("data").is_none(), "no data entry on a request error: {body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], code, "{body}");
+    let message = error["message"].as_str().expect("a message");
+    assert!(!message.contains('\n'), "one line: {message:?}");
+}
+
+async fn parse_and_validation_errors_have_codes_one_line_and_no_data(app: &TestApp) {
+    let json_accept = "application/json";
+    let graphql_accept = "application/graphql-response+json";
+    let (status, body) = post(app, &Auth::None, json_accept, json!({ "query": "{ viewer { account " })).await;
+    assert_eq!(status, 200);
+    assert_request_error(&body, "GRAPHQL_PARSE_FAILED");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.starts_with("Syntax error at line 1")), "{body}");
+    let (status, body) = post(app, &Auth::None, graphql_accept, json!({ "query": "{ viewer { account " })).await;
+    assert_eq!(status, 400, "graphql-response+json: 400 for a document that does not parse");
+    assert_request_error(&body, "GRAPHQL_PARSE_FAILED");
+
+    let (status, body) = post(app, &Auth::None, graphql_accept, json!({ "query": "{ noSuchField }" })).await;
+    assert_eq!(status, 400);
+    assert_request_error(&body, "GRAPHQL_VALIDATION_FAILED");
+    let (_, body) = post(app, &Auth::None, json_accept, json!({ "query": "{ appKey(key: 5) { key } }" })).await;
+    assert_request_error(&body, "GRAPHQL_VALIDATION_FAILED");
+
+    // A field error keeps `data` (with its null) and its own code.
+    let (status, body) = post(app, &Auth::None, json_accept, json!({ "query": "{ viewer { account } }" })).await;
+    assert_eq!(status, 200);
+    assert!(body.get("data").is_some(), "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+}
+
+async fn http_level_errors_share_the_graphql_shape(app: &TestApp) {
+    let client = &app.client;
+    let base = &app.address;
+    let checks = [
+        (client.post(format!("{base}/graphql")).header("content-type", "text/plain").body("{}"), 415, "BAD_REQUEST"),
+        (
+            client
+                .post(format!("{base}/graphql"))
+                .header("content-type", "application/json")
+                .body(vec![b' '; 300 * 1024]),
+            413,
+            "BAD_REQUEST",
+        ),
+        (client.put(format!("{base}/graphql")), 405, "BAD_REQUEST"),
+        (client.get(format!("{base}/no/such/route")), 404, "NOT_FOUND"),
+        (client.get(format!("{base}/auth")), 401, "UNAUTHENTICATED"),
+        (client.get(format!("{base}/export/app-keys.csv")), 401, "UNAUTHENTICATED"),
+        (client.get(format!("{base}/graphql?query=mutation%20%7B%20logout%20%7D")), 405, "BAD_REQUEST"),
+    ];
+    for (request, status, code) in checks {
+        let response = request.send().await.expect("sent");
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_request_error(&body, code);
+    }
+}
+
+async fn bad_input_names_its_field(app: &TestApp) {
+    let owner = app.owner().await;
+    let generate = "mutation($i: GenerateAppKeyInput!) { generateAppKey(input: $i) { appToken } }";
+    let cases = [
+        (generate, json!({ "i": { "label": "x".repeat(201) } }), "input.label"),
+        (generate, json!({ "i": { "roleIds": ["nope"] } }), "input.roleIds"),
+        (generate, json!({ "i": { "expiresAt": "2000-01-01T00:00:00Z" } }), "input.expiresAt"),
+        (
+            "mutation($k: String!) { setAppKeyRoles(key: $k, roleIds: [\"nope\"]) { key } }",
+            json!({ "k": "appkey-main-AAAAAA" }),
+            "roleIds",
+        ),
+        ("mutation { addAppKeyRoles(key: \"appkey-main-AAAAAA\", roleIds: []) { key } }", json!({}), "roleIds"),
+        ("mutation { deactivateAppKey(key: \"not a key\") { key } }", json!({}), "key"),
+        (
+            "mutation { addExternalAppKey(input: {key: \"appkey-main-AAAAAA\", roleIds: []}) { key } }",
+            json!({}),
+            "input.roleIds",
+        ),
+        (
+            "mutation { updateAppKeySettings(input: {renewalPeriodDays: 0}) { renewalPeriodDays } }",
+            json!({}),
+            "input.renewalPeriodDays",
+        ),
+        ("mutation { createRole(input: {name: \" \", resourceIds: []}) { id } }", json!({}), "input.name"),
+        ("mutation { addUser(input: {email: \"nope\", roleIds: []}) { oneTimePassword } }", json!({}), "input.email"),
+        ("{ myKeys(after: \"garbage\") { totalCount } }", json!({}), "after"),
+        ("{ myKeys(filter: {search: \"a\\u0000b\"}) { totalCount } }", json!({}), "filter.search"),
+    ];
+    let before = app.snapshot().await;
+    for (query, variables, field) in cases {
+        let refused = app.graphql(&owner, query, variables).await;
+        refused.assert_code("BAD_USER_INPUT");
+        assert_eq!(refused.0["errors"][0]["extensions"]["field"], field, "{query}: {:#}", refused.0);
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
+async fn changes_that_change_nothing_write_nothing(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let before = app.snapshot().await;
+    let set = "mutation($k: String!, $r: [ID!]!) { setAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    app.graphql(&owner, set, json!({ "k": key, "r": [restricted] })).await.data("setAppKeyRoles");
+    let add = "mutation($k: String!, $r: [ID!]!) { addAppKeyRoles(key: $k, roleIds: $r) { key } }";
+    app.graphql(&owner, add, json!({ "k": key, "r": [restricted] })).await.data("addAppKeyRoles");
+    app.graphql(&owner, "mutation($k: String!) { activateAppKey(key: $k) { status } }", json!({ "k": key }))
+        .await
+        .data("activateAppKey");
+    assert_eq!(app.snapshot().await, before, "no row and no audit event for a change that changes nothing");
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { status } }";
+    app.graphql(&owner, deactivate, json!({ "k": key })).await.data("deactivateAppKey");
+    let once = app.snapshot().await;
+    assert_ne!(once, before);
+    app.graphql(&owner, deactivate, json!({ "k": key })).await.data("deactivateAppKey");
+    assert_eq!(app.snapshot().await, once, "deactivating an inactive key changes nothing");
+}
+
+async fn auth_names_unknown_resources_and_takes_keys_only(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[restricted]).await;
+    let as_key = Auth::key(&key, &token);
+    let typo = app.get("/auth?resource=Orders.Raed", &as_key).await;
+    assert_eq!(typo.status(), 400, "a gateway typo is not a missing permission");
+    let body: Value = typo.json().await.expect("json");
+    assert_request_error(&body, "BAD_USER_INPUT");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("Orders.Raed")), "{body}");
+    let missing = app.get("/auth?resource=LicenseManager.SaveAccessProfile", &as_key).await;
+    assert_eq!(missing.status(), 403);
+    assert_eq!(app.get("/auth?resource=ApiKeys.View", &as_key).await.status(), 200);
+    // A user session is not for gateways unless the operator says so.
+    assert_eq!(app.get("/auth", &owner).await.status(), 401);
+}
+
+async fn sessions_pass_auth_only_when_allowed(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.auth_allow_sessions = true).await;
+    let owner = app.owner().await;
+    let allowed = app.get("/auth", &owner).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-user"], crate::helpers::OWNER_EMAIL);
+    app.cleanup().await;
+}
+
+async fn cors_exposes_what_a_frontend_reads(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.cors_origins = vec!["https://admin.example.com".into()]).await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("origin", "https://admin.example.com")
+        .send()
+        .await
+        .expect("sent");
+    let exposed = response.headers()["access-control-expose-headers"].to_str().expect("text").to_lowercase();
+    for header in ["x-request-id", "retry-after", "content-disposition"] {
+        assert!(exposed.contains(header), "{header} is not exposed: {exposed}");
+    }
+    app.cleanup().await;
+}
+
+/// Runs the binary to completion with these arguments; returns (success, stdout, stderr).
+fn appkeys(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_appkeys"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+/// A first start on a busy port creates nothing; the next start creates the owner and prints how to
+/// log in; if that output is lost (a crash before anyone read it), the start after that prints a new
+/// password; once the owner has logged in, starts print nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_cannot_lock_the_owner_out() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let busy_port = busy.local_addr().expect("an address").port().to_string();
+    let (ok, stdout, stderr) = appkeys(&["serve", "--bind", &format!("127.0.0.1:{busy_port}")], dir.path());
+    assert!(!ok, "a busy port fails the start");
+    assert!(stderr.contains(&busy_port), "{stderr}");
+    assert!(stdout.is_empty(), "nothing to tell: nothing was created: {stdout}");
+    assert!(!dir.path().join("appkeys.db").exists(), "nothing is created before the server can serve");
+
+    let start = |dir: &std::path::Path| {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .current_dir(dir)
+            .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let read_password = |child: &mut std::process::Child| -> String {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(password) = line.trim().strip_prefix("One-time password (shown only now): ") {
+                return password.to_owned();
+            }
+        }
+        panic!("no one-time password was printed");
+    };
+    let login = |address: String, password: String| async move {
+        let body = json!({ "query": "mutation($p: String!) { login(input: {account: \"main\", email: \"admin@example.com\", password: $p}) { token } }", "variables": { "p": password } });
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = client.post(format!("{address}/graphql")).json(&body).send().await {
+                return response.json::<Value>().await.expect("json");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not answer");
+    };
+
+    let (mut first, _) = start(dir.path());
+    let lost = read_password(&mut first);
+    first.kill().expect("killed before anyone logged in");
+    first.wait().expect("stopped");
+
+    let (mut second, address) = start(dir.path());
+    let password = read_password(&mut second);
+    assert_ne!(password, lost, "a fresh password, since nobody logged in with the first");
+    let refused = login(address.clone(), lost).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let logged_in = login(address, password).await;
+    assert!(logged_in["data"]["login"]["token"].is_string(), "{logged_in}");
+    second.kill().expect("killed");
+    second.wait().expect("stopped");
+
+    // Once the owner has logged in, a start prints no password.
+    let (mut third, address) = start(dir.path());
+    let _ = login(address, "probe".into()).await; // waits until it serves
+    third.kill().expect("killed");
+    third.wait().expect("stopped");
+    let mut printed = String::new();
+    use std::io::Read;
+    third.stdout.take().expect("stdout").read_to_string(&mut printed).expect("read");
+    assert!(!printed.contains("password"), "{printed}");
+    drop(busy);
+}
+
+#[test]
+fn each_command_shows_its_own_flags_and_database_errors_say_where_and_why() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (ok, serve_help, _) = appkeys(&["serve", "--help"], dir.path());
+    assert!(ok && serve_help.contains("--bind") && serve_help.contains("--last-used-flush-secs"));
+    for command in [&["migrate", "--help"][..], &["account", "create", "--help"], &["resource", "register", "--help"]] {
+        let (ok, help, _) = appkeys(command, dir.path());
+        assert!(ok, "{command:?}");
+        assert!(help.contains("--database-url"), "{command:?}: {help}");
+        assert!(!help.contains("--bind") && !help.contains("--max-aliases"), "{command:?} lists serve's flags: {help}");
+    }
+    let (ok, _, stderr) =
+        appkeys(&["migrate", "--database-url", "sqlite:///no/such/dir/appkeys.db?mode=rwc"], dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/dir/appkeys.db") && stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(stderr.matches("does not exist").count(), 1, "the cause once: {stderr}");
+
+    let refused = format!("postgres://postgres@127.0.0.1:{}/appkeys", free_port());
+    let started = Instant::now();
+    let (ok, _, stderr) = appkeys(&["migrate", "--database-url", &refused], dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("connection refused") && stderr.contains("127.0.0.1"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+}
+
+mod cases {
+    use super::*;
+    crate::backend_cases!(sessions_pass_auth_only_when_allowed, cors_exposes_what_a_frontend_reads);
+}
+
+crate::backend_tests!(
+    parse_and_validation_errors_have_codes_one_line_and_no_data,
+    http_level_errors_share_the_graphql_shape,
+    bad_input_names_its_field,
+    changes_that_change_nothing_write_nothing,
+    auth_names_unknown_resources_and_takes_keys_only,
+);
