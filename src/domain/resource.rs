@@ -33,6 +33,11 @@ impl Resource {
     pub const READ_KEYS: &'static [Resource] = &[Resource::ApiKeysView, Resource::ApiKeysEdit, Resource::SaveUser];
     /// Who may change keys: Edit API keys, or Save user (the original product's rule).
     pub const EDIT_KEYS: &'static [Resource] = &[Resource::ApiKeysEdit, Resource::SaveUser];
+    /// Who may read the account's roles.
+    pub const READ_ROLES: &'static [Resource] =
+        &[Resource::SaveUser, Resource::SaveAccessProfile, Resource::ApiKeysView];
+    /// Who may read the audit log.
+    pub const READ_AUDIT: &'static [Resource] = &[Resource::SaveUser, Resource::ApiKeysView];
     /// Who may read the key settings.
     pub const READ_SETTINGS: &'static [Resource] =
         &[Resource::ApiKeysView, Resource::ApiKeysEdit, Resource::ApiKeysEditSettings, Resource::SaveUser];

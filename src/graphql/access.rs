@@ -4,8 +4,8 @@ use async_graphql::{Context, ErrorExtensions, Object, Result, ID};
 use super::guard::{principal, service_ctx, Authenticated, PermissionGuard};
 use super::page_complexity;
 use super::types::{
-    connection, ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, Page, PrincipalType, Resource, Role,
-    Session, UpdateRoleInput, User, Viewer,
+    connection, id_cursor, local_id, local_ids, AddUserInput, AddedUser, CreateRoleInput, LoginInput, NodeKind, Page,
+    PrincipalType, Resource, Role, Session, UpdateRoleInput, User, Viewer,
 };
 use crate::auth::{ip_subject, PrincipalKind};
 use crate::domain::Resource as R;
@@ -46,7 +46,7 @@ impl AccessQuery {
     }
 
     /// The account's roles: predefined first, then custom roles by name.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser).or(R::SaveAccessProfile).or(R::ApiKeysView)")]
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_ROLES)")]
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
@@ -61,18 +61,23 @@ impl AccessQuery {
     }
 
     /// The account's users, newest first.
-    #[graphql(guard = "PermissionGuard::new(R::SaveUser)", complexity = "page_complexity(first, child_complexity)")]
+    #[graphql(
+        guard = "PermissionGuard::new(R::SaveUser)",
+        complexity = "page_complexity(first.or(last), child_complexity)"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
+        #[graphql(desc = "Page size forwards (default 20), at most 100.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue after (`pageInfo.endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size backwards, at most 100.")] last: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue before (`pageInfo.startCursor`).")] before: Option<String>,
     ) -> Result<Page<User>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        let page = PageRequest::parse(Some(first), after.as_deref())?;
+        let page = PageRequest::parse(first, after.as_deref(), last, before.as_deref())?;
         let paged = users::list(&state.store.db, &principal.account_id, &page).await?;
-        Ok(connection(paged, page.after.is_some(), |u| u.id.as_str(), User::from))
+        Ok(connection(paged, |u| id_cursor(&u.id), User::from))
     }
 }
 
@@ -136,8 +141,14 @@ impl AccessMutation {
     async fn update_role(&self, ctx: &Context<'_>, id: ID, input: UpdateRoleInput) -> Result<Role> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let view =
-            roles::update(&state.store, &sctx, &id, input.name.as_deref(), input.resource_ids.as_deref()).await?;
+        let view = roles::update(
+            &state.store,
+            &sctx,
+            &local_id(NodeKind::Role, &id),
+            input.name.as_deref(),
+            input.resource_ids.as_deref(),
+        )
+        .await?;
         Ok(view.into())
     }
 
@@ -166,7 +177,7 @@ impl AccessMutation {
     async fn delete_role(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        roles::delete(&state.store, &sctx, &id).await?;
+        roles::delete(&state.store, &sctx, &local_id(NodeKind::Role, &id)).await?;
         Ok(true)
     }
 
@@ -175,7 +186,8 @@ impl AccessMutation {
     async fn add_user(&self, ctx: &Context<'_>, input: AddUserInput) -> Result<AddedUser> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        let (user, password) = users::add(&state.store, &sctx, &input.email, &ids(input.role_ids)).await?;
+        let role_ids = local_ids(NodeKind::Role, input.role_ids);
+        let (user, password) = users::add(&state.store, &sctx, &input.email, &role_ids).await?;
         Ok(AddedUser { user: user.into(), one_time_password: password.expose_secret().to_owned() })
     }
 
@@ -184,7 +196,8 @@ impl AccessMutation {
     async fn set_user_roles(&self, ctx: &Context<'_>, user_id: ID, role_ids: Vec<ID>) -> Result<User> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        Ok(users::set_roles(&state.store, &sctx, &user_id, &ids(role_ids)).await?.into())
+        let user_id = local_id(NodeKind::User, &user_id);
+        Ok(users::set_roles(&state.store, &sctx, &user_id, &local_ids(NodeKind::Role, role_ids)).await?.into())
     }
 
     /// Removes a user and ends their sessions. The account always keeps at least one Owner.
@@ -192,7 +205,7 @@ impl AccessMutation {
     async fn remove_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        users::remove(&state.store, &sctx, &user_id).await?;
+        users::remove(&state.store, &sctx, &local_id(NodeKind::User, &user_id)).await?;
         Ok(true)
     }
 }

@@ -3,7 +3,7 @@ use async_graphql::{Context, Object, Result};
 
 use super::guard::{principal, PermissionGuard};
 use super::page_complexity;
-use super::types::{connection, AuditEvent, AuditEventFilter, Page};
+use super::types::{connection, id_cursor, AuditEvent, AuditEventFilter, Page};
 use crate::domain::Resource as R;
 use crate::service::audit::{self, AuditFilter};
 use crate::service::page::PageRequest;
@@ -16,22 +16,24 @@ pub struct AuditQuery;
 impl AuditQuery {
     /// The account's audit log, newest first.
     #[graphql(
-        guard = "PermissionGuard::new(R::SaveUser).or(R::ApiKeysView)",
-        complexity = "page_complexity(first, child_complexity)"
+        guard = "PermissionGuard::any_of(R::READ_AUDIT)",
+        complexity = "page_complexity(first.or(last), child_complexity)"
     )]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
+        #[graphql(desc = "Page size forwards (default 20), at most 100.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue after (`pageInfo.endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size backwards, at most 100.")] last: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue before (`pageInfo.startCursor`).")] before: Option<String>,
         #[graphql(desc = "Exact-match filters.")] filter: Option<AuditEventFilter>,
     ) -> Result<Page<AuditEvent>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        let page = PageRequest::parse(Some(first), after.as_deref())?;
+        let page = PageRequest::parse(first, after.as_deref(), last, before.as_deref())?;
         let filter = filter.unwrap_or_default();
         let filter = AuditFilter { action: filter.action, actor: filter.actor, target: filter.target };
         let paged = audit::list(&state.store.db, &principal.account_id, &filter, &page).await?;
-        Ok(connection(paged, page.after.is_some(), |e| e.id.as_str(), AuditEvent::from))
+        Ok(connection(paged, |e| id_cursor(&e.id), AuditEvent::from))
     }
 }

@@ -5,27 +5,32 @@ use async_graphql::{Context, Object, Result, ID};
 use super::guard::{principal, service_ctx, PermissionGuard};
 use super::page_complexity;
 use super::types::{
-    connection, ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, AppKeySettings, AppKeySettingsInput, ExportDownload,
-    ExportFormat, GenerateAppKeyInput, GeneratedAppKey, Page, RenewAppKeyTokenInput, RenewedAppKeyToken,
+    connection, local_ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, AppKeyOrder, AppKeySettings,
+    AppKeySettingsInput, ExportDownload, ExportFormat, GenerateAppKeyInput, GeneratedAppKey, NodeKind, Page,
+    RenewAppKeyTokenInput, RenewedAppKeyToken,
 };
 use crate::domain::Resource as R;
-use crate::service::keys::{self, KeyFilter, Listing, RolesChange};
-use crate::service::page::PageRequest;
+use crate::service::keys::{self, KeyFilter, KeyOrder, Listing, RolesChange};
+use crate::service::page::{Direction, PageRequest};
 use crate::service::{export, settings};
 use crate::state::AppState;
 
-/// Both listings: one page of keys as a Relay connection.
-async fn list_keys(
-    ctx: &Context<'_>,
-    listing: Listing,
-    first: i32,
+/// A page request of either listing, as GraphQL receives it.
+struct KeyPage {
+    first: Option<i32>,
     after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
     filter: Option<AppKeyFilter>,
-) -> Result<Page<AppKey>> {
+    order_by: Option<AppKeyOrder>,
+}
+
+/// Both listings: one page of keys as a Relay connection.
+async fn list_keys(ctx: &Context<'_>, listing: Listing, request: KeyPage) -> Result<Page<AppKey>> {
     let state = ctx.data::<AppState>()?;
     let principal = principal(ctx)?;
-    let page = PageRequest::parse(Some(first), after.as_deref())?;
-    let filter = filter.unwrap_or_default();
+    let page = PageRequest::parse(request.first, request.after.as_deref(), request.last, request.before.as_deref())?;
+    let filter = request.filter.unwrap_or_default();
     let filter = KeyFilter {
         search: filter.search,
         status: filter.status.map(Into::into),
@@ -33,8 +38,12 @@ async fn list_keys(
         renewal_alert: filter.renewal_alert.map(Into::into),
         unused_since: filter.unused_since,
     };
-    let paged = keys::list(&state.store.db, &principal.account_id, state.store.now(), listing, &filter, &page).await?;
-    Ok(connection(paged, page.after.is_some(), |k| k.id.as_str(), AppKey::from))
+    let order = request.order_by.unwrap_or_default();
+    let (field, direction): (KeyOrder, Direction) = (order.field.into(), order.direction.into());
+    let account_id = &principal.account_id;
+    let paged =
+        keys::list(&state.store.db, account_id, state.store.now(), listing, &filter, (field, direction), &page).await?;
+    Ok(connection(paged, |k| keys::cursor_of(k, field), AppKey::from))
 }
 
 #[derive(Default)]
@@ -42,28 +51,44 @@ pub struct KeyQuery;
 
 #[Object]
 impl KeyQuery {
-    /// The "Application Keys" page: every internal and external key holding roles in this account, newest first.
-    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)", complexity = "page_complexity(first, child_complexity)")]
+    /// The "Application Keys" page: every internal and external key holding roles in this account,
+    /// newest first unless `orderBy` says otherwise.
+    #[graphql(
+        guard = "PermissionGuard::any_of(R::READ_KEYS)",
+        complexity = "page_complexity(first.or(last), child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
     async fn app_keys(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
-        #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
+        #[graphql(desc = "Page size forwards (default 20), at most 100.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue after (`pageInfo.endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size backwards, at most 100.")] last: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue before (`pageInfo.startCursor`).")] before: Option<String>,
+        #[graphql(desc = "Search, status, type, renewal and use filters.")] filter: Option<AppKeyFilter>,
+        #[graphql(desc = "Sort order; default CREATED_AT DESC.")] order_by: Option<AppKeyOrder>,
     ) -> Result<Page<AppKey>> {
-        list_keys(ctx, Listing::WithAccess, first, after, filter).await
+        list_keys(ctx, Listing::WithAccess, KeyPage { first, after, last, before, filter, order_by }).await
     }
 
-    /// The "My Keys" page: every key generated in this account, with or without roles, newest first.
-    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)", complexity = "page_complexity(first, child_complexity)")]
+    /// The "My Keys" page: every key generated in this account, with or without roles, newest first
+    /// unless `orderBy` says otherwise.
+    #[graphql(
+        guard = "PermissionGuard::any_of(R::READ_KEYS)",
+        complexity = "page_complexity(first.or(last), child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
     async fn my_keys(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 100.", default = 20)] first: i32,
-        #[graphql(desc = "Cursor from the previous page's `pageInfo.endCursor`.")] after: Option<String>,
-        #[graphql(desc = "Search, status and type filters.")] filter: Option<AppKeyFilter>,
+        #[graphql(desc = "Page size forwards (default 20), at most 100.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue after (`pageInfo.endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size backwards, at most 100.")] last: Option<i32>,
+        #[graphql(desc = "Cursor of the row to continue before (`pageInfo.startCursor`).")] before: Option<String>,
+        #[graphql(desc = "Search, status, type, renewal and use filters.")] filter: Option<AppKeyFilter>,
+        #[graphql(desc = "Sort order; default CREATED_AT DESC.")] order_by: Option<AppKeyOrder>,
     ) -> Result<Page<AppKey>> {
-        list_keys(ctx, Listing::Internal, first, after, filter).await
+        list_keys(ctx, Listing::Internal, KeyPage { first, after, last, before, filter, order_by }).await
     }
 
     /// The account's key settings.
@@ -99,7 +124,7 @@ impl KeyMutation {
         let sctx = service_ctx(ctx)?;
         let new = keys::NewKey {
             label: input.label,
-            role_ids: ids(input.role_ids.unwrap_or_default()),
+            role_ids: local_ids(NodeKind::Role, input.role_ids.unwrap_or_default()),
             expires_at: input.expires_at,
         };
         let generated = keys::generate(&state.store, &sctx, &state.key_prefix, &new).await?;
@@ -111,7 +136,8 @@ impl KeyMutation {
     async fn add_external_app_key(&self, ctx: &Context<'_>, input: AddExternalAppKeyInput) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
-        Ok(keys::add_external(&state.store, &sctx, &input.key, &ids(input.role_ids)).await?.into())
+        let role_ids = local_ids(NodeKind::Role, input.role_ids);
+        Ok(keys::add_external(&state.store, &sctx, &input.key, &role_ids).await?.into())
     }
 
     /// Replaces the key's roles in this account. An empty list removes its access.
@@ -243,7 +269,7 @@ impl KeyMutation {
 async fn change_roles(ctx: &Context<'_>, key: &str, change: RolesChange, role_ids: Vec<ID>) -> Result<AppKey> {
     let state = ctx.data::<AppState>()?;
     let sctx = service_ctx(ctx)?;
-    Ok(keys::change_roles(&state.store, &sctx, key, change, &ids(role_ids)).await?.into())
+    Ok(keys::change_roles(&state.store, &sctx, key, change, &local_ids(NodeKind::Role, role_ids)).await?.into())
 }
 
 /// An omitted field keeps its value (`None`); an explicit null clears it (`Some(None)`).

@@ -3,16 +3,17 @@ mod access;
 mod audit;
 pub mod guard;
 mod keys;
+mod node;
 pub mod types;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::state::AppState;
 
-/// Reads: who am I, keys, roles, resources, users and the audit log.
+/// Reads: who am I, keys, roles, resources, users, the audit log, and any object by global id.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery);
+pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery, node::NodeQuery);
 
 /// Changes: sessions, keys, roles and users. Each validates first and writes in one transaction.
 #[derive(MergedObject, Default)]
@@ -22,8 +23,9 @@ pub struct MutationRoot(access::AccessMutation, keys::KeyMutation);
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// A page costs its size times what one item costs, so `first: 100` is priced as 100 items.
-pub(crate) fn page_complexity(first: i32, child_complexity: usize) -> usize {
-    let items = usize::try_from(first.clamp(1, crate::service::page::MAX_PAGE_SIZE as i32)).unwrap_or(1);
+pub(crate) fn page_complexity(size: Option<i32>, child_complexity: usize) -> usize {
+    let size = size.unwrap_or(crate::service::page::DEFAULT_PAGE_SIZE as i32);
+    let items = usize::try_from(size.clamp(1, crate::service::page::MAX_PAGE_SIZE as i32)).unwrap_or(1);
     items.saturating_mul(child_complexity)
 }
 

@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 
 use crate::service::audit::AuditEventView;
 use crate::service::keys::{AppKeyView, Renewal};
-use crate::service::page::{encode_cursor, Paged, Total};
+use crate::service::page::{Cursor, Paged, Total};
 use crate::service::roles::{ResourceView, RoleView};
 use crate::service::settings::KeySettings;
 use crate::service::users::UserView;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 /// One permission from the catalogue, e.g. `LicenseManager.SaveUser`.
 #[derive(SimpleObject, Clone)]
@@ -41,7 +43,7 @@ pub struct Role {
 impl From<RoleView> for Role {
     fn from(r: RoleView) -> Self {
         Self {
-            id: ID(r.id),
+            id: global_id(NodeKind::Role, &r.id),
             name: r.name,
             predefined: r.predefined,
             resources: r.resources.into_iter().map(Into::into).collect(),
@@ -65,7 +67,7 @@ pub struct User {
 impl From<UserView> for User {
     fn from(u: UserView) -> Self {
         Self {
-            id: ID(u.id),
+            id: global_id(NodeKind::User, &u.id),
             email: u.email,
             roles: u.roles.into_iter().map(Into::into).collect(),
             created_at: u.created_at,
@@ -168,7 +170,7 @@ pub struct AppKey {
 impl From<AppKeyView> for AppKey {
     fn from(k: AppKeyView) -> Self {
         Self {
-            id: ID(k.id),
+            id: global_id(NodeKind::AppKey, &k.id),
             key: k.key,
             key_type: k.key_type.into(),
             account: k.account,
@@ -332,7 +334,7 @@ pub struct AuditEvent {
 impl From<AuditEventView> for AuditEvent {
     fn from(e: AuditEventView) -> Self {
         Self {
-            id: ID(e.id),
+            id: global_id(NodeKind::AuditEvent, &e.id),
             at: e.at,
             actor: e.actor,
             action: e.action,
@@ -378,17 +380,54 @@ impl ConnectionFields {
 
 pub type Page<N> = Connection<String, N, ConnectionFields, EmptyFields>;
 
-/// Builds a Relay connection from a service page.
-pub fn connection<V, N: OutputType>(
-    paged: Paged<V>,
-    has_previous: bool,
-    id: impl Fn(&V) -> &str,
-    node: impl Fn(V) -> N,
-) -> Page<N> {
-    let mut connection =
-        Connection::with_additional_fields(has_previous, paged.has_next, ConnectionFields { total: paged.total });
-    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(encode_cursor(id(&item)), node(item))));
+/// Builds a Relay connection from a service page, each edge with the cursor `cursor` gives.
+pub fn connection<V, N: OutputType>(paged: Paged<V>, cursor: impl Fn(&V) -> Cursor, node: impl Fn(V) -> N) -> Page<N> {
+    let fields = ConnectionFields { total: paged.total };
+    let mut connection = Connection::with_additional_fields(paged.has_previous, paged.has_next, fields);
+    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(cursor(&item).encode(), node(item))));
     connection
+}
+
+/// The cursor of a row in a listing ordered by id alone.
+pub fn id_cursor(id: &str) -> Cursor {
+    Cursor { sort: None, id: id.to_owned() }
+}
+
+/// What a key listing is sorted by.
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+#[graphql(remote = "crate::service::keys::KeyOrder")]
+pub enum AppKeyOrderField {
+    /// When the key was generated (or, for an external key, added here). The default.
+    #[default]
+    CreatedAt,
+    /// The key value.
+    Key,
+    /// The label, case-insensitively; other accounts' keys (whose label is never shown) sort as blank.
+    Label,
+    /// The last use in this account; never-used keys sort as the oldest.
+    LastUsedAt,
+}
+
+/// Ascending or descending.
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+#[graphql(remote = "crate::service::page::Direction")]
+pub enum OrderDirection {
+    /// Smallest, oldest or A first.
+    Asc,
+    /// Largest, newest or Z first. The default.
+    #[default]
+    Desc,
+}
+
+/// The order of a key listing; ties are broken by creation, in the same direction.
+#[derive(InputObject, Default)]
+pub struct AppKeyOrder {
+    /// What to sort by (default CREATED_AT).
+    #[graphql(default)]
+    pub field: AppKeyOrderField,
+    /// Which way (default DESC).
+    #[graphql(default)]
+    pub direction: OrderDirection,
 }
 
 /// Filters for the key listings.
@@ -477,6 +516,50 @@ pub struct AddUserInput {
     pub role_ids: Vec<ID>,
 }
 
-pub fn ids(ids: Vec<ID>) -> Vec<String> {
-    ids.into_iter().map(|id| id.0).collect()
+/// The kinds of object a global id can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    AppKey,
+    Role,
+    User,
+    AuditEvent,
+}
+
+impl NodeKind {
+    const ALL: [NodeKind; 4] = [NodeKind::AppKey, NodeKind::Role, NodeKind::User, NodeKind::AuditEvent];
+
+    fn name(self) -> &'static str {
+        match self {
+            NodeKind::AppKey => "AppKey",
+            NodeKind::Role => "Role",
+            NodeKind::User => "User",
+            NodeKind::AuditEvent => "AuditEvent",
+        }
+    }
+}
+
+/// A Relay global id: opaque to clients (base64 of the kind and the row's id), unique across kinds.
+pub fn global_id(kind: NodeKind, id: &str) -> ID {
+    ID(URL_SAFE_NO_PAD.encode(format!("{}:{id}", kind.name())))
+}
+
+/// The kind and row id a global id names, if it is one.
+pub fn parse_global_id(id: &str) -> Option<(NodeKind, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
+    let (kind, local) = text.split_once(':')?;
+    let kind = NodeKind::ALL.into_iter().find(|k| k.name() == kind)?;
+    Some((kind, local.to_owned()))
+}
+
+/// Row ids from ids a client sends: global ids of `kind` are decoded; anything else passes through
+/// untouched (a plain row id, or garbage the service refuses by name).
+pub fn local_ids(kind: NodeKind, ids: Vec<ID>) -> Vec<String> {
+    ids.into_iter().map(|id| local_id(kind, &id)).collect()
+}
+
+pub fn local_id(kind: NodeKind, id: &ID) -> String {
+    match parse_global_id(id) {
+        Some((found, local)) if found == kind => local,
+        _ => id.0.clone(),
+    }
 }

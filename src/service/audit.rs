@@ -62,6 +62,30 @@ pub struct AuditFilter {
     pub target: Option<String>,
 }
 
+/// One event of the account by id (Relay `node`), or `None`.
+pub async fn get(db: &DatabaseConnection, account_id: &str, id: &str) -> AppResult<Option<AuditEventView>> {
+    if !super::is_id(id) {
+        return Ok(None);
+    }
+    let event =
+        audit_event::Entity::find_by_id(id).filter(audit_event::Column::AccountId.eq(account_id)).one(db).await?;
+    Ok(event.map(view))
+}
+
+fn view(e: audit_event::Model) -> AuditEventView {
+    AuditEventView {
+        id: e.id,
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        before: e.before.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+        after: e.after.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+        client_ip: e.client_ip,
+        request_id: e.request_id,
+    }
+}
+
 pub async fn list(
     db: &DatabaseConnection,
     account_id: &str,
@@ -78,16 +102,6 @@ pub async fn list(
     if let Some(target) = &filter.target {
         select = select.filter(audit_event::Column::Target.eq(query_text(target, "filter.target")?));
     }
-    let paged = page::fetch(db, select, audit_event::Column::Id, page, |m| m.id.as_str()).await?;
-    Ok(paged.map(|e| AuditEventView {
-        id: e.id,
-        at: e.at,
-        actor: e.actor,
-        action: e.action,
-        target: e.target,
-        before: e.before.as_deref().and_then(|text| serde_json::from_str(text).ok()),
-        after: e.after.as_deref().and_then(|text| serde_json::from_str(text).ok()),
-        client_ip: e.client_ip,
-        request_id: e.request_id,
-    }))
+    let paged = page::fetch(db, select, audit_event::Column::Id, page).await?;
+    Ok(paged.map(view))
 }

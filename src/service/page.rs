@@ -1,11 +1,12 @@
-//! Keyset pagination shared by every connection: newest first by UUIDv7 id, `first` capped at 100,
-//! opaque cursors.
+//! Keyset pagination shared by every connection: forwards (`first`/`after`) or backwards
+//! (`last`/`before`), by an optional sort value then the UUIDv7 id (newest first by default), at
+//! most 100 rows a page, opaque cursors that carry the sort value and the id.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use sea_orm::sea_query::{Expr, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
 };
 
 use crate::error::{AppError, AppResult};
@@ -13,23 +14,86 @@ use crate::error::{AppError, AppResult};
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
 
-/// A validated page request: how many rows, and after which id.
+/// A position in a listing: the sort value of a row (when the listing is sorted by more than its
+/// id) and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub sort: Option<String>,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let text = match &self.sort {
+            Some(sort) => format!("c2:{}:{sort}", self.id),
+            None => format!("c2:{}", self.id),
+        };
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn decode(raw: &str, field: &str) -> AppResult<Self> {
+        let invalid = || AppError::bad_input(field, "invalid cursor: pass a cursor from this listing's pageInfo");
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let rest = text.strip_prefix("c2:").ok_or_else(invalid)?;
+        let (id, sort) = match rest.split_once(':') {
+            Some((id, sort)) => (id, Some(sort.to_owned())),
+            None => (rest, None),
+        };
+        uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
+        Ok(Self { sort, id: id.to_owned() })
+    }
+}
+
+/// A validated page request.
 #[derive(Debug, Clone)]
 pub struct PageRequest {
-    pub first: u64,
-    pub after: Option<String>,
+    /// How many rows.
+    pub limit: u64,
+    /// Paging backwards (`last`/`before`): the last `limit` rows before the cursor.
+    pub backward: bool,
+    /// `after` (forwards) or `before` (backwards).
+    pub cursor: Option<Cursor>,
 }
 
 impl PageRequest {
-    /// `first` above 100 is capped to 100 (a Relay client then sees `hasNextPage`); negative is refused.
-    pub fn parse(first: Option<i32>, after: Option<&str>) -> AppResult<Self> {
-        let first = match first {
-            None => DEFAULT_PAGE_SIZE,
-            Some(n) if n < 0 => return Err(AppError::bad_input("first", "`first` cannot be negative")),
-            Some(n) => u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+    /// `first`/`after` or `last`/`before` (not both); sizes above 100 are capped to 100 (a Relay
+    /// client then sees more pages), negative ones refused; neither size means `first: 20`.
+    pub fn parse(first: Option<i32>, after: Option<&str>, last: Option<i32>, before: Option<&str>) -> AppResult<Self> {
+        let size = |n: i32, field: &str| -> AppResult<u64> {
+            u64::try_from(n)
+                .map(|n| Ord::min(n, MAX_PAGE_SIZE))
+                .map_err(|_| AppError::bad_input(field, format!("`{field}` cannot be negative")))
         };
-        let after = after.map(decode_cursor).transpose()?;
-        Ok(Self { first, after })
+        if first.is_some() && last.is_some() {
+            return Err(AppError::bad_input("last", "give `first` (with `after`) or `last` (with `before`), not both"));
+        }
+        if after.is_some() && before.is_some() {
+            return Err(AppError::bad_input("before", "give `after` or `before`, not both"));
+        }
+        if first.is_some() && before.is_some() {
+            return Err(AppError::bad_input("before", "`before` pages backwards: use it with `last`"));
+        }
+        if last.is_some() || before.is_some() {
+            if after.is_some() {
+                return Err(AppError::bad_input("after", "`after` pages forwards: use it with `first`"));
+            }
+            let limit = last.map(|n| size(n, "last")).transpose()?.unwrap_or(DEFAULT_PAGE_SIZE);
+            let cursor = before.map(|raw| Cursor::decode(raw, "before")).transpose()?;
+            return Ok(Self { limit, backward: true, cursor });
+        }
+        let limit = first.map(|n| size(n, "first")).transpose()?.unwrap_or(DEFAULT_PAGE_SIZE);
+        let cursor = after.map(|raw| Cursor::decode(raw, "after")).transpose()?;
+        Ok(Self { limit, backward: false, cursor })
+    }
+
+    /// Where a cursor of this request came from, for error messages.
+    fn cursor_field(&self) -> &'static str {
+        if self.backward {
+            "before"
+        } else {
+            "after"
+        }
     }
 }
 
@@ -56,14 +120,13 @@ pub struct Paged<T> {
     pub items: Vec<T>,
     pub total: Total,
     pub has_next: bool,
-    /// The id of the last row, for the next page's `after`.
-    pub last_cursor_id: Option<String>,
+    pub has_previous: bool,
 }
 
 impl<T> Paged<T> {
     /// The same page with its rows replaced (e.g. entities turned into views).
     pub fn with_items<U>(self, items: Vec<U>) -> Paged<U> {
-        Paged { items, total: self.total, has_next: self.has_next, last_cursor_id: self.last_cursor_id }
+        Paged { items, total: self.total, has_next: self.has_next, has_previous: self.has_previous }
     }
 
     pub fn map<U>(mut self, f: impl FnMut(T) -> U) -> Paged<U> {
@@ -72,17 +135,27 @@ impl<T> Paged<T> {
     }
 }
 
-pub fn encode_cursor(id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("c1:{id}"))
+/// Sort direction of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
 }
 
-fn decode_cursor(cursor: &str) -> AppResult<String> {
-    let invalid = || AppError::bad_input("after", "invalid cursor: pass an `endCursor` from a previous page");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let id = text.strip_prefix("c1:").ok_or_else(invalid)?;
-    uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
-    Ok(id.to_owned())
+/// What a listing is sorted by before its id: a name (cursors carry it, so a cursor of one order
+/// cannot page another), an SQL expression, and how a cursor's text becomes a value to compare it
+/// with.
+pub struct SortBy {
+    pub name: &'static str,
+    pub expr: Expr,
+    pub value: fn(&str) -> Option<sea_orm::Value>,
+}
+
+impl SortBy {
+    /// The cursor's sort text for a row whose sort value is `value`.
+    pub fn cursor_text(name: &str, value: &str) -> String {
+        format!("{name}={value}")
+    }
 }
 
 /// Runs `select` as one page, newest first by `id_column`.
@@ -91,22 +164,63 @@ pub async fn fetch<E>(
     select: Select<E>,
     id_column: E::Column,
     page: &PageRequest,
-    id_of: impl Fn(&E::Model) -> &str,
+) -> AppResult<Paged<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    fetch_sorted(db, select, None, id_column, Direction::Desc, page).await
+}
+
+/// Runs `select` as one page ordered by `sort` (if any) then `id_column`, both in `direction`. A
+/// backward page is read in the reverse order and turned around.
+pub async fn fetch_sorted<E>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    sort: Option<&SortBy>,
+    id_column: E::Column,
+    direction: Direction,
+    page: &PageRequest,
 ) -> AppResult<Paged<E::Model>>
 where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
     let total = Total { db: db.clone(), statement: select.clone().into_query() };
+    // The order rows are read in: the listing's, or its reverse when paging backwards.
+    let descending = (direction == Direction::Desc) != page.backward;
     let mut rows = select;
-    if let Some(after) = &page.after {
-        rows = rows.filter(id_column.lt(after.clone()));
+    if let Some(cursor) = &page.cursor {
+        let beyond_id = if descending { id_column.lt(cursor.id.clone()) } else { id_column.gt(cursor.id.clone()) };
+        let condition = match (sort, &cursor.sort) {
+            (None, None) => Condition::all().add(beyond_id),
+            (Some(sort), Some(raw)) => {
+                let invalid =
+                    || AppError::bad_input(page.cursor_field(), "invalid cursor: it belongs to another order");
+                let text = raw.strip_prefix(sort.name).and_then(|rest| rest.strip_prefix('=')).ok_or_else(invalid)?;
+                let value = (sort.value)(text).ok_or_else(invalid)?;
+                let beyond =
+                    if descending { sort.expr.clone().lt(value.clone()) } else { sort.expr.clone().gt(value.clone()) };
+                Condition::any().add(beyond).add(Condition::all().add(sort.expr.clone().eq(value)).add(beyond_id))
+            }
+            _ => return Err(AppError::bad_input(page.cursor_field(), "invalid cursor: it belongs to another order")),
+        };
+        rows = rows.filter(condition);
     }
-    let mut items = rows.order_by_desc(id_column).limit(page.first + 1).all(db).await?;
-    let has_next = items.len() as u64 > page.first;
-    items.truncate(page.first as usize);
-    let last_cursor_id = items.last().map(|m| id_of(m).to_owned());
-    Ok(Paged { items, total, has_next, last_cursor_id })
+    let order = if descending { Order::Desc } else { Order::Asc };
+    if let Some(sort) = sort {
+        rows = rows.order_by(sort.expr.clone(), order.clone());
+    }
+    let mut items = rows.order_by(id_column, order).limit(page.limit + 1).all(db).await?;
+    let more = items.len() as u64 > page.limit;
+    items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+    if page.backward {
+        items.reverse();
+    }
+    // Past the cursor there is at least the cursor's own row; beyond the page, `more` tells.
+    let (has_next, has_previous) =
+        if page.backward { (page.cursor.is_some(), more) } else { (more, page.cursor.is_some()) };
+    Ok(Paged { items, total, has_next, has_previous })
 }
 
 #[cfg(test)]
@@ -114,19 +228,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_is_capped_at_one_hundred_and_defaults_to_twenty() {
-        assert_eq!(PageRequest::parse(Some(500), None).map(|p| p.first).ok(), Some(100));
-        assert_eq!(PageRequest::parse(None, None).map(|p| p.first).ok(), Some(20));
-        assert!(PageRequest::parse(Some(-1), None).is_err());
+    fn sizes_are_capped_at_one_hundred_and_default_to_twenty_forwards() {
+        let page = PageRequest::parse(Some(500), None, None, None).expect("valid");
+        assert_eq!((page.limit, page.backward), (100, false));
+        assert_eq!(PageRequest::parse(None, None, None, None).map(|p| p.limit).ok(), Some(20));
+        assert_eq!(PageRequest::parse(None, None, Some(7), None).map(|p| (p.limit, p.backward)).ok(), Some((7, true)));
+        assert!(PageRequest::parse(Some(-1), None, None, None).is_err());
+        assert!(PageRequest::parse(None, None, Some(-1), None).is_err());
+    }
+
+    #[test]
+    fn directions_are_not_mixed() {
+        let cursor = Cursor { sort: None, id: uuid::Uuid::now_v7().to_string() }.encode();
+        assert!(PageRequest::parse(Some(1), None, Some(1), None).is_err());
+        assert!(PageRequest::parse(None, Some(&cursor), None, Some(&cursor)).is_err());
+        assert!(PageRequest::parse(None, Some(&cursor), Some(2), None).is_err());
+        assert!(PageRequest::parse(Some(2), None, None, Some(&cursor)).is_err(), "first with before");
     }
 
     #[test]
     fn a_cursor_round_trips_and_garbage_is_refused() {
         let id = uuid::Uuid::now_v7().to_string();
-        let page = PageRequest::parse(Some(5), Some(&encode_cursor(&id))).expect("valid cursor");
-        assert_eq!(page.after, Some(id));
-        for bad in ["", "!!!", "YWJj", &URL_SAFE_NO_PAD.encode("c1:not-a-uuid")] {
-            assert!(PageRequest::parse(None, Some(bad)).is_err(), "{bad:?} should be refused");
+        for sort in [None, Some("label: with colons".to_owned())] {
+            let cursor = Cursor { sort: sort.clone(), id: id.clone() };
+            let page = PageRequest::parse(Some(5), Some(&cursor.encode()), None, None).expect("valid cursor");
+            assert_eq!(page.cursor, Some(cursor));
+        }
+        for bad in ["", "!!!", "YWJj", &URL_SAFE_NO_PAD.encode("c2:not-a-uuid"), &URL_SAFE_NO_PAD.encode("c1:x")] {
+            assert!(PageRequest::parse(None, Some(bad), None, None).is_err(), "{bad:?} should be refused");
         }
     }
 }

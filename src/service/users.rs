@@ -101,7 +101,7 @@ pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) ->
 
 pub async fn list(db: &DatabaseConnection, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
     let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
-    let mut paged = page::fetch(db, select, user::Column::Id, page, |m| m.id.as_str()).await?;
+    let mut paged = page::fetch(db, select, user::Column::Id, page).await?;
     let items = with_roles(db, std::mem::take(&mut paged.items)).await?;
     Ok(paged.with_items(items))
 }

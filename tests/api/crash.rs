@@ -2,7 +2,7 @@
 //! `generateAppKey` and `setAppKeyRoles`; after a restart every key exists whole (its access, its
 //! roles, its audit event) or not at all, and every roles change is there with its event or not at all.
 use crate::helpers::binary::{gql, owner_session, Server};
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{row_id, Backend, TestDatabase};
 use futures::future::join_all;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,7 +91,7 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
     let role_changes: BTreeSet<&str> =
         events.iter().filter(|(a, _)| a == "key.set_roles").map(|(_, t)| t.as_str()).collect();
     assert!(keys.len() > existing.len(), "the burst generated keys before the kill");
-    let all_roles: BTreeSet<String> = role_ids.iter().cloned().collect();
+    let all_roles: BTreeSet<String> = role_ids.iter().map(|id| row_id(id)).collect();
     for key in &keys {
         assert!(accesses.contains(key), "{key} exists without its access row");
         assert!(generated.contains(key.as_str()), "{key} exists without its audit event");
@@ -99,7 +99,7 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
         if role_changes.contains(key.as_str()) {
             assert_eq!(roles, all_roles, "{key}: a roles change was audited but not applied whole");
         } else {
-            assert_eq!(roles, BTreeSet::from([role_ids[1].clone()]), "{key}: roles changed without an audit event");
+            assert_eq!(roles, BTreeSet::from([row_id(&role_ids[1])]), "{key}: roles changed without an audit event");
         }
     }
     for target in generated {

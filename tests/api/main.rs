@@ -18,6 +18,7 @@ mod http;
 mod isolation;
 mod keys;
 mod last_use;
+mod listings;
 mod migrations;
 mod properties;
 mod renewal;

@@ -1,4 +1,6 @@
-//! The two listings ("Application Keys" and "My Keys") and the lookup of one key.
+//! The two listings ("Application Keys" and "My Keys") and the lookup of one key. Both read the
+//! account's `key_access` rows joined with their keys, filtered, sorted and paged by keyset.
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QuerySelect,
@@ -13,7 +15,7 @@ use super::{
 };
 use crate::entity::{app_key, key_access};
 use crate::error::{AppError, AppResult};
-use crate::service::page::{self, PageRequest, Paged};
+use crate::service::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
 use crate::service::query_text;
 
 /// Which page of keys.
@@ -32,22 +34,106 @@ pub struct KeyFilter {
     pub key_type: Option<KeyType>,
     pub renewal_alert: Option<RenewalAlert>,
     /// Keys not used in this account since then (never used: created before then).
-    pub unused_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub unused_since: Option<DateTime<Utc>>,
+}
+
+/// What a listing is sorted by; the key's access id breaks ties (and is the whole order for
+/// `CreatedAt`: ids are time-ordered, so it is the order keys were generated, or added here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyOrder {
+    #[default]
+    CreatedAt,
+    Key,
+    /// The label; another account's key, whose label is never shown, sorts as if it had none.
+    Label,
+    /// The last use here; never-used keys sort as the oldest.
+    LastUsedAt,
+}
+
+/// Never used sorts as this instant.
+fn never() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+impl KeyOrder {
+    fn sort_by(self) -> Option<SortBy> {
+        let text = |raw: &str| Some(sea_orm::Value::from(raw.to_owned()));
+        let time = |raw: &str| raw.parse::<DateTime<Utc>>().ok().map(sea_orm::Value::from);
+        match self {
+            KeyOrder::CreatedAt => None,
+            KeyOrder::Key => {
+                Some(SortBy { name: "key", expr: Expr::col((app_key::Entity, app_key::Column::Key)), value: text })
+            }
+            KeyOrder::Label => Some(SortBy {
+                name: "label",
+                expr: Expr::case(Expr::col((key_access::Entity, key_access::Column::External)).eq(true), "")
+                    .finally(Expr::col((app_key::Entity, app_key::Column::LabelSearch)))
+                    .into(),
+                value: text,
+            }),
+            KeyOrder::LastUsedAt => Some(SortBy {
+                name: "used",
+                expr: Func::coalesce([
+                    Expr::col((key_access::Entity, key_access::Column::LastUsedAt)),
+                    Expr::val(never()),
+                ])
+                .into(),
+                value: time,
+            }),
+        }
+    }
+
+    /// A view's sort value, as its cursor carries it (the twin of `sort_by`).
+    fn sort_value(self, view: &AppKeyView) -> Option<String> {
+        match self {
+            KeyOrder::CreatedAt => None,
+            KeyOrder::Key => Some(view.key.clone()),
+            KeyOrder::Label => Some(view.label.as_deref().map(str::to_lowercase).unwrap_or_default()),
+            KeyOrder::LastUsedAt => Some(
+                view.last_use
+                    .as_ref()
+                    .map_or_else(never, |u| u.at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+        }
+    }
+}
+
+/// The cursor of a view in a listing in this order.
+pub fn cursor_of(view: &AppKeyView, order: KeyOrder) -> Cursor {
+    let sort = order.sort_by().zip(order.sort_value(view)).map(|(by, value)| SortBy::cursor_text(by.name, &value));
+    Cursor { sort, id: view.access_id.clone() }
 }
 
 pub async fn list(
     db: &DatabaseConnection,
     account_id: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     listing: Listing,
     filter: &KeyFilter,
+    (order, direction): (KeyOrder, Direction),
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
     let at = Viewpoint::of(db, account_id, now).await?;
-    match listing {
-        Listing::WithAccess => list_with_access(db, &at, filter, page).await,
-        Listing::Internal => list_internal(db, &at, filter, page).await,
-    }
+    let select = access_select(&at, listing, filter)?;
+    let sort = order.sort_by();
+    let mut paged = page::fetch_sorted(db, select, sort.as_ref(), key_access::Column::Id, direction, page).await?;
+    let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
+    let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
+        HashMap::new()
+    } else {
+        app_key::Entity::find()
+            .filter(app_key::Column::Id.is_in(key_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|k| (k.id.clone(), k))
+            .collect()
+    };
+    let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
+    let accesses = std::mem::take(&mut paged.items);
+    let items = views(db, &at, ordered, accesses).await?;
+    Ok(paged.with_items(items))
 }
 
 fn like_pattern(search: &str) -> LikeExpr {
@@ -72,45 +158,22 @@ fn label_contains(search: &str) -> Expr {
     Expr::col((app_key::Entity, app_key::Column::LabelSearch)).like(like_pattern(search))
 }
 
-async fn list_with_access(
-    db: &DatabaseConnection,
-    at: &Viewpoint,
-    filter: &KeyFilter,
-    page: &PageRequest,
-) -> AppResult<Paged<AppKeyView>> {
-    let mut paged =
-        page::fetch(db, access_select(at, filter)?, key_access::Column::Id, page, |m| m.id.as_str()).await?;
-    let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
-    let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
-        HashMap::new()
-    } else {
-        app_key::Entity::find()
-            .filter(app_key::Column::Id.is_in(key_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect()
-    };
-    let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
-    let accesses = std::mem::take(&mut paged.items);
-    let items = views(db, at, ordered, accesses).await?;
-    Ok(paged.with_items(items))
-}
-
-fn access_select(at: &Viewpoint, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
+fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
     let mut select = key_access::Entity::find()
         .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
-        .filter(key_access::Column::AccountId.eq(at.account_id.as_str()))
-        .filter(has_roles());
-    if let Some(alert) = filter.renewal_alert {
-        select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
-    }
+        .filter(key_access::Column::AccountId.eq(at.account_id.as_str()));
+    select = match listing {
+        Listing::WithAccess => select.filter(has_roles()),
+        Listing::Internal => select.filter(key_access::Column::External.eq(false)),
+    };
     if let Some(key_type) = filter.key_type {
         select = select.filter(key_access::Column::External.eq(key_type == KeyType::External));
     }
     if let Some(status) = filter.status {
         select = select.filter(status_condition(status, at.now, false));
+    }
+    if let Some(alert) = filter.renewal_alert {
+        select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
     }
     if let Some(since) = filter.unused_since {
         select = select.filter(unused_since_condition(&at.account_id, since));
@@ -127,52 +190,11 @@ fn access_select(at: &Viewpoint, filter: &KeyFilter) -> AppResult<Select<key_acc
     Ok(select)
 }
 
-async fn list_internal(
-    db: &DatabaseConnection,
-    at: &Viewpoint,
-    filter: &KeyFilter,
-    page: &PageRequest,
-) -> AppResult<Paged<AppKeyView>> {
-    let account_id = at.account_id.as_str();
-    let mut select = app_key::Entity::find().filter(app_key::Column::AccountId.eq(account_id));
-    if let Some(alert) = filter.renewal_alert {
-        select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
-    }
-    if filter.key_type == Some(KeyType::External) {
-        select = select.filter(Expr::val(1).eq(0));
-    }
-    if let Some(status) = filter.status {
-        // An internal key is never removed from its own account.
-        select = select.filter(status_condition(status, at.now, true));
-    }
-    if let Some(since) = filter.unused_since {
-        select = select.filter(unused_since_condition(account_id, since));
-    }
-    if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-        let search = query_text(search, "filter.search")?;
-        select = select.filter(Condition::any().add(key_contains(search)).add(label_contains(search)));
-    }
-    let mut paged = page::fetch(db, select, app_key::Column::Id, page, |m| m.id.as_str()).await?;
-    let key_ids: Vec<&str> = paged.items.iter().map(|k| k.id.as_str()).collect();
-    let accesses = if key_ids.is_empty() {
-        Vec::new()
-    } else {
-        key_access::Entity::find()
-            .filter(key_access::Column::AccountId.eq(account_id))
-            .filter(key_access::Column::AppKeyId.is_in(key_ids))
-            .all(db)
-            .await?
-    };
-    let keys = std::mem::take(&mut paged.items);
-    let items = views(db, at, keys, accesses).await?;
-    Ok(paged.with_items(items))
-}
-
 /// `appKey(key)`: the key as this account sees it, or `None` when this account has never known it.
 pub async fn get<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     raw_key: &str,
 ) -> AppResult<Option<AppKeyView>> {
     match locate(db, account_id, raw_key).await {
@@ -180,4 +202,25 @@ pub async fn get<C: ConnectionTrait>(
         Err(AppError::NotFound(_)) => Ok(None),
         Err(other) => Err(other),
     }
+}
+
+/// `node(id)` for a key: the key with this id as this account sees it (its own, or one it added),
+/// or `None`.
+pub async fn get_by_id<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    now: DateTime<Utc>,
+    key_id: &str,
+) -> AppResult<Option<AppKeyView>> {
+    if !crate::service::is_id(key_id) {
+        return Ok(None);
+    }
+    let Some(key) = app_key::Entity::find_by_id(key_id).one(db).await? else {
+        return Ok(None);
+    };
+    let Some(access) = super::find_access(db, &key.id, account_id).await? else {
+        return Ok(None);
+    };
+    let at = Viewpoint::of(db, account_id, now).await?;
+    Ok(Some(super::Located { key, access }.view(db, &at).await?))
 }

@@ -24,7 +24,7 @@ pub use authenticate::{authenticate, KeyGrant};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
 };
-pub use listing::{get, list, KeyFilter, Listing};
+pub use listing::{cursor_of, get, get_by_id, list, KeyFilter, KeyOrder, Listing};
 pub use renewal::{finish_renewal, renew, undo_renewal, Renew, RenewedKey, MAX_OVERLAP_SECS};
 pub use usage::{deactivate_unused, record_uses, KeyUse};
 
@@ -229,6 +229,8 @@ impl Viewpoint {
 #[derive(Debug, Clone)]
 pub struct AppKeyView {
     pub id: String,
+    /// The key's access row in the viewing account: the listings' keyset.
+    pub access_id: String,
     pub key: String,
     pub key_type: KeyType,
     /// The managing (owner) account's name.
@@ -311,6 +313,7 @@ async fn views<C: ConnectionTrait>(
             });
             let updated_at = access.map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
             AppKeyView {
+                access_id: access.map(|a| a.id.clone()).unwrap_or_default(),
                 id: k.id,
                 account: owners.get(&k.account_id).cloned().unwrap_or_default(),
                 label: internal.then_some(k.label),

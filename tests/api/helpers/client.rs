@@ -66,3 +66,12 @@ impl Gql {
         assert_eq!(self.code(), code, "response: {:#}", self.0);
     }
 }
+
+/// The database row id inside a global id from the API (`base64("Role:<uuid>")`), for tests that
+/// compare what the API said with the rows themselves.
+pub fn row_id(global: &str) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(global).expect("a global id");
+    let text = String::from_utf8(bytes).expect("utf-8");
+    text.split_once(':').map(|(_, id)| id.to_owned()).expect("kind:id")
+}

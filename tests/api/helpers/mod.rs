@@ -10,7 +10,7 @@ mod logs;
 
 pub use app::TestApp;
 pub use backend::{Backend, TestDatabase};
-pub use client::{Auth, Gql};
+pub use client::{row_id, Auth, Gql};
 pub use logs::captured_logs;
 
 pub const OWNER_EMAIL: &str = "owner@example.com";

@@ -1,0 +1,199 @@
+//! The listings as a Relay client pages them: both directions, every order, correct `pageInfo` at
+//! the edges; and object identification (`node`, `nodes`) that never crosses accounts.
+use crate::helpers::{Auth, TestApp};
+use serde_json::{json, Value};
+
+const PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String, $order: AppKeyOrder) { \
+    myKeys(first: $first, after: $after, last: $last, before: $before, orderBy: $order) { \
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { key label } } } }";
+
+fn keys_of(page: &Value) -> Vec<String> {
+    page["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["key"].as_str().expect("key").to_owned())
+        .collect()
+}
+
+async fn page(app: &TestApp, auth: &Auth, variables: Value) -> Value {
+    app.graphql(auth, PAGE, variables).await.data("myKeys")
+}
+
+/// Walks the whole listing forwards and backwards in pages of `size`.
+async fn walk(app: &TestApp, auth: &Auth, order: &Value, size: i32) -> (Vec<String>, Vec<String>) {
+    let mut forwards = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = page(app, auth, json!({ "first": size, "after": after, "order": order })).await;
+        forwards.extend(keys_of(&page));
+        assert_eq!(page["pageInfo"]["hasPreviousPage"], !after.is_null(), "{page}");
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    let mut backwards = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let page = page(app, auth, json!({ "last": size, "before": before, "order": order })).await;
+        let mut keys = keys_of(&page);
+        keys.extend(backwards);
+        backwards = keys;
+        assert_eq!(page["pageInfo"]["hasNextPage"], !before.is_null(), "{page}");
+        if page["pageInfo"]["hasPreviousPage"] == false {
+            break;
+        }
+        before = page["pageInfo"]["startCursor"].clone();
+    }
+    (forwards, backwards)
+}
+
+async fn keys_page_both_ways_in_every_order(app: &TestApp) {
+    let owner = app.owner().await;
+    let labels = ["delta", "Alpha", "charlie", "bravo", "echo", "alpha two", "Foxtrot"];
+    let mut made = Vec::new();
+    for label in labels {
+        made.push((app.generate_key(&owner, Some(label), &[]).await.0, label.to_lowercase()));
+    }
+    // Some keys are used, so last use has values and blanks.
+    let restricted = app.restricted_role(&owner).await;
+    let (used, token) = app.generate_key(&owner, Some("used"), &[restricted]).await;
+    made.push((used.clone(), "used".into()));
+    app.get("/auth", &Auth::key(&used, &token)).await;
+
+    let newest_first: Vec<String> = made.iter().rev().map(|(k, _)| k.clone()).collect();
+    let mut by_key: Vec<String> = made.iter().map(|(k, _)| k.clone()).collect();
+    by_key.sort();
+    let mut by_label = made.clone();
+    by_label.sort_by(|a, b| a.1.cmp(&b.1));
+    let by_label: Vec<String> = by_label.into_iter().map(|(k, _)| k).collect();
+    let expected = [
+        (json!({}), newest_first.clone()),
+        (json!({ "field": "CREATED_AT", "direction": "ASC" }), newest_first.iter().rev().cloned().collect::<Vec<_>>()),
+        (json!({ "field": "KEY", "direction": "ASC" }), by_key.clone()),
+        (json!({ "field": "KEY", "direction": "DESC" }), by_key.iter().rev().cloned().collect()),
+        (json!({ "field": "LABEL", "direction": "ASC" }), by_label.clone()),
+        (json!({ "field": "LABEL" }), by_label.iter().rev().cloned().collect()),
+    ];
+    for (order, keys) in expected {
+        for size in [1, 3, 100] {
+            let (forwards, backwards) = walk(app, &owner, &order, size).await;
+            assert_eq!(forwards, keys, "forwards, {order}, pages of {size}");
+            assert_eq!(backwards, keys, "backwards, {order}, pages of {size}");
+        }
+    }
+    // Last use, newest first: the used key leads; the never-used follow by creation, newest first.
+    let (by_use, _) = walk(app, &owner, &json!({ "field": "LAST_USED_AT" }), 2).await;
+    assert_eq!(by_use[0], used, "{by_use:?}");
+    let (by_use_asc, back) = walk(app, &owner, &json!({ "field": "LAST_USED_AT", "direction": "ASC" }), 2).await;
+    assert_eq!(by_use_asc.last(), Some(&used));
+    assert_eq!(by_use_asc, back);
+    assert_eq!(by_use_asc.len(), made.len());
+
+    // A cursor of one order does not page another.
+    let by_key_page = page(app, &owner, json!({ "first": 2, "order": { "field": "KEY" } })).await;
+    let refused = app
+        .graphql(
+            &owner,
+            PAGE,
+            json!({ "first": 2, "after": by_key_page["pageInfo"]["endCursor"], "order": { "field": "LABEL" } }),
+        )
+        .await;
+    refused.assert_code("BAD_USER_INPUT");
+    assert_eq!(refused.0["errors"][0]["extensions"]["field"], "after");
+    // Mixing directions is refused.
+    app.graphql(&owner, PAGE, json!({ "first": 2, "last": 2 })).await.assert_code("BAD_USER_INPUT");
+}
+
+async fn page_info_is_right_at_the_edges(app: &TestApp) {
+    let owner = app.owner().await;
+    let empty = page(app, &owner, json!({ "first": 5 })).await;
+    assert_eq!(
+        empty["pageInfo"],
+        json!({ "hasNextPage": false, "hasPreviousPage": false, "startCursor": null, "endCursor": null })
+    );
+    let empty = page(app, &owner, json!({ "first": 0 })).await;
+    assert_eq!(empty["pageInfo"]["hasNextPage"], false, "no key at all: nothing next");
+    let empty = page(app, &owner, json!({ "last": 5 })).await;
+    assert_eq!(empty["pageInfo"]["hasPreviousPage"], false);
+
+    let (only, _) = app.generate_key(&owner, None, &[]).await;
+    let zero = page(app, &owner, json!({ "first": 0 })).await;
+    assert_eq!(zero["edges"], json!([]));
+    assert_eq!(zero["pageInfo"]["hasNextPage"], true, "first: 0 over one key: one more exists");
+    let one = page(app, &owner, json!({ "first": 1 })).await;
+    assert_eq!(keys_of(&one), std::slice::from_ref(&only));
+    assert_eq!(one["pageInfo"]["hasNextPage"], false);
+    assert_eq!(one["pageInfo"]["hasPreviousPage"], false);
+    assert_eq!(one["pageInfo"]["startCursor"], one["pageInfo"]["endCursor"]);
+    let past = page(app, &owner, json!({ "first": 1, "after": one["pageInfo"]["endCursor"] })).await;
+    assert_eq!(past["edges"], json!([]));
+    assert_eq!(past["pageInfo"]["hasNextPage"], false);
+    assert_eq!(past["pageInfo"]["hasPreviousPage"], true);
+}
+
+async fn nodes_are_found_by_global_id_within_the_account_only(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, Some("mine"), std::slice::from_ref(&restricted)).await;
+    let key_id = app
+        .graphql(&owner, "query($k: String!) { appKey(key: $k) { id } }", json!({ "k": key }))
+        .await
+        .data("appKey.id");
+    let user_id = app.graphql(&owner, "{ viewer { user { id } } }", json!({})).await.data("viewer.user.id");
+    let event_id = app
+        .graphql(&owner, "{ auditEvents(first: 1) { edges { node { id } } } }", json!({}))
+        .await
+        .data("auditEvents.edges")[0]["node"]["id"]
+        .clone();
+    for id in [&key_id, &user_id, &event_id, &json!(restricted)] {
+        let text = id.as_str().expect("an id");
+        assert!(!text.contains('-'), "ids are opaque, not bare row ids: {text}");
+    }
+    let query = "query($id: ID!) { node(id: $id) { __typename id ... on AppKey { key label } ... on Role { name } \
+                 ... on User { email } ... on AuditEvent { action } } }";
+    let found = app.graphql(&owner, query, json!({ "id": key_id })).await.data("node");
+    assert_eq!(found, json!({ "__typename": "AppKey", "id": key_id, "key": key, "label": "mine" }));
+    assert_eq!(app.graphql(&owner, query, json!({ "id": restricted })).await.data("node.__typename"), "Role");
+    assert_eq!(
+        app.graphql(&owner, query, json!({ "id": user_id })).await.data("node.email"),
+        crate::helpers::OWNER_EMAIL
+    );
+    assert_eq!(app.graphql(&owner, query, json!({ "id": event_id })).await.data("node.__typename"), "AuditEvent");
+    let many = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }";
+    let found = app.graphql(&owner, many, json!({ "ids": [key_id, "garbage", user_id] })).await.data("nodes");
+    assert_eq!(found[0]["__typename"], "AppKey");
+    assert_eq!(found[1], Value::Null);
+    assert_eq!(found[2]["__typename"], "User");
+
+    // Another account finds none of them, and learns nothing.
+    let other = app.account_with_owner("other").await;
+    for id in [&key_id, &user_id, &event_id, &json!(restricted)] {
+        let answer = app.graphql(&other, query, json!({ "id": id })).await;
+        assert_eq!(answer.data("node"), Value::Null, "{id} crossed accounts");
+    }
+    // A key it added as external it does see, as it sees it: without the label.
+    let other_role = app.restricted_role(&other).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { id } }";
+    app.graphql(&other, add, json!({ "k": key, "r": [other_role] })).await.data("addExternalAppKey");
+    let seen = app.graphql(&other, query, json!({ "id": key_id })).await.data("node");
+    assert_eq!(seen["label"], Value::Null);
+    // And each kind needs the permission its own queries need.
+    let profiles = app.custom_role(&owner, "Profiles", &["LicenseManager.SaveAccessProfile"]).await;
+    let profiler = app.user_with_roles(&owner, "profiler@example.com", &[profiles]).await;
+    app.graphql(&profiler, query, json!({ "id": key_id })).await.assert_code("FORBIDDEN");
+    app.graphql(&profiler, query, json!({ "id": restricted })).await.data("node");
+    // Ids given back to mutations work in both forms.
+    let set = "mutation($k: String!, $r: [ID!]!) { setAppKeyRoles(key: $k, roleIds: $r) { roles { id } } }";
+    let roles = app.graphql(&owner, set, json!({ "k": key, "r": [restricted] })).await.data("setAppKeyRoles.roles");
+    assert_eq!(roles[0]["id"], json!(restricted));
+    let raw = crate::helpers::row_id(&restricted);
+    app.graphql(&owner, set, json!({ "k": key, "r": [raw] })).await.data("setAppKeyRoles");
+}
+
+crate::backend_tests!(
+    keys_page_both_ways_in_every_order,
+    page_info_is_right_at_the_edges,
+    nodes_are_found_by_global_id_within_the_account_only,
+);
