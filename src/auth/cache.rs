@@ -1,17 +1,20 @@
 //! A short-lived cache of verified credentials, so the hot path (`/auth`, every GraphQL request)
 //! costs a SHA-256 and a hash-map lookup instead of database round trips.
 //!
-//! Exactness: an entry remembers the credentials generation it was computed under (read *before*
-//! the database lookup). Every commit that may change what a credential resolves to bumps the
-//! generation on this replica at once and, on PostgreSQL, on every other replica through
-//! LISTEN/NOTIFY (`follow_changes`). An entry from an older generation is a miss. As a fallback
-//! should a notification be lost, no entry lives longer than `MAX_AGE`.
+//! Exactness: an entry remembers the change sequence number read *before* the database lookup that
+//! produced it (`service::versions`). Every commit that may change what a credential resolves to
+//! stamps the scopes it touched — an account, a key — on this replica at once and, on PostgreSQL, on
+//! every other replica through LISTEN/NOTIFY (`follow_changes`). An entry whose account or key was
+//! stamped later is a miss; entries of other accounts stay warm. As a fallback should a notification
+//! be lost, no entry lives longer than `MAX_AGE`.
 use moka::sync::Cache;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Principal;
-use crate::service::{Store, CREDENTIALS_CHANNEL};
+use crate::service::versions::{CredentialVersions, Scope};
+use crate::service::{Store, CREDENTIALS_CHANNEL, EVERYTHING};
 
 /// Below the 1 s within which every replica must honour a revocation.
 pub const MAX_AGE: Duration = Duration::from_millis(750);
@@ -27,7 +30,8 @@ pub enum CacheKey {
 
 #[derive(Clone)]
 struct Entry {
-    generation: u64,
+    /// The change sequence number read before the lookup.
+    since: u64,
     principal: Arc<Principal>,
     /// Credentials that stop on their own schedule: sessions, previous tokens of a renewal.
     valid_until: Option<chrono::DateTime<chrono::Utc>>,
@@ -36,51 +40,99 @@ struct Entry {
 #[derive(Clone)]
 pub struct CredentialCache {
     entries: Cache<CacheKey, Entry>,
+    stats: Arc<CacheStats>,
+}
+
+/// How the cache fares: lookups answered, lookups that went to the database, and entries found
+/// stale because a change touched them.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub invalidated: AtomicU64,
 }
 
 impl Default for CredentialCache {
     fn default() -> Self {
-        Self { entries: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(MAX_AGE).build() }
+        Self {
+            entries: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(MAX_AGE).build(),
+            stats: Arc::default(),
+        }
     }
 }
 
 impl CredentialCache {
-    pub fn get(&self, key: &CacheKey, generation: u64, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Principal>> {
-        let entry = self.entries.get(key)?;
+    pub fn get(
+        &self,
+        key: &CacheKey,
+        versions: &CredentialVersions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Arc<Principal>> {
+        let Some(entry) = self.entries.get(key) else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         let expired = entry.valid_until.is_some_and(|until| until <= now);
-        (entry.generation == generation && !expired).then_some(entry.principal)
+        let principal = &entry.principal;
+        let current = versions.unchanged_since(entry.since, &principal.account_id, principal.app_key_id());
+        if !current {
+            self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
+        }
+        if current && !expired {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            Some(entry.principal)
+        } else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            None
+        }
     }
 
-    /// `generation` must have been read before the lookup that produced `principal`.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// `since` must have been read (`CredentialVersions::snapshot`) before the lookup that produced
+    /// `principal`.
     pub fn insert(
         &self,
         key: CacheKey,
-        generation: u64,
+        since: u64,
         principal: Arc<Principal>,
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) {
-        self.entries.insert(key, Entry { generation, principal, valid_until });
+        self.entries.insert(key, Entry { since, principal, valid_until });
     }
 }
 
-/// Follows other replicas' credential changes on PostgreSQL: every notification bumps this replica's
-/// generation; so does every (re)connection, since notifications sent while disconnected are lost.
+/// The scopes a notification from another replica names (none: everything).
+fn scopes_of(payload: &str) -> Vec<Scope> {
+    if payload == EVERYTHING {
+        return Vec::new();
+    }
+    let scopes: Option<Vec<Scope>> = payload.split(';').map(Scope::decode).collect();
+    scopes.unwrap_or_default()
+}
+
+/// Follows other replicas' credential changes on PostgreSQL: every notification stamps the scopes
+/// it names on this replica; every (re)connection stamps everything, since notifications sent while
+/// disconnected are lost.
 pub async fn follow_changes(database_url: String, store: Store) {
     use sea_orm::sqlx::postgres::PgListener;
+    let versions = || store.versions();
     loop {
         match PgListener::connect(&database_url).await {
             Ok(mut listener) => match listener.listen(CREDENTIALS_CHANNEL).await {
                 Ok(()) => {
-                    store.credentials_changed();
+                    versions().changed(&[]);
                     loop {
                         match listener.try_recv().await {
-                            Ok(Some(_)) => store.credentials_changed(),
+                            Ok(Some(notification)) => versions().changed(&scopes_of(notification.payload())),
                             // The connection dropped; the next call reconnects. Anything missed in
                             // between is covered by treating the drop itself as a change.
-                            Ok(None) => store.credentials_changed(),
+                            Ok(None) => versions().changed(&[]),
                             Err(error) => {
                                 tracing::warn!(error = %error, "credential change listener failed; reconnecting");
-                                store.credentials_changed();
+                                versions().changed(&[]);
                                 break;
                             }
                         }

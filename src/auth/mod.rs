@@ -45,6 +45,10 @@ impl Authenticator {
         &self.throttle
     }
 
+    pub fn cache(&self) -> &CredentialCache {
+        &self.cache
+    }
+
     pub fn last_use(&self) -> &LastUseRecorder {
         &self.last_use
     }
@@ -82,9 +86,9 @@ impl Authenticator {
                 Some(format!("key:{}", key.as_str())),
             ),
         };
-        // Read the generation before the lookup: a change committed meanwhile makes the entry stale.
-        let generation = self.store.credentials_generation();
-        if let Some(principal) = self.cache.get(&key, generation, self.store.now()) {
+        // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
+        let since = self.store.versions().snapshot();
+        if let Some(principal) = self.cache.get(&key, self.store.versions(), self.store.now()) {
             self.used(&principal, headers, client_ip);
             return Ok(Some(principal));
         }
@@ -94,7 +98,7 @@ impl Authenticator {
         match resolve_uncached(&self.store, presented).await {
             Ok((principal, valid_until)) => {
                 let principal = Arc::new(principal);
-                self.cache.insert(key, generation, principal.clone(), valid_until);
+                self.cache.insert(key, since, principal.clone(), valid_until);
                 self.used(&principal, headers, client_ip);
                 Ok(Some(principal))
             }

@@ -14,6 +14,7 @@ pub mod roles;
 pub mod sessions;
 pub mod settings;
 pub mod users;
+pub mod versions;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
@@ -24,7 +25,6 @@ use sea_orm::{
 use sea_orm::{EntityTrait, QuerySelect};
 use secrecy::ExposeSecret;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
@@ -34,6 +34,7 @@ use crate::config::Settings;
 use crate::domain::Password;
 use crate::error::{AppError, AppResult};
 use crate::principal::Principal;
+use versions::{CredentialVersions, Scope};
 
 /// The database, plus what it takes to write to it safely.
 #[derive(Clone)]
@@ -45,21 +46,25 @@ pub struct Store {
     /// argon2 takes 19 MiB and a core for tens of milliseconds: bound how many run at once so a login
     /// storm cannot starve everything else.
     password_permits: Arc<Semaphore>,
-    /// Bumped after every commit that may change what a credential resolves to; auth caches compare
-    /// their entries against it (see `auth::cache`). Other replicas learn of it through NOTIFY.
-    credentials_generation: Arc<AtomicU64>,
+    /// Stamped by every commit that may change what a credential resolves to, per scope; auth caches
+    /// check their entries against it (see `versions`). Other replicas learn of it through NOTIFY.
+    versions: Arc<CredentialVersions>,
     /// The one source of "now" for every rule and timestamp (tests move it forward).
     clock: Clock,
 }
 
-/// The PostgreSQL channel on which replicas announce credential changes.
+/// The PostgreSQL channel on which replicas announce credential changes; the payload lists the
+/// scopes (`a:<account id>;k:<key id>`) or is `EVERYTHING`.
 pub const CREDENTIALS_CHANNEL: &str = "appkeys_credentials";
+pub const EVERYTHING: &str = "*";
 
 /// A write transaction; on SQLite it also holds the process's write lock until commit or drop.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _guard: Option<OwnedMutexGuard<()>>,
-    generation: Arc<AtomicU64>,
+    versions: Arc<CredentialVersions>,
+    /// What this change touches, for the credential caches (none recorded: anything).
+    scopes: Vec<Scope>,
     clock: Clock,
 }
 
@@ -76,19 +81,36 @@ impl WriteTxn {
         self.clock.now()
     }
 
+    /// Records that this change alters a key's own state (status, token, existence), which acts in
+    /// other accounts too: their cached credentials of it go as well.
+    pub fn affects_key(&mut self, key_id: &str) {
+        self.scopes.push(Scope::Key(key_id.to_owned()));
+    }
+
+    /// Records that this change alters credentials in `account_id`.
+    pub fn affects_account(&mut self, account_id: &str) {
+        self.scopes.push(Scope::Account(account_id.to_owned()));
+    }
+
     /// Commits, and tells every auth cache (this replica's at once, others' through NOTIFY, which
-    /// PostgreSQL delivers only if the transaction commits) that credentials may have changed.
+    /// PostgreSQL delivers only if the transaction commits) which credentials may have changed.
     pub async fn commit(self) -> AppResult<()> {
         if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+            let payload = if self.scopes.is_empty() {
+                EVERYTHING.to_owned()
+            } else {
+                self.scopes.iter().map(Scope::encode).collect::<Vec<_>>().join(";")
+            };
             self.txn
-                .execute_raw(Statement::from_string(
+                .execute_raw(Statement::from_sql_and_values(
                     DatabaseBackend::Postgres,
-                    format!("SELECT pg_notify('{CREDENTIALS_CHANNEL}', '')"),
+                    format!("SELECT pg_notify('{CREDENTIALS_CHANNEL}', $1)"),
+                    [payload.into()],
                 ))
                 .await?;
         }
         self.txn.commit().await?;
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.versions.changed(&self.scopes);
         Ok(())
     }
 
@@ -127,7 +149,7 @@ impl Store {
             db,
             write_lock,
             password_permits,
-            credentials_generation: Arc::new(AtomicU64::new(0)),
+            versions: Arc::new(CredentialVersions::default()),
             clock: Clock::default(),
         })
     }
@@ -151,29 +173,30 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
-        Ok(WriteTxn { txn, _guard: guard, generation: self.credentials_generation.clone(), clock: self.clock.clone() })
+        Ok(WriteTxn {
+            txn,
+            _guard: guard,
+            versions: self.versions.clone(),
+            scopes: Vec::new(),
+            clock: self.clock.clone(),
+        })
     }
 
     /// A write transaction that changes one account's keys, roles or users. On PostgreSQL it locks the
     /// account's row first, so concurrent changes to one account apply one after another: no lost
     /// update, and no write skew (two owners removing each other). SQLite already has one writer.
     pub async fn begin_account_write(&self, account_id: &str) -> AppResult<WriteTxn> {
-        let txn = self.begin_write().await?;
+        let mut txn = self.begin_write().await?;
+        txn.affects_account(account_id);
         if self.backend() == DatabaseBackend::Postgres {
             crate::entity::account::Entity::find_by_id(account_id).lock_exclusive().one(&*txn).await?;
         }
         Ok(txn)
     }
 
-    /// The current credentials generation (see `WriteTxn::commit`).
-    pub fn credentials_generation(&self) -> u64 {
-        self.credentials_generation.load(Ordering::SeqCst)
-    }
-
-    /// Records that credentials may have changed elsewhere (a NOTIFY from another replica, or a lost
-    /// notification connection).
-    pub fn credentials_changed(&self) {
-        self.credentials_generation.fetch_add(1, Ordering::SeqCst);
+    /// Which credentials changed when (see `versions`).
+    pub fn versions(&self) -> &CredentialVersions {
+        &self.versions
     }
 
     /// Runs pending migrations, seeds the resource catalogue and, on an empty database, bootstraps the

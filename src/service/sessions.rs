@@ -115,7 +115,8 @@ pub async fn resolve<C: ConnectionTrait>(
 }
 
 pub async fn logout(store: &Store, ctx: &Ctx<'_>, session_id: &str) -> AppResult<()> {
-    let txn = store.begin_write().await?;
+    let mut txn = store.begin_write().await?;
+    txn.affects_account(&ctx.principal.account_id);
     let Some(model) = session::Entity::find_by_id(session_id).one(&*txn).await? else {
         return Err(AppError::Unauthenticated);
     };

@@ -208,53 +208,24 @@ async fn a_first_start_cannot_lock_the_owner_out() {
     assert!(stdout.is_empty(), "nothing to tell: nothing was created: {stdout}");
     assert!(!dir.path().join("appkeys.db").exists(), "nothing is created before the server can serve");
 
-    let start = |dir: &std::path::Path| {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .current_dir(dir)
-            .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        (child, format!("http://127.0.0.1:{port}"))
-    };
-    let read_password = |child: &mut std::process::Child| -> String {
-        use std::io::BufRead;
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            let Some(Ok(line)) = lines.next() else { break };
-            if let Some(password) = line.trim().strip_prefix("One-time password (shown only now): ") {
-                return password.to_owned();
-            }
-        }
-        panic!("no one-time password was printed");
+    let mut starts = 0;
+    let mut start = || {
+        starts += 1;
+        start_serving(dir.path().to_owned(), dir.path().join(format!("start-{starts}.out")))
     };
     let login = |address: String, password: String| async move {
         let body = json!({ "query": "mutation($p: String!) { login(input: {account: \"main\", email: \"admin@example.com\", password: $p}) { token } }", "variables": { "p": password } });
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(response) = client.post(format!("{address}/graphql")).json(&body).send().await {
-                return response.json::<Value>().await.expect("json");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not answer");
+        let response = reqwest::Client::new().post(format!("{address}/graphql")).json(&body).send().await;
+        response.expect("the server answers").json::<Value>().await.expect("json")
     };
 
-    let (mut first, _) = start(dir.path());
-    let lost = read_password(&mut first);
+    let (mut first, _, first_out) = start().await;
+    let lost = one_time_password(&first_out);
     first.kill().expect("killed before anyone logged in");
     first.wait().expect("stopped");
 
-    let (mut second, address) = start(dir.path());
-    let password = read_password(&mut second);
+    let (mut second, address, second_out) = start().await;
+    let password = one_time_password(&second_out);
     assert_ne!(password, lost, "a fresh password, since nobody logged in with the first");
     let refused = login(address.clone(), lost).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
@@ -264,15 +235,58 @@ async fn a_first_start_cannot_lock_the_owner_out() {
     second.wait().expect("stopped");
 
     // Once the owner has logged in, a start prints no password.
-    let (mut third, address) = start(dir.path());
-    let _ = login(address, "probe".into()).await; // waits until it serves
+    let (mut third, _, third_out) = start().await;
     third.kill().expect("killed");
     third.wait().expect("stopped");
-    let mut printed = String::new();
-    use std::io::Read;
-    third.stdout.take().expect("stdout").read_to_string(&mut printed).expect("read");
+    let printed = std::fs::read_to_string(third_out).expect("its output");
     assert!(!printed.contains("password"), "{printed}");
     drop(busy);
+}
+
+/// Starts `appkeys serve` in `dir` on a free port, its stdout in `out`, and waits until it serves.
+/// A port taken by someone else in the meantime just means another try.
+async fn start_serving(
+    dir: std::path::PathBuf,
+    out: std::path::PathBuf,
+) -> (std::process::Child, String, std::path::PathBuf) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .current_dir(&dir)
+            .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("an output file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if child.try_wait().expect("its status").is_some() {
+                break; // it could not start (the port was taken): try another
+            }
+            if reqwest::get(format!("{address}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+                return (child, address, out);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("appkeys serve did not start");
+}
+
+/// The one-time password a start printed.
+fn one_time_password(out: &std::path::Path) -> String {
+    let printed = std::fs::read_to_string(out).expect("its output");
+    printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("One-time password (shown only now): "))
+        .unwrap_or_else(|| panic!("no one-time password was printed: {printed}"))
+        .to_owned()
 }
 
 #[test]

@@ -295,4 +295,45 @@ async fn one_hundred_concurrent_mutations_lose_nothing(app: &TestApp) {
     assert_eq!(generated, 10);
 }
 
-crate::backend_tests!(one_hundred_concurrent_mutations_lose_nothing);
+/// A change invalidates only the cached credentials it can affect: writes in account B leave
+/// account A's key answered from the cache, while a change to A's key reaches it at once.
+async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp) {
+    use std::sync::atomic::Ordering;
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let as_key = Auth::key(&key, &token);
+    let stats = app.state.auth.cache().stats();
+    app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
+    let other = app.account_with_owner("busy").await;
+    let other_role = app.restricted_role(&other).await;
+    // Each round: A's key is cached, B writes twice, A's key is asked again. Rounds slower than
+    // half the cache's maximum age (a busy machine) prove nothing and are not counted.
+    let mut counted = 0;
+    for round in 0..10 {
+        app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
+        let cached_at = Instant::now();
+        let (busy_key, _) = app.generate_key(&other, None, std::slice::from_ref(&other_role)).await;
+        let set = "mutation($k: String!) { setAppKeyRoles(key: $k, roleIds: []) { key } }";
+        app.graphql(&other, set, json!({ "k": busy_key })).await.data("setAppKeyRoles");
+        let hits = stats.hits.load(Ordering::SeqCst);
+        let misses = stats.misses.load(Ordering::SeqCst);
+        app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
+        if cached_at.elapsed() > appkeys::auth::cache::MAX_AGE / 2 {
+            continue;
+        }
+        counted += 1;
+        assert_eq!(stats.misses.load(Ordering::SeqCst), misses, "round {round}: B's writes made A's key miss");
+        assert!(stats.hits.load(Ordering::SeqCst) > hits, "round {round}: A's key is answered from the cache");
+    }
+    assert!(counted >= 3, "only {counted} rounds were fast enough to count");
+    // A change to A's key itself still reaches it on the very next request.
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { status } }";
+    app.graphql(&owner, deactivate, json!({ "k": key })).await.data("deactivateAppKey");
+    app.graphql(&as_key, VIEWER, json!({})).await.assert_code("UNAUTHENTICATED");
+}
+
+crate::backend_tests!(
+    one_hundred_concurrent_mutations_lose_nothing,
+    changes_in_another_account_leave_cached_credentials_warm
+);

@@ -237,11 +237,14 @@ pub async fn change_roles(
 /// roles here cleared. Revoking is always allowed to a key manager: a compromised key must be cut off.
 pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     let before = located.clone().view(&*txn, &at).await?;
     let internal = located.internal();
+    if internal {
+        txn.affects_key(&located.key.id);
+    }
     if (internal && !located.key.active) || (!internal && located.access.removed) {
         return Ok(before); // already off here: nothing to write or audit
     }
@@ -268,7 +271,7 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
 /// A removed external key cannot be activated: it must be added again.
 pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if located.access.removed {
@@ -282,6 +285,7 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
     if located.key.active {
         return Ok(before); // already on: nothing to write or audit
     }
+    txn.affects_key(&located.key.id);
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
     let Located { key, access } = located;
     let mut active: app_key::ActiveModel = key.into();
@@ -298,7 +302,7 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
 /// deleting is never blocked by the key's roles.
 pub async fn delete(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<()> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = locate(&*txn, account_id, raw_key).await?;
     if !located.internal() {
@@ -311,6 +315,7 @@ pub async fn delete(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<()
         ));
     }
     let before = located.clone().view(&*txn, &at).await?;
+    txn.affects_key(&located.key.id);
     app_key::Entity::delete_by_id(located.key.id.as_str()).exec(&*txn).await?;
     ctx.audit(&txn, "key.delete", &before.key, Some(before.audit_state()), None).await?;
     txn.commit().await?;

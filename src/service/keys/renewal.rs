@@ -68,10 +68,11 @@ pub async fn renew(store: &Store, ctx: &Ctx<'_>, raw_key: &str, request: &Renew)
     }
     let account_id = &ctx.principal.account_id;
     let token = AppToken::generate();
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let now = txn.now();
     let at = Viewpoint::of(&*txn, account_id, now).await?;
     let located = rotatable(&txn, ctx, &at, raw_key).await?;
+    txn.affects_key(&located.key.id);
     if pending_renewal(&located.key, now).is_some() {
         return Err(AppError::Conflict(format!("{} has a renewal pending; finish or undo it first", located.key.key)));
     }
@@ -115,9 +116,10 @@ enum End {
 
 async fn end_renewal(store: &Store, ctx: &Ctx<'_>, raw_key: &str, end: End) -> AppResult<AppKeyView> {
     let account_id = &ctx.principal.account_id;
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let at = Viewpoint::of(&*txn, account_id, txn.now()).await?;
     let located = rotatable(&txn, ctx, &at, raw_key).await?;
+    txn.affects_key(&located.key.id);
     if pending_renewal(&located.key, at.now).is_none() {
         return Err(AppError::Conflict(format!("{} has no renewal pending", located.key.key)));
     }

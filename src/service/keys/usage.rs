@@ -118,7 +118,7 @@ async fn deactivate_unused_in(
     threshold: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> AppResult<usize> {
-    let txn = store.begin_account_write(account_id).await?;
+    let mut txn = store.begin_account_write(account_id).await?;
     let used_since = Query::select()
         .expr(Expr::val(1))
         .from(key_access::Entity)
@@ -142,6 +142,7 @@ async fn deactivate_unused_in(
             continue;
         }
         let value = key.key.clone();
+        txn.affects_key(&key.id);
         let mut active: app_key::ActiveModel = key.into();
         active.active = Set(false);
         active.updated_at = Set(now);
