@@ -175,6 +175,9 @@ pub struct Settings {
     /// default: the client is the peer address.
     #[arg(long, env = "APPKEYS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve `GET /metrics` (Prometheus) on this address instead of on `--bind`.
+    #[arg(long, env = "APPKEYS_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A proxy address: a CIDR range, or one address (a range of one).

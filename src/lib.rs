@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod principal;
 pub mod service;
 pub mod state;
+pub mod telemetry;
 
 use anyhow::Context as _;
 use std::future::Future;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> axum::Router {
 /// `run_until_stopped` serves.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     schema: AppSchema,
     bootstrapped: Option<CreatedAccount>,
@@ -49,6 +51,13 @@ impl Application {
         // Bind first: a start that cannot serve (the port is taken) changes nothing, so it never
         // creates an owner whose password nobody saw.
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let metrics_listener = match settings.metrics_bind {
+            Some(address) => {
+                Some(TcpListener::bind(address).await.with_context(|| format!("binding {address} (--metrics-bind)"))?)
+            }
+            None => None,
+        };
+        telemetry::handle();
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
         if store.backend() == sea_orm::DatabaseBackend::Postgres {
@@ -59,7 +68,7 @@ impl Application {
         tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
         let state = AppState::new(store, key_prefix, settings);
         let schema = graphql::build(state.clone());
-        Ok(Self { listener, state, schema, bootstrapped })
+        Ok(Self { listener, metrics_listener, state, schema, bootstrapped })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -80,8 +89,15 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let jobs = jobs::Jobs::start(&self.state);
         let store = self.state.store.clone();
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let router = http::metrics_router(self.state.clone());
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        });
         let router = http::router(self.state, self.schema).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         jobs.stop().await;
         store.db.clone().close().await.context("closing the database pool")?;
         served

@@ -23,6 +23,11 @@ impl LastUseRecorder {
         self.pending.is_some()
     }
 
+    /// Uses noted and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.as_ref().and_then(|p| p.lock().ok().map(|p| p.len())).unwrap_or(0)
+    }
+
     /// Notes a use of the key access `access_id`; the newest use of each key wins.
     pub fn record(&self, access_id: &str, at: DateTime<Utc>, ip: Option<&str>, user_agent: Option<&str>) {
         let Some(pending) = &self.pending else {

@@ -90,6 +90,7 @@ impl Authenticator {
         let since = self.store.versions().snapshot();
         if let Some(principal) = self.cache.get(&key, self.store.versions(), self.store.now()) {
             self.used(&principal, headers, client_ip);
+            metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_cached").increment(1);
             return Ok(Some(principal));
         }
         if let Some(ip) = client_ip {
@@ -100,6 +101,7 @@ impl Authenticator {
                 let principal = Arc::new(principal);
                 self.cache.insert(key, since, principal.clone(), valid_until);
                 self.used(&principal, headers, client_ip);
+                metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_database").increment(1);
                 Ok(Some(principal))
             }
             Err(error) => Err(self.failed(error, identity.as_deref(), client_ip)),
@@ -109,6 +111,12 @@ impl Authenticator {
     /// Counts an authentication failure; once the subject is over its quota the answer becomes
     /// `RATE_LIMITED` instead of `UNAUTHENTICATED`.
     fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<&str>) -> AppError {
+        let outcome = match &error {
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::RateLimited { .. } => "rate_limited",
+            _ => "error",
+        };
+        metrics::counter!("appkeys_auth_outcomes_total", "outcome" => outcome).increment(1);
         if !matches!(error, AppError::Unauthenticated) {
             return error;
         }

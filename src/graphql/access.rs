@@ -24,10 +24,11 @@ impl AccessQuery {
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        let resources = roles::catalogue(&state.store.db)
+        let resources = roles::cached_catalogue(&state.store)
             .await?
-            .into_iter()
+            .iter()
             .filter(|r| principal.resources.contains(&r.id))
+            .cloned()
             .map(Resource::from)
             .collect();
         let (principal_type, user, app_key) = match &principal.kind {

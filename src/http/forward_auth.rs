@@ -31,12 +31,20 @@ pub async fn check(
     if !missing.is_empty() {
         // Held resources exist; only on this failure path is the catalogue read, to tell a typo in
         // the gateway's configuration (400, named) from a missing permission (403).
-        let known = match roles::catalogue(&state.store.db).await {
+        let known = match roles::cached_catalogue(&state.store).await {
             Ok(catalogue) => catalogue,
             Err(error) => return error_response(&error),
         };
-        let unknown: Vec<&str> =
+        let mut unknown: Vec<&str> =
             missing.iter().filter(|id| !known.iter().any(|r| &r.id == *id)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            // Registered on another replica a moment ago? Ask the database before calling it a typo.
+            let fresh = match roles::catalogue(&state.store.db).await {
+                Ok(catalogue) => catalogue,
+                Err(error) => return error_response(&error),
+            };
+            unknown.retain(|id| !fresh.iter().any(|r| &r.id == id));
+        }
         if !unknown.is_empty() {
             return error_response(&AppError::bad_input(
                 "resource",

@@ -136,20 +136,21 @@ enum Refusal {
     Invalid(String),
 }
 
-/// Checks a request before execution: no mutation over GET, at most `--max-aliases` aliases, no
-/// introspection when it is off. A document that does not parse is left to execution, and its
-/// error to `shape`.
-fn precheck(state: &AppState, request: &async_graphql::Request, over_get: bool) -> Option<Refusal> {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return None;
-    };
-    if over_get && is_mutation(&document, request.operation_name.as_deref()) {
+/// Checks a parsed document before execution: no mutation over GET, at most `--max-aliases`
+/// aliases, no introspection when it is off.
+fn precheck(
+    state: &AppState,
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    over_get: bool,
+) -> Option<Refusal> {
+    if over_get && is_mutation(document, operation_name) {
         return Some(Refusal::MutationOverGet);
     }
-    if state.settings.no_introspection && asks_introspection(&document) {
+    if state.settings.no_introspection && asks_introspection(document) {
         return Some(Refusal::Invalid("introspection is disabled on this server".into()));
     }
-    let aliases = count_aliases(&document);
+    let aliases = count_aliases(document);
     let max = state.settings.max_aliases;
     if aliases > max {
         return Some(Refusal::Invalid(format!("the query has {aliases} aliases; at most {max} are allowed")));
@@ -214,8 +215,24 @@ async fn execute(
             "accept application/graphql-response+json or application/json",
         );
     };
-    for request in batch.iter() {
-        match precheck(state, request, over_get) {
+    // Each document is parsed once, here; execution reuses the parse.
+    let mut batch = batch;
+    let mut parse_errors: Vec<Option<String>> = Vec::new();
+    let mut operations: Vec<String> = Vec::new();
+    for request in batch.iter_mut() {
+        let requested = request.operation_name.clone();
+        let document = match request.parsed_query() {
+            Ok(document) => document,
+            Err(error) => {
+                parse_errors.push(Some(parse_error(&error)));
+                operations.push(crate::telemetry::operation_label(requested.as_deref()));
+                continue;
+            }
+        };
+        let named = requested.clone().or_else(|| single_operation_name(document));
+        operations.push(crate::telemetry::operation_label(named.as_deref()));
+        parse_errors.push(None);
+        match precheck(state, document, requested.as_deref(), over_get) {
             None => {}
             Some(Refusal::MutationOverGet) => {
                 let mut response =
@@ -229,11 +246,16 @@ async fn execute(
             }
         }
     }
-    let parse_errors: Vec<Option<String>> = batch.iter().map(|request| parse_error(&request.query)).collect();
+    let started = std::time::Instant::now();
     let meta = request_meta(headers, &peer);
     let auth_state = Arc::new(state.auth.resolve(headers, meta.client_ip.as_deref()).await);
     let batch = batch.data(auth_state).data(meta);
     let response = schema.execute_batch(batch).await;
+    for operation in operations {
+        metrics::counter!("appkeys_graphql_operations_total", "operation" => operation.clone()).increment(1);
+        metrics::histogram!("appkeys_graphql_operation_duration_seconds", "operation" => operation)
+            .record(started.elapsed());
+    }
     let Ok(mut body) = serde_json::to_value(&response) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -252,17 +274,25 @@ async fn execute(
 const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 
-/// The one-line message of a document that does not parse, or `None` when it parses.
-fn parse_error(query: &str) -> Option<String> {
-    let error = async_graphql::parser::parse_query(query).err()?;
-    let position = error.positions().next();
-    let text = error.to_string();
+/// The one-line message of a document that does not parse.
+fn parse_error(error: &async_graphql::ServerError) -> String {
     // The parser's message is drawn over several lines; its last `= …` line says what it expected.
-    let summary = text.lines().rev().find_map(|line| line.trim().strip_prefix("= ")).unwrap_or(text.trim()).to_owned();
-    Some(match position {
-        Some(at) => format!("Syntax error at line {}, column {}: {}", at.line, at.column, one_line(&summary)),
-        None => format!("Syntax error: {}", one_line(&summary)),
-    })
+    let text = &error.message;
+    let summary = text.lines().rev().find_map(|line| line.trim().strip_prefix("= ")).unwrap_or(text.trim());
+    match error.locations.first() {
+        Some(at) => format!("Syntax error at line {}, column {}: {}", at.line, at.column, one_line(summary)),
+        None => format!("Syntax error: {}", one_line(summary)),
+    }
+}
+
+/// The name of a document's only operation, when a request does not name one.
+fn single_operation_name(document: &ExecutableDocument) -> Option<String> {
+    let mut operations = document.operations.iter();
+    let (name, _) = operations.next()?;
+    if operations.next().is_some() {
+        return None;
+    }
+    name.map(|n| n.to_string())
 }
 
 fn one_line(text: &str) -> String {

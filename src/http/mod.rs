@@ -6,7 +6,10 @@ mod forward_auth;
 mod graphql;
 mod health;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Request};
+use axum::extract::MatchedPath;
+use axum::middleware::{self, Next};
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,10 +60,13 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         .route("/export/app-keys.xlsx", get(export::app_keys_xlsx))
         .route("/auth", get(forward_auth::check))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    let router = if settings.metrics_bind.is_none() { router.route("/metrics", get(metrics)) } else { router };
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn(count_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             // The path only: a query string may carry a download ticket, and headers carry tokens.
@@ -171,6 +177,28 @@ pub(crate) fn error_body(message: &str, extensions: serde_json::Value) -> serde_
 pub(crate) fn request_error(status: StatusCode, message: &str) -> Response {
     let body = error_body(message, serde_json::json!({ "code": "BAD_REQUEST" }));
     (status, Json(body)).into_response()
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = crate::telemetry::render(&state);
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+}
+
+/// The router of `--metrics-bind`: `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+/// Counts every request and its latency by route (the matched pattern, never the raw path) and status.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("appkeys_http_requests_total", "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("appkeys_http_request_duration_seconds", "route" => route).record(started.elapsed());
+    response
 }
 
 async fn not_found() -> Response {

@@ -46,11 +46,14 @@ pub struct Store {
     /// argon2 takes 19 MiB and a core for tens of milliseconds: bound how many run at once so a login
     /// storm cannot starve everything else.
     password_permits: Arc<Semaphore>,
+    password_limit: usize,
     /// Stamped by every commit that may change what a credential resolves to, per scope; auth caches
     /// check their entries against it (see `versions`). Other replicas learn of it through NOTIFY.
     versions: Arc<CredentialVersions>,
     /// The one source of "now" for every rule and timestamp (tests move it forward).
     clock: Clock,
+    /// The resource catalogue as last read, and when (see `roles::cached_catalogue`).
+    catalogue: Arc<std::sync::RwLock<Option<roles::CachedCatalogue>>>,
 }
 
 /// The PostgreSQL channel on which replicas announce credential changes; the payload lists the
@@ -144,13 +147,16 @@ impl Store {
             .await
             .map_err(|error| anyhow::anyhow!("cannot open the database {target}: {}", database::cause(&error)))?;
         let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        let password_permits = Arc::new(Semaphore::new(settings.max_concurrent_logins.max(1)));
+        let password_limit = settings.max_concurrent_logins.max(1);
+        let password_permits = Arc::new(Semaphore::new(password_limit));
         Ok(Self {
             db,
             write_lock,
             password_permits,
+            password_limit,
             versions: Arc::new(CredentialVersions::default()),
             clock: Clock::default(),
+            catalogue: Arc::default(),
         })
     }
 
@@ -233,6 +239,25 @@ impl Store {
     pub async fn verify_password(&self, password: Password, phc: String) -> AppResult<bool> {
         let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
         tokio::task::spawn_blocking(move || password.verify(&phc)).await.map_err(|e| AppError::Internal(e.into()))
+    }
+
+    /// Connections in the pool, and how many of them are idle.
+    pub fn pool_use(&self) -> (u32, u32) {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+            }
+        }
+    }
+
+    /// Password verifications running now (each holds one of the bounded permits).
+    pub fn logins_in_progress(&self) -> usize {
+        self.password_limit.saturating_sub(self.password_permits.available_permits())
     }
 
     pub async fn ping(&self) -> AppResult<()> {

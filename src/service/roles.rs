@@ -61,7 +61,36 @@ pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult
     .insert(&*txn)
     .await?;
     txn.commit().await?;
+    forget_catalogue(store);
     Ok(ResourceView { id: model.id, name: model.name })
+}
+
+/// The catalogue as read at an instant.
+pub(crate) type CachedCatalogue = (std::time::Instant, std::sync::Arc<Vec<ResourceView>>);
+
+/// How long the catalogue is served from memory. It changes only when an operator registers a
+/// resource (which refreshes it on that replica at once); names are not what access is decided on.
+const CATALOGUE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The catalogue, from memory when read less than `CATALOGUE_TTL` ago: `viewer` and `/auth`'s
+/// checks then cost no database work.
+pub async fn cached_catalogue(store: &Store) -> AppResult<std::sync::Arc<Vec<ResourceView>>> {
+    if let Ok(cached) = store.catalogue.read() {
+        if let Some((_, catalogue)) = cached.as_ref().filter(|(read_at, _)| read_at.elapsed() < CATALOGUE_TTL) {
+            return Ok(catalogue.clone());
+        }
+    }
+    let fresh = std::sync::Arc::new(catalogue(&store.db).await?);
+    if let Ok(mut cached) = store.catalogue.write() {
+        *cached = Some((std::time::Instant::now(), fresh.clone()));
+    }
+    Ok(fresh)
+}
+
+fn forget_catalogue(store: &Store) {
+    if let Ok(mut cached) = store.catalogue.write() {
+        *cached = None;
+    }
 }
 
 pub async fn catalogue<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView>> {

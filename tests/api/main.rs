@@ -19,6 +19,7 @@ mod isolation;
 mod keys;
 mod last_use;
 mod listings;
+mod metrics;
 mod migrations;
 mod properties;
 mod renewal;

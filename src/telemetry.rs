@@ -1,0 +1,83 @@
+//! Metrics in the Prometheus text format (`GET /metrics`), through the `metrics` facade: request
+//! counts and latencies per route and per GraphQL operation, authentication outcomes, the credential
+//! cache, the database pool, logins in progress and last uses waiting to be written.
+//!
+//! Recording costs an atomic add and a label lookup; gauges of state that already exists (the
+//! cache's counters, the pool) are read only when `/metrics` is rendered.
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
+
+use crate::state::AppState;
+
+/// Latency buckets, in seconds: from a cache hit to a slow export.
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The process's recorder, installed once (the `metrics` facade is global).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Another recorder installed first (an embedding program): render what this one sees.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The metrics page: the recorded series plus gauges read now.
+pub fn render(state: &AppState) -> String {
+    let stats = state.auth.cache().stats();
+    metrics::counter!("appkeys_credential_cache_hits_total").absolute(stats.hits.load(Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_misses_total").absolute(stats.misses.load(Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_invalidations_total")
+        .absolute(stats.invalidated.load(Ordering::Relaxed));
+    let (size, idle) = state.store.pool_use();
+    metrics::gauge!("appkeys_db_pool_connections").set(f64::from(size));
+    metrics::gauge!("appkeys_db_pool_idle_connections").set(f64::from(idle));
+    metrics::gauge!("appkeys_logins_in_progress").set(state.store.logins_in_progress() as f64);
+    metrics::gauge!("appkeys_last_use_pending").set(state.auth.last_use().pending() as f64);
+    let handle = handle();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// A GraphQL operation name as a label: names are the client's choice, so only well-formed ones,
+/// and at most `MAX_OPERATION_NAMES` distinct ones, get their own series; the rest share `other`.
+pub fn operation_label(name: Option<&str>) -> String {
+    const MAX_OPERATION_NAMES: usize = 200;
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return "anonymous".into();
+    };
+    let well_formed = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return "other".into();
+    }
+    let Ok(mut seen) = SEEN.get_or_init(Mutex::default).lock() else {
+        return "other".into();
+    };
+    if seen.contains(name) || seen.len() < MAX_OPERATION_NAMES {
+        seen.insert(name.to_owned());
+        name.to_owned()
+    } else {
+        "other".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_become_bounded_labels() {
+        assert_eq!(operation_label(None), "anonymous");
+        assert_eq!(operation_label(Some("MyKeys")), "MyKeys");
+        assert_eq!(operation_label(Some("bad name\\n")), "other");
+        assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+    }
+}
