@@ -4,6 +4,8 @@
 #
 #   bash benches/run.sh                         # DURATION=10s CONNS=32 by default, every section
 #   SECTIONS="last_used" bash benches/run.sh    # only some sections: core big export last_used
+#                                               #   writes pinned soak
+#   BACKEND=postgres bash benches/run.sh        # the same against PostgreSQL (PG_URL, ANALYZE after seeding)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,10 @@ EXPORT_KEYS=${EXPORT_KEYS:-100000}
 BIG=${BIG:-1000000}
 PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
-SECTIONS=${SECTIONS:-"core big export last_used"}
+SECTIONS=${SECTIONS:-"core big export last_used writes pinned soak"}
+BACKEND=${BACKEND:-sqlite}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+SOAK_SECS=${SOAK_SECS:-600}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 command -v wrk >/dev/null || { echo "benches/run.sh needs wrk: apt-get install wrk" >&2; exit 1; }
@@ -27,14 +32,23 @@ SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-seed() { # seed NAME KEYS -> sets PROBE_KEY, PROBE_TOKEN, DB
-  DB="$WORK/$1.db"
-  eval "$("$SEED" --database-url "sqlite://$DB?mode=rwc" --keys "$2" --password "$PASSWORD")"
+seed() { # seed NAME KEYS -> sets PROBE_KEY, PROBE_TOKEN, DB_URL
+  if [ "$BACKEND" = postgres ]; then
+    psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS appkeys_bench_$1 WITH (FORCE)" -qc "CREATE DATABASE appkeys_bench_$1"
+    DB_URL="$PG_URL/appkeys_bench_$1"
+  else
+    DB_URL="sqlite://$WORK/$1.db?mode=rwc"
+  fi
+  eval "$("$SEED" --database-url "$DB_URL" --keys "$2" --password "$PASSWORD")"
+  # Fresh planner statistics after a bulk load, as any operator would have after autovacuum.
+  [ "$BACKEND" = postgres ] && psql "$DB_URL" -qc "ANALYZE"
   KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
 }
 
-start_server() { # start_server [NAME=VALUE ...]: extra environment for the server
-  env RUST_LOG=warn "$@" "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$DB?mode=rwc" >"$WORK/server.out" 2>"$WORK/server.err" &
+start_server() { # start_server [NAME=VALUE ...]: extra environment for the server (PIN=core pins it)
+  local pin=()
+  [ -n "${PIN:-}" ] && pin=(taskset -c "$PIN")
+  env RUST_LOG=warn "$@" "${pin[@]}" "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "the server did not start" >&2; cat "$WORK/server.err" >&2; exit 1
@@ -52,10 +66,12 @@ to_us() { # wrk latency (e.g. 1.20ms, 250.00us, 1.01s) -> microseconds
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
-# run NAME wrk-args... : prints "NAME rps p50_us p99_us"
+# run NAME wrk-args... : prints "NAME rps p50_us p99_us" (WRK_PIN=core pins wrk)
 run() {
   local name=$1; shift
-  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
+  local pin=()
+  [ -n "${WRK_PIN:-}" ] && pin=(taskset -c "$WRK_PIN")
+  local out; out=$("${pin[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
   local rps p50 p99
   rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
   p50=$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
@@ -137,6 +153,82 @@ for round in 1 2 3; do
 done
 fi
 
+gql() { # gql AUTH-HEADER JSON-BODY -> response
+  curl -fs "$BASE/graphql" -H 'content-type: application/json' -H "$1" -d "$2"
+}
+
+busy_account() { # a second account with a session and a key with a role, for write traffic
+  "$BIN" account create busy --owner-email owner@busy.example --owner-password "$PASSWORD" --database-url "$DB_URL" >/dev/null
+  local token; token=$(curl -fs "$BASE/graphql" -H 'content-type: application/json' \
+    -d "{\"query\":\"mutation { login(input: {account: \\\"busy\\\", email: \\\"owner@busy.example\\\", password: \\\"$PASSWORD\\\"}) { token } }\"}" \
+    | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  BUSY="Authorization: Bearer $token"
+  BUSY_ROLE=$(gql "$BUSY" '{"query":"{ roles { id } }"}' | sed -E 's/.*"roles":\[\{"id":"([^"]+)".*/\1/')
+  BUSY_KEY=$(gql "$BUSY" '{"query":"mutation { generateAppKey(input: {}) { appKey { key } } }"}' | sed -E 's/.*"key":"([^"]+)".*/\1/')
+}
+
+if want writes; then
+echo "== /auth of an untouched key while another account writes" >&2
+seed writes 10000
+start_server
+busy_account
+run healthz_w "$BASE/healthz"
+run auth_quiet "${KEY[@]}" "$BASE/auth"
+add="{\"query\":\"mutation { addAppKeyRoles(key: \\\"$BUSY_KEY\\\", roleIds: [\\\"$BUSY_ROLE\\\"]) { key } }\"}"
+remove="{\"query\":\"mutation { removeAppKeyRoles(key: \\\"$BUSY_KEY\\\", roleIds: [\\\"$BUSY_ROLE\\\"]) { key } }\"}"
+write_secs=$(( ${DURATION%s} + 4 ))
+BODY_A=$add BODY_B=$remove wrk -t1 -c1 -d"${write_secs}s" -s benches/alternate.lua -H "$BUSY" "$BASE/graphql" >"$WORK/writes.out" &
+WRITER=$!
+sleep 2
+run auth_writes "${KEY[@]}" "$BASE/auth"
+wait "$WRITER"
+echo "writes_per_sec $(awk '/Requests\/sec/ { print $2 }' "$WORK/writes.out")" | tee -a "$WORK/results"
+grep -q "Non-2xx" "$WORK/writes.out" && { echo "the writer got errors" >&2; cat "$WORK/writes.out" >&2; }
+stop_server
+fi
+
+if want pinned; then
+echo "== /auth latency, server on core 0, wrk on core 1" >&2
+seed pinned 1000
+PIN=0 start_server
+WRK_PIN=1 run auth_pinned "${KEY[@]}" "$BASE/auth"
+WRK_PIN=1 run healthz_pinned "$BASE/healthz"
+stop_server
+fi
+
+if want soak; then
+echo "== soak: $SOAK_SECS s of /auth, listings, mutations and logins" >&2
+seed soak 10000
+start_server
+SESSION=$(login)
+busy_account
+add="{\"query\":\"mutation { addAppKeyRoles(key: \\\"$BUSY_KEY\\\", roleIds: [\\\"$BUSY_ROLE\\\"]) { key } }\"}"
+remove="{\"query\":\"mutation { removeAppKeyRoles(key: \\\"$BUSY_KEY\\\", roleIds: [\\\"$BUSY_ROLE\\\"]) { key } }\"}"
+LOADS=()
+wrk -t1 -c8 -d"${SOAK_SECS}s" "${KEY[@]}" "$BASE/auth" >"$WORK/soak-auth.out" & LOADS+=($!)
+BODY=$MYKEYS wrk -t1 -c2 -d"${SOAK_SECS}s" -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql" >"$WORK/soak-list.out" & LOADS+=($!)
+BODY_A=$add BODY_B=$remove wrk -t1 -c1 -d"${SOAK_SECS}s" -s benches/alternate.lua -H "$BUSY" "$BASE/graphql" >"$WORK/soak-write.out" & LOADS+=($!)
+BODY=$LOGIN wrk -t1 -c1 -d"${SOAK_SECS}s" -s benches/post.lua "$BASE/graphql" >"$WORK/soak-login.out" & LOADS+=($!)
+: >"$WORK/rss"
+for _ in $(seq 1 $(( SOAK_SECS / 10 ))); do
+  sleep 10
+  awk '/VmRSS/ { print $2 }' "/proc/$SERVER_PID/status" >>"$WORK/rss"
+done
+for load in "${LOADS[@]}"; do wait "$load" || true; done
+for part in auth list write login; do
+  f="$WORK/soak-$part.out"
+  echo "soak_${part}_rps $(awk '/Requests\/sec/ { print $2 }' "$f")" | tee -a "$WORK/results"
+  errors=$(awk '/Non-2xx/ { print $5 } /Socket errors/ { print $0 }' "$f")
+  echo "soak_${part}_errors ${errors:-0}" | tee -a "$WORK/results"
+done
+# Resident memory after warm-up (the first minute) against the end.
+warm=$(sed -n '6p' "$WORK/rss"); [ -n "$warm" ] || warm=$(head -1 "$WORK/rss"); last=$(tail -1 "$WORK/rss")
+echo "soak_rss_warm_kib $warm" | tee -a "$WORK/results"
+echo "soak_rss_end_kib $last" | tee -a "$WORK/results"
+echo "soak_rss_max_kib $(sort -n "$WORK/rss" | tail -1)" | tee -a "$WORK/results"
+stop_server
+fi
+
 echo
 echo "== ratios"
 if want core && want big && want export; then
@@ -159,4 +251,13 @@ awk '
     off = v["auth", "off"] / v["healthz", "off"]; on = v["auth", "on"] / v["healthz", "on"]
     printf "last-use tracking: auth/healthz %.3f on vs %.3f off = %.3f (auth %.0f vs %.0f rps, mean of %d rounds)\n", on, off, on / off, v["auth", "on"] / n["auth", "on"], v["auth", "off"] / n["auth", "off"], n["auth", "on"]
   }' "$WORK/results"
+fi
+if want writes; then
+awk '{ v[$1] = $2 } END { printf "auth while another account writes %s changes/s: %.2f of quiet (%s vs %s rps; quiet auth/healthz %.2f)\n", v["writes_per_sec"], v["auth_writes"] / v["auth_quiet"], v["auth_writes"], v["auth_quiet"], v["auth_quiet"] / v["healthz_w"] }' "$WORK/results"
+fi
+if want pinned; then
+awk '{ v[$1] = $2; p50[$1] = $3; p99[$1] = $4 } END { printf "pinned: auth p50 / p99 %s / %s us (%s rps); healthz p50 / p99 %s / %s us (%s rps)\n", p50["auth_pinned"], p99["auth_pinned"], v["auth_pinned"], p50["healthz_pinned"], p99["healthz_pinned"], v["healthz_pinned"] }' "$WORK/results"
+fi
+if want soak; then
+awk '{ v[$1] = $2 } END { printf "soak: rss %s KiB after warm-up, %s KiB at the end (%+.1f %%), max %s KiB\n", v["soak_rss_warm_kib"], v["soak_rss_end_kib"], (v["soak_rss_end_kib"] - v["soak_rss_warm_kib"]) * 100 / v["soak_rss_warm_kib"], v["soak_rss_max_kib"] }' "$WORK/results"
 fi

@@ -9,7 +9,7 @@ use super::audit::{self, AuditEntry};
 use super::{new_id, roles, users, RequestMeta, Store};
 use crate::config::Settings;
 use crate::domain::{AccountName, Email, Password};
-use crate::entity::{account, session, user};
+use crate::entity::{account, audit_event, session, user};
 use crate::error::{AppError, AppResult};
 
 /// A newly created account and its owner. `generated_password` is set only when appkeys chose the
@@ -68,7 +68,9 @@ pub async fn create(
             action: "account.create",
             target: &account.name,
             before: None,
-            after: Some(json!({ "account": account.name, "owner": owner.email })),
+            // Whether appkeys chose the owner's password: only such a password, never shown to
+            // anyone who then logged in, is replaced at the next start (see `bootstrap`).
+            after: Some(json!({ "account": account.name, "owner": owner.email, "passwordGenerated": generated })),
         },
     )
     .await?;
@@ -82,9 +84,9 @@ pub async fn create(
 }
 
 /// On an empty database, creates the bootstrap account and its owner. Otherwise, while that owner
-/// has never logged in with a password appkeys chose, gives them a fresh one to print: a first start
-/// that failed (or whose output was lost) after creating the owner never locks the operator out.
-/// Once the owner has logged in, it does nothing.
+/// has never logged in and their password is one appkeys chose (not one the operator gave), gives
+/// them a fresh one to print: a first start that failed (or whose output was lost) after creating
+/// the owner never locks the operator out. Once the owner has logged in, it does nothing.
 pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<CreatedAccount>> {
     let chosen = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
     if account::Entity::find().count(&store.db).await? == 0 {
@@ -107,6 +109,18 @@ pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<C
         return Ok(None);
     };
     if session::Entity::find().filter(session::Column::UserId.eq(owner.id.as_str())).count(&store.db).await? > 0 {
+        return Ok(None);
+    }
+    let created = audit_event::Entity::find()
+        .filter(audit_event::Column::AccountId.eq(account.id.as_str()))
+        .filter(audit_event::Column::Action.eq("account.create"))
+        .one(&store.db)
+        .await?;
+    let generated = created
+        .and_then(|event| event.after)
+        .and_then(|after| serde_json::from_str::<serde_json::Value>(&after).ok())
+        .is_some_and(|after| after["passwordGenerated"] == true);
+    if !generated {
         return Ok(None);
     }
     let password = Password::generate();

@@ -249,10 +249,19 @@ async fn start_serving(
     dir: std::path::PathBuf,
     out: std::path::PathBuf,
 ) -> (std::process::Child, String, std::path::PathBuf) {
+    start_serving_url(dir, out, "sqlite://appkeys.db?mode=rwc").await
+}
+
+/// `start_serving` over this database.
+async fn start_serving_url(
+    dir: std::path::PathBuf,
+    out: std::path::PathBuf,
+    url: &str,
+) -> (std::process::Child, String, std::path::PathBuf) {
     for _ in 0..5 {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", url])
             .current_dir(&dir)
             .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
             .env_remove("DATABASE_URL")
@@ -326,3 +335,29 @@ crate::backend_tests!(
     changes_that_change_nothing_write_nothing,
     auth_names_unknown_resources_and_takes_keys_only,
 );
+
+/// A password the operator chose is never replaced, even before the owner's first login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_bootstrap_password_is_kept() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("appkeys.db").display());
+    let (ok, stdout, _) =
+        appkeys(&["migrate", "--database-url", &url, "--bootstrap-password", "operator chose this one"], dir.path());
+    assert!(ok && stdout.contains("the one you gave"), "{stdout}");
+    let (mut child, address, out) = start_serving_url(dir.path().to_owned(), dir.path().join("serve.out"), &url).await;
+    let printed = std::fs::read_to_string(out).expect("its output");
+    assert!(!printed.contains("One-time password"), "{printed}");
+    let body = json!({ "query": "mutation { login(input: {account: \"main\", email: \"admin@example.com\", password: \"operator chose this one\"}) { token } }" });
+    let logged_in: Value = reqwest::Client::new()
+        .post(format!("{address}/graphql"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(logged_in["data"]["login"]["token"].is_string(), "{logged_in}");
+    child.kill().expect("killed");
+    child.wait().expect("stopped");
+}
