@@ -237,8 +237,8 @@ impl KeyMutation {
         let sctx = service_ctx(ctx)?;
         let change = settings::SettingsChange {
             renewal_period_days: input.renewal_period_days,
-            max_lifetime_days: maybe(input.max_lifetime_days),
-            deactivate_unused_after_days: maybe(input.deactivate_unused_after_days),
+            max_lifetime_days: input.max_lifetime_days.into(),
+            deactivate_unused_after_days: input.deactivate_unused_after_days.into(),
             expiry_warning_days: input.expiry_warning_days,
         };
         Ok(settings::update(&state.store, &sctx, &change).await?.into())
@@ -270,13 +270,4 @@ async fn change_roles(ctx: &Context<'_>, key: &str, change: RolesChange, role_id
     let state = ctx.data::<AppState>()?;
     let sctx = service_ctx(ctx)?;
     Ok(keys::change_roles(&state.store, &sctx, key, change, &local_ids(NodeKind::Role, role_ids)).await?.into())
-}
-
-/// An omitted field keeps its value (`None`); an explicit null clears it (`Some(None)`).
-fn maybe<T>(value: async_graphql::MaybeUndefined<T>) -> Option<Option<T>> {
-    match value {
-        async_graphql::MaybeUndefined::Undefined => None,
-        async_graphql::MaybeUndefined::Null => Some(None),
-        async_graphql::MaybeUndefined::Value(value) => Some(Some(value)),
-    }
 }

@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, Qu
 use serde_json::Value;
 
 use super::page::{self, PageRequest, Paged};
-use super::{new_id, query_text, RequestMeta, WriteTxn};
+use super::{new_id, query_text, truncate_chars, RequestMeta, WriteTxn};
 use crate::entity::audit_event;
 use crate::error::AppResult;
 
@@ -25,21 +25,17 @@ pub async fn record(txn: &WriteTxn, meta: &RequestMeta, entry: AuditEntry<'_>) -
         id: Set(new_id()),
         account_id: Set(entry.account_id.to_owned()),
         at: Set(txn.now()),
-        actor: Set(truncate(entry.actor, 300)),
+        actor: Set(truncate_chars(entry.actor, 300)),
         action: Set(entry.action.to_owned()),
-        target: Set(truncate(entry.target, 300)),
+        target: Set(truncate_chars(entry.target, 300)),
         before: Set(entry.before.map(|v| v.to_string())),
         after: Set(entry.after.map(|v| v.to_string())),
-        client_ip: Set(meta.client_ip.as_deref().map(|ip| truncate(ip, 64))),
-        request_id: Set(meta.request_id.as_deref().map(|id| truncate(id, 64))),
+        client_ip: Set(meta.client_ip.as_deref().map(|ip| truncate_chars(ip, 64))),
+        request_id: Set(meta.request_id.as_deref().map(|id| truncate_chars(id, 64))),
     }
     .insert(&**txn)
     .await?;
     Ok(())
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
 }
 
 #[derive(Debug, Clone)]

@@ -360,6 +360,11 @@ pub(crate) fn query_text<'a>(raw: &'a str, field: &str) -> AppResult<&'a str> {
     Ok(raw)
 }
 
+/// At most `max_chars` characters of `s`: what a bounded text column keeps.
+pub(crate) fn truncate_chars(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

@@ -176,7 +176,7 @@ fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppRes
         select = select.filter(renewal_alert_condition(alert, at.now, at.settings.renewal_period_days));
     }
     if let Some(since) = filter.unused_since {
-        select = select.filter(unused_since_condition(&at.account_id, since));
+        select = select.filter(unused_since_condition(Some(&at.account_id), since));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search, "filter.search")?;

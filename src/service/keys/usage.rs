@@ -12,7 +12,7 @@ use super::{effective_status, KeyStatus};
 use crate::entity::{account_setting, app_key, key_access};
 use crate::error::AppResult;
 use crate::service::audit::{self, AuditEntry};
-use crate::service::{RequestMeta, Store};
+use crate::service::{truncate_chars, RequestMeta, Store};
 
 /// One authenticated request of a key in an account, as the hot path noted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub async fn record_uses(store: &Store, uses: &[KeyUse]) -> AppResult<()> {
     }
     let txn = store.begin_write().await?;
     for KeyUse { access_id, at, ip, user_agent } in uses {
-        let ip = ip.as_deref().map(|ip| truncate(ip, 64));
-        let user_agent = user_agent.as_deref().map(|ua| truncate(ua, 300));
+        let ip = ip.as_deref().map(|ip| truncate_chars(ip, 64));
+        let user_agent = user_agent.as_deref().map(|ua| truncate_chars(ua, 300));
         key_access::Entity::update_many()
             .col_expr(key_access::Column::LastUsedAt, Expr::value(*at))
             .col_expr(key_access::Column::LastUsedIp, Expr::value(ip))
@@ -50,20 +50,18 @@ pub async fn record_uses(store: &Store, uses: &[KeyUse]) -> AppResult<()> {
     txn.commit_without_credential_change().await
 }
 
-fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}
-
-/// Keys not used in `account_id` since `since`: no recorded use there at or after it, and created
-/// before it (a key made later has not had the time to be used).
-pub fn unused_since_condition(account_id: &str, since: DateTime<Utc>) -> Condition {
-    let used_since = Query::select()
+/// Keys (rows of `app_keys`) not used since `since` — in `account_id`, or anywhere they may act
+/// when `None` — and created before it (a key made later has not had the time to be used).
+pub fn unused_since_condition(account_id: Option<&str>, since: DateTime<Utc>) -> Condition {
+    let mut used_since = Query::select()
         .expr(Expr::val(1))
         .from_as(key_access::Entity, "recent")
         .and_where(Expr::col(("recent", key_access::Column::AppKeyId)).equals((app_key::Entity, app_key::Column::Id)))
-        .and_where(Expr::col(("recent", key_access::Column::AccountId)).eq(account_id))
         .and_where(Expr::col(("recent", key_access::Column::LastUsedAt)).gte(since))
         .to_owned();
+    if let Some(account_id) = account_id {
+        used_since.and_where(Expr::col(("recent", key_access::Column::AccountId)).eq(account_id));
+    }
     Condition::all()
         .add(Expr::col((app_key::Entity, app_key::Column::CreatedAt)).lt(since))
         .add(Expr::exists(used_since).not())
@@ -119,20 +117,10 @@ async fn deactivate_unused_in(
     now: DateTime<Utc>,
 ) -> AppResult<usize> {
     let mut txn = store.begin_account_write(account_id).await?;
-    let used_since = Query::select()
-        .expr(Expr::val(1))
-        .from(key_access::Entity)
-        .and_where(
-            Expr::col((key_access::Entity, key_access::Column::AppKeyId))
-                .equals((app_key::Entity, app_key::Column::Id)),
-        )
-        .and_where(Expr::col((key_access::Entity, key_access::Column::LastUsedAt)).gte(threshold))
-        .to_owned();
     let candidates = app_key::Entity::find()
         .filter(app_key::Column::AccountId.eq(account_id))
         .filter(app_key::Column::Active.eq(true))
-        .filter(app_key::Column::CreatedAt.lt(threshold))
-        .filter(Expr::exists(used_since).not())
+        .filter(unused_since_condition(None, threshold))
         .all(&*txn)
         .await?;
     let mut count = 0;
