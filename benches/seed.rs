@@ -99,6 +99,9 @@ async fn insert(
             renewal_started_at: Set(None),
             expires_at: Set(None),
             updated_at: Set(now),
+            expiring_announced_for: Set(None),
+            expired_announced_for: Set(None),
+            renewal_due_announced_for: Set(None),
         });
         accesses.push(key_access::ActiveModel {
             id: Set(access_id.clone()),

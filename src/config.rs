@@ -178,6 +178,21 @@ pub struct Settings {
     /// Serve `GET /metrics` (Prometheus) on this address instead of on `--bind`.
     #[arg(long, env = "APPKEYS_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// The key (64 hex characters, 32 bytes) that encrypts webhook signing secrets at rest. Without
+    /// it, a key generated once and kept in the database is used, so a copy of the database alone
+    /// can sign; set it in production (the same on every replica).
+    #[arg(long, env = "APPKEYS_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<SecretString>,
+    /// Allow webhook endpoints on loopback, private, link-local and metadata addresses (tests,
+    /// receivers inside your own network).
+    #[arg(long, env = "APPKEYS_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Most webhook deliveries in flight at once on this replica.
+    #[arg(long, env = "APPKEYS_WEBHOOK_CONCURRENCY", default_value_t = 8)]
+    pub webhook_concurrency: usize,
+    /// How long one webhook delivery may take (connecting, sending, the receiver's answer), in seconds.
+    #[arg(long, env = "APPKEYS_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
 }
 
 /// A proxy address: a CIDR range, or one address (a range of one).

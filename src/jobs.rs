@@ -1,12 +1,15 @@
-//! Background work, each job a small struct with `run(stop)`: the last-use flusher and the
-//! inactivity sweeper. `Jobs::start` spawns them; `Jobs::stop` asks them to finish (the flusher
-//! writes what it holds) and waits for them.
+//! Background work, each job a small struct with `run(stop)`: the last-use flusher, the sweeper
+//! (inactive keys, time-based events), the webhook deliverer and, on PostgreSQL, the follower of
+//! other replicas' changes. `Jobs::start` spawns them; `Jobs::stop` asks them to finish (the flusher
+//! writes what it holds, the deliverer lets attempts in flight end, the follower closes its
+//! connection) and waits for them.
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::LastUseRecorder;
-use crate::service::{keys, Store};
+use crate::delivery::Deliverer;
+use crate::service::{events, follow, keys, Store};
 use crate::state::AppState;
 
 pub struct Jobs {
@@ -33,7 +36,15 @@ impl Jobs {
             store: state.store.clone(),
             every: Duration::from_secs(settings.sweep_interval_secs.max(1)),
         };
-        handles.push(tokio::spawn(sweeper.run(stopped)));
+        handles.push(tokio::spawn(sweeper.run(stopped.clone())));
+        match Deliverer::new(state.store.clone(), settings) {
+            Ok(deliverer) => handles.push(tokio::spawn(deliverer.run(stopped.clone()))),
+            Err(error) => tracing::error!(error = %error, "the webhook deliverer cannot start"),
+        }
+        if state.store.backend() == sea_orm::DatabaseBackend::Postgres {
+            let url = secrecy::ExposeSecret::expose_secret(&settings.database_url).to_owned();
+            handles.push(tokio::spawn(follow::run(url, state.store.clone(), stopped)));
+        }
         Self { stop, handles }
     }
 
@@ -78,9 +89,9 @@ impl LastUseFlusher {
     }
 }
 
-/// Deactivates keys unused for longer than their account allows. On PostgreSQL one replica at a
-/// time sweeps (the others skip the round); every replica first writes its own noted uses, so a key
-/// just used here is not taken for unused.
+/// Deactivates keys unused for longer than their account allows and produces the time-based key
+/// events that are due. On PostgreSQL one replica at a time does each (the others skip the round);
+/// every replica first writes its own noted uses, so a key just used here is not taken for unused.
 struct Sweeper {
     recorder: LastUseRecorder,
     store: Store,
@@ -103,6 +114,10 @@ pub async fn sweep(store: &Store, recorder: &LastUseRecorder) -> crate::error::A
     let deactivated = keys::deactivate_unused(store, store.now()).await?;
     if deactivated > 0 {
         tracing::info!(deactivated, "deactivated keys unused for longer than their account allows");
+    }
+    let announced = events::announce_due(store, store.now()).await?;
+    if announced > 0 {
+        tracing::info!(announced, "announced expiring, expired and renewal-due keys");
     }
     Ok(deactivated)
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod entity;
 pub mod error;
@@ -60,10 +61,6 @@ impl Application {
         telemetry::handle();
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
-        if store.backend() == sea_orm::DatabaseBackend::Postgres {
-            let url = secrecy::ExposeSecret::expose_secret(&settings.database_url).to_owned();
-            tokio::spawn(auth::cache::follow_changes(url, store.clone()));
-        }
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
         tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
         let state = AppState::new(store, key_prefix, settings);

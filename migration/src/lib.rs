@@ -16,6 +16,7 @@ mod m20261126_000008_create_download_tickets;
 mod m20261126_000009_add_app_key_label_search;
 mod m20261126_000010_add_token_renewal;
 mod m20261126_000011_add_expiry_and_last_use;
+mod m20261126_000012_add_events;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_add_app_key_label_search::Migration),
             Box::new(m20261126_000010_add_token_renewal::Migration),
             Box::new(m20261126_000011_add_expiry_and_last_use::Migration),
+            Box::new(m20261126_000012_add_events::Migration),
         ]
     }
 }

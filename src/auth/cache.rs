@@ -4,7 +4,7 @@
 //! Exactness: an entry remembers the change sequence number read *before* the database lookup that
 //! produced it (`service::versions`). Every commit that may change what a credential resolves to
 //! stamps the scopes it touched — an account, a key — on this replica at once and, on PostgreSQL, on
-//! every other replica through LISTEN/NOTIFY (`follow_changes`). An entry whose account or key was
+//! every other replica through LISTEN/NOTIFY (`service::follow`). An entry whose account or key was
 //! stamped later is a miss; entries of other accounts stay warm. As a fallback should a notification
 //! be lost, no entry lives longer than `MAX_AGE`.
 use moka::sync::Cache;
@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Principal;
-use crate::service::versions::{CredentialVersions, Scope};
-use crate::service::{Store, CREDENTIALS_CHANNEL, EVERYTHING};
+use crate::service::versions::CredentialVersions;
 
 /// Below the 1 s within which every replica must honour a revocation.
 pub const MAX_AGE: Duration = Duration::from_millis(750);
@@ -101,47 +100,5 @@ impl CredentialCache {
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         self.entries.insert(key, Entry { since, principal, valid_until });
-    }
-}
-
-/// The scopes a notification from another replica names (none: everything).
-fn scopes_of(payload: &str) -> Vec<Scope> {
-    if payload == EVERYTHING {
-        return Vec::new();
-    }
-    let scopes: Option<Vec<Scope>> = payload.split(';').map(Scope::decode).collect();
-    scopes.unwrap_or_default()
-}
-
-/// Follows other replicas' credential changes on PostgreSQL: every notification stamps the scopes
-/// it names on this replica; every (re)connection stamps everything, since notifications sent while
-/// disconnected are lost.
-pub async fn follow_changes(database_url: String, store: Store) {
-    use sea_orm::sqlx::postgres::PgListener;
-    let versions = || store.versions();
-    loop {
-        match PgListener::connect(&database_url).await {
-            Ok(mut listener) => match listener.listen(CREDENTIALS_CHANNEL).await {
-                Ok(()) => {
-                    versions().changed(&[]);
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(notification)) => versions().changed(&scopes_of(notification.payload())),
-                            // The connection dropped; the next call reconnects. Anything missed in
-                            // between is covered by treating the drop itself as a change.
-                            Ok(None) => versions().changed(&[]),
-                            Err(error) => {
-                                tracing::warn!(error = %error, "credential change listener failed; reconnecting");
-                                versions().changed(&[]);
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(error = %error, "LISTEN failed; retrying"),
-            },
-            Err(error) => tracing::warn!(error = %error, "connecting the credential change listener failed; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

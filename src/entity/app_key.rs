@@ -28,6 +28,12 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     /// The last change to the key itself (status, token, expiry).
     pub updated_at: DateTimeUtc,
+    /// The `expires_at` for which `app_key.expiring` was already produced (each event once).
+    pub expiring_announced_for: Option<DateTimeUtc>,
+    /// The `expires_at` for which `app_key.expired` was already produced.
+    pub expired_announced_for: Option<DateTimeUtc>,
+    /// The `token_created_at` for which `app_key.renewal_due` was already produced.
+    pub renewal_due_announced_for: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

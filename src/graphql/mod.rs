@@ -1,26 +1,29 @@
 //! The GraphQL schema (README: "The GraphQL API"): query and mutation objects per area, merged here.
 mod access;
 mod audit;
+pub mod events;
 pub mod guard;
 mod keys;
 mod node;
 pub mod types;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
+
+pub use events::{SocketCredential, SubscriptionRoot};
 
 use crate::state::AppState;
 
-/// Reads: who am I, keys, roles, resources, users, the audit log, and any object by global id.
+/// Reads: who am I, keys, roles, resources, users, the audit log, webhooks, and any object by global id.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery, node::NodeQuery);
+pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery, events::EventQuery, node::NodeQuery);
 
-/// Changes: sessions, keys, roles and users. Each validates first and writes in one transaction.
+/// Changes: sessions, keys, roles, users and webhooks. Each validates first and writes in one transaction.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(access::AccessMutation, keys::KeyMutation);
+pub struct MutationRoot(access::AccessMutation, keys::KeyMutation, events::EventMutation);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// A page costs its size times what one item costs, so `first: 100` is priced as 100 items.
 pub(crate) fn page_complexity(size: Option<i32>, child_complexity: usize) -> usize {
@@ -29,8 +32,8 @@ pub(crate) fn page_complexity(size: Option<i32>, child_complexity: usize) -> usi
     items.saturating_mul(child_complexity)
 }
 
-fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
 }
 
 /// Builds the schema over the application state, with the limits that refuse abusive queries (the

@@ -4,10 +4,11 @@
 use async_graphql::{Context, Guard, Interface, Object, Result, ID};
 
 use super::guard::{principal, Authenticated, PermissionGuard};
+use super::events::{WebhookDelivery, WebhookEndpoint};
 use super::types::{parse_global_id, AppKey, AuditEvent, NodeKind, Role, User};
 use crate::domain::Resource as R;
 use crate::error::AppError;
-use crate::service::{audit, keys, roles, users};
+use crate::service::{audit, keys, roles, users, webhooks};
 use crate::state::AppState;
 
 /// The most ids one `nodes` call resolves (like a page).
@@ -21,6 +22,8 @@ pub enum Node {
     Role(Role),
     User(User),
     AuditEvent(AuditEvent),
+    WebhookEndpoint(WebhookEndpoint),
+    WebhookDelivery(WebhookDelivery),
 }
 
 #[derive(Default)]
@@ -87,6 +90,14 @@ async fn resolve(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>> {
         NodeKind::AuditEvent => {
             PermissionGuard::any_of(R::READ_AUDIT).check(ctx).await?;
             audit::get(db, &account_id, &local).await?.map(|e| Node::AuditEvent(e.into()))
+        }
+        NodeKind::WebhookEndpoint => {
+            PermissionGuard::any_of(R::READ_SETTINGS).check(ctx).await?;
+            webhooks::get_endpoint(db, &account_id, &local).await?.map(|e| Node::WebhookEndpoint(e.into()))
+        }
+        NodeKind::WebhookDelivery => {
+            PermissionGuard::any_of(R::READ_SETTINGS).check(ctx).await?;
+            webhooks::get_delivery(db, &account_id, &local).await?.map(|d| Node::WebhookDelivery(d.into()))
         }
     })
 }

@@ -523,10 +523,19 @@ pub enum NodeKind {
     Role,
     User,
     AuditEvent,
+    WebhookEndpoint,
+    WebhookDelivery,
 }
 
 impl NodeKind {
-    const ALL: [NodeKind; 4] = [NodeKind::AppKey, NodeKind::Role, NodeKind::User, NodeKind::AuditEvent];
+    const ALL: [NodeKind; 6] = [
+        NodeKind::AppKey,
+        NodeKind::Role,
+        NodeKind::User,
+        NodeKind::AuditEvent,
+        NodeKind::WebhookEndpoint,
+        NodeKind::WebhookDelivery,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -534,6 +543,8 @@ impl NodeKind {
             NodeKind::Role => "Role",
             NodeKind::User => "User",
             NodeKind::AuditEvent => "AuditEvent",
+            NodeKind::WebhookEndpoint => "WebhookEndpoint",
+            NodeKind::WebhookDelivery => "WebhookDelivery",
         }
     }
 }

@@ -5,6 +5,7 @@ mod export;
 mod forward_auth;
 mod graphql;
 mod health;
+mod ws;
 
 use axum::extract::MatchedPath;
 use axum::middleware::{self, Next};
@@ -56,6 +57,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
     }
     let router = router
         .route("/graphql", get(graphql::graphql_get).post(graphql::graphql_post))
+        .route("/graphql/ws", get(ws::graphql_ws))
         .route("/export/app-keys.csv", get(export::app_keys_csv))
         .route("/export/app-keys.xlsx", get(export::app_keys_xlsx))
         .route("/auth", get(forward_auth::check))

@@ -1,8 +1,9 @@
 //! The audit log: one event per change, written in the change's own transaction. Events carry
 //! identifiers and before/after states, never a token or a password.
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::events::{self, EventType};
 use super::page::{self, PageRequest, Paged};
 use super::{new_id, query_text, truncate_chars, RequestMeta, WriteTxn};
 use crate::entity::audit_event;
@@ -18,9 +19,14 @@ pub struct AuditEntry<'a> {
     pub after: Option<Value>,
 }
 
-/// Writes the event in the change's transaction, at the transaction's time. Actions by a principal go
+/// Writes the event in the change's transaction, at the transaction's time, and, when the action is
+/// a key's lifecycle event, that event into the outbox too (`events`). Actions by a principal go
 /// through `Ctx::audit`; this is for the rest (the system, failed logins).
 pub async fn record(txn: &WriteTxn, meta: &RequestMeta, entry: AuditEntry<'_>) -> AppResult<()> {
+    if let Some(event_type) = EventType::for_audit_action(entry.action) {
+        let details = json!({ "before": entry.before, "after": entry.after });
+        events::record(txn, entry.account_id, event_type, entry.target, entry.actor, details).await?;
+    }
     audit_event::ActiveModel {
         id: Set(new_id()),
         account_id: Set(entry.account_id.to_owned()),

@@ -6,7 +6,9 @@
 pub mod accounts;
 pub mod audit;
 mod database;
+pub mod events;
 pub mod export;
+pub mod follow;
 pub mod keys;
 mod links;
 pub mod page;
@@ -15,6 +17,7 @@ pub mod sessions;
 pub mod settings;
 pub mod users;
 pub mod versions;
+pub mod webhooks;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
@@ -54,6 +57,10 @@ pub struct Store {
     clock: Clock,
     /// The resource catalogue as last read, and when (see `roles::cached_catalogue`).
     catalogue: Arc<std::sync::RwLock<Option<roles::CachedCatalogue>>>,
+    /// Committed key events on their way to this replica's subscribers and deliverer.
+    events: events::EventBus,
+    /// Seals webhook secrets at rest; set by `prepare` (see `webhooks::SecretBox`).
+    secret_box: Arc<std::sync::OnceLock<webhooks::SecretBox>>,
 }
 
 /// The PostgreSQL channel on which replicas announce credential changes; the payload lists the
@@ -69,6 +76,9 @@ pub struct WriteTxn {
     /// What this change touches, for the credential caches (none recorded: anything).
     scopes: Vec<Scope>,
     clock: Clock,
+    /// The key events this change wrote to the outbox, announced once it commits.
+    events: std::sync::Mutex<Vec<events::KeyEvent>>,
+    bus: events::EventBus,
 }
 
 impl Deref for WriteTxn {
@@ -95,32 +105,79 @@ impl WriteTxn {
         self.scopes.push(Scope::Account(account_id.to_owned()));
     }
 
+    /// Notes a key event this change wrote to the outbox (`events::record`).
+    pub(crate) fn note_event(&self, event: events::KeyEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+
     /// Commits, and tells every auth cache (this replica's at once, others' through NOTIFY, which
     /// PostgreSQL delivers only if the transaction commits) which credentials may have changed.
     pub async fn commit(self) -> AppResult<()> {
-        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
-            let payload = if self.scopes.is_empty() {
-                EVERYTHING.to_owned()
-            } else {
-                self.scopes.iter().map(Scope::encode).collect::<Vec<_>>().join(";")
-            };
-            self.txn
-                .execute_raw(Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    format!("SELECT pg_notify('{CREDENTIALS_CHANNEL}', $1)"),
-                    [payload.into()],
-                ))
-                .await?;
-        }
-        self.txn.commit().await?;
-        self.versions.changed(&self.scopes);
-        Ok(())
+        self.finish(true).await
     }
 
     /// Commits a change that cannot alter what any existing credential resolves to (a new session,
     /// a failed-login event, a download ticket), so auth caches stay warm.
     pub async fn commit_without_credential_change(self) -> AppResult<()> {
+        self.finish(false).await
+    }
+
+    async fn finish(self, credentials_changed: bool) -> AppResult<()> {
+        let postgres = self.txn.get_database_backend() == DatabaseBackend::Postgres;
+        let events = self.events.into_inner().unwrap_or_default();
+        if postgres && credentials_changed {
+            let payload = if self.scopes.is_empty() {
+                EVERYTHING.to_owned()
+            } else {
+                self.scopes.iter().map(Scope::encode).collect::<Vec<_>>().join(";")
+            };
+            notify(&self.txn, CREDENTIALS_CHANNEL, payload).await?;
+        }
+        if postgres {
+            // Every replica, this one included, learns of the events from the notification.
+            for event in &events {
+                notify(&self.txn, events::EVENTS_CHANNEL, event.id.clone()).await?;
+            }
+        }
         self.txn.commit().await?;
+        if credentials_changed {
+            self.versions.changed(&self.scopes);
+        }
+        if !events.is_empty() {
+            self.bus.wake_deliveries();
+            if !postgres {
+                for event in events {
+                    self.bus.publish(event);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends a PostgreSQL notification that is delivered when (and only if) the transaction commits.
+async fn notify(txn: &DatabaseTransaction, channel: &str, payload: String) -> AppResult<()> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        format!("SELECT pg_notify('{channel}', $1)"),
+        [payload.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A lease for work that one replica at a time does (sweeps, announcements): on PostgreSQL a
+/// transaction holding a transaction-level advisory lock, released when it ends, even if this replica
+/// dies. SQLite has one process.
+pub struct Lease(Option<DatabaseTransaction>);
+
+impl Lease {
+    pub async fn release(self) -> AppResult<()> {
+        if let Some(txn) = self.0 {
+            txn.rollback().await?;
+        }
         Ok(())
     }
 }
@@ -157,7 +214,38 @@ impl Store {
             versions: Arc::new(CredentialVersions::default()),
             clock: Clock::default(),
             catalogue: Arc::default(),
+            events: events::EventBus::default(),
+            secret_box: Arc::default(),
         })
+    }
+
+    /// Committed key events on this replica (subscribers, the deliverer).
+    pub fn events(&self) -> &events::EventBus {
+        &self.events
+    }
+
+    /// What seals webhook secrets at rest (set by `prepare`).
+    pub fn secret_box(&self) -> AppResult<&webhooks::SecretBox> {
+        self.secret_box.get().ok_or_else(|| AppError::Internal(anyhow::anyhow!("the webhook secret key is not loaded")))
+    }
+
+    /// Takes the lease `lock_id` if no other replica holds it (`None`: another one does).
+    pub async fn try_lease(&self, lock_id: i64) -> AppResult<Option<Lease>> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(Some(Lease(None)));
+        }
+        let txn = self.db.begin().await?;
+        let row = txn
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_try_advisory_xact_lock({lock_id})"),
+            ))
+            .await?;
+        if row.map(|r| r.try_get_by_index::<bool>(0)).transpose()?.unwrap_or(false) {
+            Ok(Some(Lease(Some(txn))))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The store's clock: `now()` for every rule and timestamp; tests advance it.
@@ -185,6 +273,8 @@ impl Store {
             versions: self.versions.clone(),
             scopes: Vec::new(),
             clock: self.clock.clone(),
+            events: std::sync::Mutex::default(),
+            bus: self.events.clone(),
         })
     }
 
@@ -216,6 +306,11 @@ impl Store {
                 .await
                 .map_err(AppError::into_anyhow)
                 .context("seeding the resource catalogue")?;
+            let secret_box = webhooks::SecretBox::load(self, settings.secrets_key.as_ref())
+                .await
+                .map_err(AppError::into_anyhow)
+                .context("loading the key that protects webhook secrets")?;
+            let _ = self.secret_box.set(secret_box);
             accounts::bootstrap(self, settings)
                 .await
                 .map_err(AppError::into_anyhow)

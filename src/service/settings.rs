@@ -75,13 +75,18 @@ fn loaded(days: i32) -> Option<u32> {
 
 pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<KeySettings> {
     let row = account_setting::Entity::find_by_id(account_id).one(db).await?;
+    Ok(row.as_ref().map(from_row).unwrap_or_default())
+}
+
+/// The settings a stored row holds (out-of-range values fall back to the defaults).
+pub fn from_row(row: &account_setting::Model) -> KeySettings {
     let defaults = KeySettings::default();
-    Ok(row.map_or(defaults, |row| KeySettings {
+    KeySettings {
         renewal_period_days: loaded(row.renewal_period_days).unwrap_or(defaults.renewal_period_days),
         max_lifetime_days: row.max_lifetime_days.and_then(loaded),
         deactivate_unused_after_days: row.deactivate_unused_after_days.and_then(loaded),
         expiry_warning_days: loaded(row.expiry_warning_days).unwrap_or(defaults.expiry_warning_days),
-    }))
+    }
 }
 
 pub async fn update(store: &Store, ctx: &Ctx<'_>, change: &SettingsChange) -> AppResult<KeySettings> {

@@ -80,6 +80,9 @@ pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &Ne
         renewal_started_at: Set(None),
         expires_at: Set(expires_at),
         updated_at: Set(now),
+        expiring_announced_for: Set(None),
+        expired_announced_for: Set(None),
+        renewal_due_announced_for: Set(None),
     }
     .insert(&*txn)
     .await?;

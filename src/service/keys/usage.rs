@@ -3,9 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Set,
-    Statement, TransactionTrait,
-};
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
 use super::{effective_status, KeyStatus};
@@ -75,22 +73,8 @@ const SWEEP_LOCK_ID: i64 = 0x0061_7070_6b65_7902;
 /// `key.auto_deactivate` by `system`. On PostgreSQL a replica that finds another sweeping skips this
 /// round. Returns how many keys it deactivated.
 pub async fn deactivate_unused(store: &Store, now: DateTime<Utc>) -> AppResult<usize> {
-    // The lease (PostgreSQL): a transaction holding a transaction-level advisory lock for the whole
-    // sweep, released when it ends, even if this replica dies. SQLite has one process.
-    let lease = if store.backend() == DatabaseBackend::Postgres {
-        let lease = store.db.begin().await?;
-        let row = lease
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                format!("SELECT pg_try_advisory_xact_lock({SWEEP_LOCK_ID})"),
-            ))
-            .await?;
-        if !row.map(|r| r.try_get_by_index::<bool>(0)).transpose()?.unwrap_or(false) {
-            return Ok(0);
-        }
-        Some(lease)
-    } else {
-        None
+    let Some(lease) = store.try_lease(SWEEP_LOCK_ID).await? else {
+        return Ok(0);
     };
     let accounts = account_setting::Entity::find()
         .filter(account_setting::Column::DeactivateUnusedAfterDays.is_not_null())
@@ -104,9 +88,7 @@ pub async fn deactivate_unused(store: &Store, now: DateTime<Utc>) -> AppResult<u
         let threshold = now - chrono::Duration::days(i64::from(days));
         deactivated += deactivate_unused_in(store, &settings.account_id, threshold, now).await?;
     }
-    if let Some(lease) = lease {
-        lease.rollback().await?;
-    }
+    lease.release().await?;
     Ok(deactivated)
 }
 

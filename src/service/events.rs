@@ -1,0 +1,408 @@
+//! Lifecycle events of keys: the outbox. Every key change writes its event in the change's own
+//! transaction (hooked on the audit entry it already writes), together with one pending delivery per
+//! webhook endpoint that wants it; the time-based events (expiring, expired, renewal due) are
+//! produced once each by `announce_due`, one replica at a time. After commit the events reach this
+//! replica's subscribers at once and other replicas' through NOTIFY (`EVENTS_CHANNEL`).
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify};
+
+use super::{new_id, settings, truncate_chars, Store, WriteTxn};
+use crate::entity::{account, account_setting, app_key, key_event, webhook_delivery, webhook_endpoint};
+use crate::error::AppResult;
+
+/// The PostgreSQL channel on which a committed event's id reaches every replica.
+pub const EVENTS_CHANNEL: &str = "appkeys_events";
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Generated,
+    Renewed,
+    RenewalFinished,
+    RenewalUndone,
+    Activated,
+    Deactivated,
+    Deleted,
+    RolesChanged,
+    ExternalAdded,
+    ExternalRemoved,
+    Expiring,
+    Expired,
+    RenewalDue,
+    AutoDeactivated,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 14] = [
+        EventType::Generated,
+        EventType::Renewed,
+        EventType::RenewalFinished,
+        EventType::RenewalUndone,
+        EventType::Activated,
+        EventType::Deactivated,
+        EventType::Deleted,
+        EventType::RolesChanged,
+        EventType::ExternalAdded,
+        EventType::ExternalRemoved,
+        EventType::Expiring,
+        EventType::Expired,
+        EventType::RenewalDue,
+        EventType::AutoDeactivated,
+    ];
+
+    /// The name receivers and subscribers see, e.g. `app_key.deactivated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Generated => "app_key.generated",
+            EventType::Renewed => "app_key.renewed",
+            EventType::RenewalFinished => "app_key.renewal_finished",
+            EventType::RenewalUndone => "app_key.renewal_undone",
+            EventType::Activated => "app_key.activated",
+            EventType::Deactivated => "app_key.deactivated",
+            EventType::Deleted => "app_key.deleted",
+            EventType::RolesChanged => "app_key.roles_changed",
+            EventType::ExternalAdded => "app_key.external_added",
+            EventType::ExternalRemoved => "app_key.external_removed",
+            EventType::Expiring => "app_key.expiring",
+            EventType::Expired => "app_key.expired",
+            EventType::RenewalDue => "app_key.renewal_due",
+            EventType::AutoDeactivated => "app_key.auto_deactivated",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// The event a change's audit action announces, if it is a key's lifecycle event.
+    pub fn for_audit_action(action: &str) -> Option<Self> {
+        Some(match action {
+            "key.generate" => EventType::Generated,
+            "key.renew" => EventType::Renewed,
+            "key.renew_finish" => EventType::RenewalFinished,
+            "key.renew_undo" => EventType::RenewalUndone,
+            "key.activate" => EventType::Activated,
+            "key.deactivate" => EventType::Deactivated,
+            "key.delete" => EventType::Deleted,
+            "key.set_roles" | "key.add_roles" | "key.remove_roles" => EventType::RolesChanged,
+            "key.add_external" | "key.readd_external" => EventType::ExternalAdded,
+            "key.remove_external" => EventType::ExternalRemoved,
+            "key.auto_deactivate" => EventType::AutoDeactivated,
+            _ => return None,
+        })
+    }
+}
+
+/// One event as subscribers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEvent {
+    pub id: String,
+    pub account_id: String,
+    /// The account's name.
+    pub account: String,
+    pub event_type: String,
+    pub key: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Where committed events go on this replica: subscribers (a broadcast), and a wake-up for the
+/// webhook deliverer.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<KeyEvent>>,
+    deliveries: Arc<Notify>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self { sender: broadcast::channel(1024).0, deliveries: Arc::new(Notify::new()) }
+    }
+}
+
+impl EventBus {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<KeyEvent>> {
+        self.sender.subscribe()
+    }
+
+    pub fn publish(&self, event: KeyEvent) {
+        // No subscriber is not an error.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    /// Tells the deliverer that deliveries may be due.
+    pub fn wake_deliveries(&self) {
+        self.deliveries.notify_one();
+    }
+
+    /// Resolves when `wake_deliveries` was called (or had been, since the last wait).
+    pub async fn deliveries_woken(&self) {
+        self.deliveries.notified().await;
+    }
+}
+
+/// Writes `event_type` about `key` into the outbox of `account_id`, with a pending delivery for each
+/// endpoint of the account that wants it, in the change's transaction. `details` goes into the
+/// webhook body's `data` (the audit entry's before/after states, or what a scheduled event is about).
+pub(crate) async fn record(
+    txn: &WriteTxn,
+    account_id: &str,
+    event_type: EventType,
+    key: &str,
+    actor: &str,
+    details: Value,
+) -> AppResult<()> {
+    let at = txn.now();
+    let id = new_id();
+    let account = account::Entity::find_by_id(account_id).one(&**txn).await?.map(|a| a.name).unwrap_or_default();
+    let event = KeyEvent {
+        id: id.clone(),
+        account_id: account_id.to_owned(),
+        account,
+        event_type: event_type.as_str().to_owned(),
+        key: truncate_chars(key, 300),
+        actor: truncate_chars(actor, 300),
+        at,
+    };
+    let body = webhook_body(&event, details);
+    key_event::ActiveModel {
+        id: Set(id.clone()),
+        account_id: Set(event.account_id.clone()),
+        r#type: Set(event.event_type.clone()),
+        key: Set(event.key.clone()),
+        actor: Set(event.actor.clone()),
+        at: Set(at),
+        body: Set(body.to_string()),
+    }
+    .insert(&**txn)
+    .await?;
+    let endpoints =
+        webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::AccountId.eq(account_id)).all(&**txn).await?;
+    for endpoint in endpoints.into_iter().filter(|e| wants(e.events.as_deref(), event_type)) {
+        webhook_delivery::ActiveModel {
+            id: Set(new_id()),
+            account_id: Set(account_id.to_owned()),
+            endpoint_id: Set(endpoint.id),
+            event_id: Set(id.clone()),
+            status: Set(super::webhooks::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(at),
+            last_attempt_at: Set(None),
+            last_status_code: Set(None),
+            last_error: Set(None),
+            created_at: Set(at),
+            delivered_at: Set(None),
+        }
+        .insert(&**txn)
+        .await?;
+    }
+    txn.note_event(event);
+    Ok(())
+}
+
+/// The body every delivery of this event sends, in the Standard Webhooks shape.
+fn webhook_body(event: &KeyEvent, details: Value) -> Value {
+    let mut data = json!({
+        "id": event.id,
+        "type": event.event_type,
+        "key": event.key,
+        "account": event.account,
+        "actor": event.actor,
+        "at": event.at,
+    });
+    if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), details) {
+        for (name, value) in extra {
+            data.entry(name).or_insert(value);
+        }
+    }
+    json!({ "type": event.event_type, "timestamp": event.at, "data": data })
+}
+
+/// Whether an endpoint's event list (a JSON array; none: every type) includes `event_type`.
+pub(crate) fn wants(events: Option<&str>, event_type: EventType) -> bool {
+    match events {
+        None => true,
+        Some(list) => serde_json::from_str::<Vec<String>>(list)
+            .map(|names| names.iter().any(|n| n == event_type.as_str()))
+            .unwrap_or(false),
+    }
+}
+
+/// One stored event (another replica committed it; its NOTIFY carried the id).
+pub async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<Option<KeyEvent>> {
+    let Some(row) = key_event::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let account = account::Entity::find_by_id(&row.account_id).one(db).await?.map(|a| a.name).unwrap_or_default();
+    Ok(Some(KeyEvent {
+        id: row.id,
+        account_id: row.account_id,
+        account,
+        event_type: row.r#type,
+        key: row.key,
+        actor: row.actor,
+        at: row.at,
+    }))
+}
+
+/// Lock id for announcing time-based events, so that one replica at a time does it.
+const ANNOUNCE_LOCK_ID: i64 = 0x0061_7070_6b65_7903;
+
+/// Produces the time-based events that are due at `now`, each once per key and anchor (an expiry
+/// moved or a token renewed makes a new one due): `app_key.expiring` within the account's
+/// `expiryWarningDays` of `expiresAt`, `app_key.expired` once it passed, `app_key.renewal_due` once the
+/// token is older than `renewalPeriodDays`. Only active internal keys are announced as expiring or due;
+/// any key's expiry is announced. Returns how many events it wrote.
+pub async fn announce_due(store: &Store, now: DateTime<Utc>) -> AppResult<usize> {
+    let Some(lease) = store.try_lease(ANNOUNCE_LOCK_ID).await? else {
+        return Ok(0);
+    };
+    let settings: HashMap<String, account_setting::Model> =
+        account_setting::Entity::find().all(&store.db).await?.into_iter().map(|s| (s.account_id.clone(), s)).collect();
+    let accounts = account::Entity::find().all(&store.db).await?;
+    let mut announced = 0;
+    for account in accounts {
+        let rules = settings.get(&account.id).map(settings::from_row).unwrap_or_default();
+        announced += announce_in(store, &account.id, rules, now).await?;
+    }
+    lease.release().await?;
+    Ok(announced)
+}
+
+/// Which time-based event, about which anchor column, marked in which column.
+struct Due {
+    event_type: EventType,
+    anchor: app_key::Column,
+    mark: app_key::Column,
+    condition: Condition,
+}
+
+async fn announce_in(store: &Store, account_id: &str, rules: settings::KeySettings, now: DateTime<Utc>) -> AppResult<usize> {
+    let warning = chrono::Duration::days(i64::from(rules.expiry_warning_days));
+    let period = chrono::Duration::days(i64::from(rules.renewal_period_days));
+    let dues = [
+        Due {
+            event_type: EventType::Expired,
+            anchor: app_key::Column::ExpiresAt,
+            mark: app_key::Column::ExpiredAnnouncedFor,
+            condition: Condition::all().add(app_key::Column::ExpiresAt.lte(now)),
+        },
+        Due {
+            event_type: EventType::Expiring,
+            anchor: app_key::Column::ExpiresAt,
+            mark: app_key::Column::ExpiringAnnouncedFor,
+            condition: Condition::all()
+                .add(app_key::Column::Active.eq(true))
+                .add(app_key::Column::ExpiresAt.gt(now))
+                .add(app_key::Column::ExpiresAt.lte(now + warning)),
+        },
+        Due {
+            event_type: EventType::RenewalDue,
+            anchor: app_key::Column::TokenCreatedAt,
+            mark: app_key::Column::RenewalDueAnnouncedFor,
+            condition: Condition::all()
+                .add(app_key::Column::Active.eq(true))
+                .add(app_key::Column::TokenCreatedAt.lte(now - period))
+                .add(Condition::any().add(app_key::Column::ExpiresAt.is_null()).add(app_key::Column::ExpiresAt.gt(now))),
+        },
+    ];
+    let not_announced = |due: &Due| {
+        Condition::any()
+            .add(due.mark.is_null())
+            .add(Expr::col((app_key::Entity, due.mark)).ne(Expr::col((app_key::Entity, due.anchor))))
+    };
+    // Read first, outside any write: most rounds find nothing.
+    let mut any = false;
+    for due in &dues {
+        let found = app_key::Entity::find()
+            .filter(app_key::Column::AccountId.eq(account_id))
+            .filter(due.condition.clone())
+            .filter(not_announced(due))
+            .one(&store.db)
+            .await?;
+        any |= found.is_some();
+    }
+    if !any {
+        return Ok(0);
+    }
+    let txn = store.begin_account_write(account_id).await?;
+    let mut count = 0;
+    for due in &dues {
+        let keys = app_key::Entity::find()
+            .filter(app_key::Column::AccountId.eq(account_id))
+            .filter(due.condition.clone())
+            .filter(not_announced(due))
+            .all(&*txn)
+            .await?;
+        for key in keys {
+            let (anchor, details) = match due.event_type {
+                EventType::RenewalDue => (Some(key.token_created_at), json!({ "tokenCreatedAt": key.token_created_at })),
+                _ => (key.expires_at, json!({ "expiresAt": key.expires_at })),
+            };
+            app_key::Entity::update_many()
+                .col_expr(due.mark, Expr::value(anchor))
+                .filter(app_key::Column::Id.eq(key.id.as_str()))
+                .exec(&*txn)
+                .await?;
+            record(&txn, account_id, due.event_type, &key.key, "system", details).await?;
+            count += 1;
+        }
+    }
+    txn.commit_without_credential_change().await?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_has_one_name_and_parses_back() {
+        for event_type in EventType::ALL {
+            assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
+            assert!(event_type.as_str().starts_with("app_key."));
+        }
+        assert_eq!(EventType::parse("app_key.nope"), None);
+    }
+
+    #[test]
+    fn key_changes_announce_their_events_and_nothing_else_does() {
+        assert_eq!(EventType::for_audit_action("key.deactivate"), Some(EventType::Deactivated));
+        assert_eq!(EventType::for_audit_action("key.add_roles"), Some(EventType::RolesChanged));
+        assert_eq!(EventType::for_audit_action("key.readd_external"), Some(EventType::ExternalAdded));
+        assert_eq!(EventType::for_audit_action("role.create"), None);
+        assert_eq!(EventType::for_audit_action("webhook.create"), None);
+    }
+
+    #[test]
+    fn an_endpoint_gets_the_types_it_asked_for() {
+        assert!(wants(None, EventType::Expired));
+        let list = r#"["app_key.deactivated","app_key.expired"]"#;
+        assert!(wants(Some(list), EventType::Expired));
+        assert!(!wants(Some(list), EventType::Generated));
+        assert!(!wants(Some("not json"), EventType::Generated));
+    }
+
+    #[test]
+    fn the_body_carries_the_event_and_the_change() {
+        let event = KeyEvent {
+            id: "e1".into(),
+            account_id: "a1".into(),
+            account: "main".into(),
+            event_type: "app_key.deactivated".into(),
+            key: "k".into(),
+            actor: "user:o@x".into(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let body = webhook_body(&event, json!({ "after": { "status": "INACTIVE" }, "key": "ignored" }));
+        assert_eq!(body["type"], "app_key.deactivated");
+        assert_eq!(body["data"]["key"], "k", "the event's own fields win");
+        assert_eq!(body["data"]["after"]["status"], "INACTIVE");
+        assert_eq!(body["data"]["account"], "main");
+    }
+}
