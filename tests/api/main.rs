@@ -29,3 +29,4 @@ mod schema;
 mod secrets;
 mod sessions;
 mod users;
+mod webhooks;

@@ -56,10 +56,15 @@ impl TestApp {
 
     /// A second server on the same database (a replica, or a restart).
     pub async fn another_server(&self) -> (String, Application) {
+        self.another_server_with(|_| {}).await
+    }
+
+    pub async fn another_server_with(&self, configure: impl FnOnce(&mut Settings)) -> (String, Application) {
         let mut settings = Settings::for_database(&self.database_url);
         settings.bind = "127.0.0.1:0".parse().expect("address");
         settings.bootstrap_email = OWNER_EMAIL.into();
         settings.bootstrap_password = Some(OWNER_PASSWORD.to_owned().into());
+        configure(&mut settings);
         let app = Application::build(settings).await.expect("the second server builds");
         (format!("http://{}", app.local_addr().expect("bound address")), app)
     }
@@ -71,6 +76,14 @@ impl TestApp {
     /// Moves this server's clock forward (expiries, overlaps and sweeps without waiting).
     pub fn advance_clock(&self, by: chrono::Duration) {
         self.store().clock().advance(by);
+    }
+
+    /// Stops this server abruptly (a crash), keeping its database for another server.
+    pub async fn kill_server(&self) {
+        self.server.abort();
+        while !self.server.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the server and closes its pool; the database itself goes with `TestDatabase`'s drop.

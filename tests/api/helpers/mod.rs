@@ -7,6 +7,7 @@ pub mod binary;
 mod client;
 mod fixtures;
 mod logs;
+pub mod receiver;
 
 pub use app::TestApp;
 pub use backend::{Backend, TestDatabase};
