@@ -134,9 +134,7 @@ impl Deliverer {
             .header("webhook-signature", signature)
             .body(claimed.body.clone());
         match request.send().await {
-            Ok(response) if response.status().is_success() => {
-                Outcome::Delivered { status: response.status().as_u16() }
-            }
+            Ok(response) if response.status().is_success() => Outcome::Delivered { status: response.status().as_u16() },
             Ok(response) => {
                 let status = response.status();
                 Outcome::Failed { status: Some(status.as_u16()), error: format!("the receiver answered HTTP {status}") }

@@ -75,7 +75,11 @@ async fn drop(manager: &SchemaManager<'_>, column: AppKeys) -> Result<(), DbErr>
 }
 
 fn account_fk(table: impl IntoIden) -> ForeignKeyCreateStatement {
-    ForeignKey::create().from(table, Alias::new("account_id")).to(Accounts::Table, Accounts::Id).on_delete(ForeignKeyAction::Cascade).to_owned()
+    ForeignKey::create()
+        .from(table, Alias::new("account_id"))
+        .to(Accounts::Table, Accounts::Id)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
 }
 
 #[async_trait::async_trait]

@@ -135,6 +135,7 @@ impl From<DeliveryView> for WebhookDelivery {
     }
 }
 
+/// A new webhook endpoint.
 #[derive(InputObject)]
 pub struct CreateWebhookEndpointInput {
     /// An `https://` (or `http://`) URL. Loopback, private, link-local and metadata addresses are
@@ -144,6 +145,7 @@ pub struct CreateWebhookEndpointInput {
     pub events: Option<Vec<String>>,
 }
 
+/// Which deliveries to list.
 #[derive(InputObject, Default)]
 pub struct WebhookDeliveryFilter {
     /// Only this endpoint's deliveries.
@@ -275,7 +277,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
-#[Subscription]
+/// Live events, over WebSocket at `/graphql/ws` (`graphql-transport-ws`).
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// The account's key events as they happen, on any replica (over `graphql-transport-ws` at
     /// `/graphql/ws`, authenticated in `connection_init`). Ends with UNAUTHENTICATED once the

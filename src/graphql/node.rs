@@ -3,8 +3,8 @@
 //! all answer null, and each kind of object needs the permission its own queries need.
 use async_graphql::{Context, Guard, Interface, Object, Result, ID};
 
-use super::guard::{principal, Authenticated, PermissionGuard};
 use super::events::{WebhookDelivery, WebhookEndpoint};
+use super::guard::{principal, Authenticated, PermissionGuard};
 use super::types::{parse_global_id, AppKey, AuditEvent, NodeKind, Role, User};
 use crate::domain::Resource as R;
 use crate::error::AppError;

@@ -1,7 +1,8 @@
 //! `GET /graphql/ws`: GraphQL subscriptions over WebSocket (`graphql-transport-ws`, and the older
 //! `graphql-ws`), authenticated by the `connection_init` payload: `{"Authorization": "Bearer …"}`
 //! or the key headers (`X-VTEX-API-AppKey` / `X-VTEX-API-AppToken`, or `X-API-…`), and `X-Account`.
-//! A refused credential closes the connection (4403).
+//! A refused credential closes the connection (async-graphql closes with 1002 and the error's
+//! message as the reason).
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, ErrorExtensions};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -17,14 +18,8 @@ use crate::service::RequestMeta;
 use crate::state::AppState;
 
 /// The `connection_init` payload entries read as credentials (names are case-insensitive).
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "x-vtex-api-appkey",
-    "x-vtex-api-apptoken",
-    "x-api-appkey",
-    "x-api-apptoken",
-    "x-account",
-];
+const CREDENTIAL_HEADERS: &[&str] =
+    &["authorization", "x-vtex-api-appkey", "x-vtex-api-apptoken", "x-api-appkey", "x-api-apptoken", "x-account"];
 
 pub async fn graphql_ws(
     State(state): State<HttpState>,

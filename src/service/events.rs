@@ -282,7 +282,12 @@ struct Due {
     condition: Condition,
 }
 
-async fn announce_in(store: &Store, account_id: &str, rules: settings::KeySettings, now: DateTime<Utc>) -> AppResult<usize> {
+async fn announce_in(
+    store: &Store,
+    account_id: &str,
+    rules: settings::KeySettings,
+    now: DateTime<Utc>,
+) -> AppResult<usize> {
     let warning = chrono::Duration::days(i64::from(rules.expiry_warning_days));
     let period = chrono::Duration::days(i64::from(rules.renewal_period_days));
     let dues = [
@@ -308,7 +313,9 @@ async fn announce_in(store: &Store, account_id: &str, rules: settings::KeySettin
             condition: Condition::all()
                 .add(app_key::Column::Active.eq(true))
                 .add(app_key::Column::TokenCreatedAt.lte(now - period))
-                .add(Condition::any().add(app_key::Column::ExpiresAt.is_null()).add(app_key::Column::ExpiresAt.gt(now))),
+                .add(
+                    Condition::any().add(app_key::Column::ExpiresAt.is_null()).add(app_key::Column::ExpiresAt.gt(now)),
+                ),
         },
     ];
     let not_announced = |due: &Due| {
@@ -341,7 +348,9 @@ async fn announce_in(store: &Store, account_id: &str, rules: settings::KeySettin
             .await?;
         for key in keys {
             let (anchor, details) = match due.event_type {
-                EventType::RenewalDue => (Some(key.token_created_at), json!({ "tokenCreatedAt": key.token_created_at })),
+                EventType::RenewalDue => {
+                    (Some(key.token_created_at), json!({ "tokenCreatedAt": key.token_created_at }))
+                }
                 _ => (key.expires_at, json!({ "expiresAt": key.expires_at })),
             };
             app_key::Entity::update_many()

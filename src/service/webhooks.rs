@@ -291,8 +291,10 @@ pub async fn create_endpoint(
     let secret_box = store.secret_box()?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
-    let count =
-        webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::AccountId.eq(account_id)).count(&*txn).await?;
+    let count = webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::AccountId.eq(account_id))
+        .count(&*txn)
+        .await?;
     if count >= MAX_ENDPOINTS {
         return Err(AppError::bad_input(
             "input.url",
@@ -442,7 +444,12 @@ pub struct Claimed {
 /// Claims up to `limit` due deliveries: each gets its attempt counted and its next attempt moved to
 /// `now + lease`, so a replica that dies mid-attempt leaves it to be retried after the lease. On
 /// PostgreSQL rows another replica is claiming are skipped (`FOR UPDATE SKIP LOCKED`).
-pub async fn claim_due(store: &Store, now: DateTime<Utc>, limit: u64, lease: chrono::Duration) -> AppResult<Vec<Claimed>> {
+pub async fn claim_due(
+    store: &Store,
+    now: DateTime<Utc>,
+    limit: u64,
+    lease: chrono::Duration,
+) -> AppResult<Vec<Claimed>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -461,7 +468,10 @@ pub async fn claim_due(store: &Store, now: DateTime<Utc>, limit: u64, lease: chr
     }
     let ids: Vec<&str> = due.iter().map(|d| d.id.as_str()).collect();
     webhook_delivery::Entity::update_many()
-        .col_expr(webhook_delivery::Column::Attempts, sea_orm::sea_query::ExprTrait::add(Expr::col(webhook_delivery::Column::Attempts), 1))
+        .col_expr(
+            webhook_delivery::Column::Attempts,
+            sea_orm::sea_query::ExprTrait::add(Expr::col(webhook_delivery::Column::Attempts), 1),
+        )
         .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now + lease))
         .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(now))
         .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
@@ -575,9 +585,21 @@ mod tests {
 
     #[test]
     fn private_and_metadata_addresses_are_recognised() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "224.0.0.1"]
-        {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "224.0.0.1",
+        ] {
             assert!(is_private(private.parse().expect("ip")), "{private}");
         }
         for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
@@ -588,9 +610,15 @@ mod tests {
     #[test]
     fn target_urls_are_checked() {
         assert!(check_url("https://hooks.example.com/appkeys", false).is_ok());
-        for bad in ["ftp://x.example/", "http://127.0.0.1:9/", "http://localhost/", "https://u:p@x.example/", "nope",
-            "http://[::1]/", "http://169.254.169.254/latest"]
-        {
+        for bad in [
+            "ftp://x.example/",
+            "http://127.0.0.1:9/",
+            "http://localhost/",
+            "https://u:p@x.example/",
+            "nope",
+            "http://[::1]/",
+            "http://169.254.169.254/latest",
+        ] {
             let error = check_url(bad, false).expect_err(bad);
             assert!(matches!(error, AppError::BadUserInput { ref field, .. } if field == "input.url"), "{bad}");
         }

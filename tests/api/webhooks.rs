@@ -192,7 +192,11 @@ async fn endpoints_are_checked_and_guarded(backend: Backend) {
     }
     let before = app.snapshot().await;
     let unknown = app
-        .graphql(&owner, CREATE, json!({ "input": { "url": "https://hooks.example.com/", "events": ["app_key.nope"] } }))
+        .graphql(
+            &owner,
+            CREATE,
+            json!({ "input": { "url": "https://hooks.example.com/", "events": ["app_key.nope"] } }),
+        )
         .await;
     unknown.assert_code("BAD_USER_INPUT");
     assert_eq!(unknown.0["errors"][0]["extensions"]["field"], "input.events.0");
@@ -212,7 +216,9 @@ async fn endpoints_are_checked_and_guarded(backend: Backend) {
     let viewer = app.user_with_roles(&owner, "viewer@example.com", &[viewer_role]).await;
     let seen = app.graphql(&viewer, "{ webhookEndpoints { url } }", json!({})).await.data("webhookEndpoints");
     assert_eq!(seen, json!([{ "url": "https://hooks.example.com/appkeys" }]));
-    app.graphql(&viewer, CREATE, json!({ "input": { "url": "https://x.example.com/" } })).await.assert_code("FORBIDDEN");
+    app.graphql(&viewer, CREATE, json!({ "input": { "url": "https://x.example.com/" } }))
+        .await
+        .assert_code("FORBIDDEN");
     let audit = "{ auditEvents(filter: {action: \"webhook.create\"}) { totalCount } }";
     assert_eq!(app.graphql(&owner, audit, json!({})).await.data("auditEvents.totalCount"), 1);
     app.cleanup().await;

@@ -2,8 +2,7 @@
 //! first), the `unusedSince` filter, and deactivating keys unused for longer than the account allows.
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
 use super::{effective_status, KeyStatus};

@@ -127,6 +127,9 @@ impl TestApp {
             ("key_access_roles", "key_access_id, role_id"),
             ("audit_events", "id"),
             ("account_settings", "account_id"),
+            ("key_events", "id"),
+            ("webhook_endpoints", "id"),
+            ("webhook_deliveries", "id"),
         ] {
             let rows = db
                 .query_all_raw(sea_orm::Statement::from_string(

@@ -8,6 +8,7 @@ mod client;
 mod fixtures;
 mod logs;
 pub mod receiver;
+pub mod subscriber;
 
 pub use app::TestApp;
 pub use backend::{Backend, TestDatabase};

@@ -89,11 +89,6 @@ impl Receiver {
             }
         }
     }
-
-    /// Deliveries of one event type.
-    pub fn of_type(&self, event_type: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.event_type() == event_type).collect()
-    }
 }
 
 impl Drop for Receiver {
