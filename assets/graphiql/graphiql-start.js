@@ -17,7 +17,9 @@
     "#    (X-VTEX-API-AppKey / X-VTEX-API-AppToken are accepted too; add \"X-Account\": \"other\"",
     "#    to act on another account that granted the key roles.)",
     "#",
-    "# 3. Ask who you are:",
+    "# 3. Ask who you are (below). Subscriptions work here too, over /graphql/ws with the same",
+    "#    headers:  subscription { appKeyEvents { type key actor at } }",
+    "#",
     "",
     "query Viewer {",
     "  viewer {",
@@ -30,10 +32,16 @@
     "}",
     ""
   ].join("\n");
+  var subscriptionUrl = new URL("/graphql/ws", window.location.origin);
+  subscriptionUrl.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
   root.render(
     React.createElement(GraphiQL, {
-      fetcher: GraphiQL.createFetcher({ url: new URL("/graphql", window.location.origin).toString() }),
+      // The Headers tab goes with every request, and into the WebSocket's connection_init payload.
+      fetcher: GraphiQL.createFetcher({
+        url: new URL("/graphql", window.location.origin).toString(),
+        subscriptionUrl: subscriptionUrl.toString()
+      }),
       defaultQuery: defaultQuery,
       defaultEditorToolsVisibility: true
     })
