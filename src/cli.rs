@@ -17,6 +17,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_created("Created the first account", &created);
             }
             println!("appkeys is serving GraphiQL on http://{addr}/ (GraphQL at http://{addr}/graphql)");
+            println!("  the web console is at http://{addr}/console");
             tracing::info!(%addr, "listening");
             app.run_until_stopped(shutdown_signal()).await
         }

@@ -1,8 +1,9 @@
-//! Static files embedded in the binary: the vendored GraphiQL (see `assets/graphiql/README.md`).
-//! Nothing is loaded from elsewhere, so the pages work offline under a `'self'`-only policy.
+//! Static files embedded in the binary: the vendored GraphiQL (see `assets/graphiql/README.md`) and
+//! the console (see `assets/console/README.md`). Nothing is loaded from elsewhere, so the pages work
+//! offline under a `'self'`-only policy.
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 
 /// (name, content type, bytes) of every file under `/assets/graphiql/`.
 const GRAPHIQL: &[(&str, &str, &[u8])] = &[
@@ -14,6 +15,13 @@ const GRAPHIQL: &[(&str, &str, &[u8])] = &[
     ("graphiql-page.css", CSS, include_bytes!("../../assets/graphiql/graphiql-page.css")),
 ];
 
+/// (name, content type, bytes) of every file under `/assets/console/`.
+const CONSOLE: &[(&str, &str, &[u8])] = &[
+    ("preact-htm.js", JS, include_bytes!("../../assets/console/preact-htm.js")),
+    ("console.js", JS, include_bytes!("../../assets/console/console.js")),
+    ("console.css", CSS, include_bytes!("../../assets/console/console.css")),
+];
+
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
@@ -23,8 +31,40 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'";
 
+/// A page of ours: never cached, never framed, under the policy above.
+fn page(html: &'static str) -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// `GET /`: GraphiQL.
+pub async fn graphiql() -> Response {
+    page(include_str!("graphiql.html"))
+}
+
+/// `GET /console`: the web console.
+pub async fn console() -> Response {
+    page(include_str!("../../assets/console/index.html"))
+}
+
 pub async fn graphiql_asset(Path(name): Path<String>) -> Response {
-    let Some((_, content_type, bytes)) = GRAPHIQL.iter().find(|(file, _, _)| *file == name) else {
+    asset(GRAPHIQL, &name)
+}
+
+pub async fn console_asset(Path(name): Path<String>) -> Response {
+    asset(CONSOLE, &name)
+}
+
+fn asset(files: &[(&str, &'static str, &'static [u8])], name: &str) -> Response {
+    let Some((_, content_type, bytes)) = files.iter().find(|(file, _, _)| *file == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     (
@@ -52,6 +92,11 @@ mod tests {
         {
             let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
             assert!(readme.contains(&digest), "{name}: sha256 {digest} is not the one in assets/graphiql/README.md");
+        }
+        let readme = include_str!("../../assets/console/README.md");
+        for (name, _, bytes) in CONSOLE.iter().filter(|(name, _, _)| *name == "preact-htm.js") {
+            let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+            assert!(readme.contains(&digest), "{name}: sha256 {digest} is not the one in assets/console/README.md");
         }
     }
 }

@@ -52,12 +52,13 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
     let state = HttpState { app, schema };
     let mut router = Router::new();
     if !settings.no_graphiql {
-        router =
-            router.route("/", get(graphql::graphiql)).route("/assets/graphiql/{name}", get(assets::graphiql_asset));
+        router = router.route("/", get(assets::graphiql)).route("/assets/graphiql/{name}", get(assets::graphiql_asset));
     }
     let router = router
         .route("/graphql", get(graphql::graphql_get).post(graphql::graphql_post))
         .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/console", get(assets::console))
+        .route("/assets/console/{name}", get(assets::console_asset))
         .route("/export/app-keys.csv", get(export::app_keys_csv))
         .route("/export/app-keys.xlsx", get(export::app_keys_xlsx))
         .route("/auth", get(forward_auth::check))

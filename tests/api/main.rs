@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod bootstrap;
 mod browser;
+mod console;
 mod contract;
 mod crash;
 mod deletion;
