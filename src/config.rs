@@ -190,6 +190,10 @@ pub struct Settings {
     /// Most webhook deliveries in flight at once on this replica.
     #[arg(long, env = "APPKEYS_WEBHOOK_CONCURRENCY", default_value_t = 8)]
     pub webhook_concurrency: usize,
+    /// How long key events and finished webhook deliveries are kept, in days (pending deliveries
+    /// are kept until they finish).
+    #[arg(long, env = "APPKEYS_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u32,
     /// How long one webhook delivery may take (connecting, sending, the receiver's answer), in seconds.
     #[arg(long, env = "APPKEYS_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
     pub webhook_timeout_secs: u64,

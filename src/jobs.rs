@@ -35,6 +35,7 @@ impl Jobs {
             recorder,
             store: state.store.clone(),
             every: Duration::from_secs(settings.sweep_interval_secs.max(1)),
+            retention: chrono::Duration::days(i64::from(settings.event_retention_days.max(1))),
         };
         handles.push(tokio::spawn(sweeper.run(stopped.clone())));
         match Deliverer::new(state.store.clone(), settings) {
@@ -96,12 +97,16 @@ struct Sweeper {
     recorder: LastUseRecorder,
     store: Store,
     every: Duration,
+    retention: chrono::Duration,
 }
 
 impl Sweeper {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         while !wait_or_stop(self.every, &mut stop).await {
             if let Err(error) = sweep(&self.store, &self.recorder).await {
+                error.log_if_internal();
+            }
+            if let Err(error) = events::prune(&self.store, self.store.now() - self.retention).await {
                 error.log_if_internal();
             }
         }

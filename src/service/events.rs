@@ -366,6 +366,34 @@ async fn announce_in(
     Ok(count)
 }
 
+/// Deletes finished deliveries (delivered or failed) and events made before `before`, keeping every
+/// event a pending delivery still needs. Returns how many events went.
+pub async fn prune(store: &Store, before: DateTime<Utc>) -> AppResult<u64> {
+    use sea_orm::sea_query::Query;
+    let txn = store.begin_write().await?;
+    webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::Status.ne(super::webhooks::PENDING))
+        .filter(webhook_delivery::Column::CreatedAt.lt(before))
+        .exec(&*txn)
+        .await?;
+    let still_needed = Query::select()
+        .expr(Expr::val(1))
+        .from(webhook_delivery::Entity)
+        .and_where(
+            Expr::col((webhook_delivery::Entity, webhook_delivery::Column::EventId))
+                .equals((key_event::Entity, key_event::Column::Id)),
+        )
+        .to_owned();
+    let deleted = key_event::Entity::delete_many()
+        .filter(key_event::Column::At.lt(before))
+        .filter(Expr::exists(still_needed).not())
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    txn.commit_without_credential_change().await?;
+    Ok(deleted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

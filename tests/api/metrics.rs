@@ -33,6 +33,7 @@ async fn metrics_count_routes_operations_and_authentication(app: &TestApp) {
     assert!(value(&page, "appkeys_credential_cache_hits_total").is_some(), "{page}");
     assert!(value(&page, "appkeys_db_pool_connections").is_some_and(|n| n >= 1.0));
     assert!(value(&page, "appkeys_logins_in_progress").is_some());
+    assert!(value(&page, "appkeys_webhook_backlog").is_some(), "the deliverer reports its backlog: {page}");
     assert!(!page.contains(&token), "no secret in the metrics");
 }
 

@@ -25,6 +25,11 @@ async fn no_token_or_password_is_stored_logged_or_shown_again(app: &TestApp) {
     app.get(ticket_url.as_str().expect("url"), &Auth::None).await;
     app.graphql(&Auth::key(&key, &app_token), "{ viewer { account } }", json!({})).await.data("viewer");
     app.login("main", OWNER_EMAIL, "a wrong password guess").await.assert_code("UNAUTHENTICATED");
+    let create = "mutation { createWebhookEndpoint(input: {url: \"https://hooks.example.com/x\"}) { secret } }";
+    let webhook_secret = app.graphql(&owner, create, json!({})).await.data("createWebhookEndpoint.secret");
+    let webhook_secret = webhook_secret.as_str().expect("a secret").to_owned();
+    // Its bytes, not only its text form, must not be stored in the clear.
+    let webhook_key = webhook_secret.trim_start_matches("whsec_").to_owned();
 
     let secrets = [
         ("session token", session.as_str()),
@@ -34,12 +39,14 @@ async fn no_token_or_password_is_stored_logged_or_shown_again(app: &TestApp) {
         ("owner password", OWNER_PASSWORD),
         ("download ticket", ticket.as_str()),
         ("failed password", "a wrong password guess"),
+        ("webhook secret", webhook_secret.as_str()),
+        ("webhook signing key", webhook_key.as_str()),
     ];
 
     let everything = app
         .graphql(
             &owner,
-            "{ viewer { account } myKeys { edges { node { key label } } } appKeys { edges { node { key } } } users { edges { node { email } } } auditEvents(first: 100) { edges { node { actor action target before after } } } }",
+            "{ viewer { account } myKeys { edges { node { key label } } } appKeys { edges { node { key } } } users { edges { node { email } } } auditEvents(first: 100) { edges { node { actor action target before after } } } webhookEndpoints { id url events } }",
             json!({}),
         )
         .await

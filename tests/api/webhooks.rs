@@ -224,6 +224,39 @@ async fn endpoints_are_checked_and_guarded(backend: Backend) {
     app.cleanup().await;
 }
 
+async fn old_events_and_finished_deliveries_are_pruned(backend: Backend) {
+    let (app, owner) = spawn(backend).await;
+    let receiver = Receiver::start(0).await;
+    endpoint(&app, &owner, &receiver.url, None).await;
+    let dead = format!("http://127.0.0.1:{}/hooks", crate::helpers::binary::free_port());
+    endpoint(&app, &owner, &dead, Some(&["app_key.deactivated"])).await;
+    deactivated_key(&app, &owner).await;
+    receiver.wait_for(2, Duration::from_secs(2)).await;
+    delivery_where(&app, &owner, |d| d["lastError"].is_string()).await;
+    let count = |table: &'static str| {
+        let db = app.store().db.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await;
+            row.expect("a count").and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(-1)
+        }
+    };
+    assert_eq!((count("key_events").await, count("webhook_deliveries").await), (2, 3));
+    // Nothing is young enough to go yet.
+    appkeys::service::events::prune(app.store(), app.store().now() - chrono::Duration::days(30)).await.expect("pruned");
+    assert_eq!((count("key_events").await, count("webhook_deliveries").await), (2, 3));
+    // A month on, the delivered ones and the generation event go; the pending delivery keeps its event.
+    let later = app.store().now() + chrono::Duration::days(1);
+    let pruned = appkeys::service::events::prune(app.store(), later).await.expect("pruned");
+    assert_eq!(pruned, 1);
+    assert_eq!((count("key_events").await, count("webhook_deliveries").await), (1, 1));
+    let left = deliveries(&app, &owner).await;
+    assert_eq!(left[0]["status"], "PENDING");
+    assert_eq!(left[0]["eventType"], "app_key.deactivated");
+    app.cleanup().await;
+}
+
 mod cases {
     use super::*;
     crate::backend_cases!(
@@ -233,6 +266,7 @@ mod cases {
         an_endpoint_never_receives_another_accounts_events,
         a_restart_between_the_change_and_the_delivery_loses_nothing,
         endpoints_are_checked_and_guarded,
+        old_events_and_finished_deliveries_are_pruned,
     );
 }
 
