@@ -169,6 +169,35 @@ async fn the_console_walks_the_seed_flows_in_a_real_browser() {
     shows(&browser, "key.add_external").await;
     screenshot(&browser, "audit-log").await;
 
+    // Edit roles, renew and finish, then delete (with its typed confirmation).
+    follow(&browser, "My Keys").await;
+    follow(&browser, "ERP integration").await;
+    press(&browser, "Edit roles").await;
+    tick_role(&browser, "Owner (Admin Super)").await;
+    press(&browser, "Save roles").await;
+    shows(&browser, "Owner (Admin Super), User Administrator - RESTRICTED").await;
+    press(&browser, "Renew token").await;
+    press(&browser, "Renew").await;
+    let renewed =
+        wait_for(&browser, "const t = document.querySelector('#token'); return t && t.value ? t.value : null;").await;
+    let renewed = renewed.as_str().expect("the new token").to_owned();
+    assert_ne!(renewed, token);
+    press(&browser, "Done, I stored it").await;
+    shows(&browser, "pending since").await;
+    press(&browser, "Finish renewal").await;
+    wait_for(&browser, "return document.body.innerText.includes('pending since') ? null : true;").await;
+    app.graphql(&as_key, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
+    let as_renewed = Auth::key(&key, &renewed);
+    assert_eq!(app.graphql(&as_renewed, "{ viewer { account } }", json!({})).await.data("viewer.account"), "main");
+    press(&browser, "Delete").await;
+    let confirm = "//dialog//button[normalize-space()='Delete key']";
+    let disabled = browser.find(Locator::XPath(confirm)).await.expect("the confirm button").attr("disabled").await;
+    assert!(disabled.expect("an attribute").is_some(), "disabled until the key is typed");
+    fill(&browser, "dialog input#f-confirm", &key).await;
+    press(&browser, "Delete key").await;
+    shows(&browser, "No keys yet.").await;
+    app.graphql(&as_renewed, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
+
     // The session is in sessionStorage, nothing in localStorage; nothing came from elsewhere.
     let storage = browser
         .execute("return [sessionStorage.getItem('appkeys.session') !== null, localStorage.length];", vec![])
