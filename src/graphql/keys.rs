@@ -40,9 +40,12 @@ async fn list_keys(ctx: &Context<'_>, listing: Listing, request: KeyPage) -> Res
     };
     let order = request.order_by.unwrap_or_default();
     let (field, direction): (KeyOrder, Direction) = (order.field.into(), order.direction.into());
-    let account_id = &principal.account_id;
-    let paged =
-        keys::list(&state.store.db, account_id, state.store.now(), listing, &filter, (field, direction), &page).await?;
+    let who = keys::Lister {
+        account_id: &principal.account_id,
+        account_name: &principal.account_name,
+        now: state.store.now(),
+    };
+    let paged = keys::list(&state.store, &who, listing, &filter, (field, direction), &page).await?;
     Ok(connection(paged, |k| keys::cursor_of(k, field), AppKey::from))
 }
 

@@ -59,6 +59,8 @@ pub struct Store {
     catalogue: Arc<std::sync::RwLock<Option<roles::CachedCatalogue>>>,
     /// Committed key events on their way to this replica's subscribers and deliverer.
     events: events::EventBus,
+    /// Accounts' key settings as last read, with the change sequence read before (see `settings::cached`).
+    settings_cache: moka::sync::Cache<String, (u64, settings::KeySettings)>,
     /// Seals webhook secrets at rest; set by `prepare` (see `webhooks::SecretBox`).
     secret_box: Arc<std::sync::OnceLock<webhooks::SecretBox>>,
 }
@@ -215,8 +217,13 @@ impl Store {
             clock: Clock::default(),
             catalogue: Arc::default(),
             events: events::EventBus::default(),
+            settings_cache: moka::sync::Cache::new(100_000),
             secret_box: Arc::default(),
         })
+    }
+
+    pub(crate) fn settings_cache(&self) -> &moka::sync::Cache<String, (u64, settings::KeySettings)> {
+        &self.settings_cache
     }
 
     /// Committed key events on this replica (subscribers, the deliverer).

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select,
+    QueryTrait, Select, SelectTwo,
 };
 
 use crate::error::{AppError, AppResult};
@@ -172,19 +172,52 @@ where
     fetch_sorted(db, select, None, id_column, Direction::Desc, page).await
 }
 
-/// Runs `select` as one page ordered by `sort` (if any) then `id_column`, both in `direction`. A
-/// backward page is read in the reverse order and turned around.
-pub async fn fetch_sorted<E>(
-    db: &DatabaseConnection,
-    select: Select<E>,
-    sort: Option<&SortBy>,
-    id_column: E::Column,
-    direction: Direction,
-    page: &PageRequest,
-) -> AppResult<Paged<E::Model>>
+/// A query that can be paged: one entity's rows, or one entity's rows each with a related row read
+/// in the same query (`select_also`).
+pub trait PageQuery:
+    QueryFilter + QueryOrder + QuerySelect + QueryTrait<QueryStatement = SelectStatement> + Clone
+{
+    type Row: Send;
+    fn rows(self, db: &DatabaseConnection) -> impl std::future::Future<Output = AppResult<Vec<Self::Row>>> + Send;
+}
+
+impl<E> PageQuery for Select<E>
 where
     E: EntityTrait,
     E::Model: Send + Sync,
+{
+    type Row = E::Model;
+    async fn rows(self, db: &DatabaseConnection) -> AppResult<Vec<E::Model>> {
+        Ok(self.all(db).await?)
+    }
+}
+
+impl<E, F> PageQuery for SelectTwo<E, F>
+where
+    E: EntityTrait,
+    F: EntityTrait,
+    E::Model: Send + Sync,
+    F::Model: Send + Sync,
+{
+    type Row = (E::Model, Option<F::Model>);
+    async fn rows(self, db: &DatabaseConnection) -> AppResult<Vec<Self::Row>> {
+        Ok(self.all(db).await?)
+    }
+}
+
+/// Runs `select` as one page ordered by `sort` (if any) then `id_column`, both in `direction`. A
+/// backward page is read in the reverse order and turned around.
+pub async fn fetch_sorted<Q, C>(
+    db: &DatabaseConnection,
+    select: Q,
+    sort: Option<&SortBy>,
+    id_column: C,
+    direction: Direction,
+    page: &PageRequest,
+) -> AppResult<Paged<Q::Row>>
+where
+    Q: PageQuery,
+    C: ColumnTrait,
 {
     let total = Total { db: db.clone(), statement: select.clone().into_query() };
     // The order rows are read in: the listing's, or its reverse when paging backwards.
@@ -211,7 +244,7 @@ where
     if let Some(sort) = sort {
         rows = rows.order_by(sort.expr.clone(), order.clone());
     }
-    let mut items = rows.order_by(id_column, order).limit(page.limit + 1).all(db).await?;
+    let mut items = rows.order_by(id_column, order).limit(page.limit + 1).rows(db).await?;
     let more = items.len() as u64 > page.limit;
     items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
     if page.backward {

@@ -186,7 +186,22 @@ pub async fn by_ids<C: ConnectionTrait>(
 
 /// Resolves role rows into views with their resources, in two queries.
 pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppResult<Vec<RoleView>> {
-    let catalogue = catalogue(db).await?;
+    views_with(db, rows, None).await
+}
+
+/// `views`, with the catalogue from the caller when it has one (from memory).
+pub async fn views_with<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<role::Model>,
+    known_catalogue: Option<&Vec<ResourceView>>,
+) -> AppResult<Vec<RoleView>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let catalogue = match known_catalogue {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(catalogue(db).await?),
+    };
     let custom_ids: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
     let mut custom: HashMap<String, Vec<String>> = HashMap::new();
     if !custom_ids.is_empty() {
@@ -202,7 +217,7 @@ pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppRes
             let resources = if r.predefined {
                 match PredefinedRole::from_name(&r.name).and_then(PredefinedRole::fixed_resources) {
                     Some(fixed) => catalogue.iter().filter(|c| fixed.iter().any(|f| f.id() == c.id)).cloned().collect(),
-                    None => catalogue.clone(),
+                    None => catalogue.to_vec(),
                 }
             } else {
                 let held = custom.remove(&r.id).unwrap_or_default();

@@ -78,6 +78,21 @@ pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<KeyS
     Ok(row.as_ref().map(from_row).unwrap_or_default())
 }
 
+/// The account's settings from this replica's memory when no change to the account was committed
+/// since they were read (the change stamps, `versions`, reach every replica), else from the database.
+pub async fn cached(store: &Store, account_id: &str) -> AppResult<KeySettings> {
+    let versions = store.versions();
+    if let Some((since, settings)) = store.settings_cache().get(account_id) {
+        if versions.unchanged_since(since, account_id, None) {
+            return Ok(settings);
+        }
+    }
+    let since = versions.snapshot();
+    let settings = get(&store.db, account_id).await?;
+    store.settings_cache().insert(account_id.to_owned(), (since, settings));
+    Ok(settings)
+}
+
 /// The settings a stored row holds (out-of-range values fall back to the defaults).
 pub fn from_row(row: &account_setting::Model) -> KeySettings {
     let defaults = KeySettings::default();
@@ -138,6 +153,7 @@ pub async fn update(store: &Store, ctx: &Ctx<'_>, change: &SettingsChange) -> Ap
     )
     .await?;
     // Settings change no credential: caches stay warm.
-    txn.commit_without_credential_change().await?;
+    // A plain commit: it stamps the account, so every replica's cached settings of it go too.
+    txn.commit().await?;
     Ok(after)
 }

@@ -55,7 +55,8 @@ pub async fn authenticate<C: ConnectionTrait>(
     let Some(access) = find_access(db, &key.id, &target.id).await? else {
         return Ok(None);
     };
-    let roles = roles_of_accesses(db, std::slice::from_ref(&access)).await?.remove(&access.id).unwrap_or_default();
+    let roles =
+        roles_of_accesses(db, std::slice::from_ref(&access), None).await?.remove(&access.id).unwrap_or_default();
     if !has_access(effective_status(key.active, access.removed, key.expires_at, now), roles.len()) {
         return Ok(None);
     }

@@ -3,10 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QuerySelect,
-    RelationTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, Select,
 };
-use std::collections::HashMap;
 
 use super::usage::unused_since_condition;
 use super::{
@@ -16,7 +14,7 @@ use super::{
 use crate::entity::{app_key, key_access};
 use crate::error::{AppError, AppResult};
 use crate::service::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
-use crate::service::query_text;
+use crate::service::{query_text, Store};
 
 /// Which page of keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,34 +103,32 @@ pub fn cursor_of(view: &AppKeyView, order: KeyOrder) -> Cursor {
     Cursor { sort, id: view.access_id.clone() }
 }
 
+/// Who lists, and when.
+pub struct Lister<'a> {
+    pub account_id: &'a str,
+    pub account_name: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// One page of a listing: the page's access rows with their keys in one query, their roles in one
+/// more; the account's settings and the resource catalogue from memory when current.
 pub async fn list(
-    db: &DatabaseConnection,
-    account_id: &str,
-    now: DateTime<Utc>,
+    store: &Store,
+    who: &Lister<'_>,
     listing: Listing,
     filter: &KeyFilter,
     (order, direction): (KeyOrder, Direction),
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
-    let at = Viewpoint::of(db, account_id, now).await?;
-    let select = access_select(&at, listing, filter)?;
+    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
+    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
     let sort = order.sort_by();
-    let mut paged = page::fetch_sorted(db, select, sort.as_ref(), key_access::Column::Id, direction, page).await?;
-    let key_ids: Vec<&str> = paged.items.iter().map(|a| a.app_key_id.as_str()).collect();
-    let mut keys: HashMap<String, app_key::Model> = if key_ids.is_empty() {
-        HashMap::new()
-    } else {
-        app_key::Entity::find()
-            .filter(app_key::Column::Id.is_in(key_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect()
-    };
-    let ordered: Vec<app_key::Model> = paged.items.iter().filter_map(|a| keys.remove(&a.app_key_id)).collect();
-    let accesses = std::mem::take(&mut paged.items);
-    let items = views(db, &at, ordered, accesses).await?;
+    let mut paged =
+        page::fetch_sorted(&store.db, select, sort.as_ref(), key_access::Column::Id, direction, page).await?;
+    let (accesses, keys): (Vec<key_access::Model>, Vec<Option<app_key::Model>>) =
+        std::mem::take(&mut paged.items).into_iter().unzip();
+    let keys: Vec<app_key::Model> = keys.into_iter().flatten().collect();
+    let items = views(&store.db, &at, keys, accesses).await?;
     Ok(paged.with_items(items))
 }
 

@@ -24,7 +24,7 @@ pub use authenticate::{authenticate, KeyGrant};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
 };
-pub use listing::{cursor_of, get, get_by_id, list, KeyFilter, KeyOrder, Listing};
+pub use listing::{cursor_of, get, get_by_id, list, KeyFilter, KeyOrder, Lister, Listing};
 pub use renewal::{finish_renewal, renew, undo_renewal, Renew, RenewedKey, MAX_OVERLAP_SECS};
 pub use usage::{deactivate_unused, record_uses, KeyUse};
 
@@ -217,11 +217,39 @@ pub(crate) struct Viewpoint {
     pub account_id: String,
     pub now: DateTime<Utc>,
     pub settings: KeySettings,
+    /// The account's name, when the caller knows it (its own keys then need no owner lookup).
+    pub account_name: Option<String>,
+    /// The resource catalogue, when the caller has it from memory (roles' resources then need no
+    /// catalogue read).
+    pub catalogue: Option<std::sync::Arc<Vec<roles::ResourceView>>>,
 }
 
 impl Viewpoint {
+    /// Everything read through `db` (inside a write: what the transaction sees).
     pub async fn of<C: ConnectionTrait>(db: &C, account_id: &str, now: DateTime<Utc>) -> AppResult<Self> {
-        Ok(Self { account_id: account_id.to_owned(), now, settings: settings::get(db, account_id).await? })
+        Ok(Self {
+            account_id: account_id.to_owned(),
+            now,
+            settings: settings::get(db, account_id).await?,
+            account_name: None,
+            catalogue: None,
+        })
+    }
+
+    /// For reads: the settings and the catalogue from memory when current, the name from the caller.
+    pub async fn cached(
+        store: &crate::service::Store,
+        account_id: &str,
+        account_name: &str,
+        now: DateTime<Utc>,
+    ) -> AppResult<Self> {
+        Ok(Self {
+            account_id: account_id.to_owned(),
+            now,
+            settings: settings::cached(store, account_id).await?,
+            account_name: Some(account_name.to_owned()),
+            catalogue: Some(roles::cached_catalogue(store).await?),
+        })
     }
 }
 
@@ -281,8 +309,14 @@ async fn views<C: ConnectionTrait>(
     keys: Vec<app_key::Model>,
     accesses: Vec<key_access::Model>,
 ) -> AppResult<Vec<AppKeyView>> {
-    let owner_ids: BTreeSet<&str> = keys.iter().map(|k| k.account_id.as_str()).collect();
-    let owners: HashMap<String, String> = if owner_ids.is_empty() {
+    // The account's own name may be known; only other owners are looked up.
+    let known = at.account_name.as_ref().map(|name| (at.account_id.clone(), name.clone()));
+    let owner_ids: BTreeSet<&str> = keys
+        .iter()
+        .map(|k| k.account_id.as_str())
+        .filter(|id| known.as_ref().is_none_or(|(own, _)| own != id))
+        .collect();
+    let mut owners: HashMap<String, String> = if owner_ids.is_empty() {
         HashMap::new()
     } else {
         account::Entity::find()
@@ -293,7 +327,8 @@ async fn views<C: ConnectionTrait>(
             .map(|a| (a.id, a.name))
             .collect()
     };
-    let roles_by_access = roles_of_accesses(db, &accesses).await?;
+    owners.extend(known);
+    let roles_by_access = roles_of_accesses(db, &accesses, at.catalogue.as_deref()).await?;
     let access_by_key: HashMap<&str, &key_access::Model> =
         accesses.iter().map(|a| (a.app_key_id.as_str(), a)).collect();
     Ok(keys
@@ -335,24 +370,34 @@ async fn views<C: ConnectionTrait>(
         .collect())
 }
 
-/// Each access's roles, in display order.
+/// Each access's roles, in display order: the links and their roles in one query.
 async fn roles_of_accesses<C: ConnectionTrait>(
     db: &C,
     accesses: &[key_access::Model],
+    catalogue: Option<&Vec<roles::ResourceView>>,
 ) -> AppResult<HashMap<String, Vec<RoleView>>> {
     let ids: Vec<&str> = accesses.iter().map(|a| a.id.as_str()).collect();
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let links = key_access_role::Entity::find().filter(key_access_role::Column::KeyAccessId.is_in(ids)).all(db).await?;
-    let role_ids: BTreeSet<&str> = links.iter().map(|l| l.role_id.as_str()).collect();
-    let rows = if role_ids.is_empty() {
-        Vec::new()
-    } else {
-        role::Entity::find().filter(role::Column::Id.is_in(role_ids)).all(db).await?
-    };
-    let by_id: HashMap<String, RoleView> =
-        roles::views(db, rows).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let found = key_access_role::Entity::find()
+        .filter(key_access_role::Column::KeyAccessId.is_in(ids))
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    let mut rows: HashMap<String, role::Model> = HashMap::new();
+    let mut links = Vec::with_capacity(found.len());
+    for (link, role) in found {
+        if let Some(role) = role {
+            rows.entry(role.id.clone()).or_insert(role);
+        }
+        links.push(link);
+    }
+    let by_id: HashMap<String, RoleView> = roles::views_with(db, rows.into_values().collect(), catalogue)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
     let mut out: HashMap<String, Vec<RoleView>> = HashMap::new();
     for link in links {
         if let Some(view) = by_id.get(&link.role_id) {
