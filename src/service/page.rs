@@ -105,11 +105,14 @@ pub struct Total {
     statement: SelectStatement,
 }
 
+/// How many rows `statement` matches, as SQL.
+pub fn count_query(statement: SelectStatement) -> SelectStatement {
+    Query::select().expr(Expr::cust("COUNT(*)")).from_subquery(statement, "matching").to_owned()
+}
+
 impl Total {
     pub async fn count(&self) -> AppResult<u64> {
-        let count =
-            Query::select().expr(Expr::cust("COUNT(*)")).from_subquery(self.statement.clone(), "matching").to_owned();
-        let row = self.db.query_one(&count).await?;
+        let row = self.db.query_one(&count_query(self.statement.clone())).await?;
         let n = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -220,7 +223,31 @@ where
     C: ColumnTrait,
 {
     let total = Total { db: db.clone(), statement: select.clone().into_query() };
-    // The order rows are read in: the listing's, or its reverse when paging backwards.
+    let mut items = arrange(select, sort, id_column, direction, page)?.rows(db).await?;
+    let more = items.len() as u64 > page.limit;
+    items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+    if page.backward {
+        items.reverse();
+    }
+    // Past the cursor there is at least the cursor's own row; beyond the page, `more` tells.
+    let (has_next, has_previous) =
+        if page.backward { (page.cursor.is_some(), more) } else { (more, page.cursor.is_some()) };
+    Ok(Paged { items, total, has_next, has_previous })
+}
+
+/// The page's query: `select` past the cursor, in the order rows are read (the listing's, or its
+/// reverse when paging backwards), one row more than the page to tell whether there is more.
+pub fn arrange<Q, C>(
+    select: Q,
+    sort: Option<&SortBy>,
+    id_column: C,
+    direction: Direction,
+    page: &PageRequest,
+) -> AppResult<Q>
+where
+    Q: PageQuery,
+    C: ColumnTrait,
+{
     let descending = (direction == Direction::Desc) != page.backward;
     let mut rows = select;
     if let Some(cursor) = &page.cursor {
@@ -244,16 +271,7 @@ where
     if let Some(sort) = sort {
         rows = rows.order_by(sort.expr.clone(), order.clone());
     }
-    let mut items = rows.order_by(id_column, order).limit(page.limit + 1).rows(db).await?;
-    let more = items.len() as u64 > page.limit;
-    items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
-    if page.backward {
-        items.reverse();
-    }
-    // Past the cursor there is at least the cursor's own row; beyond the page, `more` tells.
-    let (has_next, has_previous) =
-        if page.backward { (page.cursor.is_some(), more) } else { (more, page.cursor.is_some()) };
-    Ok(Paged { items, total, has_next, has_previous })
+    Ok(rows.order_by(id_column, order).limit(page.limit + 1))
 }
 
 #[cfg(test)]

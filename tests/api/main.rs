@@ -23,6 +23,7 @@ mod lifecycle_events;
 mod listings;
 mod metrics;
 mod migrations;
+mod plans;
 mod properties;
 mod renewal;
 mod roles;

@@ -110,6 +110,26 @@ pub struct Lister<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// The SQL of a listing's page (and of its `totalCount`), as `list` runs it: for checking query
+/// plans (`EXPLAIN`).
+pub async fn listing_statements(
+    store: &Store,
+    who: &Lister<'_>,
+    listing: Listing,
+    filter: &KeyFilter,
+    (order, direction): (KeyOrder, Direction),
+    page: &PageRequest,
+) -> AppResult<(sea_orm::Statement, sea_orm::Statement)> {
+    use sea_orm::QueryTrait;
+    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
+    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
+    let backend = store.backend();
+    let count = page::count_query(select.clone().into_query());
+    let sort = order.sort_by();
+    let rows = page::arrange(select, sort.as_ref(), key_access::Column::Id, direction, page)?;
+    Ok((rows.build(backend), backend.build(&count)))
+}
+
 /// One page of a listing: the page's access rows with their keys in one query, their roles in one
 /// more; the account's settings and the resource catalogue from memory when current.
 pub async fn list(

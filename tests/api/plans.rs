@@ -1,0 +1,134 @@
+//! PostgreSQL query plans: every listing page — each listing, filter, order and direction, with and
+//! without a cursor — and its `totalCount` reach an account's rows through an index, never by
+//! reading a whole table, on a database with many other accounts' keys and fresh statistics.
+use appkeys::service::keys::{self, KeyFilter, KeyOrder, Lister, Listing};
+use appkeys::service::page::{Direction, PageRequest};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp};
+
+const SEEDED: i64 = 30_000;
+
+/// `n` internal keys (with access rows, holding the predefined roles) in an account, by SQL in bulk.
+async fn bulk_keys(app: &TestApp, account_id: &str, prefix: &str, n: i64) {
+    let db = &app.store().db;
+    let run = |sql: String| async move {
+        db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("seeding");
+    };
+    run(format!(
+        "INSERT INTO app_keys (id, key, account_id, label, label_search, token_digest, active, created_at, created_by, \
+         token_created_at, updated_at) \
+         SELECT gen_random_uuid()::text, '{prefix}-' || lpad(g::text, 8, '0'), '{account_id}', 'bulk ' || g, 'bulk ' || g, \
+         md5('{prefix}' || g) || md5('{prefix}x' || g), g % 7 <> 0, now() - (g || ' minutes')::interval, 'seed', \
+         now() - (g || ' minutes')::interval, now() FROM generate_series(1, {n}) g"
+    ))
+    .await;
+    run(format!(
+        "INSERT INTO key_access (id, app_key_id, account_id, external, removed, added_at, added_by, updated_at, last_used_at) \
+         SELECT gen_random_uuid()::text, id, account_id, false, false, created_at, 'seed', created_at, \
+         CASE WHEN random() < 0.5 THEN now() - (random() * 100 || ' days')::interval END \
+         FROM app_keys WHERE account_id = '{account_id}' \
+         AND NOT EXISTS (SELECT 1 FROM key_access a WHERE a.app_key_id = app_keys.id)"
+    ))
+    .await;
+    run(format!(
+        "INSERT INTO key_access_roles (key_access_id, role_id) SELECT a.id, r.id FROM key_access a \
+         JOIN roles r ON r.account_id = a.account_id AND r.predefined WHERE a.account_id = '{account_id}' \
+         AND a.added_by = 'seed'"
+    ))
+    .await;
+}
+
+async fn account_id(app: &TestApp, name: &str) -> String {
+    let db = &app.store().db;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id FROM accounts WHERE name = '{name}'"),
+        ))
+        .await
+        .expect("a query")
+        .expect("the account");
+    row.try_get_by_index::<String>(0).expect("an id")
+}
+
+async fn plan(app: &TestApp, statement: &Statement) -> String {
+    let db = &app.store().db;
+    let explain = Statement { sql: format!("EXPLAIN {}", statement.sql), ..statement.clone() };
+    let rows = db.query_all_raw(explain).await.expect("EXPLAIN runs");
+    rows.iter().map(|r| r.try_get_by_index::<String>(0).expect("a plan line")).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
+async fn every_listing_reaches_its_rows_through_an_index() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let (external, _) = app.generate_key(&partner, None, &[partner_role]).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    app.graphql(&owner, add, json!({ "k": external, "r": [role] })).await.data("addExternalAppKey");
+    for i in 0..30 {
+        app.generate_key(&owner, Some(&format!("main {i}")), std::slice::from_ref(&role)).await;
+    }
+    // Two big neighbours: the account listed is a small one among many rows.
+    app.account_with_owner("big").await;
+    let big = account_id(&app, "big").await;
+    bulk_keys(&app, &big, "appkey-big", SEEDED).await;
+    bulk_keys(&app, &account_id(&app, "partner").await, "appkey-partner-bulk", SEEDED).await;
+    let db = &app.store().db;
+    db.execute_raw(Statement::from_string(db.get_database_backend(), "ANALYZE".to_owned())).await.expect("ANALYZE");
+
+    let main = account_id(&app, "main").await;
+    let who = Lister { account_id: &main, account_name: "main", now: app.store().now() };
+    let filters = [
+        ("no filter", KeyFilter::default()),
+        ("search", KeyFilter { search: Some("main".into()), ..KeyFilter::default() }),
+        ("status", KeyFilter { status: Some(keys::KeyStatus::Active), ..KeyFilter::default() }),
+        ("type", KeyFilter { key_type: Some(keys::KeyType::External), ..KeyFilter::default() }),
+        ("renewal alert", KeyFilter { renewal_alert: Some(keys::RenewalAlert::None), ..KeyFilter::default() }),
+        ("unused since", KeyFilter { unused_since: Some(app.store().now()), ..KeyFilter::default() }),
+    ];
+    let mut checked = 0;
+    for listing in [Listing::Internal, Listing::WithAccess] {
+        for (name, filter) in &filters {
+            for order in [KeyOrder::CreatedAt, KeyOrder::Key, KeyOrder::Label, KeyOrder::LastUsedAt] {
+                for direction in [Direction::Desc, Direction::Asc] {
+                    // The first page, and a later one (a cursor from the first).
+                    let first = PageRequest::parse(Some(5), None, None, None).expect("a page");
+                    let mut pages = vec![first.clone()];
+                    let listed = keys::list(app.store(), &who, listing, filter, (order, direction), &first)
+                        .await
+                        .expect("a page");
+                    if let Some(last) = listed.items.last() {
+                        let cursor = keys::cursor_of(last, order).encode();
+                        pages.push(PageRequest::parse(Some(5), Some(&cursor), None, None).expect("a page"));
+                        pages.push(PageRequest::parse(None, None, Some(5), Some(&cursor)).expect("a page"));
+                    }
+                    for page in &pages {
+                        let (rows, count) =
+                            keys::listing_statements(app.store(), &who, listing, filter, (order, direction), page)
+                                .await
+                                .expect("statements");
+                        for (what, statement) in [("page", &rows), ("totalCount", &count)] {
+                            let plan = plan(&app, statement).await;
+                            for table in ["app_keys", "key_access", "key_access_roles"] {
+                                assert!(
+                                    !plan.contains(&format!("Seq Scan on {table}")),
+                                    "{listing:?} / {name} / {order:?} {direction:?} ({what}) reads all of {table}:\n{plan}\n{}",
+                                    statement.sql
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 2 * 6 * 4 * 2 * 2, "{checked} plans checked");
+    app.cleanup().await;
+}
