@@ -265,24 +265,48 @@ pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Byt
 }
 
 /// `stream` with a chosen chunk size (in key-role pairs), so tests can cross many chunk boundaries.
+/// A reader task fetches the next chunk while the current one is encoded and sent (the database and
+/// the encoding overlap); at most two chunks wait in between, so memory stays bounded.
 pub fn stream_in_chunks(
     store: Store,
     account_id: String,
     chunk: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let state = (store, account_id, Some(None::<String>), true);
-    futures::stream::try_unfold(state, move |(store, account_id, next, first_chunk)| async move {
-        let Some(after) = next else {
-            return Ok(None);
-        };
+    let (tx, rx) = tokio::sync::mpsc::channel::<AppResult<Vec<ExportRow>>>(2);
+    let now = store.now();
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let read = page(&store.db, &account_id, Keys::All, after.as_deref(), chunk.max(1)).await;
+            let (rows, next) = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    let _ = tx.send(Err(error)).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(rows)).await.is_err() {
+                return; // the client went away
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return,
+            }
+        }
+    });
+    let state = (rx, true);
+    futures::stream::try_unfold(state, move |(mut rx, first_chunk)| async move {
         let fail = |e: AppError| {
             e.log_if_internal();
             std::io::Error::other("export failed")
         };
-        let (rows, next) =
-            page(&store.db, &account_id, Keys::All, after.as_deref(), chunk.max(1)).await.map_err(fail)?;
-        let csv = encode(records(&rows, store.now()), first_chunk).map_err(fail)?;
-        Ok(Some((Bytes::from(csv), (store, account_id, next.map(Some), false))))
+        let rows = match rx.recv().await {
+            None if first_chunk => Vec::new(), // an empty export still has its header
+            None => return Ok(None),
+            Some(read) => read.map_err(fail)?,
+        };
+        let csv = encode(records(&rows, now), first_chunk).map_err(fail)?;
+        Ok(Some((Bytes::from(csv), (rx, false))))
     })
 }
 
