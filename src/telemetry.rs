@@ -14,6 +14,9 @@ use crate::state::AppState;
 /// Latency buckets, in seconds: from a cache hit to a slow export.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process's recorder, installed once (the `metrics` facade is global).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -25,6 +28,14 @@ pub fn handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Another recorder installed first (an embedding program): render what this one sees.
         let _ = metrics::set_global_recorder(recorder);
+        // Histograms keep their raw samples until upkeep folds them into buckets; with nobody
+        // scraping `/metrics` they would grow without end (tens of MiB a minute under load), so
+        // upkeep runs every few seconds, scraped or not.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
         handle
     })
 }
