@@ -20,14 +20,14 @@ async fn bulk_keys(app: &TestApp, account_id: &str, prefix: &str, n: i64) {
         "INSERT INTO app_keys (id, key, account_id, label, label_search, token_digest, active, created_at, created_by, \
          token_created_at, updated_at) \
          SELECT gen_random_uuid()::text, '{prefix}-' || lpad(g::text, 8, '0'), '{account_id}', 'bulk ' || g, 'bulk ' || g, \
-         md5('{prefix}' || g) || md5('{prefix}x' || g), g % 7 <> 0, now() - (g || ' minutes')::interval, 'seed', \
-         now() - (g || ' minutes')::interval, now() FROM generate_series(1, {n}) g"
+         md5('{prefix}' || g) || md5('{prefix}x' || g), g % 7 <> 0, now() - g * interval '1 minute', 'seed', \
+         now() - g * interval '1 minute', now() FROM generate_series(1, {n}) g"
     ))
     .await;
     run(format!(
         "INSERT INTO key_access (id, app_key_id, account_id, external, removed, added_at, added_by, updated_at, last_used_at) \
          SELECT gen_random_uuid()::text, id, account_id, false, false, created_at, 'seed', created_at, \
-         CASE WHEN random() < 0.5 THEN now() - (random() * 100 || ' days')::interval END \
+         CASE WHEN random() < 0.5 THEN now() - random() * interval '100 days' END \
          FROM app_keys WHERE account_id = '{account_id}' \
          AND NOT EXISTS (SELECT 1 FROM key_access a WHERE a.app_key_id = app_keys.id)"
     ))
