@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
-use super::{new_id, settings, truncate_chars, Store, WriteTxn};
+use super::{accounts, new_id, settings, truncate_chars, Store, WriteTxn};
 use crate::entity::{account, account_setting, app_key, key_event, webhook_delivery, webhook_endpoint};
 use crate::error::AppResult;
 
@@ -159,7 +159,7 @@ pub(crate) async fn record(
 ) -> AppResult<()> {
     let at = txn.now();
     let id = new_id();
-    let account = account::Entity::find_by_id(account_id).one(&**txn).await?.map(|a| a.name).unwrap_or_default();
+    let account = accounts::name_of(&**txn, account_id).await?;
     let event = KeyEvent {
         id: id.clone(),
         account_id: account_id.to_owned(),
@@ -238,7 +238,7 @@ pub async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<Option<KeyE
     let Some(row) = key_event::Entity::find_by_id(id).one(db).await? else {
         return Ok(None);
     };
-    let account = account::Entity::find_by_id(&row.account_id).one(db).await?.map(|a| a.name).unwrap_or_default();
+    let account = accounts::name_of(db, &row.account_id).await?;
     Ok(Some(KeyEvent {
         id: row.id,
         account_id: row.account_id,
@@ -318,21 +318,18 @@ async fn announce_in(
                 ),
         },
     ];
-    let not_announced = |due: &Due| {
-        Condition::any()
-            .add(due.mark.is_null())
-            .add(Expr::col((app_key::Entity, due.mark)).ne(Expr::col((app_key::Entity, due.anchor))))
+    // A due event's keys: this account's, meeting the condition, not yet announced for the anchor.
+    let due_keys = |due: &Due| {
+        app_key::Entity::find().filter(app_key::Column::AccountId.eq(account_id)).filter(due.condition.clone()).filter(
+            Condition::any()
+                .add(due.mark.is_null())
+                .add(Expr::col((app_key::Entity, due.mark)).ne(Expr::col((app_key::Entity, due.anchor)))),
+        )
     };
     // Read first, outside any write: most rounds find nothing.
     let mut any = false;
     for due in &dues {
-        let found = app_key::Entity::find()
-            .filter(app_key::Column::AccountId.eq(account_id))
-            .filter(due.condition.clone())
-            .filter(not_announced(due))
-            .one(&store.db)
-            .await?;
-        any |= found.is_some();
+        any |= due_keys(due).one(&store.db).await?.is_some();
     }
     if !any {
         return Ok(0);
@@ -340,12 +337,7 @@ async fn announce_in(
     let txn = store.begin_account_write(account_id).await?;
     let mut count = 0;
     for due in &dues {
-        let keys = app_key::Entity::find()
-            .filter(app_key::Column::AccountId.eq(account_id))
-            .filter(due.condition.clone())
-            .filter(not_announced(due))
-            .all(&*txn)
-            .await?;
+        let keys = due_keys(due).all(&*txn).await?;
         for key in keys {
             let (anchor, details) = match due.event_type {
                 EventType::RenewalDue => {
