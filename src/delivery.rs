@@ -6,7 +6,7 @@
 //! are not followed, unless `--webhook-allow-private`.
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use secrecy::ExposeSecret;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
@@ -115,12 +115,7 @@ impl Deliverer {
         let Ok(url) = reqwest::Url::parse(&claimed.url) else {
             return failed("the endpoint's URL is not valid");
         };
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if literal.is_some_and(webhooks::is_private) && !self.allow_private {
+        if url.host().is_some_and(|host| webhooks::is_private_host(&host)) && !self.allow_private {
             return failed("refused: the endpoint is a private address");
         }
         let timestamp = self.store.now().timestamp();

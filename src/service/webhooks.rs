@@ -11,8 +11,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -175,6 +175,19 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether a URL's host is one a webhook may not go to without being resolved first: a literal
+/// private address (`is_private`), or `localhost` and its subdomains.
+pub fn is_private_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Ipv4(ip) => is_private(IpAddr::V4(*ip)),
+        url::Host::Ipv6(ip) => is_private(IpAddr::V6(*ip)),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+    }
+}
+
 /// A webhook target URL: http(s), a host, no user info; a literal private address or `localhost`
 /// only when private targets are allowed. Host names are checked again, resolved, at each delivery.
 pub fn check_url(raw: &str, allow_private: bool) -> AppResult<reqwest::Url> {
@@ -189,16 +202,10 @@ pub fn check_url(raw: &str, allow_private: bool) -> AppResult<reqwest::Url> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("the URL cannot carry a user name or password; the signature authenticates appkeys"));
     }
-    let private = match url.host() {
-        None => return Err(invalid("the URL has no host")),
-        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
+    let Some(host) = url.host() else {
+        return Err(invalid("the URL has no host"));
     };
-    if private && !allow_private {
+    if is_private_host(&host) && !allow_private {
         return Err(invalid(
             "loopback, private, link-local and metadata addresses are refused (the server's --webhook-allow-private allows them)",
         ));
@@ -215,6 +222,13 @@ pub struct EndpointView {
     pub events: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+}
+
+impl EndpointView {
+    /// What the audit log records of an endpoint.
+    fn audit_state(&self) -> serde_json::Value {
+        json!({ "url": self.url, "events": self.events })
+    }
 }
 
 fn endpoint_view(e: webhook_endpoint::Model) -> EndpointView {
@@ -315,8 +329,7 @@ pub async fn create_endpoint(
     .insert(&*txn)
     .await?;
     let endpoint = endpoint_view(row);
-    let after = json!({ "url": endpoint.url, "events": endpoint.events });
-    ctx.audit(&txn, "webhook.create", &endpoint.id, None, Some(after)).await?;
+    ctx.audit(&txn, "webhook.create", &endpoint.id, None, Some(endpoint.audit_state())).await?;
     txn.commit_without_credential_change().await?;
     Ok(CreatedEndpoint { endpoint, secret })
 }
@@ -334,7 +347,7 @@ pub async fn delete_endpoint(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResul
         .one(&*txn)
         .await?
         .ok_or_else(not_found)?;
-    let before = json!({ "url": row.url, "events": endpoint_view(row.clone()).events });
+    let before = endpoint_view(row).audit_state();
     webhook_endpoint::Entity::delete_by_id(id).exec(&*txn).await?;
     ctx.audit(&txn, "webhook.delete", id, Some(before), None).await?;
     txn.commit_without_credential_change().await
@@ -382,14 +395,7 @@ pub async fn list_deliveries(
         select = select.filter(webhook_delivery::Column::Status.eq(status.as_str()));
     }
     let paged = page::fetch(db, select, webhook_delivery::Column::Id, page).await?;
-    let event_ids: Vec<&str> = paged.items.iter().map(|d| d.event_id.as_str()).collect();
-    let events: HashMap<String, key_event::Model> = key_event::Entity::find()
-        .filter(key_event::Column::Id.is_in(event_ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|e| (e.id.clone(), e))
-        .collect();
+    let events = events_by_id(db, paged.items.iter().map(|d| d.event_id.as_str())).await?;
     Ok(paged.map(|d| {
         let event = events.get(&d.event_id);
         delivery_view(d, event)
@@ -409,6 +415,16 @@ pub async fn get_delivery(db: &DatabaseConnection, account_id: &str, id: &str) -
     };
     let event = key_event::Entity::find_by_id(&row.event_id).one(db).await?;
     Ok(Some(delivery_view(row, event.as_ref())))
+}
+
+/// The events with these ids, by id (one query).
+async fn events_by_id<'a, C: ConnectionTrait>(
+    db: &C,
+    ids: impl Iterator<Item = &'a str>,
+) -> AppResult<HashMap<String, key_event::Model>> {
+    let ids: Vec<&str> = ids.collect();
+    let rows = key_event::Entity::find().filter(key_event::Column::Id.is_in(ids)).all(db).await?;
+    Ok(rows.into_iter().map(|e| (e.id.clone(), e)).collect())
 }
 
 fn delivery_view(d: webhook_delivery::Model, event: Option<&key_event::Model>) -> DeliveryView {
@@ -485,14 +501,7 @@ pub async fn claim_due(
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
-    let event_ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
-    let events: HashMap<String, key_event::Model> = key_event::Entity::find()
-        .filter(key_event::Column::Id.is_in(event_ids))
-        .all(&*txn)
-        .await?
-        .into_iter()
-        .map(|e| (e.id.clone(), e))
-        .collect();
+    let events = events_by_id(&*txn, due.iter().map(|d| d.event_id.as_str())).await?;
     txn.commit_without_credential_change().await?;
     let secret_box = store.secret_box()?;
     Ok(due
