@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::guard::{principal, service_ctx, PermissionGuard};
+use super::guard::{principal, require_any, service_ctx, PermissionGuard};
 use super::page_complexity;
 use super::types::{connection, global_id, id_cursor, local_id, NodeKind, Page};
 use crate::domain::Resource as R;
@@ -364,9 +364,6 @@ impl Watch {
         if principal.account_id != self.account_id {
             return Err(AppError::Unauthenticated);
         }
-        if !R::READ_KEYS.iter().any(|r| principal.holds(*r)) {
-            return Err(AppError::forbidden(R::READ_KEYS.iter().map(|r| r.id())));
-        }
-        Ok(())
+        require_any(&principal, R::READ_KEYS)
     }
 }

@@ -47,13 +47,16 @@ impl PermissionGuard {
 
 impl Guard for PermissionGuard {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let principal = principal(ctx)?;
-        // Access is granted by holding any one of the accepted resources.
-        if self.any_of.iter().any(|r| principal.holds(*r)) {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(self.any_of.iter().map(|r| r.id())).extend())
-        }
+        require_any(principal(ctx)?, &self.any_of).map_err(|e| e.extend())
+    }
+}
+
+/// Access is granted by holding any one of the accepted resources; else FORBIDDEN, naming them.
+pub fn require_any(principal: &Principal, any_of: &[Resource]) -> Result<(), AppError> {
+    if any_of.iter().any(|r| principal.holds(*r)) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(any_of.iter().map(|r| r.id())))
     }
 }
 
