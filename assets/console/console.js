@@ -85,6 +85,16 @@ function ErrorText({ id, message }) {
   return message ? html`<p class="error" id=${id} role="alert">${message}</p>` : null;
 }
 
+/** An error's messages by input field (none for a non-API error). */
+function fieldsOf(error) {
+  return error && error.byField ? error.byField().fields : {};
+}
+
+/** The error when none of its messages has a field to be shown at, for a form's general slot. */
+function unplaced(error) {
+  return error && !Object.keys(fieldsOf(error)).length ? error : null;
+}
+
 function General({ error }) {
   if (!error) return null;
   const { general, fields } = error.byField ? error.byField() : { general: [String(error)], fields: {} };
@@ -198,7 +208,7 @@ function Login({ notice, onLogin }) {
       setBusy(false);
     }
   };
-  const fields = error && error.byField ? error.byField().fields : {};
+  const fields = fieldsOf(error);
   return html`<main class="login">
     <h1>appkeys</h1>
     <p>Sign in to manage your account's application keys.</p>
@@ -213,7 +223,7 @@ function Login({ notice, onLogin }) {
       <${Field} label="Password" name="input.password" error=${fields["input.password"]}>
         ${(a) => html`<input ...${a} name="password" type="password" autocomplete="current-password" required value=${form.password} onInput=${set("password")} />`}
       <//>
-      <${General} error=${error && !Object.keys(fields).length ? error : null} />
+      <${General} error=${unplaced(error)} />
       <button type="submit" class="primary" disabled=${busy}>${busy ? "Signing in…" : "Sign in"}</button>
     </form>
   </main>`;
@@ -382,7 +392,7 @@ function GenerateDialog({ viewer, onClose }) {
       setError(err);
     }
   };
-  const fields = error && error.byField ? error.byField().fields : {};
+  const fields = fieldsOf(error);
   if (generated) {
     return html`<${Dialog} title="Key generated" onClose=${onClose}>
       <${TokenReveal} appKey=${generated.key} token=${generated.token} onDone=${onClose} />
@@ -397,7 +407,7 @@ function GenerateDialog({ viewer, onClose }) {
       <${Field} label="Expires on (optional)" name="input.expiresAt" error=${fields["input.expiresAt"]}>
         ${(a) => html`<input ...${a} type="date" value=${expires} onInput=${(e) => setExpires(e.target.value)} />`}
       <//>
-      <${General} error=${error && !Object.keys(fields).length ? error : null} />
+      <${General} error=${unplaced(error)} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Generate</button>
@@ -421,7 +431,7 @@ function AddExternalDialog({ viewer, onClose }) {
       setError(err);
     }
   };
-  const fields = error && error.byField ? error.byField().fields : {};
+  const fields = fieldsOf(error);
   return html`<${Dialog} title="Add 3rd Party Key" onClose=${onClose}>
     <p>Give another account's key roles in <strong>${viewer.account}</strong>. Its token stays with its owner.</p>
     <form onSubmit=${submit} novalidate>
@@ -429,7 +439,7 @@ function AddExternalDialog({ viewer, onClose }) {
         ${(a) => html`<input ...${a} value=${key} placeholder="appkey-partner-ABCDEF" onInput=${(e) => setKey(e.target.value)} />`}
       <//>
       <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["input.roleIds"] || fields["roleIds"]} />
-      <${General} error=${error && !Object.keys(fields).length ? error : null} />
+      <${General} error=${unplaced(error)} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Add key</button>
@@ -452,7 +462,7 @@ function RolesDialog({ viewer, appKey, onClose }) {
       setError(err);
     }
   };
-  const fields = error && error.byField ? error.byField().fields : {};
+  const fields = fieldsOf(error);
   return html`<${Dialog} title="Edit roles" onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
       <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"]} />
@@ -512,14 +522,14 @@ function RenewDialog({ appKey, onClose }) {
       <${TokenReveal} appKey=${appKey.key} token=${renewed} onDone=${onClose} />
     <//>`;
   }
-  const fields = error && error.byField ? error.byField().fields : {};
+  const fields = fieldsOf(error);
   return html`<${Dialog} title="Renew token" onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
       <p>A new token is made; the current one keeps working for the overlap you choose, so you can roll it out without downtime.</p>
       <${Field} label="Hours the current token keeps working (empty: until you finish)" name="input.oldTokenValidFor" error=${fields["input.oldTokenValidFor"]}>
         ${(a) => html`<input ...${a} type="number" min="0" step="1" value=${hours} onInput=${(e) => setHours(e.target.value)} />`}
       <//>
-      <${General} error=${error && !Object.keys(fields).length ? error : null} />
+      <${General} error=${unplaced(error)} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Renew</button>
