@@ -4,7 +4,6 @@
 //! error shows at its field), export, read the audit log, sign out. Screenshots of each page go to
 //! `APPKEYS_CONSOLE_SCREENSHOTS` when set (README's images come from there).
 use fantoccini::{Client, Locator};
-use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -145,17 +144,7 @@ async fn the_console_walks_the_seed_flows_in_a_real_browser() {
     press(&browser, "Export CSV").await;
     let started = Instant::now();
     loop {
-        let used = app
-            .store()
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(
-                app.store().backend(),
-                "SELECT COUNT(*) FROM download_tickets WHERE used_at IS NOT NULL",
-            ))
-            .await
-            .expect("a count")
-            .and_then(|row| row.try_get_by_index::<i64>(0).ok())
-            .unwrap_or(0);
+        let used: i64 = app.scalar("SELECT COUNT(*) FROM download_tickets WHERE used_at IS NOT NULL").await;
         if used == 1 {
             break;
         }

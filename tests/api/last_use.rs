@@ -107,13 +107,8 @@ async fn the_newest_use_wins_whoever_writes_last(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
-    let access_id: String = {
-        use sea_orm::{ConnectionTrait, Statement};
-        let db = &app.store().db;
-        let sql = format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'");
-        let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("query");
-        row.expect("a row").try_get_by_index(0).expect("an id")
-    };
+    let sql = format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'");
+    let access_id: String = app.scalar(sql).await;
     let now = app.store().now();
     let use_at = |at, agent: &str| KeyUse {
         access_id: access_id.clone(),

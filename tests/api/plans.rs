@@ -41,16 +41,7 @@ async fn bulk_keys(app: &TestApp, account_id: &str, prefix: &str, n: i64) {
 }
 
 async fn account_id(app: &TestApp, name: &str) -> String {
-    let db = &app.store().db;
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT id FROM accounts WHERE name = '{name}'"),
-        ))
-        .await
-        .expect("a query")
-        .expect("the account");
-    row.try_get_by_index::<String>(0).expect("an id")
+    app.scalar(format!("SELECT id FROM accounts WHERE name = '{name}'")).await
 }
 
 async fn plan(app: &TestApp, statement: &Statement) -> String {

@@ -233,15 +233,7 @@ async fn old_events_and_finished_deliveries_are_pruned(backend: Backend) {
     deactivated_key(&app, &owner).await;
     receiver.wait_for(2, Duration::from_secs(2)).await;
     delivery_where(&app, &owner, |d| d["lastError"].is_string()).await;
-    let count = |table: &'static str| {
-        let db = app.store().db.clone();
-        async move {
-            use sea_orm::ConnectionTrait;
-            let sql = format!("SELECT COUNT(*) FROM {table}");
-            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await;
-            row.expect("a count").and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(-1)
-        }
-    };
+    let count = |table: &str| app.scalar::<i64>(format!("SELECT COUNT(*) FROM {table}"));
     assert_eq!((count("key_events").await, count("webhook_deliveries").await), (2, 3));
     // Nothing is young enough to go yet.
     appkeys::service::events::prune(app.store(), app.store().now() - chrono::Duration::days(30)).await.expect("pruned");

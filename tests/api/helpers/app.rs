@@ -112,6 +112,18 @@ impl TestApp {
         auth.apply(self.client.get(format!("{}{path}", self.address))).send().await.expect("the request is sent")
     }
 
+    /// The first column of the first row of `sql`, run directly on the database.
+    pub async fn scalar<T: sea_orm::TryGetable>(&self, sql: impl AsRef<str>) -> T {
+        let sql = sql.as_ref();
+        let db = &self.store().db;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned()))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"));
+        row.try_get_by_index(0).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
     /// Every table's rows as text, to prove a refused mutation changed nothing.
     pub async fn snapshot(&self) -> String {
         let db = &self.store().db;
