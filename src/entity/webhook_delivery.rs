@@ -9,7 +9,7 @@ pub struct Model {
     pub account_id: String,
     pub endpoint_id: String,
     pub event_id: String,
-    /// PENDING, DELIVERED or FAILED.
+    /// PENDING, DELIVERED or FAILED (`service::webhooks::DeliveryStatus`).
     pub status: String,
     pub attempts: i32,
     /// When the next attempt is due; while an attempt runs, when its lease ends.

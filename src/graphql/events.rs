@@ -57,6 +57,7 @@ pub struct CreatedWebhookEndpoint {
 
 /// Where a delivery stands.
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(remote = "crate::service::webhooks::DeliveryStatus")]
 pub enum WebhookDeliveryStatus {
     /// Not delivered yet; retried with backoff.
     Pending,
@@ -64,24 +65,6 @@ pub enum WebhookDeliveryStatus {
     Delivered,
     /// Still not delivered 24 hours after the event; no more attempts.
     Failed,
-}
-
-impl WebhookDeliveryStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            WebhookDeliveryStatus::Pending => webhooks::PENDING,
-            WebhookDeliveryStatus::Delivered => webhooks::DELIVERED,
-            WebhookDeliveryStatus::Failed => webhooks::FAILED,
-        }
-    }
-
-    fn parse(raw: &str) -> Self {
-        match raw {
-            webhooks::DELIVERED => WebhookDeliveryStatus::Delivered,
-            webhooks::FAILED => WebhookDeliveryStatus::Failed,
-            _ => WebhookDeliveryStatus::Pending,
-        }
-    }
 }
 
 /// One event sent (or to be sent) to one endpoint.
@@ -123,7 +106,7 @@ impl From<DeliveryView> for WebhookDelivery {
             event_id: d.event_id,
             event_type: d.event_type,
             key: d.key,
-            status: WebhookDeliveryStatus::parse(&d.status),
+            status: d.status.into(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,
             last_attempt_at: d.last_attempt_at,
@@ -220,7 +203,7 @@ impl EventQuery {
         let filter = filter.unwrap_or_default();
         let filter = DeliveryFilter {
             endpoint_id: filter.endpoint_id.map(|id| local_id(NodeKind::WebhookEndpoint, &id)),
-            status: filter.status.map(|s| s.as_str().to_owned()),
+            status: filter.status.map(Into::into),
         };
         let paged = webhooks::list_deliveries(&state.store.db, &principal.account_id, &filter, &page).await?;
         Ok(connection(paged, |d| id_cursor(&d.id), WebhookDelivery::from))

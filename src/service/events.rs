@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
+use super::webhooks::DeliveryStatus;
 use super::{accounts, new_id, settings, truncate_chars, Store, WriteTxn};
 use crate::entity::{account, account_setting, app_key, key_event, webhook_delivery, webhook_endpoint};
 use crate::error::AppResult;
@@ -189,7 +190,7 @@ pub(crate) async fn record(
             account_id: Set(account_id.to_owned()),
             endpoint_id: Set(endpoint.id),
             event_id: Set(id.clone()),
-            status: Set(super::webhooks::PENDING.to_owned()),
+            status: Set(DeliveryStatus::Pending.as_str().to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(at),
             last_attempt_at: Set(None),
@@ -364,7 +365,7 @@ pub async fn prune(store: &Store, before: DateTime<Utc>) -> AppResult<u64> {
     use sea_orm::sea_query::Query;
     let txn = store.begin_write().await?;
     webhook_delivery::Entity::delete_many()
-        .filter(webhook_delivery::Column::Status.ne(super::webhooks::PENDING))
+        .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
         .filter(webhook_delivery::Column::CreatedAt.lt(before))
         .exec(&*txn)
         .await?;

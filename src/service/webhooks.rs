@@ -26,9 +26,37 @@ use super::{is_id, new_id, query_text, truncate_chars, Ctx, Store};
 use crate::entity::{key_event, server_secret, webhook_delivery, webhook_endpoint};
 use crate::error::{AppError, AppResult};
 
-pub const PENDING: &str = "PENDING";
-pub const DELIVERED: &str = "DELIVERED";
-pub const FAILED: &str = "FAILED";
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not delivered yet; attempted when due.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Not delivered within the retry window; no more attempts.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "PENDING",
+            DeliveryStatus::Delivered => "DELIVERED",
+            DeliveryStatus::Failed => "FAILED",
+        }
+    }
+
+    fn stored(raw: &str) -> Self {
+        match raw {
+            "DELIVERED" => DeliveryStatus::Delivered,
+            "FAILED" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+const PENDING: DeliveryStatus = DeliveryStatus::Pending;
 
 /// The most endpoints one account may have.
 pub const MAX_ENDPOINTS: u64 = 10;
@@ -361,7 +389,7 @@ pub struct DeliveryView {
     pub event_id: String,
     pub event_type: String,
     pub key: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
@@ -374,7 +402,7 @@ pub struct DeliveryView {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub endpoint_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
 }
 
 /// The account's deliveries, newest first; each with its event's type and key (one more query per page).
@@ -391,7 +419,7 @@ pub async fn list_deliveries(
         }
         select = select.filter(webhook_delivery::Column::EndpointId.eq(endpoint_id.as_str()));
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         select = select.filter(webhook_delivery::Column::Status.eq(status.as_str()));
     }
     let paged = page::fetch(db, select, webhook_delivery::Column::Id, page).await?;
@@ -428,14 +456,15 @@ async fn events_by_id<'a, C: ConnectionTrait>(
 }
 
 fn delivery_view(d: webhook_delivery::Model, event: Option<&key_event::Model>) -> DeliveryView {
+    let status = DeliveryStatus::stored(&d.status);
     DeliveryView {
         event_type: event.map(|e| e.r#type.clone()).unwrap_or_default(),
         key: event.map(|e| e.key.clone()).unwrap_or_default(),
-        next_attempt_at: (d.status == PENDING).then_some(d.next_attempt_at),
+        next_attempt_at: (status == PENDING).then_some(d.next_attempt_at),
+        status,
         id: d.id,
         endpoint_id: d.endpoint_id,
         event_id: d.event_id,
-        status: d.status,
         attempts: d.attempts,
         last_attempt_at: d.last_attempt_at,
         last_status_code: d.last_status_code,
@@ -471,7 +500,7 @@ pub async fn claim_due(
     }
     let txn = store.begin_write().await?;
     let due = webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq(PENDING))
+        .filter(webhook_delivery::Column::Status.eq(PENDING.as_str()))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
@@ -539,16 +568,17 @@ pub async fn record_outcome(store: &Store, claimed: &Claimed, outcome: Outcome) 
     match outcome {
         Outcome::Delivered { status } => {
             update = update
-                .col_expr(webhook_delivery::Column::Status, Expr::value(DELIVERED))
+                .col_expr(webhook_delivery::Column::Status, Expr::value(DeliveryStatus::Delivered.as_str()))
                 .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(Some(now)))
                 .col_expr(webhook_delivery::Column::LastStatusCode, Expr::value(Some(i32::from(status))))
                 .col_expr(webhook_delivery::Column::LastError, Expr::value(Option::<String>::None));
         }
         Outcome::Failed { status, error } => {
             let next = now + backoff(u32::try_from(claimed.attempt).unwrap_or(u32::MAX));
-            let status_text = if next > claimed.created_at + RETRY_WINDOW { FAILED } else { PENDING };
+            let next_status =
+                if next > claimed.created_at + RETRY_WINDOW { DeliveryStatus::Failed } else { DeliveryStatus::Pending };
             update = update
-                .col_expr(webhook_delivery::Column::Status, Expr::value(status_text))
+                .col_expr(webhook_delivery::Column::Status, Expr::value(next_status.as_str()))
                 .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next))
                 .col_expr(webhook_delivery::Column::LastStatusCode, Expr::value(status.map(i32::from)))
                 .col_expr(webhook_delivery::Column::LastError, Expr::value(Some(truncate_chars(&error, 300))));
@@ -557,7 +587,7 @@ pub async fn record_outcome(store: &Store, claimed: &Claimed, outcome: Outcome) 
     update
         .filter(webhook_delivery::Column::Id.eq(claimed.id.as_str()))
         .filter(webhook_delivery::Column::Attempts.eq(claimed.attempt))
-        .filter(webhook_delivery::Column::Status.eq(PENDING))
+        .filter(webhook_delivery::Column::Status.eq(PENDING.as_str()))
         .exec(&*txn)
         .await?;
     txn.commit_without_credential_change().await
@@ -565,7 +595,7 @@ pub async fn record_outcome(store: &Store, claimed: &Claimed, outcome: Outcome) 
 
 /// Deliveries waiting to be sent, on every replica (for `/metrics`).
 pub async fn backlog(db: &DatabaseConnection) -> AppResult<u64> {
-    Ok(webhook_delivery::Entity::find().filter(webhook_delivery::Column::Status.eq(PENDING)).count(db).await?)
+    Ok(webhook_delivery::Entity::find().filter(webhook_delivery::Column::Status.eq(PENDING.as_str())).count(db).await?)
 }
 
 #[cfg(test)]
