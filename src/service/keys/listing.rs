@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, Select,
+    SelectTwo,
 };
 
 use super::usage::unused_since_condition;
@@ -110,6 +111,18 @@ pub struct Lister<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// Where the listing is seen from, and its rows (access rows with their keys), before paging.
+async fn page_query(
+    store: &Store,
+    who: &Lister<'_>,
+    listing: Listing,
+    filter: &KeyFilter,
+) -> AppResult<(Viewpoint, SelectTwo<key_access::Entity, app_key::Entity>)> {
+    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
+    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
+    Ok((at, select))
+}
+
 /// The SQL of a listing's page (and of its `totalCount`), as `list` runs it: for checking query
 /// plans (`EXPLAIN`).
 pub async fn listing_statements(
@@ -121,8 +134,7 @@ pub async fn listing_statements(
     page: &PageRequest,
 ) -> AppResult<(sea_orm::Statement, sea_orm::Statement)> {
     use sea_orm::QueryTrait;
-    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
-    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
+    let (_, select) = page_query(store, who, listing, filter).await?;
     let backend = store.backend();
     let count = page::count_query(select.clone().into_query());
     let sort = order.sort_by();
@@ -140,8 +152,7 @@ pub async fn list(
     (order, direction): (KeyOrder, Direction),
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
-    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
-    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
+    let (at, select) = page_query(store, who, listing, filter).await?;
     let sort = order.sort_by();
     let mut paged =
         page::fetch_sorted(&store.db, select, sort.as_ref(), key_access::Column::Id, direction, page).await?;
