@@ -83,20 +83,23 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
-    /// The vendored files are the ones the README names, byte for byte.
+    /// The vendored files are the ones the READMEs name, byte for byte.
     #[test]
     fn vendored_files_match_their_recorded_hashes() {
-        let readme = include_str!("../../assets/graphiql/README.md");
-        for (name, _, bytes) in
-            GRAPHIQL.iter().filter(|(name, _, _)| name.ends_with(".min.js") || name.ends_with(".min.css"))
-        {
+        let vendored = |name: &str| name.ends_with(".min.js") || name.ends_with(".min.css");
+        assert_hashes(GRAPHIQL, vendored, include_str!("../../assets/graphiql/README.md"), "assets/graphiql");
+        assert_hashes(
+            CONSOLE,
+            |name| name == "preact-htm.js",
+            include_str!("../../assets/console/README.md"),
+            "assets/console",
+        );
+    }
+
+    fn assert_hashes(files: &[(&str, &str, &[u8])], vendored: impl Fn(&str) -> bool, readme: &str, dir: &str) {
+        for (name, _, bytes) in files.iter().filter(|(name, _, _)| vendored(name)) {
             let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-            assert!(readme.contains(&digest), "{name}: sha256 {digest} is not the one in assets/graphiql/README.md");
-        }
-        let readme = include_str!("../../assets/console/README.md");
-        for (name, _, bytes) in CONSOLE.iter().filter(|(name, _, _)| *name == "preact-htm.js") {
-            let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-            assert!(readme.contains(&digest), "{name}: sha256 {digest} is not the one in assets/console/README.md");
+            assert!(readme.contains(&digest), "{name}: sha256 {digest} is not the one in {dir}/README.md");
         }
     }
 }
