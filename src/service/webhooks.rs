@@ -498,10 +498,18 @@ pub async fn claim_due(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    let due_rows = || {
+        webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::Status.eq(PENDING.as_str()))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+    };
+    // Read first, outside any write: the deliverer polls every second and most polls find nothing
+    // (on SQLite a write would take the one writer's lock each time).
+    if due_rows().one(&store.db).await?.is_none() {
+        return Ok(Vec::new());
+    }
     let txn = store.begin_write().await?;
-    let due = webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq(PENDING.as_str()))
-        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+    let due = due_rows()
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
