@@ -8,6 +8,7 @@ pub mod audit;
 mod database;
 pub mod events;
 pub mod export;
+mod folded;
 pub mod follow;
 pub mod keys;
 mod links;

@@ -111,6 +111,11 @@ pub fn count_query(statement: SelectStatement) -> SelectStatement {
 }
 
 impl Total {
+    /// The total of the rows `statement` selects (before paging).
+    pub fn new(db: DatabaseConnection, statement: SelectStatement) -> Self {
+        Self { db, statement }
+    }
+
     pub async fn count(&self) -> AppResult<u64> {
         let row = self.db.query_one(&count_query(self.statement.clone())).await?;
         let n = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
@@ -222,8 +227,14 @@ where
     Q: PageQuery,
     C: ColumnTrait,
 {
-    let total = Total { db: db.clone(), statement: select.clone().into_query() };
-    let mut items = arrange(select, sort, id_column, direction, page)?.rows(db).await?;
+    let total = Total::new(db.clone(), select.clone().into_query());
+    let items = arrange(select, sort, id_column, direction, page)?.rows(db).await?;
+    Ok(finish(items, total, page))
+}
+
+/// The page from the rows of `arrange`'s query (which reads one row beyond the page when there is
+/// more), in the listing's order.
+pub fn finish<T>(mut items: Vec<T>, total: Total, page: &PageRequest) -> Paged<T> {
     let more = items.len() as u64 > page.limit;
     items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
     if page.backward {
@@ -232,7 +243,13 @@ where
     // Past the cursor there is at least the cursor's own row; beyond the page, `more` tells.
     let (has_next, has_previous) =
         if page.backward { (page.cursor.is_some(), more) } else { (more, page.cursor.is_some()) };
-    Ok(Paged { items, total, has_next, has_previous })
+    Paged { items, total, has_next, has_previous }
+}
+
+/// Whether `arrange`'s query reads rows in descending order (the listing's order, or its reverse
+/// when paging backwards).
+pub fn reads_descending(direction: Direction, page: &PageRequest) -> bool {
+    (direction == Direction::Desc) != page.backward
 }
 
 /// The page's query: `select` past the cursor, in the order rows are read (the listing's, or its
@@ -248,7 +265,7 @@ where
     Q: PageQuery,
     C: ColumnTrait,
 {
-    let descending = (direction == Direction::Desc) != page.backward;
+    let descending = reads_descending(direction, page);
     let mut rows = select;
     if let Some(cursor) = &page.cursor {
         let beyond_id = if descending { id_column.lt(cursor.id.clone()) } else { id_column.gt(cursor.id.clone()) };

@@ -214,18 +214,24 @@ pub async fn views_with<C: ConnectionTrait>(
     Ok(rows
         .into_iter()
         .map(|r| {
-            let resources = if r.predefined {
-                match PredefinedRole::from_name(&r.name).and_then(PredefinedRole::fixed_resources) {
-                    Some(fixed) => catalogue.iter().filter(|c| fixed.iter().any(|f| f.id() == c.id)).cloned().collect(),
-                    None => catalogue.to_vec(),
-                }
-            } else {
-                let held = custom.remove(&r.id).unwrap_or_default();
-                catalogue.iter().filter(|c| held.contains(&c.id)).cloned().collect()
-            };
-            RoleView { id: r.id, name: r.name, predefined: r.predefined, resources }
+            let held = custom.remove(&r.id).unwrap_or_default();
+            view_of(r.id, r.name, r.predefined, &held, &catalogue)
         })
         .collect())
+}
+
+/// A role's view: a predefined role's resources are fixed (or the whole catalogue), a custom role's
+/// are those it `held`, as the catalogue lists them.
+pub fn view_of(id: String, name: String, predefined: bool, held: &[String], catalogue: &[ResourceView]) -> RoleView {
+    let resources = if predefined {
+        match PredefinedRole::from_name(&name).and_then(PredefinedRole::fixed_resources) {
+            Some(fixed) => catalogue.iter().filter(|c| fixed.iter().any(|f| f.id() == c.id)).cloned().collect(),
+            None => catalogue.to_vec(),
+        }
+    } else {
+        catalogue.iter().filter(|c| held.contains(&c.id)).cloned().collect()
+    };
+    RoleView { id, name, predefined, resources }
 }
 
 pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {

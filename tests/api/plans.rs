@@ -1,4 +1,4 @@
-//! PostgreSQL query plans: every listing page — each listing, filter, order and direction, with and
+//! Query plans. PostgreSQL: every listing page — each listing, filter, order and direction, with and
 //! without a cursor — and its `totalCount` reach an account's rows through an index, never by
 //! reading a whole table, on a database with many other accounts' keys and fresh statistics.
 use appkeys::service::keys::{self, KeyFilter, KeyOrder, Lister, Listing};
@@ -121,5 +121,16 @@ async fn every_listing_reaches_its_rows_through_an_index() {
         }
     }
     assert!(checked >= 2 * 6 * 4 * 2 * 2, "{checked} plans checked");
+    app.cleanup().await;
+}
+
+/// SQLite is built with the query planner stability guarantee (`.cargo/config.toml`): without it,
+/// every statement with a bound `LIMIT ?` or `LIKE ?` is parsed and planned again each time it
+/// runs, and the prepared-statement cache saves nothing for pages and single-row reads.
+#[tokio::test]
+async fn sqlite_is_built_with_a_stable_query_planner() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let used: i64 = app.scalar("SELECT sqlite_compileoption_used('ENABLE_QPSG')").await;
+    assert_eq!(used, 1, "build appkeys from its directory so .cargo/config.toml sets LIBSQLITE3_FLAGS");
     app.cleanup().await;
 }

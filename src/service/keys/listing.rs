@@ -3,18 +3,20 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, Select,
-    SelectTwo,
+    sea_query, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, QueryFilter,
+    QuerySelect, QueryTrait, RelationTrait, Select,
 };
 
 use super::usage::unused_since_condition;
 use super::{
-    has_roles, locate, renewal_alert_condition, status_condition, views, AppKeyView, KeyStatus, KeyType, RenewalAlert,
-    Viewpoint,
+    has_roles, locate, renewal_alert_condition, status_condition, view_of, AppKeyView, KeyStatus, KeyType,
+    RenewalAlert, Viewpoint,
 };
-use crate::entity::{app_key, key_access};
+use crate::entity::{account, app_key, key_access};
 use crate::error::{AppError, AppResult};
+use crate::service::folded::{self, Cells};
 use crate::service::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
+use crate::service::roles;
 use crate::service::{query_text, Store};
 
 /// Which page of keys.
@@ -111,16 +113,149 @@ pub struct Lister<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Where the listing is seen from, and its rows (access rows with their keys), before paging.
-async fn page_query(
-    store: &Store,
-    who: &Lister<'_>,
+/// The columns a page reads of each access row and of its key, in the order `row_of` reads them.
+const ACCESS_COLUMNS: [key_access::Column; 11] = [
+    key_access::Column::Id,
+    key_access::Column::AppKeyId,
+    key_access::Column::AccountId,
+    key_access::Column::External,
+    key_access::Column::Removed,
+    key_access::Column::AddedAt,
+    key_access::Column::AddedBy,
+    key_access::Column::UpdatedAt,
+    key_access::Column::LastUsedAt,
+    key_access::Column::LastUsedIp,
+    key_access::Column::LastUsedUserAgent,
+];
+const KEY_COLUMNS: [app_key::Column; 19] = [
+    app_key::Column::Id,
+    app_key::Column::Key,
+    app_key::Column::AccountId,
+    app_key::Column::Label,
+    app_key::Column::LabelSearch,
+    app_key::Column::TokenDigest,
+    app_key::Column::Active,
+    app_key::Column::CreatedAt,
+    app_key::Column::CreatedBy,
+    app_key::Column::TokenCreatedAt,
+    app_key::Column::PreviousTokenDigest,
+    app_key::Column::PreviousTokenCreatedAt,
+    app_key::Column::PreviousTokenExpiresAt,
+    app_key::Column::RenewalStartedAt,
+    app_key::Column::ExpiresAt,
+    app_key::Column::UpdatedAt,
+    app_key::Column::ExpiringAnnouncedFor,
+    app_key::Column::ExpiredAnnouncedFor,
+    app_key::Column::RenewalDueAnnouncedFor,
+];
+
+/// An access row's roles as JSON, `[[id, name, predefined, [resource ids of a custom role]], …]`,
+/// computed per row of the page (the link table's key leads with the access id).
+fn roles_json(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => {
+            r#"(SELECT COALESCE(json_agg(json_build_array(r."id", r."name", r."predefined", CASE WHEN r."predefined" THEN '[]'::json ELSE (SELECT COALESCE(json_agg(rr."resource_id"), '[]'::json) FROM "role_resources" rr WHERE rr."role_id" = r."id") END)), '[]'::json) FROM "key_access_roles" l JOIN "roles" r ON r."id" = l."role_id" WHERE l."key_access_id" = "key_access"."id")"#
+        }
+        _ => {
+            r#"(SELECT json_group_array(json_array(r."id", r."name", r."predefined", json(CASE WHEN r."predefined" THEN '[]' ELSE (SELECT json_group_array(rr."resource_id") FROM "role_resources" rr WHERE rr."role_id" = r."id") END))) FROM "key_access_roles" l JOIN "roles" r ON r."id" = l."role_id" WHERE l."key_access_id" = "key_access"."id")"#
+        }
+    }
+}
+
+/// A listing page as one query returning one row: the page's access rows, each with its key, the
+/// key's owner's name and its roles here, folded into JSON (see `folded`). Also the statement
+/// behind `totalCount`.
+fn page_statements(
+    at: &Viewpoint,
+    backend: DatabaseBackend,
     listing: Listing,
     filter: &KeyFilter,
-) -> AppResult<(Viewpoint, SelectTwo<key_access::Entity, app_key::Entity>)> {
-    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
-    let select = access_select(&at, listing, filter)?.select_also(app_key::Entity);
-    Ok((at, select))
+    (order, direction): (KeyOrder, Direction),
+    page: &PageRequest,
+) -> AppResult<(sea_orm::Statement, sea_query::SelectStatement)> {
+    let base = access_select(at, listing, filter)?;
+    let count = base.clone().into_query();
+    let mut select = base.select_only().join(JoinType::InnerJoin, app_key::Relation::Owner.def());
+    let mut columns = Vec::new();
+    for (i, column) in ACCESS_COLUMNS.into_iter().enumerate() {
+        columns.push(folded::Column::plain(format!("a{i}")));
+        select = select.column_as(column, format!("a{i}"));
+    }
+    for (i, column) in KEY_COLUMNS.into_iter().enumerate() {
+        columns.push(folded::Column::plain(format!("k{i}")));
+        select = select.column_as(column, format!("k{i}"));
+    }
+    columns.push(folded::Column::plain("owner"));
+    columns.push(folded::Column::json("roles"));
+    select = select.column_as(account::Column::Name, "owner").expr_as(Expr::cust(roles_json(backend)), "roles");
+    let sort = order.sort_by();
+    if let Some(sort) = &sort {
+        select = select.expr_as(sort.expr.clone(), "s");
+    }
+    let rows = page::arrange(select, sort.as_ref(), key_access::Column::Id, direction, page)?;
+    // The folded array keeps the order the page was read in.
+    let way = if page::reads_descending(direction, page) { "DESC" } else { "ASC" };
+    let order_sql = match sort {
+        Some(_) => format!("\"s\" {way}, \"a0\" {way}"),
+        None => format!("\"a0\" {way}"),
+    };
+    Ok((folded::fold(backend, rows.build(backend), &columns, Some(&order_sql)), count))
+}
+
+/// One folded row of a page: the access, its key, the owner's name and the roles in display order.
+fn row_of(
+    cells: &[serde_json::Value],
+    catalogue: &[roles::ResourceView],
+) -> AppResult<(key_access::Model, app_key::Model, String, Vec<roles::RoleView>)> {
+    let mut c = Cells::new(cells);
+    let access = key_access::Model {
+        id: c.text()?,
+        app_key_id: c.text()?,
+        account_id: c.text()?,
+        external: c.flag(),
+        removed: c.flag(),
+        added_at: c.time()?,
+        added_by: c.text()?,
+        updated_at: c.time()?,
+        last_used_at: c.opt_time()?,
+        last_used_ip: c.opt_text(),
+        last_used_user_agent: c.opt_text(),
+    };
+    let key = app_key::Model {
+        id: c.text()?,
+        key: c.text()?,
+        account_id: c.text()?,
+        label: c.text()?,
+        label_search: c.text()?,
+        token_digest: c.text()?,
+        active: c.flag(),
+        created_at: c.time()?,
+        created_by: c.text()?,
+        token_created_at: c.time()?,
+        previous_token_digest: c.opt_text(),
+        previous_token_created_at: c.opt_time()?,
+        previous_token_expires_at: c.opt_time()?,
+        renewal_started_at: c.opt_time()?,
+        expires_at: c.opt_time()?,
+        updated_at: c.time()?,
+        expiring_announced_for: c.opt_time()?,
+        expired_announced_for: c.opt_time()?,
+        renewal_due_announced_for: c.opt_time()?,
+    };
+    let owner = c.text()?;
+    let mut roles = Vec::new();
+    for role in c.value().as_array().map(Vec::as_slice).unwrap_or_default() {
+        let mut r = Cells::new(role.as_array().map(Vec::as_slice).unwrap_or_default());
+        let (id, name, predefined) = (r.text()?, r.text()?, r.flag());
+        let held: Vec<String> = r
+            .value()
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        roles.push(roles::view_of(id, name, predefined, &held, catalogue));
+    }
+    roles::sort_for_display(&mut roles);
+    Ok((access, key, owner, roles))
 }
 
 /// The SQL of a listing's page (and of its `totalCount`), as `list` runs it: for checking query
@@ -130,37 +265,37 @@ pub async fn listing_statements(
     who: &Lister<'_>,
     listing: Listing,
     filter: &KeyFilter,
-    (order, direction): (KeyOrder, Direction),
+    order: (KeyOrder, Direction),
     page: &PageRequest,
 ) -> AppResult<(sea_orm::Statement, sea_orm::Statement)> {
-    use sea_orm::QueryTrait;
-    let (_, select) = page_query(store, who, listing, filter).await?;
+    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
     let backend = store.backend();
-    let count = page::count_query(select.clone().into_query());
-    let sort = order.sort_by();
-    let rows = page::arrange(select, sort.as_ref(), key_access::Column::Id, direction, page)?;
-    Ok((rows.build(backend), backend.build(&count)))
+    let (rows, count) = page_statements(&at, backend, listing, filter, order, page)?;
+    Ok((rows, backend.build(&page::count_query(count))))
 }
 
-/// One page of a listing: the page's access rows with their keys in one query, their roles in one
-/// more; the account's settings and the resource catalogue from memory when current.
+/// One page of a listing in one query (see `page_statements`); the account's settings and the
+/// resource catalogue from memory when current; the total only when asked.
 pub async fn list(
     store: &Store,
     who: &Lister<'_>,
     listing: Listing,
     filter: &KeyFilter,
-    (order, direction): (KeyOrder, Direction),
+    order: (KeyOrder, Direction),
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
-    let (at, select) = page_query(store, who, listing, filter).await?;
-    let sort = order.sort_by();
-    let mut paged =
-        page::fetch_sorted(&store.db, select, sort.as_ref(), key_access::Column::Id, direction, page).await?;
-    let (accesses, keys): (Vec<key_access::Model>, Vec<Option<app_key::Model>>) =
-        std::mem::take(&mut paged.items).into_iter().unzip();
-    let keys: Vec<app_key::Model> = keys.into_iter().flatten().collect();
-    let items = views(&store.db, &at, keys, accesses).await?;
-    Ok(paged.with_items(items))
+    let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
+    let (rows, count) = page_statements(&at, store.backend(), listing, filter, order, page)?;
+    let catalogue = match &at.catalogue {
+        Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
+        None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
+    };
+    let mut items = Vec::new();
+    for cells in folded::fetch(&store.db, rows).await? {
+        let (access, key, owner, roles) = row_of(&cells, &catalogue)?;
+        items.push(view_of(&at, key, Some(&access), owner, roles));
+    }
+    Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
 }
 
 fn like_pattern(search: &str) -> LikeExpr {

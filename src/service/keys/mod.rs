@@ -328,46 +328,55 @@ async fn views<C: ConnectionTrait>(
             .collect()
     };
     owners.extend(known);
-    let roles_by_access = roles_of_accesses(db, &accesses, at.catalogue.as_deref()).await?;
+    let mut roles_by_access = roles_of_accesses(db, &accesses, at.catalogue.as_deref()).await?;
     let access_by_key: HashMap<&str, &key_access::Model> =
         accesses.iter().map(|a| (a.app_key_id.as_str(), a)).collect();
     Ok(keys
         .into_iter()
         .map(|k| {
             let access = access_by_key.get(k.id.as_str()).copied();
-            let internal = k.account_id == at.account_id;
-            let status = effective_status(k.active, access.is_none_or(|a| a.removed), k.expires_at, at.now);
-            let roles = access.and_then(|a| roles_by_access.get(&a.id)).cloned().unwrap_or_default();
-            let renewal = pending_renewal(&k, at.now);
-            let last_use = access.and_then(|a| {
-                a.last_used_at.map(|at| LastUse {
-                    at,
-                    ip: a.last_used_ip.clone(),
-                    user_agent: a.last_used_user_agent.clone(),
-                })
-            });
-            let updated_at = access.map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
-            AppKeyView {
-                access_id: access.map(|a| a.id.clone()).unwrap_or_default(),
-                id: k.id,
-                account: owners.get(&k.account_id).cloned().unwrap_or_default(),
-                label: internal.then_some(k.label),
-                created_by: internal.then(|| creator(&k.created_by)),
-                key: k.key,
-                key_type: if internal { KeyType::Internal } else { KeyType::External },
-                status,
-                has_access: has_access(status, roles.len()),
-                roles,
-                created_at: k.created_at,
-                token_created_at: k.token_created_at,
-                renewal,
-                renewal_alert: renewal_alert(k.token_created_at, at.now, at.settings.renewal_period_days),
-                expires_at: k.expires_at,
-                last_use,
-                updated_at,
-            }
+            let roles = access.and_then(|a| roles_by_access.remove(&a.id)).unwrap_or_default();
+            let owner = owners.get(&k.account_id).cloned().unwrap_or_default();
+            view_of(at, k, access, owner, roles)
         })
         .collect())
+}
+
+/// A key's view from what was read of it: its access here (none: removed from this account), its
+/// owner's name and its roles here in display order.
+fn view_of(
+    at: &Viewpoint,
+    k: app_key::Model,
+    access: Option<&key_access::Model>,
+    owner: String,
+    roles: Vec<RoleView>,
+) -> AppKeyView {
+    let internal = k.account_id == at.account_id;
+    let status = effective_status(k.active, access.is_none_or(|a| a.removed), k.expires_at, at.now);
+    let renewal = pending_renewal(&k, at.now);
+    let last_use = access.and_then(|a| {
+        a.last_used_at.map(|at| LastUse { at, ip: a.last_used_ip.clone(), user_agent: a.last_used_user_agent.clone() })
+    });
+    let updated_at = access.map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
+    AppKeyView {
+        access_id: access.map(|a| a.id.clone()).unwrap_or_default(),
+        id: k.id,
+        account: owner,
+        label: internal.then_some(k.label),
+        created_by: internal.then(|| creator(&k.created_by)),
+        key: k.key,
+        key_type: if internal { KeyType::Internal } else { KeyType::External },
+        status,
+        has_access: has_access(status, roles.len()),
+        roles,
+        created_at: k.created_at,
+        token_created_at: k.token_created_at,
+        renewal,
+        renewal_alert: renewal_alert(k.token_created_at, at.now, at.settings.renewal_period_days),
+        expires_at: k.expires_at,
+        last_use,
+        updated_at,
+    }
 }
 
 /// Each access's roles, in display order: the links and their roles in one query.
