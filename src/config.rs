@@ -119,6 +119,11 @@ pub struct Settings {
     /// Maximum database connections in this process's pool.
     #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// SQLite only: how much of the database file each connection reads through a memory map
+    /// (MiB; 0 turns it off). Reads then cost no system call per page; the mapped pages are the
+    /// kernel's page cache, shared, and show in the process's resident size as file pages.
+    #[arg(long, env = "APPKEYS_SQLITE_MMAP_MIB", default_value_t = 256)]
+    pub sqlite_mmap_mib: u64,
     /// Maximum argon2 verifications running at once (each takes 19 MiB and one core).
     #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2)]
     pub max_concurrent_logins: usize,

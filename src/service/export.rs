@@ -2,16 +2,18 @@
 //! single-use download tickets that let a browser fetch it with a plain link.
 use bytes::Bytes;
 use futures::Stream;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, JoinType,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Select, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    Statement,
 };
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
+use super::folded::{self, Cells};
 use super::keys;
 use super::roles;
 use super::{new_id, Ctx, Store};
@@ -32,6 +34,7 @@ pub const HEADER: [&str; 11] = [
     "last_used_at",
     "expires_at",
 ];
+/// Keys per chunk (each with its roles).
 const ROWS_PER_CHUNK: u64 = 2_000;
 pub const TICKET_TTL_SECS: i64 = 60;
 
@@ -55,16 +58,19 @@ enum Keys {
     External,
 }
 
-/// One (key, role) pair of the export, read in bulk by `page`.
+/// One (key, role) pair of the export, read in bulk by `page`; the role's and the owner's names are
+/// filled in from `Names` (ids are cheaper to read than joined rows).
 #[derive(Debug)]
 struct ExportRow {
     access_id: String,
     key: String,
+    owner_id: String,
     owner: String,
     external: bool,
     removed: bool,
     active: bool,
     created_at: DateTime<Utc>,
+    role_id: String,
     role_name: String,
     role_predefined: bool,
     label: String,
@@ -75,136 +81,186 @@ struct ExportRow {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// The columns of a chunk, in the order the database folds them (see `fetch_aggregated`).
-const COLUMNS: &str = r#"access_id, "key", owner, external, removed, active, created_at, role_name, role_predefined, label, token_created_at, renewal_started_at, old_token_expires_at, last_used_at, expires_at"#;
+/// The columns of a chunk, in the order the database folds them (see `chunk_statement`).
+const COLUMNS: [&str; 14] = [
+    "access_id",
+    "key",
+    "owner_id",
+    "external",
+    "removed",
+    "active",
+    "created_at",
+    "role_id",
+    "label",
+    "token_created_at",
+    "renewal_started_at",
+    "old_token_expires_at",
+    "last_used_at",
+    "expires_at",
+];
 
-/// One chunk of the export in one query: keys joined with their roles (so only keys with roles),
-/// keyset on the access id. A full chunk may end inside a key's roles: that key is left for the next
-/// chunk. Returns the rows and the cursor of the next chunk.
-async fn page(
+/// Where each of `COLUMNS` comes from (table, column).
+const SOURCES: [(&str, &str); 14] = [
+    ("key_access", "id"),
+    ("app_keys", "key"),
+    ("app_keys", "account_id"),
+    ("key_access", "external"),
+    ("key_access", "removed"),
+    ("app_keys", "active"),
+    ("app_keys", "created_at"),
+    ("key_access_roles", "role_id"),
+    ("app_keys", "label"),
+    ("app_keys", "token_created_at"),
+    ("app_keys", "renewal_started_at"),
+    ("app_keys", "previous_token_expires_at"),
+    ("key_access", "last_used_at"),
+    ("app_keys", "expires_at"),
+];
+
+/// One chunk of the export as one statement returning one row: the (key, role) pairs of the next
+/// `chunk` keys holding roles (keyset on the access id, newest first, after `after`), folded into
+/// JSON text, plus the last key's access id.
+fn chunk_statement(
+    backend: DatabaseBackend,
+    account_id: &str,
+    which: Keys,
+    after: Option<&str>,
+    chunk: u64,
+) -> Statement {
+    let access = |column: key_access::Column| Expr::col((key_access::Entity, column));
+    let mut window = Query::select();
+    window
+        .column((key_access::Entity, key_access::Column::Id))
+        .from(key_access::Entity)
+        .and_where(access(key_access::Column::AccountId).eq(account_id))
+        .and_where(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(key_access_role::Entity)
+                .and_where(
+                    Expr::col((key_access_role::Entity, key_access_role::Column::KeyAccessId))
+                        .equals((key_access::Entity, key_access::Column::Id)),
+                )
+                .to_owned(),
+        ));
+    match which {
+        Keys::All => {}
+        Keys::Internal => _ = window.and_where(access(key_access::Column::External).eq(false)),
+        Keys::External => _ = window.and_where(access(key_access::Column::External).eq(true)),
+    }
+    if let Some(after) = after {
+        window.and_where(access(key_access::Column::Id).lt(after));
+    }
+    window.order_by((key_access::Entity, key_access::Column::Id), Order::Desc).limit(chunk);
+    // The window (the ids of the chunk's access rows, read from the index alone) drives the join;
+    // each access row, its key and its role links are then found by id.
+    let col = |table: &'static str, column: &'static str| Expr::col((table, column));
+    let mut pairs = Query::select();
+    pairs
+        .from_subquery(window.to_owned(), "w")
+        .inner_join(key_access::Entity, col("key_access", "id").equals(("w", "id")))
+        .inner_join(app_key::Entity, col("app_keys", "id").equals(("key_access", "app_key_id")))
+        .inner_join(key_access_role::Entity, col("key_access_roles", "key_access_id").equals(("key_access", "id")));
+    for (alias, (table, column)) in COLUMNS.into_iter().zip(SOURCES) {
+        pairs.expr_as(col(table, column), alias);
+    }
+    let columns: Vec<folded::Column> = COLUMNS.into_iter().map(folded::Column::plain).collect();
+    folded::fold_with(backend, backend.build(&pairs), &columns, None, &[r#"MIN("access_id")"#])
+}
+
+/// Reads the next chunk's JSON text and where the one after it starts (`None`: there was nothing
+/// left; a full last chunk is followed by one empty read).
+/// The JSON is not parsed here, so the database can read the next chunk while this one is parsed
+/// and encoded.
+async fn read_chunk(
     db: &DatabaseConnection,
     account_id: &str,
     which: Keys,
     after: Option<&str>,
     chunk: u64,
-) -> AppResult<(Vec<ExportRow>, Option<String>)> {
-    let mut select = key_access::Entity::find()
-        .select_only()
-        .column_as(key_access::Column::Id, "access_id")
-        .column_as(app_key::Column::Key, "key")
-        .column_as(account::Column::Name, "owner")
-        .column_as(key_access::Column::External, "external")
-        .column_as(key_access::Column::Removed, "removed")
-        .column_as(app_key::Column::Active, "active")
-        .column_as(app_key::Column::CreatedAt, "created_at")
-        .column_as(role::Column::Name, "role_name")
-        .column_as(role::Column::Predefined, "role_predefined")
-        .column_as(app_key::Column::Label, "label")
-        .column_as(app_key::Column::TokenCreatedAt, "token_created_at")
-        .column_as(app_key::Column::RenewalStartedAt, "renewal_started_at")
-        .column_as(app_key::Column::PreviousTokenExpiresAt, "old_token_expires_at")
-        .column_as(key_access::Column::LastUsedAt, "last_used_at")
-        .column_as(app_key::Column::ExpiresAt, "expires_at")
-        .join(JoinType::InnerJoin, key_access::Relation::AppKey.def())
-        .join(JoinType::InnerJoin, app_key::Relation::Owner.def())
-        .join(JoinType::InnerJoin, key_access::Relation::Roles.def())
-        .join(JoinType::InnerJoin, key_access_role::Relation::Role.def())
-        .filter(key_access::Column::AccountId.eq(account_id));
-    match which {
-        Keys::All => {}
-        Keys::Internal => select = select.filter(key_access::Column::External.eq(false)),
-        Keys::External => select = select.filter(key_access::Column::External.eq(true)),
-    }
-    if let Some(after) = after {
-        select = select.filter(key_access::Column::Id.lt(after));
-    }
-    let select = select.order_by_desc(key_access::Column::Id);
-    // A chunk holding one key's roles only cannot tell whether that key has more: widen it until a
-    // second key (or the end) shows up.
-    let mut limit = chunk;
-    loop {
-        let mut rows = fetch_aggregated(db, select.clone().limit(limit)).await?;
-        if (rows.len() as u64) < limit {
-            return Ok((rows, None));
-        }
-        let last = rows.last().map(|r| r.access_id.clone()).unwrap_or_default();
-        let complete = rows.iter().position(|r| r.access_id == last).unwrap_or(rows.len());
-        if complete > 0 {
-            rows.truncate(complete);
-            let next = rows.last().map(|r| r.access_id.clone());
-            return Ok((rows, next));
-        }
-        limit = limit.saturating_mul(2);
-    }
+) -> AppResult<(String, Option<String>)> {
+    let statement = chunk_statement(db.get_database_backend(), account_id, which, after, chunk);
+    let Some(row) = db.query_one_raw(statement).await? else {
+        return Ok(("[]".to_owned(), None));
+    };
+    let json: Option<String> = row.try_get_by_index(0)?;
+    // An empty chunk (no key left) has no last key: that ends the export.
+    let last: Option<String> = row.try_get_by_index(1)?;
+    Ok((json.unwrap_or_else(|| "[]".to_owned()), last))
 }
 
-/// Runs the chunk's query with the database folding its rows into one JSON array, so a chunk costs
-/// one row through the driver instead of thousands (the driver's per-row cost, not the query, is what
-/// bounded the export's speed).
-async fn fetch_aggregated(db: &DatabaseConnection, select: Select<key_access::Entity>) -> AppResult<Vec<ExportRow>> {
-    let backend = db.get_database_backend();
-    let inner = backend.build(&select.into_query());
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            format!("SELECT COALESCE(json_agg(json_build_array({COLUMNS}))::text, '[]') FROM ({}) AS chunk", inner.sql)
-        }
-        _ => format!("SELECT json_group_array(json_array({COLUMNS})) FROM ({}) AS chunk", inner.sql),
-    };
-    let statement = Statement { sql, values: inner.values, db_backend: backend };
-    let row = db.query_one_raw(statement).await?;
-    let json: String = match row {
-        Some(row) => row.try_get_by_index(0)?,
-        None => return Ok(Vec::new()),
-    };
-    let raw: Vec<Vec<Value>> = serde_json::from_str(&json)
+/// A chunk's pairs from its JSON, newest key first, with their role and owner names.
+async fn parse_chunk(db: &DatabaseConnection, names: &mut Names, json: &str) -> AppResult<Vec<ExportRow>> {
+    let raw: Vec<Vec<Value>> = serde_json::from_str(json)
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading an export chunk")))?;
     let mut rows = raw.iter().map(|cells| ExportRow::from_cells(cells)).collect::<AppResult<Vec<_>>>()?;
-    // Aggregates need not keep the subquery's order: restore it (newest first; stable for roles).
+    // Aggregates need not keep any order: newest first (stable: roles are sorted for display later).
     rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
-    Ok(rows)
+    names.resolve(db, rows).await
 }
 
 impl ExportRow {
     fn from_cells(cells: &[Value]) -> AppResult<Self> {
-        let cell = |i: usize| cells.get(i).unwrap_or(&Value::Null);
-        let text = |i: usize| cell(i).as_str().unwrap_or_default().to_owned();
-        let required = |i: usize| {
-            timestamp(cell(i))?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("an export row lacks column {i}")))
-        };
+        let mut c = Cells::new(cells);
         Ok(Self {
-            access_id: text(0),
-            key: text(1),
-            owner: text(2),
-            external: truthy(cell(3)),
-            removed: truthy(cell(4)),
-            active: truthy(cell(5)),
-            created_at: required(6)?,
-            role_name: text(7),
-            role_predefined: truthy(cell(8)),
-            label: text(9),
-            token_created_at: required(10)?,
-            renewal_started_at: timestamp(cell(11))?,
-            old_token_expires_at: timestamp(cell(12))?,
-            last_used_at: timestamp(cell(13))?,
-            expires_at: timestamp(cell(14))?,
+            access_id: c.text()?,
+            key: c.text()?,
+            owner_id: c.text()?,
+            owner: String::new(),
+            external: c.flag(),
+            removed: c.flag(),
+            active: c.flag(),
+            created_at: c.time()?,
+            role_id: c.text()?,
+            role_name: String::new(),
+            role_predefined: false,
+            label: c.text()?,
+            token_created_at: c.time()?,
+            renewal_started_at: c.opt_time()?,
+            old_token_expires_at: c.opt_time()?,
+            last_used_at: c.opt_time()?,
+            expires_at: c.opt_time()?,
         })
     }
 }
 
-/// A timestamp as the database's JSON writes it (SQLite: `2026-01-01 00:00:00+00:00`; PostgreSQL:
-/// ISO 8601), or null.
-fn timestamp(value: &Value) -> AppResult<Option<DateTime<Utc>>> {
-    let Some(text) = value.as_str() else {
-        return Ok(None);
-    };
-    chrono::DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1))
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading an export timestamp")))
+/// The names an export's rows refer to by id: the account's roles and the keys' owners.
+#[derive(Default)]
+struct Names {
+    roles: HashMap<String, (String, bool)>,
+    owners: HashMap<String, String>,
 }
 
-/// SQLite has no boolean type (0/1); PostgreSQL's JSON has true/false.
-fn truthy(value: &Value) -> bool {
-    value.as_bool().unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))
+impl Names {
+    /// Fills in the rows' role and owner names, reading the ones not known yet (a chunk of the
+    /// account's own keys needs no read after the first). A pair whose role was deleted since the
+    /// chunk was read is left out, as a join would have.
+    async fn resolve(&mut self, db: &DatabaseConnection, rows: Vec<ExportRow>) -> AppResult<Vec<ExportRow>> {
+        let unknown_roles: BTreeSet<&str> =
+            rows.iter().map(|r| r.role_id.as_str()).filter(|id| !self.roles.contains_key(*id)).collect();
+        if !unknown_roles.is_empty() {
+            for found in role::Entity::find().filter(role::Column::Id.is_in(unknown_roles)).all(db).await? {
+                self.roles.insert(found.id, (found.name, found.predefined));
+            }
+        }
+        let unknown_owners: BTreeSet<&str> =
+            rows.iter().map(|r| r.owner_id.as_str()).filter(|id| !self.owners.contains_key(*id)).collect();
+        if !unknown_owners.is_empty() {
+            for found in account::Entity::find().filter(account::Column::Id.is_in(unknown_owners)).all(db).await? {
+                self.owners.insert(found.id, found.name);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .filter_map(|mut row| {
+                let (name, predefined) = self.roles.get(&row.role_id)?;
+                row.role_name.clone_from(name);
+                row.role_predefined = *predefined;
+                row.owner = self.owners.get(&row.owner_id).cloned().unwrap_or_default();
+                Some(row)
+            })
+            .collect())
+    }
 }
 
 fn instant(at: DateTime<Utc>) -> String {
@@ -264,28 +320,30 @@ pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Byt
     stream_in_chunks(store, account_id, ROWS_PER_CHUNK)
 }
 
-/// `stream` with a chosen chunk size (in key-role pairs), so tests can cross many chunk boundaries.
-/// A reader task fetches the next chunk while the current one is encoded and sent (the database and
-/// the encoding overlap); at most two chunks wait in between, so memory stays bounded.
+/// `stream` with a chosen chunk size (in keys), so tests can cross many chunk boundaries. A reader
+/// task has the database fold chunk after chunk into JSON text while the stream parses, encodes and
+/// sends the ones already read (the two overlap, on two threads); at most two chunks wait in
+/// between, so memory stays bounded.
 pub fn stream_in_chunks(
     store: Store,
     account_id: String,
     chunk: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<AppResult<Vec<ExportRow>>>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<AppResult<String>>(2);
     let now = store.now();
+    let db = store.db.clone();
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
-            let read = page(&store.db, &account_id, Keys::All, after.as_deref(), chunk.max(1)).await;
-            let (rows, next) = match read {
-                Ok(read) => read,
-                Err(error) => {
-                    let _ = tx.send(Err(error)).await;
-                    return;
-                }
-            };
-            if tx.send(Ok(rows)).await.is_err() {
+            let (json, next) =
+                match read_chunk(&store.db, &account_id, Keys::All, after.as_deref(), Ord::max(chunk, 1)).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                };
+            if tx.send(Ok(json)).await.is_err() {
                 return; // the client went away
             }
             match next {
@@ -294,19 +352,22 @@ pub fn stream_in_chunks(
             }
         }
     });
-    let state = (rx, true);
-    futures::stream::try_unfold(state, move |(mut rx, first_chunk)| async move {
-        let fail = |e: AppError| {
-            e.log_if_internal();
-            std::io::Error::other("export failed")
-        };
-        let rows = match rx.recv().await {
-            None if first_chunk => Vec::new(), // an empty export still has its header
-            None => return Ok(None),
-            Some(read) => read.map_err(fail)?,
-        };
-        let csv = encode(records(&rows, now), first_chunk).map_err(fail)?;
-        Ok(Some((Bytes::from(csv), (rx, false))))
+    let state = (rx, Names::default(), true);
+    futures::stream::try_unfold(state, move |(mut rx, mut names, first_chunk)| {
+        let db = db.clone();
+        async move {
+            let fail = |e: AppError| {
+                e.log_if_internal();
+                std::io::Error::other("export failed")
+            };
+            let rows = match rx.recv().await {
+                None if first_chunk => Vec::new(), // an empty export still has its header
+                None => return Ok(None),
+                Some(read) => parse_chunk(&db, &mut names, &read.map_err(fail)?).await.map_err(fail)?,
+            };
+            let csv = encode(records(&rows, now), first_chunk).map_err(fail)?;
+            Ok(Some((Bytes::from(csv), (rx, names, false))))
+        }
     })
 }
 
@@ -341,10 +402,12 @@ pub async fn workbook(store: &Store, account_id: &str) -> AppResult<tempfile::Na
         Ok(file)
     });
     let now = store.now();
+    let mut names = Names::default();
     for (index, which) in [(0_u16, Keys::Internal), (1, Keys::External)] {
         let mut after: Option<String> = None;
         loop {
-            let (rows, next) = page(&store.db, account_id, which, after.as_deref(), ROWS_PER_CHUNK).await?;
+            let (json, next) = read_chunk(&store.db, account_id, which, after.as_deref(), ROWS_PER_CHUNK).await?;
+            let rows = parse_chunk(&store.db, &mut names, &json).await?;
             let records: Vec<Record> = records(&rows, now).collect();
             if tx.send((index, records)).await.is_err() {
                 break; // the writer failed; its error is reported below

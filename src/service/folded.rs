@@ -31,6 +31,19 @@ impl Column {
 /// an array of `columns`, sorted by `order` (SQL over the aliases, e.g. `"c0" DESC`; an aggregate
 /// need not keep its input's order, so the order is stated).
 pub fn fold(backend: DatabaseBackend, inner: Statement, columns: &[Column], order: Option<&str>) -> Statement {
+    fold_with(backend, inner, columns, order, &[])
+}
+
+/// `fold`, with more aggregates over the same rows after the JSON (SQL over the aliases, e.g.
+/// `MIN("c0")`), as further columns of the one row.
+pub fn fold_with(
+    backend: DatabaseBackend,
+    inner: Statement,
+    columns: &[Column],
+    order: Option<&str>,
+    also: &[&str],
+) -> Statement {
+    let also: String = also.iter().map(|a| format!(", {a}")).collect();
     let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
     let cells = |embed_json: fn(&str) -> String| {
         columns
@@ -42,13 +55,13 @@ pub fn fold(backend: DatabaseBackend, inner: Statement, columns: &[Column], orde
     let sql = match backend {
         // A nested aggregate is already of type json here.
         DatabaseBackend::Postgres => format!(
-            "SELECT COALESCE(json_agg(json_build_array({}){order}), '[]'::json)::text FROM ({}) AS folded",
+            "SELECT COALESCE(json_agg(json_build_array({}){order}), '[]'::json)::text{also} FROM ({}) AS folded",
             cells(|alias| format!("\"{alias}\"")),
             inner.sql
         ),
         // SQLite loses a value's JSON-ness across a subquery: `json()` restores it.
         _ => format!(
-            "SELECT json_group_array(json_array({}){order}) FROM ({}) AS folded",
+            "SELECT json_group_array(json_array({}){order}){also} FROM ({}) AS folded",
             cells(|alias| format!("json(\"{alias}\")")),
             inner.sql
         ),

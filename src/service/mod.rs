@@ -194,12 +194,14 @@ impl Store {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
-        options.map_sqlx_sqlite_opts(|opts| {
+        let mmap_bytes = settings.sqlite_mmap_mib.saturating_mul(1 << 20).to_string();
+        options.map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
+                .pragma("mmap_size", mmap_bytes.clone())
         });
         let target = database::describe(url);
         database::probe(url).await.map_err(|cause| anyhow::anyhow!("cannot open the database {target}: {cause}"))?;
