@@ -15,6 +15,30 @@ use super::{request_error, request_meta, ClientAddr};
 use crate::graphql::AppSchema;
 use crate::state::AppState;
 
+/// Parsed documents by their text. A client sends the same few documents again and again, and
+/// parsing one costs more than the rest of a small query; a parse depends on nothing but the text,
+/// so one cache serves every schema in the process. Bounded by the texts' size (eviction by
+/// TinyLFU, so a flood of one-off documents cannot push out the ones in use).
+static DOCUMENTS: std::sync::LazyLock<moka::sync::Cache<String, ExecutableDocument>> = std::sync::LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .weigher(|text: &String, _| u32::try_from(text.len()).unwrap_or(u32::MAX))
+        .max_capacity(8 << 20)
+        .build()
+});
+
+/// Parses `request`'s document once, or takes the parse of the same text from `DOCUMENTS`.
+fn parse_once(request: &mut async_graphql::Request) -> Result<&ExecutableDocument, async_graphql::ServerError> {
+    if let Some(document) = DOCUMENTS.get(&request.query) {
+        request.set_parsed_query(document);
+    } else {
+        let text = request.query.clone();
+        if let Ok(document) = request.parsed_query() {
+            DOCUMENTS.insert(text, document.clone());
+        }
+    }
+    request.parsed_query()
+}
+
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 
@@ -203,13 +227,13 @@ async fn execute(
             "accept application/graphql-response+json or application/json",
         );
     };
-    // Each document is parsed once, here; execution reuses the parse.
+    // Each document is parsed once, here (or taken from `DOCUMENTS`); execution reuses the parse.
     let mut batch = batch;
     let mut parse_errors: Vec<Option<String>> = Vec::new();
     let mut operations: Vec<String> = Vec::new();
     for request in batch.iter_mut() {
         let requested = request.operation_name.clone();
-        let document = match request.parsed_query() {
+        let document = match parse_once(request) {
             Ok(document) => document,
             Err(error) => {
                 parse_errors.push(Some(parse_error(&error)));
