@@ -8,3 +8,10 @@ request = function()
   n = n + 1
   return wrk.format(nil, nil, nil, bodies[(n % 2) + 1])
 end
+-- $WRITE_DELAY_MS > 0 paces the writer: it waits that long before each request.
+local pause = tonumber(os.getenv("WRITE_DELAY_MS") or "0")
+if pause > 0 then
+  delay = function()
+    return pause
+  end
+end

@@ -34,8 +34,15 @@ pub const HEADER: [&str; 11] = [
     "last_used_at",
     "expires_at",
 ];
-/// Keys per chunk (each with its roles).
-const ROWS_PER_CHUNK: u64 = 2_000;
+/// Keys per chunk (each with its roles). On PostgreSQL small enough that the planner finds each
+/// chunk's keys by index (at 2 000 it hashed the whole keys table for every chunk instead); SQLite,
+/// which has no such choice to make, goes faster with fewer, larger chunks.
+fn keys_per_chunk(backend: DatabaseBackend) -> u64 {
+    match backend {
+        DatabaseBackend::Postgres => 500,
+        _ => 2_000,
+    }
+}
 pub const TICKET_TTL_SECS: i64 = 60;
 
 /// Spreadsheet formula injection guard: a cell that a spreadsheet would evaluate gets a leading `'`.
@@ -58,8 +65,8 @@ enum Keys {
     External,
 }
 
-/// One (key, role) pair of the export, read in bulk by `page`; the role's and the owner's names are
-/// filled in from `Names` (ids are cheaper to read than joined rows).
+/// One key of the export, read in bulk by `read_chunk`; its roles' and its owner's names are filled
+/// in from `Names` (ids are cheaper to read than joined rows).
 #[derive(Debug)]
 struct ExportRow {
     access_id: String,
@@ -70,9 +77,9 @@ struct ExportRow {
     removed: bool,
     active: bool,
     created_at: DateTime<Utc>,
-    role_id: String,
-    role_name: String,
-    role_predefined: bool,
+    role_ids: Vec<String>,
+    /// The roles' names, in display order (filled in by `Names::resolve`).
+    roles: Vec<String>,
     label: String,
     token_created_at: DateTime<Utc>,
     renewal_started_at: Option<DateTime<Utc>>,
@@ -90,7 +97,7 @@ const COLUMNS: [&str; 14] = [
     "removed",
     "active",
     "created_at",
-    "role_id",
+    "role_ids",
     "label",
     "token_created_at",
     "renewal_started_at",
@@ -99,27 +106,38 @@ const COLUMNS: [&str; 14] = [
     "expires_at",
 ];
 
-/// Where each of `COLUMNS` comes from (table, column).
+/// A key's role ids here as a JSON array, read through the link table's key (per key: a join would
+/// repeat the key's columns for each role, and PostgreSQL would hash the whole link table for it).
+fn role_ids_json(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => {
+            r#"(SELECT COALESCE(json_agg(l."role_id"), '[]'::json) FROM "key_access_roles" l WHERE l."key_access_id" = "w"."id")"#
+        }
+        _ => r#"(SELECT json_group_array(l."role_id") FROM "key_access_roles" l WHERE l."key_access_id" = "w"."id")"#,
+    }
+}
+
+/// Where each of `COLUMNS` comes from (`w`: the chunk's access rows; an empty table: the key's role ids, `role_ids_json`) (table, column).
 const SOURCES: [(&str, &str); 14] = [
-    ("key_access", "id"),
+    ("w", "id"),
     ("app_keys", "key"),
     ("app_keys", "account_id"),
-    ("key_access", "external"),
-    ("key_access", "removed"),
+    ("w", "external"),
+    ("w", "removed"),
     ("app_keys", "active"),
     ("app_keys", "created_at"),
-    ("key_access_roles", "role_id"),
+    ("", "role_ids"),
     ("app_keys", "label"),
     ("app_keys", "token_created_at"),
     ("app_keys", "renewal_started_at"),
     ("app_keys", "previous_token_expires_at"),
-    ("key_access", "last_used_at"),
+    ("w", "last_used_at"),
     ("app_keys", "expires_at"),
 ];
 
-/// One chunk of the export as one statement returning one row: the (key, role) pairs of the next
-/// `chunk` keys holding roles (keyset on the access id, newest first, after `after`), folded into
-/// JSON text, plus the last key's access id.
+/// One chunk of the export as one statement returning one row: the next `chunk` keys holding roles
+/// (keyset on the access id, newest first, after `after`), each with its role ids, folded into JSON
+/// text, plus the last key's access id.
 fn chunk_statement(
     backend: DatabaseBackend,
     account_id: &str,
@@ -130,19 +148,21 @@ fn chunk_statement(
     let access = |column: key_access::Column| Expr::col((key_access::Entity, column));
     let mut window = Query::select();
     window
-        .column((key_access::Entity, key_access::Column::Id))
+        .columns([
+            (key_access::Entity, key_access::Column::Id),
+            (key_access::Entity, key_access::Column::AppKeyId),
+            (key_access::Entity, key_access::Column::External),
+            (key_access::Entity, key_access::Column::Removed),
+            (key_access::Entity, key_access::Column::LastUsedAt),
+        ])
         .from(key_access::Entity)
-        .and_where(access(key_access::Column::AccountId).eq(account_id))
-        .and_where(Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(key_access_role::Entity)
-                .and_where(
-                    Expr::col((key_access_role::Entity, key_access_role::Column::KeyAccessId))
-                        .equals((key_access::Entity, key_access::Column::Id)),
-                )
-                .to_owned(),
-        ));
+        .and_where(access(key_access::Column::AccountId).eq(account_id));
+    let link = |column: key_access_role::Column| Expr::col((key_access_role::Entity, column));
+    let mut holds_roles = Query::select();
+    holds_roles
+        .expr(Expr::val(1))
+        .from(key_access_role::Entity)
+        .and_where(link(key_access_role::Column::KeyAccessId).equals((key_access::Entity, key_access::Column::Id)));
     match which {
         Keys::All => {}
         Keys::Internal => _ = window.and_where(access(key_access::Column::External).eq(false)),
@@ -150,22 +170,41 @@ fn chunk_statement(
     }
     if let Some(after) = after {
         window.and_where(access(key_access::Column::Id).lt(after));
+        // Implied by the line above, but said: PostgreSQL may check this by merging the two
+        // indexes, and without it would walk the link table's index from its end on every chunk
+        // (each chunk slower than the last).
+        holds_roles.and_where(link(key_access_role::Column::KeyAccessId).lt(after));
     }
+    window.and_where(Expr::exists(holds_roles));
     window.order_by((key_access::Entity, key_access::Column::Id), Order::Desc).limit(chunk);
-    // The window (the ids of the chunk's access rows, read from the index alone) drives the join;
-    // each access row, its key and its role links are then found by id.
+    // The window (the chunk's access rows themselves) drives the query; each key and its role links
+    // are then found by id. (Joining the access rows again by id let PostgreSQL's planner hash a
+    // whole table per chunk.)
     let col = |table: &'static str, column: &'static str| Expr::col((table, column));
-    let mut pairs = Query::select();
-    pairs
-        .from_subquery(window.to_owned(), "w")
-        .inner_join(key_access::Entity, col("key_access", "id").equals(("w", "id")))
-        .inner_join(app_key::Entity, col("app_keys", "id").equals(("key_access", "app_key_id")))
-        .inner_join(key_access_role::Entity, col("key_access_roles", "key_access_id").equals(("key_access", "id")));
+    let mut keys = Query::select();
+    keys.from_subquery(window.to_owned(), "w")
+        .inner_join(app_key::Entity, col("app_keys", "id").equals(("w", "app_key_id")));
     for (alias, (table, column)) in COLUMNS.into_iter().zip(SOURCES) {
-        pairs.expr_as(col(table, column), alias);
+        if table.is_empty() {
+            keys.expr_as(Expr::cust(role_ids_json(backend)), alias);
+        } else {
+            keys.expr_as(col(table, column), alias);
+        }
     }
-    let columns: Vec<folded::Column> = COLUMNS.into_iter().map(folded::Column::plain).collect();
-    folded::fold_with(backend, backend.build(&pairs), &columns, None, &[r#"MIN("access_id")"#])
+    let columns: Vec<folded::Column> = COLUMNS
+        .into_iter()
+        .zip(SOURCES)
+        .map(
+            |(alias, (table, _))| {
+                if table.is_empty() {
+                    folded::Column::json(alias)
+                } else {
+                    folded::Column::plain(alias)
+                }
+            },
+        )
+        .collect();
+    folded::fold_with(backend, backend.build(&keys), &columns, None, &[r#"MIN("access_id")"#])
 }
 
 /// Reads the next chunk's JSON text and where the one after it starts (`None`: there was nothing
@@ -189,12 +228,12 @@ async fn read_chunk(
     Ok((json.unwrap_or_else(|| "[]".to_owned()), last))
 }
 
-/// A chunk's pairs from its JSON, newest key first, with their role and owner names.
+/// A chunk's keys from its JSON, newest first, with their roles' and owner's names.
 async fn parse_chunk(db: &DatabaseConnection, names: &mut Names, json: &str) -> AppResult<Vec<ExportRow>> {
     let raw: Vec<Vec<Value>> = serde_json::from_str(json)
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading an export chunk")))?;
     let mut rows = raw.iter().map(|cells| ExportRow::from_cells(cells)).collect::<AppResult<Vec<_>>>()?;
-    // Aggregates need not keep any order: newest first (stable: roles are sorted for display later).
+    // Aggregates need not keep any order: newest first.
     rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
     names.resolve(db, rows).await
 }
@@ -211,9 +250,12 @@ impl ExportRow {
             removed: c.flag(),
             active: c.flag(),
             created_at: c.time()?,
-            role_id: c.text()?,
-            role_name: String::new(),
-            role_predefined: false,
+            role_ids: c
+                .value()
+                .as_array()
+                .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            roles: Vec::new(),
             label: c.text()?,
             token_created_at: c.time()?,
             renewal_started_at: c.opt_time()?,
@@ -233,11 +275,14 @@ struct Names {
 
 impl Names {
     /// Fills in the rows' role and owner names, reading the ones not known yet (a chunk of the
-    /// account's own keys needs no read after the first). A pair whose role was deleted since the
-    /// chunk was read is left out, as a join would have.
+    /// account's own keys needs no read after the first). A role deleted since the chunk was read
+    /// is left out, and a key left with none (the export lists keys holding roles).
     async fn resolve(&mut self, db: &DatabaseConnection, rows: Vec<ExportRow>) -> AppResult<Vec<ExportRow>> {
-        let unknown_roles: BTreeSet<&str> =
-            rows.iter().map(|r| r.role_id.as_str()).filter(|id| !self.roles.contains_key(*id)).collect();
+        let unknown_roles: BTreeSet<&str> = rows
+            .iter()
+            .flat_map(|r| r.role_ids.iter().map(String::as_str))
+            .filter(|id| !self.roles.contains_key(*id))
+            .collect();
         if !unknown_roles.is_empty() {
             for found in role::Entity::find().filter(role::Column::Id.is_in(unknown_roles)).all(db).await? {
                 self.roles.insert(found.id, (found.name, found.predefined));
@@ -253,9 +298,12 @@ impl Names {
         Ok(rows
             .into_iter()
             .filter_map(|mut row| {
-                let (name, predefined) = self.roles.get(&row.role_id)?;
-                row.role_name.clone_from(name);
-                row.role_predefined = *predefined;
+                let mut held: Vec<&(String, bool)> = row.role_ids.iter().filter_map(|id| self.roles.get(id)).collect();
+                if held.is_empty() {
+                    return None;
+                }
+                held.sort_by(|a, b| roles::display_key(a.1, &a.0).cmp(&roles::display_key(b.1, &b.0)));
+                row.roles = held.into_iter().map(|(name, _)| name.clone()).collect();
                 row.owner = self.owners.get(&row.owner_id).cloned().unwrap_or_default();
                 Some(row)
             })
@@ -269,17 +317,10 @@ fn instant(at: DateTime<Utc>) -> String {
 
 type Record = [String; 11];
 
-/// Groups a chunk's rows into records, one per key, its roles in display order. Another account's
-/// label is never exported.
+/// A chunk's records, one per key, its roles in display order. Another account's label is never
+/// exported.
 fn records(rows: &[ExportRow], now: DateTime<Utc>) -> impl Iterator<Item = Record> + '_ {
-    rows.chunk_by(|a, b| a.access_id == b.access_id).map(move |group| {
-        let row = &group[0];
-        let mut roles: Vec<&ExportRow> = group.iter().collect();
-        roles.sort_by(|a, b| {
-            roles::display_key(a.role_predefined, &a.role_name)
-                .cmp(&roles::display_key(b.role_predefined, &b.role_name))
-        });
-        let names: Vec<&str> = roles.iter().map(|r| r.role_name.as_str()).collect();
+    rows.iter().map(move |row| {
         let status = keys::effective_status(row.active, row.removed, row.expires_at, now);
         let pending = keys::renewal_pending(row.renewal_started_at, row.old_token_expires_at, now).is_some();
         [
@@ -287,7 +328,7 @@ fn records(rows: &[ExportRow], now: DateTime<Utc>) -> impl Iterator<Item = Recor
             row.owner.clone(),
             if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
             status.as_str().to_owned(),
-            names.join(";"),
+            row.roles.join(";"),
             instant(row.created_at),
             if row.external { String::new() } else { row.label.clone() },
             instant(row.token_created_at),
@@ -317,7 +358,8 @@ fn encode(records: impl Iterator<Item = Record>, with_header: bool) -> AppResult
 /// Streams the export for an account: the header, then one chunk per page of keys. Memory stays
 /// bounded by one chunk whatever the number of keys.
 pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    stream_in_chunks(store, account_id, ROWS_PER_CHUNK)
+    let chunk = keys_per_chunk(store.backend());
+    stream_in_chunks(store, account_id, chunk)
 }
 
 /// `stream` with a chosen chunk size (in keys), so tests can cross many chunk boundaries. A reader
@@ -403,10 +445,11 @@ pub async fn workbook(store: &Store, account_id: &str) -> AppResult<tempfile::Na
     });
     let now = store.now();
     let mut names = Names::default();
+    let chunk = keys_per_chunk(store.backend());
     for (index, which) in [(0_u16, Keys::Internal), (1, Keys::External)] {
         let mut after: Option<String> = None;
         loop {
-            let (json, next) = read_chunk(&store.db, account_id, which, after.as_deref(), ROWS_PER_CHUNK).await?;
+            let (json, next) = read_chunk(&store.db, account_id, which, after.as_deref(), chunk).await?;
             let rows = parse_chunk(&store.db, &mut names, &json).await?;
             let records: Vec<Record> = records(&rows, now).collect();
             if tx.send((index, records)).await.is_err() {
