@@ -17,12 +17,13 @@ use crate::state::AppState;
 
 /// Parsed documents by their text. A client sends the same few documents again and again, and
 /// parsing one costs more than the rest of a small query; a parse depends on nothing but the text,
-/// so one cache serves every schema in the process. Bounded by the texts' size (eviction by
-/// TinyLFU, so a flood of one-off documents cannot push out the ones in use).
+/// so one cache serves every schema in the process. Bounded by the texts' size, 4 MiB of text (a
+/// parse takes several times its text in memory; eviction by TinyLFU, so a flood of one-off
+/// documents cannot push out the ones in use).
 static DOCUMENTS: std::sync::LazyLock<moka::sync::Cache<String, ExecutableDocument>> = std::sync::LazyLock::new(|| {
     moka::sync::Cache::builder()
         .weigher(|text: &String, _| u32::try_from(text.len()).unwrap_or(u32::MAX))
-        .max_capacity(8 << 20)
+        .max_capacity(4 << 20)
         .build()
 });
 
