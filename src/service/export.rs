@@ -117,7 +117,8 @@ fn role_ids_json(backend: DatabaseBackend) -> &'static str {
     }
 }
 
-/// Where each of `COLUMNS` comes from (`w`: the chunk's access rows; an empty table: the key's role ids, `role_ids_json`) (table, column).
+/// Where each of `COLUMNS` comes from, as (table, column): `w` is the chunk's access rows; an empty
+/// table is the key's role ids (`role_ids_json`).
 const SOURCES: [(&str, &str); 14] = [
     ("w", "id"),
     ("app_keys", "key"),
@@ -230,8 +231,7 @@ async fn read_chunk(
 
 /// A chunk's keys from its JSON, newest first, with their roles' and owner's names.
 async fn parse_chunk(db: &DatabaseConnection, names: &mut Names, json: &str) -> AppResult<Vec<ExportRow>> {
-    let raw: Vec<Vec<Value>> = serde_json::from_str(json)
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading an export chunk")))?;
+    let raw = folded::parse(json)?;
     let mut rows = raw.iter().map(|cells| ExportRow::from_cells(cells)).collect::<AppResult<Vec<_>>>()?;
     // Aggregates need not keep any order: newest first.
     rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
@@ -250,11 +250,7 @@ impl ExportRow {
             removed: c.flag(),
             active: c.flag(),
             created_at: c.time()?,
-            role_ids: c
-                .value()
-                .as_array()
-                .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
+            role_ids: c.texts(),
             roles: Vec::new(),
             label: c.text()?,
             token_created_at: c.time()?,

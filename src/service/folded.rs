@@ -75,8 +75,12 @@ pub async fn fetch<C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<V
         return Ok(Vec::new());
     };
     let json: Option<String> = row.try_get_by_index(0)?;
-    serde_json::from_str(json.as_deref().unwrap_or("[]"))
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading folded rows")))
+    parse(json.as_deref().unwrap_or("[]"))
+}
+
+/// The rows of a folded JSON text (read by `fetch`, or by a caller that parses it later).
+pub fn parse(json: &str) -> AppResult<Vec<Vec<Value>>> {
+    serde_json::from_str(json).map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading folded rows")))
 }
 
 /// Reads one folded row's cells in order (the order the inner query selected them).
@@ -107,6 +111,14 @@ impl<'a> Cells<'a> {
 
     pub fn opt_text(&mut self) -> Option<String> {
         self.value().as_str().map(str::to_owned)
+    }
+
+    /// A nested JSON array of texts (ids), empty when absent.
+    pub fn texts(&mut self) -> Vec<String> {
+        self.value()
+            .as_array()
+            .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 
     /// A boolean: SQLite writes 0/1, PostgreSQL true/false.

@@ -247,11 +247,7 @@ fn row_of(
     for role in c.value().as_array().map(Vec::as_slice).unwrap_or_default() {
         let mut r = Cells::new(role.as_array().map(Vec::as_slice).unwrap_or_default());
         let (id, name, predefined) = (r.text()?, r.text()?, r.flag());
-        let held: Vec<String> = r
-            .value()
-            .as_array()
-            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
+        let held = r.texts();
         roles.push(roles::view_of(id, name, predefined, &held, catalogue));
     }
     roles::sort_for_display(&mut roles);
