@@ -106,6 +106,8 @@ async fn a_refused_delivery_is_retried_after_its_backoff(backend: Backend) {
     let all = receiver.wait_for(3, Duration::from_secs(3)).await;
     let again = &all[2];
     assert_eq!(again.id, first[0].id, "the refused event is sent again");
+    // The retry's outcome is written just after the receiver answered it.
+    delivery_where(&app, &owner, |d| d["eventId"] == again.id.as_str() && d["status"] == "DELIVERED").await;
     let listed = deliveries(&app, &owner).await;
     assert!(listed.iter().all(|d| d["status"] == "DELIVERED"), "{listed:?}");
     let retried = listed.iter().find(|d| d["eventId"] == again.id.as_str()).expect("the retried delivery");
