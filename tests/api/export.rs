@@ -45,6 +45,65 @@ async fn the_export_lists_keys_with_access_as_csv(app: &TestApp) {
     assert!(!body.contains(&without_roles));
 }
 
+/// Every cell as the API shows the key, whatever its label holds: the backends read the export
+/// differently (SQLite folds chunks into JSON, PostgreSQL copies every key out as CSV), so quoting,
+/// empty cells and instants are checked on both.
+async fn every_cell_reads_as_the_api_shows_the_key(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let label = r#"a,b "c" \N \d é ✓ ;"#;
+    let expires = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let generated = app
+        .graphql(
+            &owner,
+            "mutation($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appKey { key } } }",
+            json!({ "input": { "label": label, "roleIds": [restricted], "expiresAt": expires } }),
+        )
+        .await;
+    let key = generated.data("generateAppKey.appKey.key").as_str().expect("key").to_owned();
+    let (plain, _) = app.generate_key(&owner, None, &[restricted]).await;
+    app.graphql(
+        &owner,
+        "mutation($k: String!) { renewAppKeyToken(key: $k, input: { oldTokenValidFor: 3600 }) { appToken } }",
+        json!({ "k": key }),
+    )
+    .await
+    .data("renewAppKeyToken.appToken");
+    let shown = |key: &str| {
+        app.graphql(
+            &owner,
+            "query($k: String!) { appKey(key: $k) { status createdAt tokenCreatedAt expiresAt } }",
+            json!({ "k": key }),
+        )
+    };
+    let (renewed, untouched) = (shown(&key).await.data("appKey"), shown(&plain).await.data("appKey"));
+    let body = app.get("/export/app-keys.csv", &owner).await.text().await.expect("body");
+    let rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(body.as_bytes()).records().map(|r| r.expect("row")).collect();
+    let row = |key: &str| rows.iter().find(|r| &r[0] == key).unwrap_or_else(|| panic!("{key} in {body}")).clone();
+    let seconds = |at: &serde_json::Value| {
+        at.as_str()
+            .expect("an instant")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .expect("RFC 3339")
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (r, p) = (row(&key), row(&plain));
+    assert_eq!(&r[6], label, "the label, byte for byte");
+    assert_eq!(&r[3], renewed["status"].as_str().expect("status"));
+    assert_eq!(r[5], seconds(&renewed["createdAt"]));
+    assert_eq!(r[7], seconds(&renewed["tokenCreatedAt"]));
+    assert_eq!(&r[8], "true", "the previous token still works: renewal pending");
+    assert_eq!(r[10], seconds(&renewed["expiresAt"]));
+    assert_eq!(
+        (&p[6], &p[8], &p[9], &p[10]),
+        (plain.as_str(), "false", "", ""),
+        "labelled by its key, no renewal, no use, no expiry"
+    );
+    assert_eq!(p[5], seconds(&untouched["createdAt"]));
+    assert_eq!(p[7], p[5]);
+}
+
 async fn formula_cells_are_neutralised(app: &TestApp) {
     let owner = app.owner().await;
     for (i, name) in ["+SUM(1)", "-1", "@x", "=1"].into_iter().enumerate() {
@@ -149,6 +208,7 @@ async fn the_xlsx_export_holds_the_same_keys_in_two_sheets(app: &TestApp) {
 }
 
 crate::backend_tests!(
+    every_cell_reads_as_the_api_shows_the_key,
     the_xlsx_export_holds_the_same_keys_in_two_sheets,
     the_export_lists_keys_with_access_as_csv,
     formula_cells_are_neutralised,
