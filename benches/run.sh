@@ -255,16 +255,30 @@ fi
 
 echo
 echo "== ratios"
-if want core && want big && want export; then
+# Each section's summary when that section ran.
+if want core; then
 awk '
   { v[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
   END {
     printf "auth / healthz throughput: %.2f  (auth %s rps, healthz %s rps)\n", v["auth"] / v["healthz"], v["auth"], v["healthz"]
     printf "auth p50 / p99: %s / %s us;  healthz p50 / p99: %s / %s us\n", p50["auth"], p99["auth"], p50["healthz"], p99["healthz"]
     printf "viewer / healthz throughput: %.2f  (viewer %s rps; p50 / p99 %s / %s us)\n", v["viewer"] / v["healthz"], v["viewer"], p50["viewer"], p99["viewer"]
+    printf "myKeys(first: 20) / healthz throughput: %.3f  (%s rps; p50 / p99 %s / %s us)\n", v["mykeys_1k"] / v["healthz"], v["mykeys_1k"], p50["mykeys_1k"], p99["mykeys_1k"]
+    printf "auth p99 during 50 concurrent logins: %s us (%s logins/s); without: %s us\n", p99["auth_during_logins"], v["logins_per_sec"], p99["auth_1k"]
+  }' "$WORK/results"
+fi
+if want core && want big; then
+awk '
+  { v[$1] = $2; p99[$1] = $4 }
+  END {
     printf "auth 1M / 1k throughput: %.2f  (p99 %s vs %s us)\n", v["auth_1m"] / v["auth_1k"], p99["auth_1m"], p99["auth_1k"]
     printf "myKeys(first: 20) 1M / 1k throughput: %.2f  (%s vs %s rps; p99 %s vs %s us)\n", v["mykeys_1m"] / v["mykeys_1k"], v["mykeys_1m"], v["mykeys_1k"], p99["mykeys_1m"], p99["mykeys_1k"]
-    printf "auth p99 during 50 concurrent logins: %s us (%s logins/s); without: %s us\n", p99["auth_during_logins"], v["logins_per_sec"], p99["auth_1k"]
+  }' "$WORK/results"
+fi
+if want export; then
+awk '
+  { v[$1] = $2 }
+  END {
     printf "export: %s rows in %.2f s = %s rows/s (again, warm: %s rows/s); peak resident growth %s KiB, own memory (RssAnon) %+d KiB\n", v["export_rows"], v["export_seconds"], v["export_rows_per_sec"], v["export_warm_rows_per_sec"], v["export_peak_growth_kib"], v["export_anon_growth_kib"]
   }' "$WORK/results"
 fi
