@@ -235,6 +235,8 @@ for _ in $(seq 1 $(( SOAK_SECS / 10 ))); do
   awk '/VmRSS/ { rss = $2 } /RssAnon/ { anon = $2 } END { print rss, anon }' "/proc/$SERVER_PID/status" >>"$WORK/rss"
 done
 for load in "${LOADS[@]}"; do wait "$load" || true; done
+# The trajectory, one line a minute: "seconds VmRSS RssAnon" (KiB).
+awk 'NR % 6 == 0 { printf "soak_at_%ds %s %s\n", NR * 10, $1, $2 }' "$WORK/rss" | tee -a "$WORK/results"
 for part in auth list write login; do
   f="$WORK/soak-$part.out"
   echo "soak_${part}_rps $(awk '/Requests\/sec/ { print $2 }' "$f")" | tee -a "$WORK/results"
@@ -250,6 +252,11 @@ echo "soak_rss_end_kib ${last% *}" | tee -a "$WORK/results"
 echo "soak_rss_max_kib $(cut -d' ' -f1 "$WORK/rss" | sort -n | tail -1)" | tee -a "$WORK/results"
 echo "soak_anon_warm_kib ${warm#* }" | tee -a "$WORK/results"
 echo "soak_anon_end_kib ${last#* }" | tee -a "$WORK/results"
+# A login holds argon2's 19 MiB while it runs, so one sample lands in a login or not: the medians of
+# the second minute's and the last minute's samples say more than two single samples.
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "soak_anon_median_second_minute_kib $(sed -n '7,12p' "$WORK/rss" | cut -d' ' -f2 | median)" | tee -a "$WORK/results"
+echo "soak_anon_median_last_minute_kib $(tail -6 "$WORK/rss" | cut -d' ' -f2 | median)" | tee -a "$WORK/results"
 stop_server
 fi
 
@@ -297,5 +304,5 @@ if want pinned; then
 awk '{ v[$1] = $2; p50[$1] = $3; p99[$1] = $4 } END { printf "pinned: auth p50 / p99 %s / %s us (%s rps); healthz p50 / p99 %s / %s us (%s rps)\n", p50["auth_pinned"], p99["auth_pinned"], v["auth_pinned"], p50["healthz_pinned"], p99["healthz_pinned"], v["healthz_pinned"] }' "$WORK/results"
 fi
 if want soak; then
-awk '{ v[$1] = $2 } END { printf "soak: rss %s KiB after warm-up, %s KiB at the end (%+.1f %%), max %s KiB; own memory (RssAnon) %s -> %s KiB (%+.1f %%)\n", v["soak_rss_warm_kib"], v["soak_rss_end_kib"], (v["soak_rss_end_kib"] - v["soak_rss_warm_kib"]) * 100 / v["soak_rss_warm_kib"], v["soak_rss_max_kib"], v["soak_anon_warm_kib"], v["soak_anon_end_kib"], (v["soak_anon_end_kib"] - v["soak_anon_warm_kib"]) * 100 / v["soak_anon_warm_kib"] }' "$WORK/results"
+awk '{ v[$1] = $2 } END { printf "soak: rss %s KiB after warm-up, %s KiB at the end (%+.1f %%), max %s KiB; own memory (RssAnon) %s -> %s KiB (%+.1f %%); its median, second minute -> last minute: %s -> %s KiB (%+.1f %%)\n", v["soak_rss_warm_kib"], v["soak_rss_end_kib"], (v["soak_rss_end_kib"] - v["soak_rss_warm_kib"]) * 100 / v["soak_rss_warm_kib"], v["soak_rss_max_kib"], v["soak_anon_warm_kib"], v["soak_anon_end_kib"], (v["soak_anon_end_kib"] - v["soak_anon_warm_kib"]) * 100 / v["soak_anon_warm_kib"], v["soak_anon_median_second_minute_kib"], v["soak_anon_median_last_minute_kib"], (v["soak_anon_median_last_minute_kib"] - v["soak_anon_median_second_minute_kib"]) * 100 / v["soak_anon_median_second_minute_kib"] }' "$WORK/results"
 fi
