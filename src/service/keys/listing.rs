@@ -199,7 +199,8 @@ fn page_statements(
         Some(_) => format!("\"s\" {way}, \"a0\" {way}"),
         None => format!("\"a0\" {way}"),
     };
-    Ok((folded::fold(backend, rows.build(backend), &columns, Some(&order_sql)), count))
+    let rows = page::with_literal_limit(rows.build(backend));
+    Ok((folded::fold(backend, rows, &columns, Some(&order_sql)), count))
 }
 
 /// One folded row of a page: the access, its key, the owner's name and the roles in display order.
