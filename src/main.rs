@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: a log file or journald gets plain text (and nobody pays for
+        // escape codes that no one sees).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     appkeys::cli::run(appkeys::config::Cli::parse()).await
 }
