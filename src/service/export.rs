@@ -35,9 +35,9 @@ pub const HEADER: [&str; 11] = [
     "expires_at",
 ];
 /// Keys per chunk (each with its roles) where the export is read in chunks (everywhere but
-/// PostgreSQL's CSV, which is copied in one statement). On PostgreSQL small enough that the planner finds each
-/// chunk's keys by index (at 2 000 it hashed the whole keys table for every chunk instead); SQLite,
-/// which has no such choice to make, goes faster with fewer, larger chunks.
+/// PostgreSQL's CSV, which is copied in one statement). On PostgreSQL small enough that the planner
+/// finds each chunk's keys by index (at 2 000 it hashed the whole keys table for every chunk
+/// instead); SQLite, which has no such choice to make, goes faster with fewer, larger chunks.
 fn keys_per_chunk(backend: DatabaseBackend) -> u64 {
     match backend {
         DatabaseBackend::Postgres => 500,
@@ -135,7 +135,7 @@ const INSTANTS: [&str; 6] =
     ["created_at", "token_created_at", "renewal_started_at", "old_token_expires_at", "last_used_at", "expires_at"];
 
 /// Where each of `COLUMNS` comes from, as (table, column): `w` is the chunk's access rows; an empty
-/// table is the key's role ids (`role_ids_json`).
+/// table is the key's role ids (`role_ids`).
 const SOURCES: [(&str, &str); 14] = [
     ("w", "id"),
     ("app_keys", "key"),
@@ -334,9 +334,15 @@ async fn read_chunk(
 
 /// A batch's keys, newest first, with their roles' and owner's names.
 async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -> AppResult<Vec<ExportRow>> {
-    let mut rows = match batch {
+    let rows = match batch {
         Batch::Folded(json) => {
-            folded::parse(&json)?.iter().map(|cells| ExportRow::from_cells(cells)).collect::<AppResult<Vec<_>>>()?
+            let mut rows = folded::parse(&json)?
+                .iter()
+                .map(|cells| ExportRow::from_cells(cells))
+                .collect::<AppResult<Vec<_>>>()?;
+            // An aggregate need not keep any order: newest first. (COPY's lines come in its ORDER BY.)
+            rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
+            rows
         }
         Batch::Copied(csv) => {
             let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(csv.as_slice());
@@ -349,8 +355,6 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
             rows
         }
     };
-    // Aggregates need not keep any order: newest first.
-    rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
     names.resolve(db, rows).await
 }
 
@@ -376,21 +380,12 @@ impl ExportRow {
             expires_at: c.opt_time()?,
         })
     }
-}
 
-impl ExportRow {
     /// A line of `copy_statement`: `COLUMNS` as CSV, booleans as `t`/`f`, null as an empty cell.
     fn from_record(record: &csv::StringRecord) -> AppResult<Self> {
         let mut cells = record.iter();
         let mut next = || cells.next().ok_or_else(|| AppError::Internal(anyhow::anyhow!("a copied line is short")));
-        let time = |cell: &str| -> AppResult<Option<DateTime<Utc>>> {
-            if cell.is_empty() {
-                return Ok(None);
-            }
-            DateTime::parse_from_rfc3339(cell)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading a copied instant")))
-        };
+        let time = |cell: &str| (!cell.is_empty()).then(|| folded::parse_instant(cell)).transpose();
         let missing = || AppError::Internal(anyhow::anyhow!("a copied instant is missing"));
         Ok(Self {
             access_id: next()?.to_owned(),

@@ -139,13 +139,15 @@ impl<'a> Cells<'a> {
 }
 
 pub fn parse_time(value: &Value) -> AppResult<Option<DateTime<Utc>>> {
-    let Some(text) = value.as_str() else {
-        return Ok(None);
-    };
-    // chrono's `FromStr` takes RFC 3339 with either `T` or a space between date and time.
+    value.as_str().map(parse_instant).transpose()
+}
+
+/// An instant as a database writes it as text: RFC 3339, with `T` or a space between date and time
+/// (chrono's `FromStr` takes either).
+pub fn parse_instant(text: &str) -> AppResult<DateTime<Utc>> {
     text.parse::<DateTime<chrono::FixedOffset>>()
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading a folded timestamp")))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading a timestamp")))
 }
 
 #[cfg(test)]

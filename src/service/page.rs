@@ -298,24 +298,22 @@ where
 /// LIMIT in the SQL the generic plan costs what the page costs, and PostgreSQL keeps it when its
 /// estimate says so. The limit is the page size this code computed (at most 101): nothing of a
 /// client's is written into SQL. A statement of another shape is returned unchanged.
-pub fn with_literal_limit(statement: Statement) -> Statement {
-    let limit = match (&statement.values, statement.db_backend) {
-        (Some(values), DatabaseBackend::Postgres) => match values.0.last() {
-            Some(sea_orm::Value::BigUnsigned(Some(limit)))
-                if statement.sql.ends_with(&format!(" LIMIT ${}", values.0.len())) =>
-            {
-                *limit
-            }
-            _ => return statement,
-        },
-        _ => return statement,
+pub fn with_literal_limit(mut statement: Statement) -> Statement {
+    if statement.db_backend != DatabaseBackend::Postgres {
+        return statement;
+    }
+    let Some(values) = statement.values.as_mut() else {
+        return statement;
     };
-    let Statement { sql, values, db_backend } = statement;
-    let mut values = values.unwrap_or(sea_orm::Values(Vec::new()));
-    let placeholder = format!(" LIMIT ${}", values.0.len());
+    let Some(&sea_orm::Value::BigUnsigned(Some(limit))) = values.0.last() else {
+        return statement;
+    };
+    let Some(head) = statement.sql.strip_suffix(&format!(" LIMIT ${}", values.0.len())) else {
+        return statement;
+    };
+    statement.sql = format!("{head} LIMIT {limit}");
     values.0.pop();
-    let sql = format!("{} LIMIT {limit}", &sql[..sql.len() - placeholder.len()]);
-    Statement { sql, values: Some(values), db_backend }
+    statement
 }
 
 #[cfg(test)]
