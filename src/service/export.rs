@@ -9,11 +9,12 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, Set,
     Statement,
 };
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
-use super::folded::{self, Cells};
+use super::folded::{self, opt_instant, Flag, Instant};
 use super::keys;
 use super::roles;
 use super::{new_id, Ctx, Store};
@@ -87,6 +88,48 @@ struct ExportRow {
     old_token_expires_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+}
+
+/// A folded chunk's row: `COLUMNS`, in order.
+#[derive(Deserialize)]
+struct FoldedRow {
+    access_id: String,
+    key: String,
+    owner_id: String,
+    external: Flag,
+    removed: Flag,
+    active: Flag,
+    created_at: Instant,
+    role_ids: Vec<String>,
+    label: String,
+    token_created_at: Instant,
+    renewal_started_at: Option<Instant>,
+    old_token_expires_at: Option<Instant>,
+    last_used_at: Option<Instant>,
+    expires_at: Option<Instant>,
+}
+
+impl From<FoldedRow> for ExportRow {
+    fn from(row: FoldedRow) -> Self {
+        Self {
+            access_id: row.access_id,
+            key: row.key,
+            owner_id: row.owner_id,
+            owner: String::new(),
+            external: row.external.0,
+            removed: row.removed.0,
+            active: row.active.0,
+            created_at: row.created_at.0,
+            role_ids: row.role_ids,
+            roles: Vec::new(),
+            label: row.label,
+            token_created_at: row.token_created_at.0,
+            renewal_started_at: opt_instant(row.renewal_started_at),
+            old_token_expires_at: opt_instant(row.old_token_expires_at),
+            last_used_at: opt_instant(row.last_used_at),
+            expires_at: opt_instant(row.expires_at),
+        }
+    }
 }
 
 /// The columns of a chunk, in the order the database folds them (see `chunk_statement`).
@@ -336,10 +379,8 @@ async fn read_chunk(
 async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -> AppResult<Vec<ExportRow>> {
     let rows = match batch {
         Batch::Folded(json) => {
-            let mut rows = folded::parse(&json)?
-                .iter()
-                .map(|cells| ExportRow::from_cells(cells))
-                .collect::<AppResult<Vec<_>>>()?;
+            let folded: Vec<FoldedRow> = folded::parse(&json)?;
+            let mut rows: Vec<ExportRow> = folded.into_iter().map(Into::into).collect();
             // An aggregate need not keep any order: newest first. (COPY's lines come in its ORDER BY.)
             rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
             rows
@@ -359,28 +400,6 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
 }
 
 impl ExportRow {
-    fn from_cells(cells: &[Value]) -> AppResult<Self> {
-        let mut c = Cells::new(cells);
-        Ok(Self {
-            access_id: c.text()?,
-            key: c.text()?,
-            owner_id: c.text()?,
-            owner: String::new(),
-            external: c.flag(),
-            removed: c.flag(),
-            active: c.flag(),
-            created_at: c.time()?,
-            role_ids: c.texts(),
-            roles: Vec::new(),
-            label: c.text()?,
-            token_created_at: c.time()?,
-            renewal_started_at: c.opt_time()?,
-            old_token_expires_at: c.opt_time()?,
-            last_used_at: c.opt_time()?,
-            expires_at: c.opt_time()?,
-        })
-    }
-
     /// A line of `copy_statement`: `COLUMNS` as CSV, booleans as `t`/`f`, null as an empty cell.
     fn from_record(record: &csv::StringRecord) -> AppResult<Self> {
         let mut cells = record.iter();

@@ -2,10 +2,12 @@
 //! hands over one row instead of hundreds. On SQLite every row crosses from the connection's thread
 //! to the async task with a wake-up of its own, and each column is found by name and decoded on the
 //! way: for a page of keys or a chunk of the export, that hand-off, not the query, was the cost.
-//! `fold` writes the SQL, `fetch` runs it, `Cells` reads one folded row back.
-use chrono::{DateTime, Utc};
+//! `fold` writes the SQL; `fetch` runs it and reads each folded row as a typed struct (`Flag` and
+//! `Instant` read the cells each database spells its own way).
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-use serde_json::Value;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{AppError, AppResult};
 
@@ -69,8 +71,9 @@ pub fn fold_with(
     Statement { sql, values: inner.values, db_backend: backend }
 }
 
-/// Runs a statement made by `fold` and returns its rows, each as its cells.
-pub async fn fetch<C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<Vec<Vec<Value>>> {
+/// Runs a statement made by `fold` and returns its rows, each read as a `T` from its array of
+/// cells (a struct deriving `Deserialize` reads its fields in declaration order from an array).
+pub async fn fetch<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<Vec<T>> {
     let Some(row) = db.query_one_raw(folded).await? else {
         return Ok(Vec::new());
     };
@@ -79,75 +82,100 @@ pub async fn fetch<C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<V
 }
 
 /// The rows of a folded JSON text (read by `fetch`, or by a caller that parses it later).
-pub fn parse(json: &str) -> AppResult<Vec<Vec<Value>>> {
+pub fn parse<T: DeserializeOwned>(json: &str) -> AppResult<Vec<T>> {
     serde_json::from_str(json).map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading folded rows")))
 }
 
-/// Reads one folded row's cells in order (the order the inner query selected them).
-pub struct Cells<'a> {
-    cells: &'a [Value],
-    next: usize,
-}
+/// A boolean cell: SQLite writes 0/1, PostgreSQL true/false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
 
-impl<'a> Cells<'a> {
-    pub fn new(cells: &'a [Value]) -> Self {
-        Self { cells, next: 0 }
-    }
-
-    /// The next cell, as the database wrote it.
-    pub fn value(&mut self) -> &'a Value {
-        let cell = self.cells.get(self.next).unwrap_or(&Value::Null);
-        self.next += 1;
-        cell
-    }
-
-    fn missing(&self) -> AppError {
-        AppError::Internal(anyhow::anyhow!("a folded row lacks column {}", self.next.saturating_sub(1)))
-    }
-
-    pub fn text(&mut self) -> AppResult<String> {
-        self.opt_text().ok_or_else(|| self.missing())
-    }
-
-    pub fn opt_text(&mut self) -> Option<String> {
-        self.value().as_str().map(str::to_owned)
-    }
-
-    /// A nested JSON array of texts (ids), empty when absent.
-    pub fn texts(&mut self) -> Vec<String> {
-        self.value()
-            .as_array()
-            .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    }
-
-    /// A boolean: SQLite writes 0/1, PostgreSQL true/false.
-    pub fn flag(&mut self) -> bool {
-        let cell = self.value();
-        cell.as_bool().unwrap_or_else(|| cell.as_i64().is_some_and(|n| n != 0))
-    }
-
-    pub fn time(&mut self) -> AppResult<DateTime<Utc>> {
-        self.opt_time()?.ok_or_else(|| self.missing())
-    }
-
-    /// A timestamp as the database's JSON writes it (SQLite: `2026-01-01 00:00:00+00:00`;
-    /// PostgreSQL: ISO 8601), or null.
-    pub fn opt_time(&mut self) -> AppResult<Option<DateTime<Utc>>> {
-        parse_time(self.value())
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Flag;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a boolean, or 0 or 1")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
+                Ok(Flag(v != 0))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
+                Ok(Flag(v != 0))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
-pub fn parse_time(value: &Value) -> AppResult<Option<DateTime<Utc>>> {
-    value.as_str().map(parse_instant).transpose()
+/// An instant cell, as the database's JSON writes it (SQLite: the stored RFC 3339 text, with `T`
+/// or a space; PostgreSQL: ISO 8601).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instant(pub DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Instant;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an instant as RFC 3339 text")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Instant, E> {
+                parse_instant(v).map(Instant).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
 }
 
-/// An instant as a database writes it as text: RFC 3339, with `T` or a space between date and time
-/// (chrono's `FromStr` takes either).
+/// An optional instant cell as a `DateTime` (null: `None`).
+pub fn opt_instant(cell: Option<Instant>) -> Option<DateTime<Utc>> {
+    cell.map(|Instant(at)| at)
+}
+
+/// An instant as a database writes it as text: RFC 3339, with `T` or a space between date and time.
+/// Both databases write UTC as `+00:00` (or `Z`), which is read here directly; any other offset
+/// goes through chrono's parser.
 pub fn parse_instant(text: &str) -> AppResult<DateTime<Utc>> {
+    if let Some(at) = utc_instant(text.as_bytes()) {
+        return Ok(at);
+    }
     text.parse::<DateTime<chrono::FixedOffset>>()
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading a timestamp")))
+}
+
+/// `YYYY-MM-DD?HH:MM:SS[.fraction]` (`?` a `T` or a space, at most 9 digits of fraction) ending in
+/// `Z` or `+00:00`; `None` for anything else (which `parse_instant` hands to chrono).
+fn utc_instant(text: &[u8]) -> Option<DateTime<Utc>> {
+    let digits = |from: usize, to: usize| -> Option<u32> {
+        text.get(from..to)?.iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, c)| text.get(at) != Some(&c)) || !matches!(text.get(10), Some(b'T' | b' ')) {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(i32::try_from(digits(0, 4)?).ok()?, digits(5, 7)?, digits(8, 10)?)?;
+    let mut rest = text.get(19..)?;
+    let mut nanos = 0;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let len = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+        if !(1..=9).contains(&len) {
+            return None;
+        }
+        nanos = digits(20, 20 + len)? * 10u32.pow(9 - u32::try_from(len).ok()?);
+        rest = &fraction[len..];
+    }
+    if rest != b"Z" && rest != b"+00:00" {
+        return None;
+    }
+    let time = NaiveTime::from_hms_nano_opt(digits(11, 13)?, digits(14, 16)?, digits(17, 19)?, nanos)?;
+    Some(date.and_time(time).and_utc())
 }
 
 #[cfg(test)]
@@ -155,19 +183,59 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[derive(Deserialize)]
+    struct Row {
+        text: String,
+        one: Flag,
+        zero: Flag,
+        at: Instant,
+        never: Option<Instant>,
+        yes: Flag,
+    }
+
     #[test]
-    fn cells_read_both_backends_spellings() {
-        let row = [json!("a"), json!(1), json!(false), json!("2026-01-02 03:04:05.123456+00:00"), json!(null)];
-        let mut cells = Cells::new(&row);
-        assert_eq!(cells.text().ok().as_deref(), Some("a"));
-        assert!(cells.flag());
-        assert!(!cells.flag());
-        let at = cells.time().expect("a timestamp");
-        assert_eq!(at.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
-        assert_eq!(cells.opt_time().ok(), Some(None));
-        assert!(cells.text().is_err(), "past the end is an error, not a panic");
-        let iso = [json!("2026-01-02T03:04:05+02:00")];
-        assert_eq!(Cells::new(&iso).time().map(|t| t.to_rfc3339()).ok().as_deref(), Some("2026-01-02T01:04:05+00:00"));
+    fn rows_read_both_backends_spellings() {
+        let sqlite = r#"[["a", 1, 0, "2026-01-02 03:04:05.123456+00:00", null, true]]"#;
+        let rows: Vec<Row> = parse(sqlite).expect("a folded row");
+        let row = &rows[0];
+        assert_eq!((row.text.as_str(), row.one, row.zero, row.yes), ("a", Flag(true), Flag(false), Flag(true)));
+        assert_eq!(row.at.0.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
+        assert_eq!(opt_instant(row.never), None);
+        let short: AppResult<Vec<Row>> = parse(r#"[["a", 1]]"#);
+        assert!(short.is_err(), "a short row is an error, not a panic");
+        let garbage: AppResult<Vec<Row>> = parse(r#"[["a", 1, 0, "yesterday", null, true]]"#);
+        assert!(garbage.is_err());
+    }
+
+    #[test]
+    fn instants_read_as_chrono_reads_them() {
+        for text in [
+            "2026-11-27T05:10:21.007754518+00:00",
+            "2026-11-27 05:10:21.007754518+00:00",
+            "1970-01-01 00:00:00+00:00",
+            "2026-11-27T05:10:21Z",
+            "2026-11-27T05:10:21.5Z",
+            "2026-02-28T23:59:59.000001+00:00",
+            "2026-11-27T05:10:21+02:00",
+            "2026-11-27T05:10:21.123-05:30",
+            "2026-11-27T05:10:21.1234567890Z",
+        ] {
+            let chrono = text.parse::<DateTime<chrono::FixedOffset>>().map(|t| t.with_timezone(&Utc)).ok();
+            assert_eq!(parse_instant(text).ok(), chrono, "{text}");
+            assert!(chrono.is_some(), "{text}");
+        }
+        for bad in [
+            "",
+            "2026-11-27",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-27T24:00:00Z",
+            "2026-11-27T05:10:21.+00:00",
+            "2026-11-27T05:10:21+00:00x",
+            "２026-11-27T05:10:21Z",
+        ] {
+            assert!(parse_instant(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

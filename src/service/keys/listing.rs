@@ -6,15 +6,16 @@ use sea_orm::{
     sea_query, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, QueryFilter,
     QuerySelect, QueryTrait, RelationTrait, Select,
 };
+use serde::Deserialize;
 
 use super::usage::unused_since_condition;
 use super::{
-    has_roles, locate, renewal_alert_condition, status_condition, view_of, AppKeyView, KeyStatus, KeyType,
-    RenewalAlert, Viewpoint,
+    has_roles, locate, renewal_alert_condition, status_condition, view_of, AccessFacts, AppKeyView, KeyFacts,
+    KeyStatus, KeyType, LastUse, RenewalAlert, Viewpoint,
 };
 use crate::entity::{account, app_key, key_access};
 use crate::error::{AppError, AppResult};
-use crate::service::folded::{self, Cells};
+use crate::service::folded::{self, opt_instant, Flag, Instant};
 use crate::service::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
 use crate::service::roles;
 use crate::service::{query_text, Store};
@@ -113,41 +114,62 @@ pub struct Lister<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// The columns a page reads of each access row and of its key, in the order `row_of` reads them.
-const ACCESS_COLUMNS: [key_access::Column; 11] = [
-    key_access::Column::Id,
-    key_access::Column::AppKeyId,
-    key_access::Column::AccountId,
-    key_access::Column::External,
-    key_access::Column::Removed,
-    key_access::Column::AddedAt,
-    key_access::Column::AddedBy,
-    key_access::Column::UpdatedAt,
-    key_access::Column::LastUsedAt,
-    key_access::Column::LastUsedIp,
-    key_access::Column::LastUsedUserAgent,
-];
-const KEY_COLUMNS: [app_key::Column; 19] = [
-    app_key::Column::Id,
-    app_key::Column::Key,
-    app_key::Column::AccountId,
-    app_key::Column::Label,
-    app_key::Column::LabelSearch,
-    app_key::Column::TokenDigest,
-    app_key::Column::Active,
-    app_key::Column::CreatedAt,
-    app_key::Column::CreatedBy,
-    app_key::Column::TokenCreatedAt,
-    app_key::Column::PreviousTokenDigest,
-    app_key::Column::PreviousTokenCreatedAt,
-    app_key::Column::PreviousTokenExpiresAt,
-    app_key::Column::RenewalStartedAt,
-    app_key::Column::ExpiresAt,
-    app_key::Column::UpdatedAt,
-    app_key::Column::ExpiringAnnouncedFor,
-    app_key::Column::ExpiredAnnouncedFor,
-    app_key::Column::RenewalDueAnnouncedFor,
-];
+/// One row of a page as the fold writes it: the cells `page_cells` selects, in this order. A page
+/// reads only what a view shows (not the token digests, nor the sweepers' bookkeeping).
+#[derive(Deserialize)]
+struct PageRow {
+    access_id: String,
+    removed: Flag,
+    access_updated_at: Instant,
+    last_used_at: Option<Instant>,
+    last_used_ip: Option<String>,
+    last_used_user_agent: Option<String>,
+    id: String,
+    key: String,
+    owner_id: String,
+    label: String,
+    active: Flag,
+    created_at: Instant,
+    created_by: String,
+    token_created_at: Instant,
+    previous_token: Flag,
+    renewal_started_at: Option<Instant>,
+    previous_token_expires_at: Option<Instant>,
+    expires_at: Option<Instant>,
+    updated_at: Instant,
+    owner: String,
+    /// `[id, name, predefined, [resource ids of a custom role]]` for each role held here.
+    roles: Vec<(String, String, Flag, Vec<String>)>,
+}
+
+/// The cells of a page's row before its owner's name and roles, in `PageRow`'s order.
+fn page_cells() -> [Expr; 19] {
+    use app_key::Column as K;
+    use key_access::Column as A;
+    let access = |column: A| Expr::col((key_access::Entity, column));
+    let key = |column: K| Expr::col((app_key::Entity, column));
+    [
+        access(A::Id),
+        access(A::Removed),
+        access(A::UpdatedAt),
+        access(A::LastUsedAt),
+        access(A::LastUsedIp),
+        access(A::LastUsedUserAgent),
+        key(K::Id),
+        key(K::Key),
+        key(K::AccountId),
+        key(K::Label),
+        key(K::Active),
+        key(K::CreatedAt),
+        key(K::CreatedBy),
+        key(K::TokenCreatedAt),
+        key(K::PreviousTokenDigest).is_not_null(),
+        key(K::RenewalStartedAt),
+        key(K::PreviousTokenExpiresAt),
+        key(K::ExpiresAt),
+        key(K::UpdatedAt),
+    ]
+}
 
 /// An access row's roles as JSON, `[[id, name, predefined, [resource ids of a custom role]], …]`,
 /// computed per row of the page (the link table's key leads with the access id).
@@ -177,13 +199,10 @@ fn page_statements(
     let count = base.clone().into_query();
     let mut select = base.select_only().join(JoinType::InnerJoin, app_key::Relation::Owner.def());
     let mut columns = Vec::new();
-    for (i, column) in ACCESS_COLUMNS.into_iter().enumerate() {
-        columns.push(folded::Column::plain(format!("a{i}")));
-        select = select.column_as(column, format!("a{i}"));
-    }
-    for (i, column) in KEY_COLUMNS.into_iter().enumerate() {
-        columns.push(folded::Column::plain(format!("k{i}")));
-        select = select.column_as(column, format!("k{i}"));
+    for (i, cell) in page_cells().into_iter().enumerate() {
+        let alias = format!("c{i}");
+        select = select.expr_as(cell, alias.as_str());
+        columns.push(folded::Column::plain(alias));
     }
     columns.push(folded::Column::plain("owner"));
     columns.push(folded::Column::json("roles"));
@@ -196,63 +215,47 @@ fn page_statements(
     // The folded array keeps the order the page was read in.
     let way = if page::reads_descending(direction, page) { "DESC" } else { "ASC" };
     let order_sql = match sort {
-        Some(_) => format!("\"s\" {way}, \"a0\" {way}"),
-        None => format!("\"a0\" {way}"),
+        Some(_) => format!("\"s\" {way}, \"c0\" {way}"),
+        None => format!("\"c0\" {way}"),
     };
     let rows = page::with_literal_limit(rows.build(backend));
     Ok((folded::fold(backend, rows, &columns, Some(&order_sql)), count))
 }
 
-/// One folded row of a page: the access, its key, the owner's name and the roles in display order.
-fn row_of(
-    cells: &[serde_json::Value],
-    catalogue: &[roles::ResourceView],
-) -> AppResult<(key_access::Model, app_key::Model, String, Vec<roles::RoleView>)> {
-    let mut c = Cells::new(cells);
-    let access = key_access::Model {
-        id: c.text()?,
-        app_key_id: c.text()?,
-        account_id: c.text()?,
-        external: c.flag(),
-        removed: c.flag(),
-        added_at: c.time()?,
-        added_by: c.text()?,
-        updated_at: c.time()?,
-        last_used_at: c.opt_time()?,
-        last_used_ip: c.opt_text(),
-        last_used_user_agent: c.opt_text(),
-    };
-    let key = app_key::Model {
-        id: c.text()?,
-        key: c.text()?,
-        account_id: c.text()?,
-        label: c.text()?,
-        label_search: c.text()?,
-        token_digest: c.text()?,
-        active: c.flag(),
-        created_at: c.time()?,
-        created_by: c.text()?,
-        token_created_at: c.time()?,
-        previous_token_digest: c.opt_text(),
-        previous_token_created_at: c.opt_time()?,
-        previous_token_expires_at: c.opt_time()?,
-        renewal_started_at: c.opt_time()?,
-        expires_at: c.opt_time()?,
-        updated_at: c.time()?,
-        expiring_announced_for: c.opt_time()?,
-        expired_announced_for: c.opt_time()?,
-        renewal_due_announced_for: c.opt_time()?,
-    };
-    let owner = c.text()?;
-    let mut roles = Vec::new();
-    for role in c.value().as_array().map(Vec::as_slice).unwrap_or_default() {
-        let mut r = Cells::new(role.as_array().map(Vec::as_slice).unwrap_or_default());
-        let (id, name, predefined) = (r.text()?, r.text()?, r.flag());
-        let held = r.texts();
-        roles.push(roles::view_of(id, name, predefined, &held, catalogue));
-    }
+/// A page's row as a view: the key, its access here, the owner's name and the roles in display order.
+fn view_of_row(at: &Viewpoint, row: PageRow, catalogue: &[roles::ResourceView]) -> AppKeyView {
+    let mut roles: Vec<roles::RoleView> = row
+        .roles
+        .into_iter()
+        .map(|(id, name, Flag(predefined), held)| roles::view_of(id, name, predefined, &held, catalogue))
+        .collect();
     roles::sort_for_display(&mut roles);
-    Ok((access, key, owner, roles))
+    let key = KeyFacts {
+        id: row.id,
+        key: row.key,
+        account_id: row.owner_id,
+        label: row.label,
+        active: row.active.0,
+        created_at: row.created_at.0,
+        created_by: row.created_by,
+        token_created_at: row.token_created_at.0,
+        previous_token: row.previous_token.0,
+        renewal_started_at: opt_instant(row.renewal_started_at),
+        previous_token_expires_at: opt_instant(row.previous_token_expires_at),
+        expires_at: opt_instant(row.expires_at),
+        updated_at: row.updated_at.0,
+    };
+    let access = AccessFacts {
+        id: row.access_id,
+        removed: row.removed.0,
+        updated_at: row.access_updated_at.0,
+        last_use: row.last_used_at.map(|Instant(at)| LastUse {
+            at,
+            ip: row.last_used_ip,
+            user_agent: row.last_used_user_agent,
+        }),
+    };
+    view_of(at, key, Some(access), row.owner, roles)
 }
 
 /// The SQL of a listing's page (and of its `totalCount`), as `list` runs it: for checking query
@@ -287,11 +290,8 @@ pub async fn list(
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
         None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
     };
-    let mut items = Vec::new();
-    for cells in folded::fetch(&store.db, rows).await? {
-        let (access, key, owner, roles) = row_of(&cells, &catalogue)?;
-        items.push(view_of(&at, key, Some(&access), owner, roles));
-    }
+    let rows: Vec<PageRow> = folded::fetch(&store.db, rows).await?;
+    let items = rows.into_iter().map(|row| view_of_row(&at, row, &catalogue)).collect();
     Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
 }
 

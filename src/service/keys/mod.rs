@@ -337,29 +337,93 @@ async fn views<C: ConnectionTrait>(
             let access = access_by_key.get(k.id.as_str()).copied();
             let roles = access.and_then(|a| roles_by_access.remove(&a.id)).unwrap_or_default();
             let owner = owners.get(&k.account_id).cloned().unwrap_or_default();
-            view_of(at, k, access, owner, roles)
+            view_of(at, k.into(), access.map(AccessFacts::from), owner, roles)
         })
         .collect())
+}
+
+/// What a view shows of a key: read from its row, or from a listing's page (which reads only this).
+struct KeyFacts {
+    id: String,
+    key: String,
+    /// The owner account.
+    account_id: String,
+    label: String,
+    active: bool,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    token_created_at: DateTime<Utc>,
+    /// Whether the key keeps a previous token (a renewal in progress, or one that ran out).
+    previous_token: bool,
+    renewal_started_at: Option<DateTime<Utc>>,
+    previous_token_expires_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<app_key::Model> for KeyFacts {
+    fn from(k: app_key::Model) -> Self {
+        Self {
+            previous_token: k.previous_token_digest.is_some(),
+            id: k.id,
+            key: k.key,
+            account_id: k.account_id,
+            label: k.label,
+            active: k.active,
+            created_at: k.created_at,
+            created_by: k.created_by,
+            token_created_at: k.token_created_at,
+            renewal_started_at: k.renewal_started_at,
+            previous_token_expires_at: k.previous_token_expires_at,
+            expires_at: k.expires_at,
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+/// What a view shows of a key's access row in the viewing account.
+struct AccessFacts {
+    id: String,
+    removed: bool,
+    updated_at: DateTime<Utc>,
+    last_use: Option<LastUse>,
+}
+
+impl From<&key_access::Model> for AccessFacts {
+    fn from(a: &key_access::Model) -> Self {
+        Self {
+            id: a.id.clone(),
+            removed: a.removed,
+            updated_at: a.updated_at,
+            last_use: a.last_used_at.map(|at| LastUse {
+                at,
+                ip: a.last_used_ip.clone(),
+                user_agent: a.last_used_user_agent.clone(),
+            }),
+        }
+    }
 }
 
 /// A key's view from what was read of it: its access here (none: removed from this account), its
 /// owner's name and its roles here in display order.
 fn view_of(
     at: &Viewpoint,
-    k: app_key::Model,
-    access: Option<&key_access::Model>,
+    k: KeyFacts,
+    access: Option<AccessFacts>,
     owner: String,
     roles: Vec<RoleView>,
 ) -> AppKeyView {
     let internal = k.account_id == at.account_id;
-    let status = effective_status(k.active, access.is_none_or(|a| a.removed), k.expires_at, at.now);
-    let renewal = pending_renewal(&k, at.now);
-    let last_use = access.and_then(|a| {
-        a.last_used_at.map(|at| LastUse { at, ip: a.last_used_ip.clone(), user_agent: a.last_used_user_agent.clone() })
-    });
-    let updated_at = access.map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
+    let status = effective_status(k.active, access.as_ref().is_none_or(|a| a.removed), k.expires_at, at.now);
+    let renewal = if k.previous_token {
+        renewal_pending(k.renewal_started_at, k.previous_token_expires_at, at.now)
+    } else {
+        None
+    };
+    let updated_at = access.as_ref().map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
+    let (access_id, last_use) = access.map(|a| (a.id, a.last_use)).unwrap_or_default();
     AppKeyView {
-        access_id: access.map(|a| a.id.clone()).unwrap_or_default(),
+        access_id,
         id: k.id,
         account: owner,
         label: internal.then_some(k.label),
