@@ -140,6 +140,9 @@ struct PageRow {
     owner: String,
     /// `[id, name, predefined, [resource ids of a custom role]]` for each role held here.
     roles: Vec<(String, String, Flag, Vec<String>)>,
+    /// SQLite: the row's sort value, when the listing has one (see `page_statements`).
+    #[serde(default)]
+    sort: Option<String>,
 }
 
 /// The cells of a page's row before its owner's name and roles, in `PageRow`'s order.
@@ -212,14 +215,21 @@ fn page_statements(
         select = select.expr_as(sort.expr.clone(), "s");
     }
     let rows = page::arrange(select, sort.as_ref(), key_access::Column::Id, direction, page)?;
-    // The folded array keeps the order the page was read in.
-    let way = if page::reads_descending(direction, page) { "DESC" } else { "ASC" };
-    let order_sql = match sort {
-        Some(_) => format!("\"s\" {way}, \"c0\" {way}"),
-        None => format!("\"c0\" {way}"),
-    };
     let rows = page::with_literal_limit(rows.build(backend));
-    Ok((folded::fold(backend, rows, &columns, Some(&order_sql)), count))
+    // An aggregate need not keep its input's order. PostgreSQL is told the order (its text order
+    // follows its collation); SQLite would build a temporary index for it, so there the sort value
+    // is folded too and `list` sorts the rows by it (SQLite compares text bytewise, as Rust does).
+    let way = if page::reads_descending(direction, page) { "DESC" } else { "ASC" };
+    let order_sql = match (backend, &sort) {
+        (DatabaseBackend::Postgres, Some(_)) => Some(format!("\"s\" {way}, \"c0\" {way}")),
+        (DatabaseBackend::Postgres, None) => Some(format!("\"c0\" {way}")),
+        (_, Some(_)) => {
+            columns.push(folded::Column::plain("s"));
+            None
+        }
+        (_, None) => None,
+    };
+    Ok((folded::fold(backend, rows, &columns, order_sql.as_deref()), count))
 }
 
 /// A page's row as a view: the key, its access here, the owner's name and the roles in display order.
@@ -290,7 +300,18 @@ pub async fn list(
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
         None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
     };
-    let rows: Vec<PageRow> = folded::fetch(&store.db, rows).await?;
+    let mut rows: Vec<PageRow> = folded::fetch(&store.db, rows).await?;
+    if store.backend() != DatabaseBackend::Postgres {
+        let descending = page::reads_descending(order.1, page);
+        rows.sort_by(|a, b| {
+            let ascending = (&a.sort, &a.access_id).cmp(&(&b.sort, &b.access_id));
+            if descending {
+                ascending.reverse()
+            } else {
+                ascending
+            }
+        });
+    }
     let items = rows.into_iter().map(|row| view_of_row(&at, row, &catalogue)).collect();
     Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
 }
