@@ -269,6 +269,17 @@ async fn execute(
         metrics::histogram!("appkeys_graphql_operation_duration_seconds", "operation" => operation)
             .record(started.elapsed());
     }
+    // Only a response with errors may need shaping (see `shape`); the rest is written out as it is.
+    let without_errors = match &response {
+        async_graphql::BatchResponse::Single(one) => one.errors.is_empty(),
+        async_graphql::BatchResponse::Batch(all) => all.iter().all(|one| one.errors.is_empty()),
+    };
+    if without_errors {
+        return match serde_json::to_vec(&response) {
+            Ok(body) => respond(media_type, false, body),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
+    }
     let Ok(mut body) = serde_json::to_value(&response) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -350,10 +361,15 @@ fn shape(response: &mut serde_json::Value, parse_error: Option<&str>) -> bool {
 /// validation) gets 400, as the GraphQL-over-HTTP specification prescribes; with `application/json`
 /// every well-formed request gets 200.
 fn respond_json(media_type: &'static str, failed_before_execution: bool, body: &serde_json::Value) -> Response {
+    respond(media_type, failed_before_execution, body.to_string().into_bytes())
+}
+
+/// `respond_json` with the body already written.
+fn respond(media_type: &'static str, failed_before_execution: bool, body: Vec<u8>) -> Response {
     let status = if media_type == GRAPHQL_RESPONSE && failed_before_execution {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], body.to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], body).into_response()
 }

@@ -47,6 +47,21 @@ async fn get_runs_queries_but_never_mutations(app: &TestApp) {
     app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
 }
 
+/// A response's fields come in the order the query selected them (the GraphQL specification's
+/// ordering of a result map), whichever order that is.
+async fn fields_come_back_in_the_order_they_were_selected(app: &TestApp) {
+    let owner = app.owner().await;
+    for (query, first, second) in [
+        ("%7Bviewer%7Baccount%20resources%7Bid%7D%7D%7D", "\"account\"", "\"resources\""),
+        ("%7Bviewer%7Bresources%7Bid%7D%20account%7D%7D", "\"resources\"", "\"account\""),
+    ] {
+        let response = app.get(&format!("/graphql?query={query}"), &owner).await;
+        let text = response.text().await.expect("a body");
+        let at = |field: &str| text.find(field).unwrap_or_else(|| panic!("{field} in {text}"));
+        assert!(at(first) < at(second), "{first} before {second}: {text}");
+    }
+}
+
 async fn only_json_posts_are_accepted(app: &TestApp) {
     let url = format!("{}/graphql", app.address);
     for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
@@ -126,6 +141,7 @@ crate::backend_tests!(
     health_and_readiness_answer,
     graphiql_is_served_and_explains_the_headers,
     get_runs_queries_but_never_mutations,
+    fields_come_back_in_the_order_they_were_selected,
     only_json_posts_are_accepted,
     oversized_bodies_and_batches_are_refused,
     graphiql_introspection_fits_the_limits,
