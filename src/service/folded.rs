@@ -181,7 +181,6 @@ fn utc_instant(text: &[u8]) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[derive(Deserialize)]
     struct Row {

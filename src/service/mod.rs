@@ -62,6 +62,8 @@ pub struct Store {
     events: events::EventBus,
     /// Accounts' key settings as last read, with the change sequence read before (see `settings::cached`).
     settings_cache: moka::sync::Cache<String, (u64, settings::KeySettings)>,
+    /// Accounts' roles as last read, with the change sequence read before (see `roles::cached_facts`).
+    role_cache: moka::sync::Cache<String, (u64, Arc<roles::AccountRoles>)>,
     /// Seals webhook secrets at rest; set by `prepare` (see `webhooks::SecretBox`).
     secret_box: Arc<std::sync::OnceLock<webhooks::SecretBox>>,
 }
@@ -221,12 +223,17 @@ impl Store {
             catalogue: Arc::default(),
             events: events::EventBus::default(),
             settings_cache: moka::sync::Cache::new(100_000),
+            role_cache: moka::sync::Cache::new(10_000),
             secret_box: Arc::default(),
         })
     }
 
     pub(crate) fn settings_cache(&self) -> &moka::sync::Cache<String, (u64, settings::KeySettings)> {
         &self.settings_cache
+    }
+
+    pub(crate) fn role_cache(&self) -> &moka::sync::Cache<String, (u64, Arc<roles::AccountRoles>)> {
+        &self.role_cache
     }
 
     /// Committed key events on this replica (subscribers, the deliverer).

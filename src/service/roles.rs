@@ -149,6 +149,56 @@ fn in_display_order(select: Select<role::Entity>) -> Select<role::Entity> {
     select.order_by_desc(role::Column::Predefined).order_by_asc(role::Column::Name).order_by_asc(role::Column::Id)
 }
 
+/// What a listing shows of a role, by its id: its name, whether it is predefined, and a custom
+/// role's resource ids (resolved against the catalogue when shown, by `view_of`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleFacts {
+    pub name: String,
+    pub predefined: bool,
+    pub held: Vec<String>,
+}
+
+/// An account's roles by id.
+pub type AccountRoles = HashMap<String, RoleFacts>;
+
+/// The account's roles, from memory while no credential change in the account has been committed
+/// since they were read (every role change is one, and stamps its account: see `versions`; another
+/// replica's change arrives by its notification). A listing page then reads only its keys' role ids.
+pub async fn cached_facts(store: &Store, account_id: &str) -> AppResult<std::sync::Arc<AccountRoles>> {
+    if let Some((since, roles)) = store.role_cache().get(account_id) {
+        if store.versions().unchanged_since(since, account_id, None) {
+            return Ok(roles);
+        }
+    }
+    fresh_facts(store, account_id).await
+}
+
+/// The account's roles read now (and remembered for `cached_facts`).
+pub async fn fresh_facts(store: &Store, account_id: &str) -> AppResult<std::sync::Arc<AccountRoles>> {
+    let since = store.versions().snapshot();
+    let rows = role::Entity::find().filter(role::Column::AccountId.eq(account_id)).all(&store.db).await?;
+    let custom: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
+    let mut held: HashMap<String, Vec<String>> = HashMap::new();
+    if !custom.is_empty() {
+        for link in
+            role_resource::Entity::find().filter(role_resource::Column::RoleId.is_in(custom)).all(&store.db).await?
+        {
+            held.entry(link.role_id).or_default().push(link.resource_id);
+        }
+    }
+    let roles: AccountRoles = rows
+        .into_iter()
+        .map(|r| {
+            let facts =
+                RoleFacts { held: held.remove(&r.id).unwrap_or_default(), name: r.name, predefined: r.predefined };
+            (r.id, facts)
+        })
+        .collect();
+    let roles = std::sync::Arc::new(roles);
+    store.role_cache().insert(account_id.to_owned(), (since, roles.clone()));
+    Ok(roles)
+}
+
 /// Every role of the account, in display order.
 pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec<RoleView>> {
     let rows = in_display_order(role::Entity::find().filter(role::Column::AccountId.eq(account_id))).all(db).await?;

@@ -106,6 +106,52 @@ async fn keys_page_both_ways_in_every_order(app: &TestApp) {
     app.graphql(&owner, PAGE, json!({ "first": 2, "last": 2 })).await.assert_code("BAD_USER_INPUT");
 }
 
+/// A page shows a key's roles as they are now: renaming a role, changing its resources, creating
+/// one and deleting one show on the very next page (the listing remembers the account's roles only
+/// until the account changes).
+async fn a_page_shows_role_changes_at_once(app: &TestApp) {
+    const ROLES: &str = "{ myKeys(first: 5) { edges { node { key roles { name resources { id } } } } } }";
+    let owner = app.owner().await;
+    let role = app.custom_role(&owner, "Viewers", &["ApiKeys.View"]).await;
+    let (key, _) = app.generate_key(&owner, Some("with a role"), std::slice::from_ref(&role)).await;
+    async fn roles_shown(app: &TestApp, owner: &Auth, key: &str) -> Vec<(String, Vec<String>)> {
+        let page = app.graphql(owner, ROLES, json!({})).await.data("myKeys");
+        let edges = page["edges"].as_array().expect("edges").clone();
+        let node = &edges.iter().find(|e| e["node"]["key"] == key).expect("the key")["node"];
+        let roles = node["roles"].as_array().expect("roles");
+        roles
+            .iter()
+            .map(|r| {
+                let resources = r["resources"].as_array().expect("resources");
+                let ids = resources.iter().map(|x| x["id"].as_str().expect("id").to_owned()).collect();
+                (r["name"].as_str().expect("name").to_owned(), ids)
+            })
+            .collect()
+    }
+    let names =
+        |shown: Vec<(String, Vec<String>)>| -> Vec<String> { shown.into_iter().map(|(name, _)| name).collect() };
+    assert_eq!(roles_shown(app, &owner, &key).await, vec![("Viewers".to_owned(), vec!["ApiKeys.View".to_owned()])]);
+    app.graphql(
+        &owner,
+        "mutation($r: ID!) { updateRole(id: $r, input: {name: \"Editors\", resourceIds: [\"ApiKeys.Edit\"]}) { id } }",
+        json!({ "r": role }),
+    )
+    .await
+    .data("updateRole");
+    assert_eq!(roles_shown(app, &owner, &key).await, vec![("Editors".to_owned(), vec!["ApiKeys.Edit".to_owned()])]);
+    let second = app.custom_role(&owner, "Auditors", &["ApiKeys.View"]).await;
+    app.graphql(
+        &owner,
+        "mutation($k: String!, $r: [ID!]!) { setAppKeyRoles(key: $k, roleIds: $r) { key } }",
+        json!({ "k": key, "r": [role.clone(), second] }),
+    )
+    .await
+    .data("setAppKeyRoles");
+    assert_eq!(names(roles_shown(app, &owner, &key).await), ["Auditors", "Editors"]);
+    app.graphql(&owner, "mutation($r: ID!) { deleteRole(id: $r) }", json!({ "r": role })).await.data("deleteRole");
+    assert_eq!(names(roles_shown(app, &owner, &key).await), ["Auditors"]);
+}
+
 async fn page_info_is_right_at_the_edges(app: &TestApp) {
     let owner = app.owner().await;
     let empty = page(app, &owner, json!({ "first": 5 })).await;
@@ -193,6 +239,7 @@ async fn nodes_are_found_by_global_id_within_the_account_only(app: &TestApp) {
 }
 
 crate::backend_tests!(
+    a_page_shows_role_changes_at_once,
     keys_page_both_ways_in_every_order,
     page_info_is_right_at_the_edges,
     nodes_are_found_by_global_id_within_the_account_only,

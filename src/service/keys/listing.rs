@@ -138,8 +138,8 @@ struct PageRow {
     expires_at: Option<Instant>,
     updated_at: Instant,
     owner: String,
-    /// `[id, name, predefined, [resource ids of a custom role]]` for each role held here.
-    roles: Vec<(String, String, Flag, Vec<String>)>,
+    /// The ids of the roles held here (their names and resources come from `roles::cached_facts`).
+    roles: Vec<String>,
     /// SQLite: the row's sort value, when the listing has one (see `page_statements`).
     #[serde(default)]
     sort: Option<String>,
@@ -174,15 +174,15 @@ fn page_cells() -> [Expr; 19] {
     ]
 }
 
-/// An access row's roles as JSON, `[[id, name, predefined, [resource ids of a custom role]], …]`,
-/// computed per row of the page (the link table's key leads with the access id).
-fn roles_json(backend: DatabaseBackend) -> &'static str {
+/// An access row's role ids as a JSON array, read through the link table's key (which leads with
+/// the access id) without touching the roles themselves.
+fn role_ids_json(backend: DatabaseBackend) -> &'static str {
     match backend {
         DatabaseBackend::Postgres => {
-            r#"(SELECT COALESCE(json_agg(json_build_array(r."id", r."name", r."predefined", CASE WHEN r."predefined" THEN '[]'::json ELSE (SELECT COALESCE(json_agg(rr."resource_id"), '[]'::json) FROM "role_resources" rr WHERE rr."role_id" = r."id") END)), '[]'::json) FROM "key_access_roles" l JOIN "roles" r ON r."id" = l."role_id" WHERE l."key_access_id" = "key_access"."id")"#
+            r#"(SELECT COALESCE(json_agg(l."role_id"), '[]'::json) FROM "key_access_roles" l WHERE l."key_access_id" = "key_access"."id")"#
         }
         _ => {
-            r#"(SELECT json_group_array(json_array(r."id", r."name", r."predefined", json(CASE WHEN r."predefined" THEN '[]' ELSE (SELECT json_group_array(rr."resource_id") FROM "role_resources" rr WHERE rr."role_id" = r."id") END))) FROM "key_access_roles" l JOIN "roles" r ON r."id" = l."role_id" WHERE l."key_access_id" = "key_access"."id")"#
+            r#"(SELECT json_group_array(l."role_id") FROM "key_access_roles" l WHERE l."key_access_id" = "key_access"."id")"#
         }
     }
 }
@@ -209,7 +209,7 @@ fn page_statements(
     }
     columns.push(folded::Column::plain("owner"));
     columns.push(folded::Column::json("roles"));
-    select = select.column_as(account::Column::Name, "owner").expr_as(Expr::cust(roles_json(backend)), "roles");
+    select = select.column_as(account::Column::Name, "owner").expr_as(Expr::cust(role_ids_json(backend)), "roles");
     let sort = order.sort_by();
     if let Some(sort) = &sort {
         select = select.expr_as(sort.expr.clone(), "s");
@@ -233,11 +233,19 @@ fn page_statements(
 }
 
 /// A page's row as a view: the key, its access here, the owner's name and the roles in display order.
-fn view_of_row(at: &Viewpoint, row: PageRow, catalogue: &[roles::ResourceView]) -> AppKeyView {
+fn view_of_row(
+    at: &Viewpoint,
+    row: PageRow,
+    known: &roles::AccountRoles,
+    catalogue: &[roles::ResourceView],
+) -> AppKeyView {
     let mut roles: Vec<roles::RoleView> = row
         .roles
         .into_iter()
-        .map(|(id, name, Flag(predefined), held)| roles::view_of(id, name, predefined, &held, catalogue))
+        .filter_map(|id| {
+            let facts = known.get(&id)?;
+            Some(roles::view_of(id, facts.name.clone(), facts.predefined, &facts.held, catalogue))
+        })
         .collect();
     roles::sort_for_display(&mut roles);
     let key = KeyFacts {
@@ -312,7 +320,13 @@ pub async fn list(
             }
         });
     }
-    let items = rows.into_iter().map(|row| view_of_row(&at, row, &catalogue)).collect();
+    // A role the remembered ones lack was made since they were read: read them again (a role
+    // deleted since the page was read is left out, as the link went with it).
+    let mut known = roles::cached_facts(store, who.account_id).await?;
+    if rows.iter().flat_map(|row| &row.roles).any(|id| !known.contains_key(id)) {
+        known = roles::fresh_facts(store, who.account_id).await?;
+    }
+    let items = rows.into_iter().map(|row| view_of_row(&at, row, &known, &catalogue)).collect();
     Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
 }
 
