@@ -310,14 +310,17 @@ fn copy_statement(account_id: &str, which: Keys) -> String {
 enum Batch {
     Folded(String),
     Copied(Vec<u8>),
+    /// PostgreSQL: every role and owner name the copy can refer to, read in its snapshot before it.
+    Names(Names),
 }
 
 /// Runs `statement` (a `COPY … TO STDOUT`) and hands its lines on `per_batch` at a time (PostgreSQL
 /// sends one message per line). If the client goes away, or the copy fails, before the last line,
-/// the connection is closed rather than returned to the pool with the rest of the copy unread (or
-/// with JIT still off).
+/// the connection is closed rather than returned to the pool with the rest of the copy unread (and
+/// its transaction open).
 async fn copy_rows(
     db: &DatabaseConnection,
+    account_id: &str,
     statement: &str,
     per_batch: usize,
     tx: &tokio::sync::mpsc::Sender<AppResult<Batch>>,
@@ -328,9 +331,35 @@ async fn copy_rows(
     let mut pooled = db.get_postgres_connection_pool().acquire().await.map_err(fail)?;
     let copied = async {
         let connection = pooled.acquire().await.map_err(fail)?;
+        // The names first, in the copy's own snapshot: every role and owner a copied line names is
+        // then known, and the stream never needs a second connection while this one copies (with the
+        // pool exhausted by exports, each would wait on the others).
+        sea_orm::sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *connection)
+            .await
+            .map_err(fail)?;
         // The copy's estimated cost is past `jit_above_cost` for any sizeable account, and compiling
-        // it took 730 ms of an 840 ms copy of 100 000 keys: for this one statement, no JIT.
-        sea_orm::sqlx::query("SET jit = off").execute(&mut *connection).await.map_err(fail)?;
+        // it took 730 ms of an 840 ms copy of 100 000 keys: for this one transaction, no JIT.
+        sea_orm::sqlx::query("SET LOCAL jit = off").execute(&mut *connection).await.map_err(fail)?;
+        let mut names = Names::default();
+        let roles: Vec<(String, String, bool)> =
+            sea_orm::sqlx::query_as(r#"SELECT "id", "name", "predefined" FROM "roles" WHERE "account_id" = $1"#)
+                .bind(account_id)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(fail)?;
+        names.roles.extend(roles.into_iter().map(|(id, name, predefined)| (id, (name, predefined))));
+        let owners: Vec<(String, String)> = sea_orm::sqlx::query_as(
+            r#"SELECT a."id", a."name" FROM "accounts" a WHERE a."id" = $1 OR a."id" IN (SELECT k."account_id" FROM "key_access" w JOIN "app_keys" k ON k."id" = w."app_key_id" WHERE w."account_id" = $1 AND w."external")"#,
+        )
+        .bind(account_id)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(fail)?;
+        names.owners.extend(owners);
+        if tx.send(Ok(Batch::Names(names))).await.is_err() {
+            return Ok(false);
+        }
         let mut lines = connection.copy_out_raw(statement).await.map_err(fail)?;
         let (mut batch, mut count) = (Vec::new(), 0);
         while let Some(line) = lines.next().await {
@@ -344,7 +373,7 @@ async fn copy_rows(
             }
         }
         drop(lines);
-        sea_orm::sqlx::query("RESET jit").execute(&mut *connection).await.map_err(fail)?;
+        sea_orm::sqlx::query("COMMIT").execute(&mut *connection).await.map_err(fail)?;
         Ok(batch.is_empty() || tx.send(Ok(Batch::Copied(batch))).await.is_ok())
     }
     .await;
@@ -354,10 +383,8 @@ async fn copy_rows(
     copied.map(|_| ())
 }
 
-/// Reads the next chunk's JSON text and where the one after it starts (`None`: there was nothing
-/// left; a full last chunk is followed by one empty read).
-/// The JSON is not parsed here, so the database can read the next chunk while this one is parsed
-/// and encoded.
+/// One chunk of the export (SQLite, and the XLSX export): the folded JSON text of its keys and
+/// the last key's access id.
 async fn read_chunk(
     db: &DatabaseConnection,
     account_id: &str,
@@ -378,6 +405,11 @@ async fn read_chunk(
 /// A batch's keys, newest first, with their roles' and owner's names.
 async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -> AppResult<Vec<ExportRow>> {
     let rows = match batch {
+        Batch::Names(known) => {
+            names.roles.extend(known.roles);
+            names.owners.extend(known.owners);
+            return Ok(Vec::new());
+        }
         Batch::Folded(json) => {
             let folded: Vec<FoldedRow> = folded::parse(&json)?;
             let mut rows: Vec<ExportRow> = folded.into_iter().map(Into::into).collect();
@@ -545,7 +577,7 @@ pub fn stream_in_chunks(
         if store.backend() == DatabaseBackend::Postgres {
             let statement = copy_statement(&account_id, Keys::All);
             let per_batch = usize::try_from(chunk).unwrap_or(usize::MAX).max(1);
-            if let Err(error) = copy_rows(&store.db, &statement, per_batch, &tx).await {
+            if let Err(error) = copy_rows(&store.db, &account_id, &statement, per_batch, &tx).await {
                 let _ = tx.send(Err(error)).await;
             }
             return;

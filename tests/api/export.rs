@@ -253,3 +253,40 @@ mod chunks {
     use super::*;
     crate::backend_tests!(chunk_boundaries_never_split_a_key);
 }
+
+/// A client that leaves mid-export leaves the pool sound. With one pooled connection, the next
+/// requests must reuse the connection the export read on, and they still work, a whole export
+/// included. On PostgreSQL the copy is left unfinished, so its connection is closed, not returned.
+async fn an_abandoned_export_leaves_the_pool_sound(backend: crate::helpers::Backend) {
+    use futures::StreamExt;
+    let app = TestApp::spawn_with(backend, |s| s.db_max_connections = 1).await;
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    for _ in 0..12 {
+        app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    }
+    let account_id =
+        appkeys::service::accounts::find_by_name(&app.store().db, "main").await.expect("query").expect("main").id;
+    for _ in 0..3 {
+        // One key per part, and the reader waits once two parts are unread: it is mid-copy when
+        // the client goes.
+        let mut stream =
+            Box::pin(appkeys::service::export::stream_in_chunks(app.store().clone(), account_id.clone(), 1));
+        let first = stream.next().await.expect("a first part").expect("no error");
+        assert!(!first.is_empty());
+        drop(stream);
+    }
+    let whole = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        app.get("/export/app-keys.csv", &owner).await.text().await.expect("csv")
+    })
+    .await
+    .expect("the pool still answers");
+    assert_eq!(whole.lines().count(), 13, "the header and every key: {whole}");
+    app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
+    app.cleanup().await;
+}
+
+mod abandoned {
+    use super::*;
+    crate::backend_cases!(an_abandoned_export_leaves_the_pool_sound);
+}
