@@ -383,8 +383,10 @@ async fn copy_rows(
     copied.map(|_| ())
 }
 
-/// One chunk of the export (SQLite, and the XLSX export): the folded JSON text of its keys and
-/// the last key's access id.
+/// Reads the next chunk's JSON text and where the one after it starts (`None`: there was nothing
+/// left; a full last chunk is followed by one empty read). SQLite's CSV export and the XLSX export
+/// read in chunks. The JSON is not parsed here, so the database can read the next chunk while this
+/// one is parsed and encoded.
 async fn read_chunk(
     db: &DatabaseConnection,
     account_id: &str,

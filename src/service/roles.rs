@@ -177,15 +177,7 @@ pub async fn cached_facts(store: &Store, account_id: &str) -> AppResult<std::syn
 pub async fn fresh_facts(store: &Store, account_id: &str) -> AppResult<std::sync::Arc<AccountRoles>> {
     let since = store.versions().snapshot();
     let rows = role::Entity::find().filter(role::Column::AccountId.eq(account_id)).all(&store.db).await?;
-    let custom: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
-    let mut held: HashMap<String, Vec<String>> = HashMap::new();
-    if !custom.is_empty() {
-        for link in
-            role_resource::Entity::find().filter(role_resource::Column::RoleId.is_in(custom)).all(&store.db).await?
-        {
-            held.entry(link.role_id).or_default().push(link.resource_id);
-        }
-    }
+    let mut held = custom_resources(&store.db, &rows).await?;
     let roles: AccountRoles = rows
         .into_iter()
         .map(|r| {
@@ -234,6 +226,19 @@ pub async fn by_ids<C: ConnectionTrait>(
     Ok(views)
 }
 
+/// The resource ids each custom role among `rows` holds, by role id, in one query (predefined
+/// roles hold fixed sets, not rows).
+async fn custom_resources<C: ConnectionTrait>(db: &C, rows: &[role::Model]) -> AppResult<HashMap<String, Vec<String>>> {
+    let custom: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
+    let mut held: HashMap<String, Vec<String>> = HashMap::new();
+    if !custom.is_empty() {
+        for link in role_resource::Entity::find().filter(role_resource::Column::RoleId.is_in(custom)).all(db).await? {
+            held.entry(link.role_id).or_default().push(link.resource_id);
+        }
+    }
+    Ok(held)
+}
+
 /// Resolves role rows into views with their resources, in two queries.
 pub async fn views<C: ConnectionTrait>(db: &C, rows: Vec<role::Model>) -> AppResult<Vec<RoleView>> {
     views_with(db, rows, None).await
@@ -252,15 +257,7 @@ pub async fn views_with<C: ConnectionTrait>(
         Some(known) => std::borrow::Cow::Borrowed(known),
         None => std::borrow::Cow::Owned(catalogue(db).await?),
     };
-    let custom_ids: Vec<&str> = rows.iter().filter(|r| !r.predefined).map(|r| r.id.as_str()).collect();
-    let mut custom: HashMap<String, Vec<String>> = HashMap::new();
-    if !custom_ids.is_empty() {
-        for link in
-            role_resource::Entity::find().filter(role_resource::Column::RoleId.is_in(custom_ids)).all(db).await?
-        {
-            custom.entry(link.role_id).or_default().push(link.resource_id);
-        }
-    }
+    let mut custom = custom_resources(db, &rows).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
