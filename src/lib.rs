@@ -25,14 +25,14 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::{KeyPrefix, Password};
-use crate::graphql::AppSchema;
+use crate::graphql::Schemas;
 use crate::service::accounts::CreatedAccount;
 use crate::service::Store;
 pub use crate::state::AppState;
 
 /// The router over a state, for tests and embedding.
 pub fn app(state: AppState) -> axum::Router {
-    let schema = graphql::build(state.clone());
+    let schema = Schemas::build(state.clone());
     http::router(state, schema)
 }
 
@@ -42,7 +42,7 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     state: AppState,
-    schema: AppSchema,
+    schema: Schemas,
     bootstrapped: Option<CreatedAccount>,
 }
 
@@ -64,7 +64,7 @@ impl Application {
         // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
         tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
         let state = AppState::new(store, key_prefix, settings);
-        let schema = graphql::build(state.clone());
+        let schema = Schemas::build(state.clone());
         Ok(Self { listener, metrics_listener, state, schema, bootstrapped })
     }
 

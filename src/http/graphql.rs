@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{request_error, request_meta, ClientAddr};
-use crate::graphql::AppSchema;
+use crate::graphql::Schemas;
 use crate::state::AppState;
 
 /// Parsed documents by their text. A client sends the same few documents again and again, and
@@ -63,7 +63,7 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
 
 pub async fn graphql_post(
     State(state): State<AppState>,
-    State(schema): State<AppSchema>,
+    State(schema): State<Schemas>,
     peer: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -129,7 +129,7 @@ impl GetParams {
 
 pub async fn graphql_get(
     State(state): State<AppState>,
-    State(schema): State<AppSchema>,
+    State(schema): State<Schemas>,
     peer: ClientAddr,
     headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
@@ -216,7 +216,7 @@ fn count_aliases(document: &ExecutableDocument) -> usize {
 
 async fn execute(
     state: &AppState,
-    schema: &AppSchema,
+    schema: &Schemas,
     peer: ClientAddr,
     headers: &HeaderMap,
     batch: BatchRequest,

@@ -24,7 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::graphql::AppSchema;
+use crate::graphql::Schemas;
 use crate::service::RequestMeta;
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ use crate::state::AppState;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub schema: AppSchema,
+    pub schema: Schemas,
 }
 
 impl FromRef<HttpState> for AppState {
@@ -41,13 +41,13 @@ impl FromRef<HttpState> for AppState {
     }
 }
 
-impl FromRef<HttpState> for AppSchema {
+impl FromRef<HttpState> for Schemas {
     fn from_ref(state: &HttpState) -> Self {
         state.schema.clone()
     }
 }
 
-pub fn router(app: AppState, schema: AppSchema) -> Router {
+pub fn router(app: AppState, schema: Schemas) -> Router {
     let settings = app.settings.clone();
     let state = HttpState { app, schema };
     let mut router = Router::new();

@@ -30,7 +30,7 @@ pub async fn graphql_ws(
     let HttpState { app, schema } = state;
     let client_ip = peer.ip();
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        GraphQLWebSocket::new(socket, schema, protocol)
+        GraphQLWebSocket::new(socket, schema.strict().clone(), protocol)
             .on_connection_init(move |payload| connection_init(app, client_ip, payload))
             .serve()
     })
