@@ -196,6 +196,15 @@ impl Store {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
+        // sqlx pings a connection on every checkout by default: a round trip to the SQLite
+        // connection's thread, or to PostgreSQL, before each query. A SQLite file cannot hang up;
+        // a PostgreSQL connection is pinged only once idle for a second (one used a moment ago is
+        // known to be alive), so a connection the server or a proxy dropped is still replaced.
+        if url.starts_with("postgres") {
+            options.test_before_acquire_if_idle_for(Duration::from_secs(1));
+        } else {
+            options.test_before_acquire(false);
+        }
         let mmap_bytes = settings.sqlite_mmap_mib.saturating_mul(1 << 20).to_string();
         options.map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

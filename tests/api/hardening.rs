@@ -148,6 +148,62 @@ async fn graphql_over_http_negotiates_and_reports_request_errors(app: &TestApp) 
     assert_eq!(guarded.status(), 200);
 }
 
+/// A request that passed full validation runs on the lighter checks next time; the same document
+/// with other variables, or another operation of it, is validated in full again.
+async fn a_document_validated_once_is_still_checked_for_each_variables(app: &TestApp) {
+    let owner = app.owner().await;
+    let page =
+        "query Page($n: Int) { myKeys(first: $n) { edges { node { key } } } } query Other { viewer { account } }";
+    let run = |variables: Value, operation: &'static str| {
+        post_raw(app, &owner, json!({ "query": page, "variables": variables, "operationName": operation }))
+    };
+    let (status, first) = run(json!({ "n": 5 }), "Page").await;
+    assert_eq!(status, 200);
+    assert!(first.get("errors").is_none(), "{first}");
+    assert_eq!(run(json!({ "n": 5 }), "Page").await.1, first, "the same request, the same answer");
+    // Same text, a value validation refuses: refused as before execution, not run on lighter checks.
+    for bad in [json!({ "n": "five" }), json!({ "n": 1.5 })] {
+        let (_, refused) = run(bad.clone(), "Page").await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{bad}: {refused}");
+        assert!(refused.get("data").is_none(), "{refused}");
+    }
+    assert_eq!(run(json!({}), "Other").await.1["data"]["viewer"]["account"], "main");
+    // The price of a page follows its variables: cheap twice, then past the limit with the same text.
+    let node = "edges { node { key label status roles { name resources { id name } } } }";
+    let heavy = format!("query($n: Int) {{ a: appKeys(first: $n) {{ {node} }} b: myKeys(first: $n) {{ {node} }} c: appKeys(first: $n) {{ {node} }} d: myKeys(first: $n) {{ {node} }} }}");
+    for _ in 0..2 {
+        let (_, cheap) = post_raw(app, &owner, json!({ "query": heavy, "variables": { "n": 2 } })).await;
+        assert!(cheap.get("errors").is_none(), "{cheap}");
+    }
+    let (_, refused) = post_raw(app, &owner, json!({ "query": heavy, "variables": { "n": 100 } })).await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("complex"), "{refused}");
+}
+
+/// A pooled PostgreSQL connection is not pinged before each query, only once idle for a second: one
+/// the server dropped meanwhile (a restart, a proxy's timeout) is found out and replaced, unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
+async fn postgres_connections_dropped_by_the_server_are_replaced() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let owner = app.owner().await;
+    // A listing reads the database every time (a cached principal would not).
+    let page = "{ myKeys(first: 5) { totalCount } }";
+    let total = app.graphql(&owner, page, json!({})).await.data("myKeys.totalCount");
+    let admin = sea_orm::Database::connect(app.database_url.as_str()).await.expect("connected");
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let row = admin.query_one_raw(sea_orm::Statement::from_string(admin.get_database_backend(), terminate)).await;
+    let ended: i64 = row.expect("terminated").expect("a row").try_get_by_index(0).expect("a count");
+    assert!(ended >= 1, "the server's connections were ended");
+    admin.close().await.expect("closed");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    for _ in 0..5 {
+        assert_eq!(app.graphql(&owner, page, json!({})).await.data("myKeys.totalCount"), total);
+    }
+    app.cleanup().await;
+}
+
 mod cases {
     use super::*;
     crate::backend_cases!(
@@ -162,4 +218,5 @@ crate::backend_tests!(
     more_than_thirty_aliases_are_refused,
     repeated_directives_and_complexity_are_bounded,
     graphql_over_http_negotiates_and_reports_request_errors,
+    a_document_validated_once_is_still_checked_for_each_variables,
 );
