@@ -1,13 +1,17 @@
 //! Reading credentials from headers, strictly: a header that is present must be well-formed, and two
 //! ways of saying the same thing must agree.
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 use crate::domain::{AccountName, AppKeyValue, AppToken, SessionToken};
 use crate::error::{AppError, AppResult};
 
-pub const APP_KEY_HEADERS: [&str; 2] = ["x-api-appkey", "x-vtex-api-appkey"];
-pub const APP_TOKEN_HEADERS: [&str; 2] = ["x-api-apptoken", "x-vtex-api-apptoken"];
-const ACCOUNT_HEADER: &str = "x-account";
+// Names as `HeaderName`s, so a lookup does not parse its name again on every request.
+pub const APP_KEY_HEADERS: [HeaderName; 2] =
+    [HeaderName::from_static("x-api-appkey"), HeaderName::from_static("x-vtex-api-appkey")];
+pub const APP_TOKEN_HEADERS: [HeaderName; 2] =
+    [HeaderName::from_static("x-api-apptoken"), HeaderName::from_static("x-vtex-api-apptoken")];
+const ACCOUNT_HEADER: [HeaderName; 1] = [HeaderName::from_static("x-account")];
+const AUTHORIZATION: [HeaderName; 1] = [axum::http::header::AUTHORIZATION];
 
 /// The credentials a request presents, already checked for shape (not yet against the database).
 pub enum Presented {
@@ -18,10 +22,10 @@ pub enum Presented {
 
 impl Presented {
     pub fn from_headers(headers: &HeaderMap) -> AppResult<Self> {
-        let authorization = single(headers, &["authorization"])?;
+        let authorization = single(headers, &AUTHORIZATION)?;
         let key = single(headers, &APP_KEY_HEADERS)?;
         let token = single(headers, &APP_TOKEN_HEADERS)?;
-        let account = single(headers, &[ACCOUNT_HEADER])?
+        let account = single(headers, &ACCOUNT_HEADER)?
             .map(|raw| AccountName::parse(raw).map_err(|_| AppError::Unauthenticated))
             .transpose()?;
         match (authorization, key, token) {
@@ -47,10 +51,10 @@ impl Presented {
 
 /// The one value of a header (under any of its names). Repeated values that differ, or a value that
 /// is not visible ASCII, are refused.
-fn single<'h>(headers: &'h HeaderMap, names: &[&str]) -> AppResult<Option<&'h str>> {
+fn single<'h>(headers: &'h HeaderMap, names: &[HeaderName]) -> AppResult<Option<&'h str>> {
     let mut found: Option<&str> = None;
     for name in names {
-        for value in headers.get_all(*name) {
+        for value in headers.get_all(name) {
             let value = value.to_str().map_err(|_| AppError::Unauthenticated)?.trim();
             match found {
                 Some(previous) if previous != value => return Err(AppError::Unauthenticated),

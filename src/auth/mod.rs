@@ -68,23 +68,17 @@ impl Authenticator {
             Ok(presented) => presented,
             Err(error) => return Err(self.failed(error, None, client_ip)),
         };
-        let (key, identity) = match &presented {
+        let key = match &presented {
             Presented::Nothing => return Ok(None),
-            Presented::Session { token, account } => (
-                CacheKey::Session {
-                    digest: token.digest().as_str().to_owned(),
-                    account: account.as_ref().map(|a| a.as_str().to_owned()),
-                },
-                None,
-            ),
-            Presented::AppKey { key, token, account } => (
-                CacheKey::AppKey {
-                    key: key.as_str().to_owned(),
-                    digest: token.digest().as_str().to_owned(),
-                    account: account.as_ref().map(|a| a.as_str().to_owned()),
-                },
-                Some(format!("key:{}", key.as_str())),
-            ),
+            Presented::Session { token, account } => CacheKey::Session {
+                digest: token.digest().as_str().to_owned(),
+                account: account.as_ref().map(|a| a.as_str().to_owned()),
+            },
+            Presented::AppKey { key, token, account } => CacheKey::AppKey {
+                key: key.as_str().to_owned(),
+                digest: token.digest().as_str().to_owned(),
+                account: account.as_ref().map(|a| a.as_str().to_owned()),
+            },
         };
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
@@ -104,7 +98,14 @@ impl Authenticator {
                 metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_database").increment(1);
                 Ok(Some(principal))
             }
-            Err(error) => Err(self.failed(error, identity.as_deref(), client_ip)),
+            Err(error) => {
+                // The throttle's subject for a key (written out only on this failure path).
+                let identity = match &key {
+                    CacheKey::AppKey { key, .. } => Some(format!("key:{key}")),
+                    CacheKey::Session { .. } => None,
+                };
+                Err(self.failed(error, identity.as_deref(), client_ip))
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! `GET /auth`: forward-auth for gateways (nginx `auth_request`, Traefik ForwardAuth).
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{error_response, ClientAddr};
@@ -9,16 +9,21 @@ use crate::error::AppError;
 use crate::service::roles;
 use crate::state::AppState;
 
+const X_ACCOUNT: HeaderName = HeaderName::from_static("x-account");
+const X_RESOURCES: HeaderName = HeaderName::from_static("x-resources");
+const X_APPKEY: HeaderName = HeaderName::from_static("x-appkey");
+const X_USER: HeaderName = HeaderName::from_static("x-user");
+
 /// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good and
 /// hold every `?resource=` asked for; 401 or 403 otherwise.
-pub async fn check(
-    State(state): State<AppState>,
-    peer: ClientAddr,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
-    let headers = account_from(headers, &state.settings.auth_account_header);
+pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Request) -> Response {
+    // The request is taken whole, so its headers are moved here rather than copied.
+    let (parts, _) = request.into_parts();
+    let required: Vec<String> = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+        Ok(Query(params)) => params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let headers = account_from(parts.headers, &state.settings.auth_account_header);
     let principal = match state.auth.resolve(&headers, peer.ip().as_deref()).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
@@ -56,16 +61,16 @@ pub async fn check(
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
     let resources = principal.resources.iter().map(String::as_str).collect::<Vec<_>>().join(",");
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             out.insert(name, value);
         }
     };
-    set("x-account", &principal.account_name);
-    set("x-resources", &resources);
+    set(X_ACCOUNT, &principal.account_name);
+    set(X_RESOURCES, &resources);
     match &principal.kind {
-        PrincipalKind::AppKey { key, .. } => set("x-appkey", key),
-        PrincipalKind::User { email, .. } => set("x-user", email),
+        PrincipalKind::AppKey { key, .. } => set(X_APPKEY, key),
+        PrincipalKind::User { email, .. } => set(X_USER, email),
     }
     response
 }
@@ -76,7 +81,7 @@ fn account_from(mut headers: HeaderMap, header: &str) -> HeaderMap {
         return headers;
     }
     if let Some(value) = headers.get(header).cloned() {
-        headers.insert("x-account", value);
+        headers.insert(X_ACCOUNT, value);
     }
     headers
 }
