@@ -6,6 +6,7 @@
 #   SECTIONS="last_used" bash benches/run.sh    # only some sections: core big export last_used
 #                                               #   writes pinned soak
 #   BACKEND=postgres bash benches/run.sh        # the same against PostgreSQL (PG_URL, ANALYZE after seeding)
+#   PAIRS=5 PAIR_DURATION=5s ...                # core: alternated healthz/figure pairs (default 3 of 5 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ SECTIONS=${SECTIONS:-"core big export last_used writes pinned soak"}
 BACKEND=${BACKEND:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 SOAK_SECS=${SOAK_SECS:-600}
+PAIRS=${PAIRS:-3}
+PAIR_DURATION=${PAIR_DURATION:-5s}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 command -v wrk >/dev/null || { echo "benches/run.sh needs wrk: apt-get install wrk" >&2; exit 1; }
@@ -103,6 +106,18 @@ sleep 3
 run auth_during_logins "${KEY[@]}" "$BASE/auth"
 wait "$STORM"
 echo "logins_per_sec $(awk '/Requests\/sec/ { print $2 }' "$WORK/storm.out")" | tee -a "$WORK/results"
+# Alternated pairs: each figure right after a /healthz run on the same server, PAIRS rounds of
+# PAIR_DURATION each; the summary gives every pair's ratio and their median. (This machine is shared:
+# the same 10 s figure measured twice in one run has differed by more than 10 %.)
+echo "== alternated pairs" >&2
+for round in $(seq 1 "$PAIRS"); do
+  DURATION=$PAIR_DURATION run "pair_auth_healthz_$round" "$BASE/healthz"
+  DURATION=$PAIR_DURATION run "pair_auth_$round" "${KEY[@]}" "$BASE/auth"
+  DURATION=$PAIR_DURATION run "pair_viewer_healthz_$round" "$BASE/healthz"
+  BODY=$VIEWER DURATION=$PAIR_DURATION run "pair_viewer_$round" -s benches/post.lua "${KEY[@]}" "$BASE/graphql"
+  DURATION=$PAIR_DURATION run "pair_mykeys_healthz_$round" "$BASE/healthz"
+  BODY=$MYKEYS DURATION=$PAIR_DURATION run "pair_mykeys_$round" -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
+done
 stop_server
 fi
 
@@ -272,6 +287,22 @@ awk '
     printf "viewer / healthz throughput: %.2f  (viewer %s rps; p50 / p99 %s / %s us)\n", v["viewer"] / v["healthz"], v["viewer"], p50["viewer"], p99["viewer"]
     printf "myKeys(first: 20) / healthz throughput: %.3f  (%s rps; p50 / p99 %s / %s us)\n", v["mykeys_1k"] / v["healthz"], v["mykeys_1k"], p50["mykeys_1k"], p99["mykeys_1k"]
     printf "auth p99 during 50 concurrent logins: %s us (%s logins/s); without: %s us\n", p99["auth_during_logins"], v["logins_per_sec"], p99["auth_1k"]
+  }' "$WORK/results"
+awk '
+  $1 ~ /^pair_/ { v[$1] = $2 }
+  END {
+    split("auth viewer mykeys", figures, " ")
+    for (f = 1; f <= 3; f++) {
+      name = figures[f]; n = 0; list = ""
+      for (i = 1; ("pair_" name "_" i) in v; i++) {
+        r[++n] = v["pair_" name "_" i] / v["pair_" name "_healthz_" i]
+        list = list sprintf("%s%.3f", (n > 1 ? ", " : ""), r[n])
+      }
+      if (n == 0) continue
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+      median = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+      printf "%s / healthz, alternated pairs: median %.3f (%s)\n", name, median, list
+    }
   }' "$WORK/results"
 fi
 if want core && want big; then
