@@ -74,7 +74,9 @@ async fn a_deactivation_reaches_the_receiver_signed_within_two_seconds(backend: 
     assert_eq!(body["data"]["id"], delivery.id.as_str(), "webhook-id is the event id");
     let age = chrono::Utc::now().timestamp() - delivery.timestamp.parse::<i64>().expect("a unix timestamp");
     assert!(age.abs() < 60, "a current timestamp");
-    // The delivery is recorded as such; the key's generation was not sent (not asked for).
+    // The delivery is recorded as such (its outcome is written just after the receiver answered);
+    // the key's generation was not sent (not asked for).
+    delivery_where(&app, &owner, |d| d["status"] == "DELIVERED").await;
     let listed = deliveries(&app, &owner).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["status"], "DELIVERED");
