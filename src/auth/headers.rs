@@ -10,7 +10,7 @@ pub const APP_KEY_HEADERS: [HeaderName; 2] =
     [HeaderName::from_static("x-api-appkey"), HeaderName::from_static("x-vtex-api-appkey")];
 pub const APP_TOKEN_HEADERS: [HeaderName; 2] =
     [HeaderName::from_static("x-api-apptoken"), HeaderName::from_static("x-vtex-api-apptoken")];
-const ACCOUNT_HEADER: [HeaderName; 1] = [HeaderName::from_static("x-account")];
+pub const ACCOUNT_HEADER: HeaderName = HeaderName::from_static("x-account");
 const AUTHORIZATION: [HeaderName; 1] = [axum::http::header::AUTHORIZATION];
 
 /// The credentials a request presents, already checked for shape (not yet against the database).
@@ -25,7 +25,7 @@ impl Presented {
         let authorization = single(headers, &AUTHORIZATION)?;
         let key = single(headers, &APP_KEY_HEADERS)?;
         let token = single(headers, &APP_TOKEN_HEADERS)?;
-        let account = single(headers, &ACCOUNT_HEADER)?
+        let account = single(headers, &[ACCOUNT_HEADER])?
             .map(|raw| AccountName::parse(raw).map_err(|_| AppError::Unauthenticated))
             .transpose()?;
         match (authorization, key, token) {

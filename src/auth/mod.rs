@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 
 pub use cache::{CacheKey, CredentialCache};
-pub use headers::{Presented, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
+pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
 

@@ -4,12 +4,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{error_response, ClientAddr};
-use crate::auth::PrincipalKind;
+use crate::auth::{PrincipalKind, ACCOUNT_HEADER};
 use crate::error::AppError;
 use crate::service::roles;
 use crate::state::AppState;
 
-const X_ACCOUNT: HeaderName = HeaderName::from_static("x-account");
 const X_RESOURCES: HeaderName = HeaderName::from_static("x-resources");
 const X_APPKEY: HeaderName = HeaderName::from_static("x-appkey");
 const X_USER: HeaderName = HeaderName::from_static("x-user");
@@ -66,7 +65,7 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
             out.insert(name, value);
         }
     };
-    set(X_ACCOUNT, &principal.account_name);
+    set(ACCOUNT_HEADER, &principal.account_name);
     set(X_RESOURCES, &resources);
     match &principal.kind {
         PrincipalKind::AppKey { key, .. } => set(X_APPKEY, key),
@@ -81,7 +80,7 @@ fn account_from(mut headers: HeaderMap, header: &str) -> HeaderMap {
         return headers;
     }
     if let Some(value) = headers.get(header).cloned() {
-        headers.insert(X_ACCOUNT, value);
+        headers.insert(ACCOUNT_HEADER, value);
     }
     headers
 }

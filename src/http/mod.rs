@@ -23,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::service::RequestMeta;
@@ -96,16 +97,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let headers = [
-        header::CONTENT_TYPE,
-        header::AUTHORIZATION,
-        header::ACCEPT,
-        HeaderName::from_static("x-api-appkey"),
-        HeaderName::from_static("x-api-apptoken"),
-        HeaderName::from_static("x-vtex-api-appkey"),
-        HeaderName::from_static("x-vtex-api-apptoken"),
-        HeaderName::from_static("x-account"),
-    ];
+    // The credential headers `auth` reads, under every name it reads them by.
+    let headers: Vec<HeaderName> = [header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT, ACCOUNT_HEADER]
+        .into_iter()
+        .chain(APP_KEY_HEADERS)
+        .chain(APP_TOKEN_HEADERS)
+        .collect();
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))

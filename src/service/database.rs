@@ -19,6 +19,11 @@ pub(super) fn describe(url: &str) -> String {
     }
 }
 
+/// Whether a URL names a PostgreSQL database (the two schemes its URLs use).
+pub(super) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     Some(rest.split('?').next().unwrap_or(rest))
@@ -43,7 +48,7 @@ pub(super) async fn probe(url: &str) -> Result<(), String> {
     if let Some(path) = sqlite_path(url) {
         return probe_sqlite(path);
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         let connecting = sea_orm::sqlx::PgConnection::connect(url);
         return match tokio::time::timeout(PROBE_TIMEOUT, connecting).await {
             Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),

@@ -200,7 +200,7 @@ impl Store {
         // connection's thread, or to PostgreSQL, before each query. A SQLite file cannot hang up;
         // a PostgreSQL connection is pinged only once idle for a second (one used a moment ago is
         // known to be alive), so a connection the server or a proxy dropped is still replaced.
-        if url.starts_with("postgres") {
+        if database::is_postgres(url) {
             options.test_before_acquire_if_idle_for(Duration::from_secs(1));
         } else {
             options.test_before_acquire(false);
