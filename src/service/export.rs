@@ -2,7 +2,7 @@
 //! single-use download tickets that let a browser fetch it with a plain link.
 use bytes::Bytes;
 use futures::Stream;
-use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, JoinType, Order, Query};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -35,16 +35,12 @@ pub const HEADER: [&str; 11] = [
     "last_used_at",
     "expires_at",
 ];
-/// Keys per chunk (each with its roles) where the export is read in chunks (everywhere but
-/// PostgreSQL's CSV, which is copied in one statement). On PostgreSQL small enough that the planner
-/// finds each chunk's keys by index (at 2 000 it hashed the whole keys table for every chunk
-/// instead); SQLite, which has no such choice to make, goes faster with fewer, larger chunks.
-fn keys_per_chunk(backend: DatabaseBackend) -> u64 {
-    match backend {
-        DatabaseBackend::Postgres => 500,
-        _ => 2_000,
-    }
-}
+/// Keys per chunk, each with all its roles: SQLite's export reads this many access rows per
+/// statement, and PostgreSQL's copy hands on about as many lines at a time.
+const KEYS_PER_CHUNK: u64 = 2_000;
+/// SQLite: how many chunks are read at once (on as many connections). Reading takes more time than
+/// parsing and encoding; two readers keep both of a small machine's cores busy.
+const READERS: usize = 2;
 pub const TICKET_TTL_SECS: i64 = 60;
 
 /// Spreadsheet formula injection guard: a cell that a spreadsheet would evaluate gets a leading `'`.
@@ -59,7 +55,7 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
 
 /// Which keys a pass over the export reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keys {
+pub enum Keys {
     All,
     /// The account's own keys (the workbook's `Generated` sheet).
     Internal,
@@ -67,7 +63,7 @@ enum Keys {
     External,
 }
 
-/// One key of the export, read in bulk by `read_chunk`; its roles' and its owner's names are filled
+/// One key of the export, read in bulk (`read_range`, `copy_rows`); its roles' and its owner's names are filled
 /// in from `Names` (ids are cheaper to read than joined rows).
 #[derive(Debug)]
 struct ExportRow {
@@ -100,7 +96,7 @@ struct FoldedRow {
     removed: Flag,
     active: Flag,
     created_at: Instant,
-    role_ids: Vec<String>,
+    role_id: Option<String>,
     label: String,
     token_created_at: Instant,
     renewal_started_at: Option<Instant>,
@@ -120,7 +116,7 @@ impl From<FoldedRow> for ExportRow {
             removed: row.removed.0,
             active: row.active.0,
             created_at: row.created_at.0,
-            role_ids: row.role_ids,
+            role_ids: row.role_id.into_iter().collect(),
             roles: Vec::new(),
             label: row.label,
             token_created_at: row.token_created_at.0,
@@ -141,7 +137,7 @@ const COLUMNS: [&str; 14] = [
     "removed",
     "active",
     "created_at",
-    "role_ids",
+    "role_id",
     "label",
     "token_created_at",
     "renewal_started_at",
@@ -150,35 +146,8 @@ const COLUMNS: [&str; 14] = [
     "expires_at",
 ];
 
-/// How a pass reads its keys: chunk by chunk, each folded into JSON text (`read_chunk`), or on
-/// PostgreSQL all at once through `COPY … TO STDOUT` as CSV (`copy_rows`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Folded,
-    Copied,
-}
-
-/// A key's role ids here, read through the link table's key (per key: a join would repeat the key's
-/// columns for each role, and PostgreSQL would hash the whole link table for it): a JSON array to
-/// fold, or ids joined by commas for COPY (ids are UUIDs: no comma in one).
-fn role_ids(backend: DatabaseBackend, shape: Shape) -> &'static str {
-    match (backend, shape) {
-        (DatabaseBackend::Postgres, Shape::Copied) => {
-            r#"(SELECT string_agg(l."role_id", ',') FROM "key_access_roles" l WHERE l."key_access_id" = "w"."id")"#
-        }
-        (DatabaseBackend::Postgres, Shape::Folded) => {
-            r#"(SELECT COALESCE(json_agg(l."role_id"), '[]'::json) FROM "key_access_roles" l WHERE l."key_access_id" = "w"."id")"#
-        }
-        _ => r#"(SELECT json_group_array(l."role_id") FROM "key_access_roles" l WHERE l."key_access_id" = "w"."id")"#,
-    }
-}
-
-/// The columns of `COLUMNS` that hold instants (COPY writes them as RFC 3339 in UTC).
-const INSTANTS: [&str; 6] =
-    ["created_at", "token_created_at", "renewal_started_at", "old_token_expires_at", "last_used_at", "expires_at"];
-
-/// Where each of `COLUMNS` comes from, as (table, column): `w` is the chunk's access rows; an empty
-/// table is the key's role ids (`role_ids`).
+/// Where each of `COLUMNS` comes from, as (table, column): `w` is the access rows, `l` their links
+/// to roles (one role id per row: a key holding several roles has a row for each).
 const SOURCES: [(&str, &str); 14] = [
     ("w", "id"),
     ("app_keys", "key"),
@@ -187,7 +156,7 @@ const SOURCES: [(&str, &str); 14] = [
     ("w", "removed"),
     ("app_keys", "active"),
     ("app_keys", "created_at"),
-    ("", "role_ids"),
+    ("l", "role_id"),
     ("app_keys", "label"),
     ("app_keys", "token_created_at"),
     ("app_keys", "renewal_started_at"),
@@ -196,16 +165,26 @@ const SOURCES: [(&str, &str); 14] = [
     ("app_keys", "expires_at"),
 ];
 
-/// The keys holding roles, newest first (keyset on the access id, after `after`; at most `limit`),
-/// one row per key with `COLUMNS` as aliases, its role ids as `shape` wants them.
-fn keys_select(
-    backend: DatabaseBackend,
-    account_id: &str,
-    which: Keys,
-    after: Option<&str>,
-    limit: Option<u64>,
-    shape: Shape,
-) -> sea_orm::sea_query::SelectStatement {
+/// The access rows in `window` (as `w`) with their keys and role links, one row per (key, role),
+/// with `COLUMNS` as aliases. A key holding no role has none (the export lists keys holding roles).
+fn lines_select(window: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_query::SelectStatement {
+    let col = |table: &'static str, column: &'static str| Expr::col((table, column));
+    let mut lines = Query::select();
+    lines.from_subquery(window, "w").join_as(
+        JoinType::InnerJoin,
+        key_access_role::Entity,
+        "l",
+        col("l", "key_access_id").equals(("w", "id")),
+    );
+    lines.inner_join(app_key::Entity, col("app_keys", "id").equals(("w", "app_key_id")));
+    for (alias, (table, column)) in COLUMNS.into_iter().zip(SOURCES) {
+        lines.expr_as(col(table, column), alias);
+    }
+    lines
+}
+
+/// The account's access rows (of `which` keys), as `lines_select` reads them.
+fn access_window(account_id: &str, which: Keys) -> sea_orm::sea_query::SelectStatement {
     let access = |column: key_access::Column| Expr::col((key_access::Entity, column));
     let mut window = Query::select();
     window
@@ -218,92 +197,60 @@ fn keys_select(
         ])
         .from(key_access::Entity)
         .and_where(access(key_access::Column::AccountId).eq(account_id));
-    let link = |column: key_access_role::Column| Expr::col((key_access_role::Entity, column));
-    let mut holds_roles = Query::select();
-    holds_roles
-        .expr(Expr::val(1))
-        .from(key_access_role::Entity)
-        .and_where(link(key_access_role::Column::KeyAccessId).equals((key_access::Entity, key_access::Column::Id)));
     match which {
         Keys::All => {}
         Keys::Internal => _ = window.and_where(access(key_access::Column::External).eq(false)),
         Keys::External => _ = window.and_where(access(key_access::Column::External).eq(true)),
     }
+    window
+}
+
+/// SQLite: where the chunk of `chunk` keys after `after` ends (its oldest access id; `None`: no
+/// key is left). Read from the index alone, so a reader can hand this chunk to a connection and
+/// look for the next one's end at once.
+fn chunk_end_statement(account_id: &str, which: Keys, after: Option<&str>, chunk: u64) -> Statement {
+    let id = || Expr::col((key_access::Entity, key_access::Column::Id));
+    let mut window = access_window(account_id, which);
+    window.clear_selects().expr_as(id(), "id");
     if let Some(after) = after {
-        window.and_where(access(key_access::Column::Id).lt(after));
-        // Implied by the line above, but said: PostgreSQL may check this by merging the two
-        // indexes, and without it would walk the link table's index from its end on every chunk
-        // (each chunk slower than the last).
-        holds_roles.and_where(link(key_access_role::Column::KeyAccessId).lt(after));
+        window.and_where(id().lt(after));
     }
-    window.and_where(Expr::exists(holds_roles));
-    if let Some(limit) = limit {
-        window.order_by((key_access::Entity, key_access::Column::Id), Order::Desc).limit(limit);
-    }
-    // The window (the chunk's access rows themselves) drives the query; each key and its role links
-    // are then found by id. (Joining the access rows again by id let PostgreSQL's planner hash a
-    // whole table per chunk.)
-    let col = |table: &'static str, column: &'static str| Expr::col((table, column));
-    let mut keys = Query::select();
-    keys.from_subquery(window.to_owned(), "w")
-        .inner_join(app_key::Entity, col("app_keys", "id").equals(("w", "app_key_id")));
-    for (alias, (table, column)) in COLUMNS.into_iter().zip(SOURCES) {
-        if table.is_empty() {
-            keys.expr_as(Expr::cust(role_ids(backend, shape)), alias);
-        } else {
-            keys.expr_as(col(table, column), alias);
-        }
-    }
-    keys
+    window.order_by((key_access::Entity, key_access::Column::Id), Order::Desc).limit(chunk);
+    let mut end = Query::select();
+    end.expr(Expr::col("id").min()).from_subquery(window, "w");
+    DatabaseBackend::Sqlite.build(&end)
 }
 
-/// One chunk of the export as one statement returning one row: the next `chunk` keys, each with its
-/// role ids, folded into JSON text, plus the last key's access id.
-fn chunk_statement(
-    backend: DatabaseBackend,
-    account_id: &str,
-    which: Keys,
-    after: Option<&str>,
-    chunk: u64,
-) -> Statement {
-    let keys = keys_select(backend, account_id, which, after, Some(chunk), Shape::Folded);
-    let columns: Vec<folded::Column> = COLUMNS
-        .into_iter()
-        .zip(SOURCES)
-        .map(
-            |(alias, (table, _))| {
-                if table.is_empty() {
-                    folded::Column::json(alias)
-                } else {
-                    folded::Column::plain(alias)
-                }
-            },
-        )
-        .collect();
-    folded::fold_with(backend, backend.build(&keys), &columns, None, &[r#"MIN("access_id")"#])
+/// SQLite: one chunk of the export as one statement returning one row: the keys from `after`
+/// (excluded) down to `last` (included), each with a row per role it holds, folded into JSON text.
+/// The join finds each key's roles in one index seek (a test that the key holds any role and a
+/// subquery for their ids made two, and took a quarter more time).
+fn chunk_statement(account_id: &str, which: Keys, after: Option<&str>, last: &str) -> Statement {
+    let id = || Expr::col((key_access::Entity, key_access::Column::Id));
+    let mut window = access_window(account_id, which);
+    if let Some(after) = after {
+        window.and_where(id().lt(after));
+    }
+    window.and_where(id().gte(last));
+    let lines = lines_select(window);
+    let columns: Vec<folded::Column> = COLUMNS.into_iter().map(folded::Column::plain).collect();
+    let backend = DatabaseBackend::Sqlite;
+    folded::fold(backend, backend.build(&lines), &columns, None)
 }
 
-/// PostgreSQL: every key of a pass as one `COPY (…) TO STDOUT` in CSV, newest first, instants as
-/// RFC 3339 in UTC. PostgreSQL writes CSV far faster than it builds JSON, and streams the whole
-/// result from one snapshot. COPY takes no parameters: sea-query writes the one value (the account
-/// id) into the SQL with its quoting.
-fn copy_statement(account_id: &str, which: Keys) -> String {
-    let keys = keys_select(DatabaseBackend::Postgres, account_id, which, None, None, Shape::Copied)
-        .to_string(sea_orm::sea_query::PostgresQueryBuilder);
-    let cells: Vec<String> = COLUMNS
-        .iter()
-        .map(|column| {
-            if INSTANTS.contains(column) {
-                format!(r#"to_char("{column}" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#)
-            } else {
-                format!(r#""{column}""#)
-            }
-        })
-        .collect();
-    format!(
-        r#"COPY (SELECT {} FROM ({keys}) AS "k" ORDER BY "access_id" DESC) TO STDOUT WITH (FORMAT csv)"#,
-        cells.join(", ")
-    )
+/// PostgreSQL: every key of the account holding roles, as one `COPY (…) TO STDOUT` in CSV, newest
+/// first: one line per role the key holds here, so a key's lines follow one another
+/// (`merge_roles`). The inner join drops the keys holding no role. Unlike a per-key subquery for
+/// the role ids (which ran for every key, on one core, and took a third of the copy), it is a hash
+/// join the planner spreads over its workers. Instants are written as PostgreSQL writes them in the
+/// copy's session (`copy_rows` sets ISO and UTC), which is cheaper than `to_char`. PostgreSQL writes
+/// CSV far faster than it builds JSON, and streams the whole result from one snapshot. COPY takes
+/// no parameters: sea-query writes the one value (the account id) into the SQL with its quoting.
+/// (Public for the tests of its query plan.)
+pub fn copy_statement(account_id: &str, which: Keys) -> String {
+    let mut lines = lines_select(access_window(account_id, which));
+    lines.order_by(("w", "id"), Order::Desc);
+    format!("COPY ({}) TO STDOUT WITH (FORMAT csv)", lines.to_string(sea_orm::sea_query::PostgresQueryBuilder))
 }
 
 /// What the reader hands the encoder: a chunk folded into JSON text, or lines of PostgreSQL's COPY.
@@ -341,6 +288,9 @@ async fn copy_rows(
         // The copy's estimated cost is past `jit_above_cost` for any sizeable account, and compiling
         // it took 730 ms of an 840 ms copy of 100 000 keys: for this one transaction, no JIT.
         sea_orm::sqlx::query("SET LOCAL jit = off").execute(&mut *connection).await.map_err(fail)?;
+        // Instants as `2026-01-02 03:04:05.123456+00`, whatever the server's defaults (`parse_instant`).
+        sea_orm::sqlx::query("SET LOCAL TimeZone = 'UTC'").execute(&mut *connection).await.map_err(fail)?;
+        sea_orm::sqlx::query("SET LOCAL DateStyle = 'ISO, YMD'").execute(&mut *connection).await.map_err(fail)?;
         let mut names = Names::default();
         let roles: Vec<(String, String, bool)> =
             sea_orm::sqlx::query_as(r#"SELECT "id", "name", "predefined" FROM "roles" WHERE "account_id" = $1"#)
@@ -361,16 +311,22 @@ async fn copy_rows(
             return Ok(false);
         }
         let mut lines = connection.copy_out_raw(statement).await.map_err(fail)?;
-        let (mut batch, mut count) = (Vec::new(), 0);
+        // A batch ends between two keys, never between two lines of one key (`merge_roles`): once
+        // full, it is handed on when a line of another key comes.
+        let (mut batch, mut count, mut last_key) = (Vec::new(), 0, Vec::new());
         while let Some(line) = lines.next().await {
-            batch.extend_from_slice(&line.map_err(fail)?);
-            count += 1;
-            if count == per_batch {
+            let line = line.map_err(fail)?;
+            let key = first_cell(&line);
+            if count >= per_batch && key != last_key.as_slice() {
                 if tx.send(Ok(Batch::Copied(std::mem::take(&mut batch)))).await.is_err() {
                     return Ok(false); // the client went away
                 }
                 count = 0;
             }
+            last_key.clear();
+            last_key.extend_from_slice(key);
+            batch.extend_from_slice(&line);
+            count += 1;
         }
         drop(lines);
         sea_orm::sqlx::query("COMMIT").execute(&mut *connection).await.map_err(fail)?;
@@ -383,25 +339,41 @@ async fn copy_rows(
     copied.map(|_| ())
 }
 
-/// Reads the next chunk's JSON text and where the one after it starts (`None`: there was nothing
-/// left; a full last chunk is followed by one empty read). SQLite's CSV export and the XLSX export
-/// read in chunks. The JSON is not parsed here, so the database can read the next chunk while this
-/// one is parsed and encoded.
-async fn read_chunk(
+/// A copied line's first cell (the access id: a UUID, never quoted).
+fn first_cell(line: &[u8]) -> &[u8] {
+    line.split(|&b| b == b',' || b == b'\n').next().unwrap_or_default()
+}
+
+/// SQLite: the oldest access id of the chunk of `chunk` keys after `after` (`None`: none is left).
+async fn chunk_end(
     db: &DatabaseConnection,
     account_id: &str,
     which: Keys,
     after: Option<&str>,
     chunk: u64,
-) -> AppResult<(String, Option<String>)> {
-    let statement = chunk_statement(db.get_database_backend(), account_id, which, after, chunk);
+) -> AppResult<Option<String>> {
+    let statement = chunk_end_statement(account_id, which, after, chunk);
     let Some(row) = db.query_one_raw(statement).await? else {
-        return Ok(("[]".to_owned(), None));
+        return Ok(None);
     };
-    let json: Option<String> = row.try_get_by_index(0)?;
-    // An empty chunk (no key left) has no last key: that ends the export.
-    let last: Option<String> = row.try_get_by_index(1)?;
-    Ok((json.unwrap_or_else(|| "[]".to_owned()), last))
+    Ok(row.try_get_by_index(0)?)
+}
+
+/// SQLite: the JSON text of the chunk from `after` (excluded) down to `last` (included). It is not
+/// parsed here, so the database can read the next chunk while this one is parsed and encoded.
+async fn read_range(
+    db: DatabaseConnection,
+    account_id: String,
+    which: Keys,
+    after: Option<String>,
+    last: String,
+) -> AppResult<String> {
+    let statement = chunk_statement(&account_id, which, after.as_deref(), &last);
+    let json: Option<String> = match db.query_one_raw(statement).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => None,
+    };
+    Ok(json.unwrap_or_else(|| "[]".to_owned()))
 }
 
 /// A batch's keys, newest first, with their roles' and owner's names.
@@ -414,9 +386,18 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
         }
         Batch::Folded(json) => {
             let folded: Vec<FoldedRow> = folded::parse(&json)?;
-            let mut rows: Vec<ExportRow> = folded.into_iter().map(Into::into).collect();
-            // An aggregate need not keep any order: newest first. (COPY's lines come in its ORDER BY.)
-            rows.sort_by(|a, b| b.access_id.cmp(&a.access_id));
+            let mut lines: Vec<ExportRow> = folded.into_iter().map(Into::into).collect();
+            // An aggregate need not keep any order: newest first, a key's lines together. (COPY's
+            // lines come in its ORDER BY.) SQLite folds them oldest first: reversed, not sorted.
+            if lines.is_sorted_by(|a, b| a.access_id <= b.access_id) {
+                lines.reverse();
+            } else {
+                lines.sort_by(|a, b| b.access_id.cmp(&a.access_id));
+            }
+            let mut rows = Vec::with_capacity(lines.len());
+            for line in lines {
+                merge_roles(&mut rows, line);
+            }
             rows
         }
         Batch::Copied(csv) => {
@@ -425,7 +406,7 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
             let mut rows = Vec::new();
             let fail = |e: csv::Error| AppError::Internal(anyhow::Error::new(e).context("reading the copied export"));
             while reader.read_record(&mut record).map_err(fail)? {
-                rows.push(ExportRow::from_record(&record)?);
+                merge_roles(&mut rows, ExportRow::from_record(&record)?);
             }
             rows
         }
@@ -433,8 +414,18 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
     names.resolve(db, rows).await
 }
 
+/// Adds a line (copied or folded) to the rows read so far: a key's further lines (one per role) add
+/// their role id to its row.
+fn merge_roles(rows: &mut Vec<ExportRow>, line: ExportRow) {
+    match rows.last_mut() {
+        Some(last) if last.access_id == line.access_id => last.role_ids.extend(line.role_ids),
+        _ => rows.push(line),
+    }
+}
+
 impl ExportRow {
-    /// A line of `copy_statement`: `COLUMNS` as CSV, booleans as `t`/`f`, null as an empty cell.
+    /// A line of `copy_statement`: `COLUMNS` as CSV (one role id), booleans as `t`/`f`, null as an
+    /// empty cell.
     fn from_record(record: &csv::StringRecord) -> AppResult<Self> {
         let mut cells = record.iter();
         let mut next = || cells.next().ok_or_else(|| AppError::Internal(anyhow::anyhow!("a copied line is short")));
@@ -449,7 +440,7 @@ impl ExportRow {
             removed: next()? == "t",
             active: next()? == "t",
             created_at: time(next()?)?.ok_or_else(missing)?,
-            role_ids: next()?.split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect(),
+            role_ids: vec![next()?.to_owned()],
             roles: Vec::new(),
             label: next()?.to_owned(),
             token_created_at: time(next()?)?.ok_or_else(missing)?,
@@ -506,103 +497,132 @@ impl Names {
     }
 }
 
-fn instant(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// An instant as the export writes it, RFC 3339 in UTC to the second (as chrono's `to_rfc3339_opts`
+/// with `Secs`, written into `out` without allocating); nothing for none.
+fn write_instant(out: &mut String, at: Option<DateTime<Utc>>) {
+    use chrono::{Datelike, Timelike};
+    out.clear();
+    let Some(at) = at else { return };
+    let (date, time) = (at.date_naive(), at.time());
+    let year = u32::try_from(date.year()).ok().filter(|year| *year <= 9999);
+    if let (Some(year), true) = (year, time.nanosecond() < 1_000_000_000) {
+        // Digits written by hand: `write!` took a tenth of the encoder's time.
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let fields = [(0, 4, year), (5, 2, date.month()), (8, 2, date.day())].into_iter().chain([
+            (11, 2, time.hour()),
+            (14, 2, time.minute()),
+            (17, 2, time.second()),
+        ]);
+        for (at, width, mut value) in fields {
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + u8::try_from(value % 10).unwrap_or_default();
+                value /= 10;
+            }
+        }
+        out.extend(text.iter().map(|&b| char::from(b)));
+    } else {
+        out.push_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+}
+
+/// Text a row's cells are formatted into, reused from row to row.
+#[derive(Default)]
+struct Scratch {
+    roles: String,
+    instants: [String; 4],
+}
+
+/// A row's cells, in `HEADER` order, its roles in display order. Another account's label is never
+/// exported.
+fn cells<'a>(row: &'a ExportRow, now: DateTime<Utc>, scratch: &'a mut Scratch) -> [&'a str; 11] {
+    let status = keys::effective_status(row.active, row.removed, row.expires_at, now);
+    let pending = keys::renewal_pending(row.renewal_started_at, row.old_token_expires_at, now).is_some();
+    let Scratch { roles, instants: [created, token_created, last_used, expires] } = scratch;
+    roles.clear();
+    for (i, role) in row.roles.iter().enumerate() {
+        if i > 0 {
+            roles.push(';');
+        }
+        roles.push_str(role);
+    }
+    write_instant(created, Some(row.created_at));
+    write_instant(token_created, Some(row.token_created_at));
+    write_instant(last_used, row.last_used_at);
+    write_instant(expires, row.expires_at);
+    [
+        &row.key,
+        &row.owner,
+        if row.external { "EXTERNAL" } else { "INTERNAL" },
+        status.as_str(),
+        roles,
+        created,
+        if row.external { "" } else { &row.label },
+        token_created,
+        if pending { "true" } else { "false" },
+        last_used,
+        expires,
+    ]
 }
 
 type Record = [String; 11];
 
-/// A chunk's records, one per key, its roles in display order. Another account's label is never
-/// exported.
-fn records(rows: &[ExportRow], now: DateTime<Utc>) -> impl Iterator<Item = Record> + '_ {
-    rows.iter().map(move |row| {
-        let status = keys::effective_status(row.active, row.removed, row.expires_at, now);
-        let pending = keys::renewal_pending(row.renewal_started_at, row.old_token_expires_at, now).is_some();
-        [
-            row.key.clone(),
-            row.owner.clone(),
-            if row.external { "EXTERNAL" } else { "INTERNAL" }.to_owned(),
-            status.as_str().to_owned(),
-            row.roles.join(";"),
-            instant(row.created_at),
-            if row.external { String::new() } else { row.label.clone() },
-            instant(row.token_created_at),
-            pending.to_string(),
-            row.last_used_at.map(instant).unwrap_or_default(),
-            row.expires_at.map(instant).unwrap_or_default(),
-        ]
-    })
+/// A chunk's records, one per key, as owned text (for the workbook's writer thread).
+fn records(rows: &[ExportRow], now: DateTime<Utc>) -> Vec<Record> {
+    let mut scratch = Scratch::default();
+    rows.iter().map(|row| cells(row, now, &mut scratch).map(str::to_owned)).collect()
 }
 
-/// Encodes records with the `csv` crate (RFC 4180 quoting), optionally preceded by the header.
-fn encode(records: impl Iterator<Item = Record>, with_header: bool) -> AppResult<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let fail = |e: csv::Error| AppError::Internal(anyhow::Error::new(e).context("writing CSV"));
+/// A CSV writer (the `csv` crate: RFC 4180 quoting) into memory, the header first if `with_header`.
+fn csv_writer(capacity: usize, with_header: bool) -> AppResult<csv::Writer<Vec<u8>>> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(capacity));
     if with_header {
-        writer.write_record(HEADER).map_err(fail)?;
+        writer.write_record(HEADER).map_err(csv_failed)?;
     }
-    for cells in records {
-        for cell in &cells {
-            writer.write_field(neutralise(cell).as_bytes()).map_err(fail)?;
-        }
-        writer.write_record(None::<&[u8]>).map_err(fail)?;
+    Ok(writer)
+}
+
+fn csv_failed(e: csv::Error) -> AppError {
+    AppError::Internal(anyhow::Error::new(e).context("writing CSV"))
+}
+
+/// Writes one record, each cell through the formula guard.
+fn write_cells(writer: &mut csv::Writer<Vec<u8>>, cells: &[&str]) -> AppResult<()> {
+    for cell in cells {
+        writer.write_field(neutralise(cell).as_bytes()).map_err(csv_failed)?;
     }
+    writer.write_record(None::<&[u8]>).map_err(csv_failed)
+}
+
+fn csv_bytes(writer: csv::Writer<Vec<u8>>) -> AppResult<Vec<u8>> {
     writer.into_inner().map_err(|e| AppError::Internal(anyhow::anyhow!("flushing CSV: {e}")))
+}
+
+/// A chunk's rows as CSV, optionally preceded by the header.
+fn encode(rows: &[ExportRow], now: DateTime<Utc>, with_header: bool) -> AppResult<Vec<u8>> {
+    let mut writer = csv_writer(rows.len() * 256, with_header)?;
+    let mut scratch = Scratch::default();
+    for row in rows {
+        write_cells(&mut writer, &cells(row, now, &mut scratch))?;
+    }
+    csv_bytes(writer)
 }
 
 /// Streams the export for an account: the header, then one chunk per page of keys. Memory stays
 /// bounded by one chunk whatever the number of keys.
 pub fn stream(store: Store, account_id: String) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    // PostgreSQL copies every key in one statement: there the chunk is only how many lines are
-    // handed to the encoder at a time.
-    let chunk = match store.backend() {
-        DatabaseBackend::Postgres => 2_000,
-        backend => keys_per_chunk(backend),
-    };
-    stream_in_chunks(store, account_id, chunk)
+    stream_in_chunks(store, account_id, KEYS_PER_CHUNK)
 }
 
-/// `stream` with a chosen chunk size (in keys), so tests can cross many chunk boundaries. A reader
-/// task has the database fold chunk after chunk into JSON text (on PostgreSQL: copy every key out as
-/// CSV lines, handed on a chunk at a time) while the stream parses, encodes and sends the ones
-/// already read (the two overlap, on two threads); at most two chunks wait in between, so memory
-/// stays bounded (PostgreSQL's copy waits on the connection meanwhile).
+/// `stream` with a chosen chunk size (in keys), so tests can cross many chunk boundaries. The
+/// stream parses, encodes and sends the chunks `read` hands on.
 pub fn stream_in_chunks(
     store: Store,
     account_id: String,
     chunk: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<AppResult<Batch>>(2);
     let now = store.now();
     let db = store.db.clone();
-    tokio::spawn(async move {
-        if store.backend() == DatabaseBackend::Postgres {
-            let statement = copy_statement(&account_id, Keys::All);
-            let per_batch = usize::try_from(chunk).unwrap_or(usize::MAX).max(1);
-            if let Err(error) = copy_rows(&store.db, &account_id, &statement, per_batch, &tx).await {
-                let _ = tx.send(Err(error)).await;
-            }
-            return;
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let (json, next) =
-                match read_chunk(&store.db, &account_id, Keys::All, after.as_deref(), Ord::max(chunk, 1)).await {
-                    Ok(read) => read,
-                    Err(error) => {
-                        let _ = tx.send(Err(error)).await;
-                        return;
-                    }
-                };
-            if tx.send(Ok(Batch::Folded(json))).await.is_err() {
-                return; // the client went away
-            }
-            match next {
-                Some(next) => after = Some(next),
-                None => return,
-            }
-        }
-    });
+    let rx = read(store, account_id, Keys::All, chunk);
     let state = (rx, Names::default(), true);
     futures::stream::try_unfold(state, move |(mut rx, mut names, first_chunk)| {
         let db = db.clone();
@@ -616,10 +636,59 @@ pub fn stream_in_chunks(
                 None => return Ok(None),
                 Some(read) => parse_batch(&db, &mut names, read.map_err(fail)?).await.map_err(fail)?,
             };
-            let csv = encode(records(&rows, now), first_chunk).map_err(fail)?;
+            let csv = encode(&rows, now, first_chunk).map_err(fail)?;
             Ok(Some((Bytes::from(csv), (rx, names, false))))
         }
     })
+}
+
+/// Starts a reader task for a pass over `which` keys and returns the batches it hands on: on SQLite
+/// the database folds chunk after chunk of `chunk` keys into JSON text; on PostgreSQL it copies
+/// every key out as CSV lines in one statement, handed on about `chunk` keys at a time. The reader
+/// and whoever parses and encodes the batches overlap, on two threads; at most two batches wait in
+/// between, so memory stays bounded (PostgreSQL's copy waits on the connection meanwhile). An error
+/// is the last batch; the channel closes after the last one, or when the receiver is dropped.
+fn read(store: Store, account_id: String, which: Keys, chunk: u64) -> tokio::sync::mpsc::Receiver<AppResult<Batch>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<AppResult<Batch>>(2);
+    let chunk = Ord::max(chunk, 1);
+    tokio::spawn(async move {
+        if store.backend() == DatabaseBackend::Postgres {
+            let statement = copy_statement(&account_id, which);
+            let per_batch = usize::try_from(chunk).unwrap_or(usize::MAX);
+            if let Err(error) = copy_rows(&store.db, &account_id, &statement, per_batch, &tx).await {
+                let _ = tx.send(Err(error)).await;
+            }
+            return;
+        }
+        // SQLite: `READERS` chunks are read at once, each on its own connection (and its own
+        // thread), their ends found first from the index; they are handed on in order. A chunk is
+        // a range of access ids, so chunks never overlap whatever is written meanwhile.
+        let mut reading = std::collections::VecDeque::new();
+        let (mut after, mut more) = (None::<String>, true);
+        loop {
+            while more && reading.len() < READERS {
+                match chunk_end(&store.db, &account_id, which, after.as_deref(), chunk).await {
+                    Ok(Some(last)) => {
+                        let range = read_range(store.db.clone(), account_id.clone(), which, after, last.clone());
+                        reading.push_back(tokio::spawn(range));
+                        after = Some(last);
+                    }
+                    Ok(None) => more = false,
+                    Err(error) => {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                }
+            }
+            let Some(next) = reading.pop_front() else { return };
+            let read = next.await.unwrap_or_else(|e| Err(AppError::Internal(anyhow::Error::new(e))));
+            let failed = read.is_err();
+            if tx.send(read.map(Batch::Folded)).await.is_err() || failed {
+                return; // the receiver went away, or the read failed
+            }
+        }
+    });
+    rx
 }
 
 /// Builds the export as an XLSX workbook (sheets `Generated` and `External`, the CSV's columns and
@@ -654,19 +723,13 @@ pub async fn workbook(store: &Store, account_id: &str) -> AppResult<tempfile::Na
     });
     let now = store.now();
     let mut names = Names::default();
-    let chunk = keys_per_chunk(store.backend());
-    for (index, which) in [(0_u16, Keys::Internal), (1, Keys::External)] {
-        let mut after: Option<String> = None;
-        loop {
-            let (json, next) = read_chunk(&store.db, account_id, which, after.as_deref(), chunk).await?;
-            let rows = parse_batch(&store.db, &mut names, Batch::Folded(json)).await?;
-            let records: Vec<Record> = records(&rows, now).collect();
+    'sheets: for (index, which) in [(0_u16, Keys::Internal), (1, Keys::External)] {
+        let mut batches = read(store.clone(), account_id.to_owned(), which, KEYS_PER_CHUNK);
+        while let Some(batch) = batches.recv().await {
+            let rows = parse_batch(&store.db, &mut names, batch?).await?;
+            let records = records(&rows, now);
             if tx.send((index, records)).await.is_err() {
-                break; // the writer failed; its error is reported below
-            }
-            match next {
-                Some(next) => after = Some(next),
-                None => break,
+                break 'sheets; // the writer failed; its error is reported below
             }
         }
     }
@@ -750,13 +813,51 @@ mod tests {
             "false",
             "",
             "",
-        ]
-        .map(str::to_owned);
-        let csv = encode(std::iter::once(record), true).expect("encodes");
+        ];
+        let mut writer = csv_writer(0, true).expect("a writer");
+        write_cells(&mut writer, &record).expect("encodes");
+        let csv = csv_bytes(writer).expect("flushed");
         assert_eq!(
             String::from_utf8(csv).expect("utf-8"),
             "key,account,type,status,roles,created_at,label,token_created_at,renewal_pending,last_used_at,expires_at\n\
              k,main,INTERNAL,ACTIVE,\"a,b;\"\"c\"\"\",2026-01-01T00:00:00Z,ERP,2026-01-01T00:00:00Z,false,,\n"
         );
+    }
+
+    #[test]
+    fn a_keys_copied_lines_make_one_row_with_every_role() {
+        let line = |access: &str, role: &str| {
+            let text = format!(
+                "{access},appkey-main-A,acc,f,f,t,2026-01-02 03:04:05.123456+00,{role},\"a, label\",2026-01-02 03:04:05+00,,,,\n"
+            );
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+            let record = reader.records().next().expect("a line").expect("csv");
+            assert_eq!(first_cell(text.as_bytes()), access.as_bytes());
+            ExportRow::from_record(&record).expect("a copied line")
+        };
+        let mut rows = Vec::new();
+        for (access, role) in [("b", "r1"), ("b", "r2"), ("a", "r1"), ("c", "r3")] {
+            merge_roles(&mut rows, line(access, role));
+        }
+        let read: Vec<(&str, Vec<&str>)> =
+            rows.iter().map(|r| (r.access_id.as_str(), r.role_ids.iter().map(String::as_str).collect())).collect();
+        assert_eq!(read, [("b", vec!["r1", "r2"]), ("a", vec!["r1"]), ("c", vec!["r3"])]);
+        assert_eq!(rows[0].label, "a, label");
+        assert_eq!(rows[0].created_at.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
+        assert_eq!(rows[0].last_used_at, None);
+    }
+
+    #[test]
+    fn instants_are_written_as_chrono_writes_them() {
+        let mut out = String::from("left over");
+        for text in
+            ["2026-11-27T05:10:21.987654Z", "1970-01-01T00:00:00Z", "0001-02-03T04:05:06Z", "9999-12-31T23:59:59.999Z"]
+        {
+            let at: DateTime<Utc> = text.parse().expect("an instant");
+            write_instant(&mut out, Some(at));
+            assert_eq!(out, at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "{text}");
+        }
+        write_instant(&mut out, None);
+        assert_eq!(out, "");
     }
 }

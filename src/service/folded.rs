@@ -33,19 +33,6 @@ impl Column {
 /// an array of `columns`, sorted by `order` (SQL over the aliases, e.g. `"c0" DESC`; an aggregate
 /// need not keep its input's order, so the order is stated).
 pub fn fold(backend: DatabaseBackend, inner: Statement, columns: &[Column], order: Option<&str>) -> Statement {
-    fold_with(backend, inner, columns, order, &[])
-}
-
-/// `fold`, with more aggregates over the same rows after the JSON (SQL over the aliases, e.g.
-/// `MIN("c0")`), as further columns of the one row.
-pub fn fold_with(
-    backend: DatabaseBackend,
-    inner: Statement,
-    columns: &[Column],
-    order: Option<&str>,
-    also: &[&str],
-) -> Statement {
-    let also: String = also.iter().map(|a| format!(", {a}")).collect();
     let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
     let cells = |embed_json: fn(&str) -> String| {
         columns
@@ -57,13 +44,13 @@ pub fn fold_with(
     let sql = match backend {
         // A nested aggregate is already of type json here.
         DatabaseBackend::Postgres => format!(
-            "SELECT COALESCE(json_agg(json_build_array({}){order}), '[]'::json)::text{also} FROM ({}) AS folded",
+            "SELECT COALESCE(json_agg(json_build_array({}){order}), '[]'::json)::text FROM ({}) AS folded",
             cells(|alias| format!("\"{alias}\"")),
             inner.sql
         ),
         // SQLite loses a value's JSON-ness across a subquery: `json()` restores it.
         _ => format!(
-            "SELECT json_group_array(json_array({}){order}){also} FROM ({}) AS folded",
+            "SELECT json_group_array(json_array({}){order}) FROM ({}) AS folded",
             cells(|alias| format!("json(\"{alias}\")")),
             inner.sql
         ),
@@ -139,8 +126,8 @@ pub fn opt_instant(cell: Option<Instant>) -> Option<DateTime<Utc>> {
 }
 
 /// An instant as a database writes it as text: RFC 3339, with `T` or a space between date and time.
-/// Both databases write UTC as `+00:00` (or `Z`), which is read here directly; any other offset
-/// goes through chrono's parser.
+/// Both databases write UTC as `+00:00`, `+00` (PostgreSQL's ISO style, as its COPY writes it) or
+/// `Z`, which is read here directly; any other offset goes through chrono's parser.
 pub fn parse_instant(text: &str) -> AppResult<DateTime<Utc>> {
     if let Some(at) = utc_instant(text.as_bytes()) {
         return Ok(at);
@@ -151,7 +138,8 @@ pub fn parse_instant(text: &str) -> AppResult<DateTime<Utc>> {
 }
 
 /// `YYYY-MM-DD?HH:MM:SS[.fraction]` (`?` a `T` or a space, at most 9 digits of fraction) ending in
-/// `Z` or `+00:00`; `None` for anything else (which `parse_instant` hands to chrono).
+/// `Z`, `+00:00` or `+00` (PostgreSQL's ISO output in UTC); `None` for anything else (which
+/// `parse_instant` hands to chrono).
 fn utc_instant(text: &[u8]) -> Option<DateTime<Utc>> {
     let digits = |from: usize, to: usize| -> Option<u32> {
         text.get(from..to)?.iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
@@ -171,7 +159,7 @@ fn utc_instant(text: &[u8]) -> Option<DateTime<Utc>> {
         nanos = digits(20, 20 + len)? * 10u32.pow(9 - u32::try_from(len).ok()?);
         rest = &fraction[len..];
     }
-    if rest != b"Z" && rest != b"+00:00" {
+    if !matches!(rest, b"Z" | b"+00:00" | b"+00") {
         return None;
     }
     let time = NaiveTime::from_hms_nano_opt(digits(11, 13)?, digits(14, 16)?, digits(17, 19)?, nanos)?;
@@ -223,9 +211,19 @@ mod tests {
             assert_eq!(parse_instant(text).ok(), chrono, "{text}");
             assert!(chrono.is_some(), "{text}");
         }
+        // PostgreSQL's ISO style, which chrono does not read.
+        for (text, same) in [
+            ("2026-11-27 05:10:21.007754+00", "2026-11-27T05:10:21.007754Z"),
+            ("1970-01-01 00:00:00+00", "1970-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(parse_instant(text).ok(), parse_instant(same).ok(), "{text}");
+            assert!(parse_instant(text).is_ok(), "{text}");
+        }
         for bad in [
             "",
             "2026-11-27",
+            "2026-11-27 05:10:21+0",
+            "2026-11-27 05:10:21+01",
             "2026-13-01T00:00:00Z",
             "2026-02-30T00:00:00Z",
             "2026-11-27T24:00:00Z",

@@ -217,8 +217,8 @@ crate::backend_tests!(
     the_export_streams_many_pages,
 );
 
-/// Chunks of 3 key-role pairs over keys holding 1 or 2 roles: chunk boundaries fall inside a key's
-/// roles, and every key still comes out once, whole.
+/// Chunks of 1 to 7 keys over keys holding 1 or 2 roles, and a run of keys holding none (left out,
+/// and longer than a chunk): every key holding roles still comes out once, whole.
 async fn chunk_boundaries_never_split_a_key(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
@@ -230,6 +230,11 @@ async fn chunk_boundaries_never_split_a_key(app: &TestApp) {
         let names =
             if roles.len() == 1 { "User Administrator - RESTRICTED" } else { "User Administrator - RESTRICTED;Viewer" };
         expected.insert(key, names.to_owned());
+        if i == 4 {
+            for _ in 0..8 {
+                app.generate_key(&owner, None, &[]).await;
+            }
+        }
     }
     let account_id =
         appkeys::service::accounts::find_by_name(&app.store().db, "main").await.expect("query").expect("main").id;

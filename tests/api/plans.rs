@@ -1,6 +1,8 @@
 //! Query plans. PostgreSQL: every listing page — each listing, filter, order and direction, with and
-//! without a cursor — and its `totalCount` reach an account's rows through an index, never by
-//! reading a whole table, on a database with many other accounts' keys and fresh statistics.
+//! without a cursor — its `totalCount` and the export's chunks reach an account's rows through an
+//! index, never by reading a whole table, on a database with many other accounts' keys and fresh
+//! statistics.
+use appkeys::service::export::Keys;
 use appkeys::service::keys::{self, KeyFilter, KeyOrder, Lister, Listing};
 use appkeys::service::page::{Direction, PageRequest};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
@@ -168,6 +170,23 @@ async fn every_listing_reaches_its_rows_through_an_index() {
         }
     }
     assert!(checked >= 2 * 6 * 4 * 2 * 2, "{checked} plans checked");
+
+    // The export's copy, for a small account among big ones: each key and its role links by index.
+    for which in [Keys::All, Keys::Internal, Keys::External] {
+        let copy = appkeys::service::export::copy_statement(&main, which);
+        let select = copy
+            .strip_prefix("COPY (")
+            .and_then(|rest| rest.strip_suffix(") TO STDOUT WITH (FORMAT csv)"))
+            .expect("a COPY of a SELECT");
+        let explain = Statement::from_string(db.get_database_backend(), format!("EXPLAIN {select}"));
+        let plan = lines(&db.query_all_raw(explain).await.expect("EXPLAIN runs"));
+        for table in ["app_keys", "key_access", "key_access_roles"] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "the export ({which:?}) reads all of {table}:\n{plan}"
+            );
+        }
+    }
     app.cleanup().await;
 }
 
