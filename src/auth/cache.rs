@@ -42,12 +42,15 @@ pub struct CredentialCache {
     stats: Arc<CacheStats>,
 }
 
-/// How the cache fares: lookups answered, lookups that went to the database, and entries found
-/// stale because a change touched them.
+/// How the cache fares: lookups answered, lookups that went to the database (or, `shared`, were
+/// answered by another request's lookup of the same credential), and entries found stale because a
+/// change touched them.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Misses answered by a lookup another request was making (`auth::flights`).
+    pub shared: AtomicU64,
     pub invalidated: AtomicU64,
 }
 
@@ -67,23 +70,31 @@ impl CredentialCache {
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Arc<Principal>> {
+        let (found, stale) = self.find(key, versions, now);
+        if stale {
+            self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
+        }
+        let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found.map(|(principal, _)| principal)
+    }
+
+    /// `get` without counting: the current principal for `key` with when it stops by itself, and
+    /// whether a stale entry was found.
+    #[allow(clippy::type_complexity)]
+    pub fn find(
+        &self,
+        key: &CacheKey,
+        versions: &CredentialVersions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (Option<(Arc<Principal>, Option<chrono::DateTime<chrono::Utc>>)>, bool) {
         let Some(entry) = self.entries.get(key) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return (None, false);
         };
         let expired = entry.valid_until.is_some_and(|until| until <= now);
         let principal = &entry.principal;
         let current = versions.unchanged_since(entry.since, &principal.account_id, principal.app_key_id());
-        if !current {
-            self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
-        }
-        if current && !expired {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            Some(entry.principal)
-        } else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            None
-        }
+        ((current && !expired).then_some((entry.principal, entry.valid_until)), !current)
     }
 
     pub fn stats(&self) -> &CacheStats {

@@ -6,6 +6,7 @@
 //! Every failure is the one generic `UNAUTHENTICATED` (no hint whether a key, user or account
 //! exists); a malformed token is refused before any lookup; failures are throttled (`throttle.rs`).
 pub mod cache;
+mod flights;
 mod headers;
 pub mod last_use;
 pub mod throttle;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 
 pub use cache::{CacheKey, CredentialCache};
+use flights::{Flight, Flights};
 pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
@@ -32,13 +34,21 @@ pub type AuthState = AppResult<Option<Arc<Principal>>>;
 pub struct Authenticator {
     store: Store,
     cache: CredentialCache,
+    /// Cache misses being looked up, so concurrent misses of one credential share one lookup.
+    flights: Flights,
     throttle: Throttle,
     last_use: LastUseRecorder,
 }
 
 impl Authenticator {
     pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder) -> Self {
-        Self { store, cache: CredentialCache::default(), throttle: Throttle::new(failures_per_minute), last_use }
+        Self {
+            store,
+            cache: CredentialCache::default(),
+            flights: Flights::default(),
+            throttle: Throttle::new(failures_per_minute),
+            last_use,
+        }
     }
 
     pub fn throttle(&self) -> &Throttle {
@@ -90,10 +100,41 @@ impl Authenticator {
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
         }
-        match resolve_uncached(&self.store, presented).await {
-            Ok((principal, valid_until)) => {
-                let principal = Arc::new(principal);
-                self.cache.insert(key, since, principal.clone(), valid_until);
+        // Another request may be looking this credential up already, from the same sequence.
+        let leader = match self.flights.join(&key, since) {
+            Flight::Lead(leader) => {
+                // A lookup that finished between this request's miss and its joining has filled
+                // the cache (it fills it before it leaves the flights): answered as shared.
+                if let (Some(found), _) = self.cache.find(&key, self.store.versions(), self.store.now()) {
+                    let principal = found.0.clone();
+                    leader.finish(Some(found));
+                    self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.used(&principal, headers, client_ip);
+                    metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_shared").increment(1);
+                    return Ok(Some(principal));
+                }
+                Some(leader)
+            }
+            Flight::Follow(slot) => match flights::follow(slot).await {
+                Some((principal, valid_until)) if valid_until.is_none_or(|until| until > self.store.now()) => {
+                    self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.used(&principal, headers, client_ip);
+                    metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_shared").increment(1);
+                    return Ok(Some(principal));
+                }
+                _ => None, // the lookup failed, or its answer ran out meanwhile: look up here
+            },
+        };
+        let resolved = resolve_uncached(&self.store, presented).await.map(|(p, until)| (Arc::new(p), until));
+        if let Ok((principal, valid_until)) = &resolved {
+            self.cache.insert(key.clone(), since, principal.clone(), *valid_until);
+        }
+        // Cached first, then handed on: a request arriving in between finds the entry.
+        if let Some(leader) = leader {
+            leader.finish(resolved.as_ref().ok().cloned());
+        }
+        match resolved {
+            Ok((principal, _)) => {
                 self.used(&principal, headers, client_ip);
                 metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_database").increment(1);
                 Ok(Some(principal))

@@ -336,7 +336,33 @@ async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp)
     app.graphql(&as_key, VIEWER, json!({})).await.assert_code("UNAUTHENTICATED");
 }
 
+/// Concurrent requests that all miss the cache for one credential share one database lookup:
+/// whichever way they interleave, every miss but one is answered by another request's lookup (or
+/// the cache once it is filled), and every request gets the same answer.
+async fn concurrent_misses_of_one_credential_share_one_lookup(app: &TestApp) {
+    use std::sync::atomic::Ordering;
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
+    let as_key = Auth::key(&key, &token);
+    let stats = app.state.auth.cache().stats();
+    for round in 0..3 {
+        // A cold cache: the last round's entry has expired.
+        tokio::time::sleep(appkeys::auth::cache::MAX_AGE).await;
+        let (misses, shared) = (stats.misses.load(Ordering::SeqCst), stats.shared.load(Ordering::SeqCst));
+        let answers = join_all((0..24).map(|_| app.get("/auth", &as_key))).await;
+        assert!(answers.iter().all(|a| a.status() == 200), "round {round}: every request passes");
+        let lookups = (stats.misses.load(Ordering::SeqCst) - misses) - (stats.shared.load(Ordering::SeqCst) - shared);
+        assert_eq!(lookups, 1, "round {round}: one database lookup for 24 concurrent requests");
+    }
+    // A wrong token still fails for each request, whatever the others presented.
+    let wrong = Auth::key(&key, "akt_wrongwrongwrongwrongwrongwrongwrongwrong000000");
+    let answers = join_all((0..4).map(|_| app.get("/auth", &wrong))).await;
+    assert!(answers.iter().all(|a| a.status() == 401), "a wrong token is refused");
+}
+
 crate::backend_tests!(
     one_hundred_concurrent_mutations_lose_nothing,
-    changes_in_another_account_leave_cached_credentials_warm
+    changes_in_another_account_leave_cached_credentials_warm,
+    concurrent_misses_of_one_credential_share_one_lookup
 );
