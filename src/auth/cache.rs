@@ -27,6 +27,9 @@ pub enum CacheKey {
     AppKey { key: String, digest: String, account: Option<String> },
 }
 
+/// A current principal, and when it stops by itself (sessions, previous tokens of a renewal).
+pub type Found = (Arc<Principal>, Option<chrono::DateTime<chrono::Utc>>);
+
 #[derive(Clone)]
 struct Entry {
     /// The change sequence number read before the lookup.
@@ -81,13 +84,12 @@ impl CredentialCache {
 
     /// `get` without counting: the current principal for `key` with when it stops by itself, and
     /// whether a stale entry was found.
-    #[allow(clippy::type_complexity)]
     pub fn find(
         &self,
         key: &CacheKey,
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> (Option<(Arc<Principal>, Option<chrono::DateTime<chrono::Utc>>)>, bool) {
+    ) -> (Option<Found>, bool) {
         let Some(entry) = self.entries.get(key) else {
             return (None, false);
         };

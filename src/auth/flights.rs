@@ -10,14 +10,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::{CacheKey, Principal};
+use super::cache::Found;
+use super::CacheKey;
 
 /// A lookup's outcome as followers see it: the principal and when it stops by itself, or `None`
 /// when it failed (a follower then looks up on its own, to get its own error).
-pub type Outcome = Option<(Arc<Principal>, Option<DateTime<Utc>>)>;
+pub type Outcome = Option<Found>;
 type Slot = watch::Receiver<Option<Outcome>>;
 
 #[derive(Clone, Default)]
@@ -88,7 +88,7 @@ pub async fn follow(mut slot: Slot) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::PrincipalKind;
+    use crate::principal::{Principal, PrincipalKind};
 
     fn key(name: &str) -> CacheKey {
         CacheKey::Session { digest: name.to_owned(), account: None }

@@ -93,9 +93,7 @@ impl Authenticator {
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
         if let Some(principal) = self.cache.get(&key, self.store.versions(), self.store.now()) {
-            self.used(&principal, headers, client_ip);
-            metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_cached").increment(1);
-            return Ok(Some(principal));
+            return self.granted(principal, "ok_cached", headers, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
@@ -108,19 +106,13 @@ impl Authenticator {
                 if let (Some(found), _) = self.cache.find(&key, self.store.versions(), self.store.now()) {
                     let principal = found.0.clone();
                     leader.finish(Some(found));
-                    self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.used(&principal, headers, client_ip);
-                    metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_shared").increment(1);
-                    return Ok(Some(principal));
+                    return self.granted(principal, "ok_shared", headers, client_ip);
                 }
                 Some(leader)
             }
             Flight::Follow(slot) => match flights::follow(slot).await {
                 Some((principal, valid_until)) if valid_until.is_none_or(|until| until > self.store.now()) => {
-                    self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.used(&principal, headers, client_ip);
-                    metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_shared").increment(1);
-                    return Ok(Some(principal));
+                    return self.granted(principal, "ok_shared", headers, client_ip);
                 }
                 _ => None, // the lookup failed, or its answer ran out meanwhile: look up here
             },
@@ -134,11 +126,7 @@ impl Authenticator {
             leader.finish(resolved.as_ref().ok().cloned());
         }
         match resolved {
-            Ok((principal, _)) => {
-                self.used(&principal, headers, client_ip);
-                metrics::counter!("appkeys_auth_outcomes_total", "outcome" => "ok_database").increment(1);
-                Ok(Some(principal))
-            }
+            Ok((principal, _)) => self.granted(principal, "ok_database", headers, client_ip),
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
                 let identity = match &key {
@@ -148,6 +136,23 @@ impl Authenticator {
                 Err(self.failed(error, identity.as_deref(), client_ip))
             }
         }
+    }
+
+    /// A request let through: its key's use noted and its outcome counted (`ok_cached`,
+    /// `ok_shared`: answered by another request's lookup, `ok_database`).
+    fn granted(
+        &self,
+        principal: Arc<Principal>,
+        outcome: &'static str,
+        headers: &HeaderMap,
+        client_ip: Option<&str>,
+    ) -> AuthState {
+        if outcome == "ok_shared" {
+            self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.used(&principal, headers, client_ip);
+        metrics::counter!("appkeys_auth_outcomes_total", "outcome" => outcome).increment(1);
+        Ok(Some(principal))
     }
 
     /// Counts an authentication failure; once the subject is over its quota the answer becomes

@@ -63,8 +63,8 @@ pub enum Keys {
     External,
 }
 
-/// One key of the export, read in bulk (`read_range`, `copy_rows`); its roles' and its owner's names are filled
-/// in from `Names` (ids are cheaper to read than joined rows).
+/// One key of the export, read in bulk (`read_range`, `copy_rows`); its roles' and its owner's
+/// names are filled in from `Names` (ids are cheaper to read than joined rows).
 #[derive(Debug)]
 struct ExportRow {
     access_id: String,
@@ -96,7 +96,7 @@ struct FoldedRow {
     removed: Flag,
     active: Flag,
     created_at: Instant,
-    role_id: Option<String>,
+    role_id: String,
     label: String,
     token_created_at: Instant,
     renewal_started_at: Option<Instant>,
@@ -116,7 +116,7 @@ impl From<FoldedRow> for ExportRow {
             removed: row.removed.0,
             active: row.active.0,
             created_at: row.created_at.0,
-            role_ids: row.role_id.into_iter().collect(),
+            role_ids: vec![row.role_id],
             roles: Vec::new(),
             label: row.label,
             token_created_at: row.token_created_at.0,
@@ -183,8 +183,9 @@ fn lines_select(window: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_que
     lines
 }
 
-/// The account's access rows (of `which` keys), as `lines_select` reads them.
-fn access_window(account_id: &str, which: Keys) -> sea_orm::sea_query::SelectStatement {
+/// The account's access rows (of `which` keys, older than `after` if given), as `lines_select`
+/// reads them.
+fn access_window(account_id: &str, which: Keys, after: Option<&str>) -> sea_orm::sea_query::SelectStatement {
     let access = |column: key_access::Column| Expr::col((key_access::Entity, column));
     let mut window = Query::select();
     window
@@ -202,6 +203,9 @@ fn access_window(account_id: &str, which: Keys) -> sea_orm::sea_query::SelectSta
         Keys::Internal => _ = window.and_where(access(key_access::Column::External).eq(false)),
         Keys::External => _ = window.and_where(access(key_access::Column::External).eq(true)),
     }
+    if let Some(after) = after {
+        window.and_where(access(key_access::Column::Id).lt(after));
+    }
     window
 }
 
@@ -209,12 +213,8 @@ fn access_window(account_id: &str, which: Keys) -> sea_orm::sea_query::SelectSta
 /// key is left). Read from the index alone, so a reader can hand this chunk to a connection and
 /// look for the next one's end at once.
 fn chunk_end_statement(account_id: &str, which: Keys, after: Option<&str>, chunk: u64) -> Statement {
-    let id = || Expr::col((key_access::Entity, key_access::Column::Id));
-    let mut window = access_window(account_id, which);
-    window.clear_selects().expr_as(id(), "id");
-    if let Some(after) = after {
-        window.and_where(id().lt(after));
-    }
+    let mut window = access_window(account_id, which, after);
+    window.clear_selects().expr_as(Expr::col((key_access::Entity, key_access::Column::Id)), "id");
     window.order_by((key_access::Entity, key_access::Column::Id), Order::Desc).limit(chunk);
     let mut end = Query::select();
     end.expr(Expr::col("id").min()).from_subquery(window, "w");
@@ -226,12 +226,8 @@ fn chunk_end_statement(account_id: &str, which: Keys, after: Option<&str>, chunk
 /// The join finds each key's roles in one index seek (a test that the key holds any role and a
 /// subquery for their ids made two, and took a quarter more time).
 fn chunk_statement(account_id: &str, which: Keys, after: Option<&str>, last: &str) -> Statement {
-    let id = || Expr::col((key_access::Entity, key_access::Column::Id));
-    let mut window = access_window(account_id, which);
-    if let Some(after) = after {
-        window.and_where(id().lt(after));
-    }
-    window.and_where(id().gte(last));
+    let mut window = access_window(account_id, which, after);
+    window.and_where(Expr::col((key_access::Entity, key_access::Column::Id)).gte(last));
     let lines = lines_select(window);
     let columns: Vec<folded::Column> = COLUMNS.into_iter().map(folded::Column::plain).collect();
     let backend = DatabaseBackend::Sqlite;
@@ -248,7 +244,7 @@ fn chunk_statement(account_id: &str, which: Keys, after: Option<&str>, last: &st
 /// no parameters: sea-query writes the one value (the account id) into the SQL with its quoting.
 /// (Public for the tests of its query plan.)
 pub fn copy_statement(account_id: &str, which: Keys) -> String {
-    let mut lines = lines_select(access_window(account_id, which));
+    let mut lines = lines_select(access_window(account_id, which, None));
     lines.order_by(("w", "id"), Order::Desc);
     format!("COPY ({}) TO STDOUT WITH (FORMAT csv)", lines.to_string(sea_orm::sea_query::PostgresQueryBuilder))
 }
@@ -368,12 +364,7 @@ async fn read_range(
     after: Option<String>,
     last: String,
 ) -> AppResult<String> {
-    let statement = chunk_statement(&account_id, which, after.as_deref(), &last);
-    let json: Option<String> = match db.query_one_raw(statement).await? {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
-    Ok(json.unwrap_or_else(|| "[]".to_owned()))
+    folded::fetch_text(&db, chunk_statement(&account_id, which, after.as_deref(), &last)).await
 }
 
 /// A batch's keys, newest first, with their roles' and owner's names.

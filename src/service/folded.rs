@@ -61,11 +61,16 @@ pub fn fold(backend: DatabaseBackend, inner: Statement, columns: &[Column], orde
 /// Runs a statement made by `fold` and returns its rows, each read as a `T` from its array of
 /// cells (a struct deriving `Deserialize` reads its fields in declaration order from an array).
 pub async fn fetch<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<Vec<T>> {
-    let Some(row) = db.query_one_raw(folded).await? else {
-        return Ok(Vec::new());
+    parse(&fetch_text(db, folded).await?)
+}
+
+/// Runs a statement made by `fold` and returns its JSON text unparsed (`[]` for no row).
+pub async fn fetch_text<C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<String> {
+    let json: Option<String> = match db.query_one_raw(folded).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => None,
     };
-    let json: Option<String> = row.try_get_by_index(0)?;
-    parse(json.as_deref().unwrap_or("[]"))
+    Ok(json.unwrap_or_else(|| "[]".to_owned()))
 }
 
 /// The rows of a folded JSON text (read by `fetch`, or by a caller that parses it later).
