@@ -378,13 +378,28 @@ impl ConnectionFields {
     }
 }
 
-pub type Page<N> = Connection<String, N, ConnectionFields, EmptyFields>;
+/// A connection of `N`. Its edges hold their cursors unencoded: a cursor is written out (as
+/// `String!`) only when a query selects it, or `pageInfo`'s start or end.
+pub type Page<N> = Connection<Cursor, N, ConnectionFields, EmptyFields>;
+
+impl async_graphql::connection::CursorType for Cursor {
+    type Error = &'static str;
+
+    /// Not used: the listings read their cursor arguments themselves (`PageRequest::parse`).
+    fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
+        Cursor::decode(s, "after").map_err(|_| "invalid cursor")
+    }
+
+    fn encode_cursor(&self) -> String {
+        self.encode()
+    }
+}
 
 /// Builds a Relay connection from a service page, each edge with the cursor `cursor` gives.
 pub fn connection<V, N: OutputType>(paged: Paged<V>, cursor: impl Fn(&V) -> Cursor, node: impl Fn(V) -> N) -> Page<N> {
     let fields = ConnectionFields { total: paged.total };
     let mut connection = Connection::with_additional_fields(paged.has_previous, paged.has_next, fields);
-    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(cursor(&item).encode(), node(item))));
+    connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(cursor(&item), node(item))));
     connection
 }
 

@@ -64,6 +64,8 @@ pub struct Store {
     settings_cache: moka::sync::Cache<String, (u64, settings::KeySettings)>,
     /// Accounts' roles as last read, with the change sequence read before (see `roles::cached_facts`).
     role_cache: moka::sync::Cache<String, (u64, Arc<roles::AccountRoles>)>,
+    /// Listing pages' statements, by what names them whole (see `keys::listing::memo_key`).
+    page_statements: moka::sync::Cache<String, Arc<keys::BuiltPage>>,
     /// Seals webhook secrets at rest; set by `prepare` (see `webhooks::SecretBox`).
     secret_box: Arc<std::sync::OnceLock<webhooks::SecretBox>>,
 }
@@ -233,12 +235,17 @@ impl Store {
             events: events::EventBus::default(),
             settings_cache: moka::sync::Cache::new(100_000),
             role_cache: moka::sync::Cache::new(10_000),
+            page_statements: moka::sync::Cache::new(1_000),
             secret_box: Arc::default(),
         })
     }
 
     pub(crate) fn settings_cache(&self) -> &moka::sync::Cache<String, (u64, settings::KeySettings)> {
         &self.settings_cache
+    }
+
+    pub(crate) fn page_statements(&self) -> &moka::sync::Cache<String, Arc<keys::BuiltPage>> {
+        &self.page_statements
     }
 
     pub(crate) fn role_cache(&self) -> &moka::sync::Cache<String, (u64, Arc<roles::AccountRoles>)> {

@@ -31,7 +31,7 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(text)
     }
 
-    fn decode(raw: &str, field: &str) -> AppResult<Self> {
+    pub(crate) fn decode(raw: &str, field: &str) -> AppResult<Self> {
         let invalid = || AppError::bad_input(field, "invalid cursor: pass a cursor from this listing's pageInfo");
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -102,7 +102,7 @@ impl PageRequest {
 #[derive(Clone)]
 pub struct Total {
     db: DatabaseConnection,
-    statement: SelectStatement,
+    statement: std::sync::Arc<SelectStatement>,
 }
 
 /// How many rows `statement` matches, as SQL.
@@ -112,12 +112,12 @@ pub fn count_query(statement: SelectStatement) -> SelectStatement {
 
 impl Total {
     /// The total of the rows `statement` selects (before paging).
-    pub fn new(db: DatabaseConnection, statement: SelectStatement) -> Self {
-        Self { db, statement }
+    pub fn new(db: DatabaseConnection, statement: impl Into<std::sync::Arc<SelectStatement>>) -> Self {
+        Self { db, statement: statement.into() }
     }
 
     pub async fn count(&self) -> AppResult<u64> {
-        let row = self.db.query_one(&count_query(self.statement.clone())).await?;
+        let row = self.db.query_one(&count_query(SelectStatement::clone(&self.statement))).await?;
         let n = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }

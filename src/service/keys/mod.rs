@@ -24,7 +24,9 @@ pub use authenticate::{authenticate, KeyGrant};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
 };
-pub use listing::{cursor_of, get, get_by_id, list, listing_statements, KeyFilter, KeyOrder, Lister, Listing};
+pub use listing::{
+    cursor_of, get, get_by_id, list, listing_statements, BuiltPage, KeyFilter, KeyOrder, Lister, Listing,
+};
 pub use renewal::{finish_renewal, renew, undo_renewal, Renew, RenewedKey, MAX_OVERLAP_SECS};
 pub use usage::{deactivate_unused, record_uses, KeyUse};
 
