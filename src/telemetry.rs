@@ -46,6 +46,7 @@ pub fn render(state: &AppState) -> String {
     metrics::counter!("appkeys_credential_cache_hits_total").absolute(stats.hits.load(Ordering::Relaxed));
     metrics::counter!("appkeys_credential_cache_misses_total").absolute(stats.misses.load(Ordering::Relaxed));
     metrics::counter!("appkeys_credential_cache_shared_total").absolute(stats.shared.load(Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_refreshes_total").absolute(stats.refreshed.load(Ordering::Relaxed));
     metrics::counter!("appkeys_credential_cache_invalidations_total")
         .absolute(stats.invalidated.load(Ordering::Relaxed));
     let (size, idle) = state.store.pool_use();

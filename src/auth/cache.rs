@@ -17,6 +17,10 @@ use crate::service::versions::CredentialVersions;
 
 /// Below the 1 s within which every replica must honour a revocation.
 pub const MAX_AGE: Duration = Duration::from_millis(750);
+/// A current entry this old is looked up again in the background by the next request that finds
+/// it (`Authenticator::resolve`), so a credential in steady use is refreshed before `MAX_AGE`
+/// instead of missing: every request for it then waited on one database lookup.
+pub const REFRESH_AFTER: Duration = Duration::from_millis(450);
 const MAX_ENTRIES: u64 = 100_000;
 
 #[derive(Clone, Hash, PartialEq, Eq)]
@@ -37,6 +41,14 @@ struct Entry {
     principal: Arc<Principal>,
     /// Credentials that stop on their own schedule: sessions, previous tokens of a renewal.
     valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it was stored (the cache's time to live counts from there too).
+    stored: std::time::Instant,
+}
+
+/// A cache hit: the principal, and whether its entry is due for a refresh (`REFRESH_AFTER`).
+pub struct Hit {
+    pub principal: Arc<Principal>,
+    pub refresh: bool,
 }
 
 #[derive(Clone)]
@@ -54,6 +66,8 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     /// Misses answered by a lookup another request was making (`auth::flights`).
     pub shared: AtomicU64,
+    /// Current entries looked up again in the background before their age ran out.
+    pub refreshed: AtomicU64,
     pub invalidated: AtomicU64,
 }
 
@@ -72,14 +86,18 @@ impl CredentialCache {
         key: &CacheKey,
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Arc<Principal>> {
-        let (found, stale) = self.find(key, versions, now);
+    ) -> Option<Hit> {
+        let Some(entry) = self.entries.get(key) else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let (found, stale) = Self::current(&entry, versions, now);
         if stale {
             self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
         }
         let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
         counter.fetch_add(1, Ordering::Relaxed);
-        found.map(|(principal, _)| principal)
+        found.map(|(principal, _)| Hit { principal, refresh: entry.stored.elapsed() >= REFRESH_AFTER })
     }
 
     /// `get` without counting: the current principal for `key` with when it stops by itself, and
@@ -90,13 +108,23 @@ impl CredentialCache {
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (Option<Found>, bool) {
-        let Some(entry) = self.entries.get(key) else {
-            return (None, false);
-        };
+        match self.entries.get(key) {
+            Some(entry) => Self::current(&entry, versions, now),
+            None => (None, false),
+        }
+    }
+
+    /// An entry's principal if it is current (nothing it depends on changed since its lookup, and
+    /// it has not stopped by itself), and whether it was found stale.
+    fn current(
+        entry: &Entry,
+        versions: &CredentialVersions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (Option<Found>, bool) {
         let expired = entry.valid_until.is_some_and(|until| until <= now);
         let principal = &entry.principal;
         let current = versions.unchanged_since(entry.since, &principal.account_id, principal.app_key_id());
-        ((current && !expired).then_some((entry.principal, entry.valid_until)), !current)
+        ((current && !expired).then(|| (entry.principal.clone(), entry.valid_until)), !current)
     }
 
     pub fn stats(&self) -> &CacheStats {
@@ -112,6 +140,6 @@ impl CredentialCache {
         principal: Arc<Principal>,
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) {
-        self.entries.insert(key, Entry { since, principal, valid_until });
+        self.entries.insert(key, Entry { since, principal, valid_until, stored: std::time::Instant::now() });
     }
 }

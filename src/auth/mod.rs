@@ -92,8 +92,11 @@ impl Authenticator {
         };
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
-        if let Some(principal) = self.cache.get(&key, self.store.versions(), self.store.now()) {
-            return self.granted(principal, "ok_cached", headers, client_ip);
+        if let Some(hit) = self.cache.get(&key, self.store.versions(), self.store.now()) {
+            if hit.refresh {
+                self.refresh(key, since, presented);
+            }
+            return self.granted(hit.principal, "ok_cached", headers, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
@@ -136,6 +139,26 @@ impl Authenticator {
                 Err(self.failed(error, identity.as_deref(), client_ip))
             }
         }
+    }
+
+    /// Looks a current entry's credential up again in the background, as a lookup in flight (so a
+    /// request missing meanwhile waits for it rather than querying too), and stores the answer as
+    /// any lookup's: `since` was read before it, so a change committed meanwhile still makes the
+    /// new entry stale. Nothing is stored when the lookup fails: the entry runs out at its age, and
+    /// the next request looks up on its own (with its own error and throttling).
+    fn refresh(&self, key: CacheKey, since: u64, presented: Presented) {
+        let Flight::Lead(leader) = self.flights.join(&key, since) else {
+            return; // being looked up already
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let resolved = resolve_uncached(&this.store, presented).await.map(|(p, until)| (Arc::new(p), until));
+            if let Ok((principal, valid_until)) = &resolved {
+                this.cache.insert(key, since, principal.clone(), *valid_until);
+                this.cache.stats().refreshed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            leader.finish(resolved.ok());
+        });
     }
 
     /// A request let through: its key's use noted and its outcome counted (`ok_cached`,
