@@ -277,16 +277,17 @@ async fn copy_rows(
         // The names first, in the copy's own snapshot: every role and owner a copied line names is
         // then known, and the stream never needs a second connection while this one copies (with the
         // pool exhausted by exports, each would wait on the others).
-        sea_orm::sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *connection)
-            .await
-            .map_err(fail)?;
-        // The copy's estimated cost is past `jit_above_cost` for any sizeable account, and compiling
-        // it took 730 ms of an 840 ms copy of 100 000 keys: for this one transaction, no JIT.
-        sea_orm::sqlx::query("SET LOCAL jit = off").execute(&mut *connection).await.map_err(fail)?;
-        // Instants as `2026-01-02 03:04:05.123456+00`, whatever the server's defaults (`parse_instant`).
-        sea_orm::sqlx::query("SET LOCAL TimeZone = 'UTC'").execute(&mut *connection).await.map_err(fail)?;
-        sea_orm::sqlx::query("SET LOCAL DateStyle = 'ISO, YMD'").execute(&mut *connection).await.map_err(fail)?;
+        // One round trip (a script of statements), settings for this transaction only: the copy's
+        // estimated cost is past `jit_above_cost` for any sizeable account, and compiling it took
+        // 730 ms of an 840 ms copy of 100 000 keys, so no JIT; instants as
+        // `2026-01-02 03:04:05.123456+00` whatever the server's defaults (`parse_instant`).
+        sea_orm::sqlx::raw_sql(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off; \
+             SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'",
+        )
+        .execute(&mut *connection)
+        .await
+        .map_err(fail)?;
         let mut names = Names::default();
         let roles: Vec<(String, String, bool)> =
             sea_orm::sqlx::query_as(r#"SELECT "id", "name", "predefined" FROM "roles" WHERE "account_id" = $1"#)

@@ -1,13 +1,13 @@
 //! The two listings ("Application Keys" and "My Keys") and the lookup of one key. Both read the
 //! account's `key_access` rows joined with their keys, filtered, sorted and paged by keyset.
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     sea_query, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, QueryFilter,
     QuerySelect, QueryTrait, RelationTrait, Select,
 };
-use std::sync::Arc;
-
 use serde::Deserialize;
 
 use super::usage::unused_since_condition;
