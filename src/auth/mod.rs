@@ -120,15 +120,7 @@ impl Authenticator {
                 _ => None, // the lookup failed, or its answer ran out meanwhile: look up here
             },
         };
-        let resolved = resolve_uncached(&self.store, presented).await.map(|(p, until)| (Arc::new(p), until));
-        if let Ok((principal, valid_until)) = &resolved {
-            self.cache.insert(key.clone(), since, principal.clone(), *valid_until);
-        }
-        // Cached first, then handed on: a request arriving in between finds the entry.
-        if let Some(leader) = leader {
-            leader.finish(resolved.as_ref().ok().cloned());
-        }
-        match resolved {
+        match self.look_up(&key, since, presented, leader).await {
             Ok((principal, _)) => self.granted(principal, "ok_database", headers, client_ip),
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
@@ -152,13 +144,29 @@ impl Authenticator {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let resolved = resolve_uncached(&this.store, presented).await.map(|(p, until)| (Arc::new(p), until));
-            if let Ok((principal, valid_until)) = &resolved {
-                this.cache.insert(key, since, principal.clone(), *valid_until);
+            if this.look_up(&key, since, presented, Some(leader)).await.is_ok() {
                 this.cache.stats().refreshed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            leader.finish(resolved.ok());
         });
+    }
+
+    /// The database lookup of a credential, its answer cached under `since` (read before it) and
+    /// then handed to the lookup's followers: a request arriving in between finds the entry.
+    async fn look_up(
+        &self,
+        key: &CacheKey,
+        since: u64,
+        presented: Presented,
+        leader: Option<flights::Leader>,
+    ) -> AppResult<cache::Found> {
+        let resolved = resolve_uncached(&self.store, presented).await.map(|(p, until)| (Arc::new(p), until));
+        if let Ok((principal, valid_until)) = &resolved {
+            self.cache.insert(key.clone(), since, principal.clone(), *valid_until);
+        }
+        if let Some(leader) = leader {
+            leader.finish(resolved.as_ref().ok().cloned());
+        }
+        resolved
     }
 
     /// A request let through: its key's use noted and its outcome counted (`ok_cached`,

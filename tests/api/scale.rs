@@ -295,14 +295,20 @@ async fn one_hundred_concurrent_mutations_lose_nothing(app: &TestApp) {
     assert_eq!(generated, 10);
 }
 
-/// A change invalidates only the cached credentials it can affect: writes in account B leave
-/// account A's key answered from the cache, while a change to A's key reaches it at once.
-async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp) {
-    use std::sync::atomic::Ordering;
+/// An account's owner and one of its keys holding the RESTRICTED role: its value and credentials.
+async fn owner_with_key(app: &TestApp) -> (Auth, String, Auth) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
     let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
     let as_key = Auth::key(&key, &token);
+    (owner, key, as_key)
+}
+
+/// A change invalidates only the cached credentials it can affect: writes in account B leave
+/// account A's key answered from the cache, while a change to A's key reaches it at once.
+async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp) {
+    use std::sync::atomic::Ordering;
+    let (owner, key, as_key) = owner_with_key(app).await;
     let stats = app.state.auth.cache().stats();
     app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
     let other = app.account_with_owner("busy").await;
@@ -341,10 +347,7 @@ async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp)
 /// the cache once it is filled), and every request gets the same answer.
 async fn concurrent_misses_of_one_credential_share_one_lookup(app: &TestApp) {
     use std::sync::atomic::Ordering;
-    let owner = app.owner().await;
-    let restricted = app.restricted_role(&owner).await;
-    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
-    let as_key = Auth::key(&key, &token);
+    let (_, key, as_key) = owner_with_key(app).await;
     let stats = app.state.auth.cache().stats();
     for round in 0..3 {
         // A cold cache: the last round's entry has expired.
@@ -366,17 +369,14 @@ async fn concurrent_misses_of_one_credential_share_one_lookup(app: &TestApp) {
 /// at least three times); a change to it still applies on the very next request.
 async fn a_credential_in_steady_use_is_refreshed_before_it_runs_out(app: &TestApp) {
     use std::sync::atomic::Ordering;
-    let owner = app.owner().await;
-    let restricted = app.restricted_role(&owner).await;
-    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
-    let as_key = Auth::key(&key, &token);
+    let (owner, key, as_key) = owner_with_key(app).await;
     let stats = app.state.auth.cache().stats();
     assert_eq!(app.get("/auth", &as_key).await.status(), 200);
     let (misses, refreshed) = (stats.misses.load(Ordering::SeqCst), stats.refreshed.load(Ordering::SeqCst));
     let until = Instant::now() + appkeys::auth::cache::MAX_AGE * 4;
     while Instant::now() < until {
         assert_eq!(app.get("/auth", &as_key).await.status(), 200);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let refreshes = stats.refreshed.load(Ordering::SeqCst) - refreshed;
     assert!(refreshes >= 3, "{refreshes} refreshes in four maximum ages");

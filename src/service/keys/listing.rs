@@ -189,6 +189,9 @@ fn role_ids_json(backend: DatabaseBackend) -> &'static str {
     }
 }
 
+/// A page's statement and its `totalCount`'s, as `list` keeps them (see `memo_key`).
+pub type BuiltPage = (sea_orm::Statement, Arc<sea_query::SelectStatement>);
+
 /// A listing page as one query returning one row: the page's access rows, each with its key, the
 /// key's owner's name and its roles here, folded into JSON (see `folded`). Also the statement
 /// behind `totalCount`.
@@ -199,9 +202,9 @@ fn page_statements(
     filter: &KeyFilter,
     (order, direction): (KeyOrder, Direction),
     page: &PageRequest,
-) -> AppResult<(sea_orm::Statement, sea_query::SelectStatement)> {
+) -> AppResult<BuiltPage> {
     let base = access_select(at, listing, filter)?;
-    let count = base.clone().into_query();
+    let count = Arc::new(base.clone().into_query());
     let mut select = base.select_only().join(JoinType::InnerJoin, app_key::Relation::Owner.def());
     let mut columns = Vec::new();
     for (i, cell) in page_cells().into_iter().enumerate() {
@@ -278,21 +281,6 @@ fn view_of_row(
     view_of(at, key, Some(access), row.owner, roles)
 }
 
-/// A page's statement and its `totalCount`'s, as `list` keeps them (see `memo_key`).
-pub type BuiltPage = (sea_orm::Statement, Arc<sea_query::SelectStatement>);
-
-fn built_statements(
-    at: &Viewpoint,
-    backend: DatabaseBackend,
-    listing: Listing,
-    filter: &KeyFilter,
-    order: (KeyOrder, Direction),
-    page: &PageRequest,
-) -> AppResult<BuiltPage> {
-    let (rows, count) = page_statements(at, backend, listing, filter, order, page)?;
-    Ok((rows, Arc::new(count)))
-}
-
 /// What names a page's statements whole, when they depend on nothing else: the same account,
 /// listing, filter, order and page request build the same SQL and values, so `list` builds them
 /// once (building took a tenth of a page request's own time). A filter by status or renewal alert
@@ -324,7 +312,7 @@ pub async fn listing_statements(
     let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
     let backend = store.backend();
     let (rows, count) = page_statements(&at, backend, listing, filter, order, page)?;
-    Ok((rows, backend.build(&page::count_query(count))))
+    Ok((rows, backend.build(&page::count_query(sea_query::SelectStatement::clone(&count)))))
 }
 
 /// One page of a listing in one query (see `page_statements`); the account's settings and the
@@ -338,16 +326,17 @@ pub async fn list(
     page: &PageRequest,
 ) -> AppResult<Paged<AppKeyView>> {
     let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
+    let build = || page_statements(&at, store.backend(), listing, filter, order, page).map(Arc::new);
     let built = match memo_key(&at, store.backend(), listing, filter, order, page) {
         Some(key) => match store.page_statements().get(&key) {
             Some(built) => built,
             None => {
-                let built = Arc::new(built_statements(&at, store.backend(), listing, filter, order, page)?);
+                let built = build()?;
                 store.page_statements().insert(key, built.clone());
                 built
             }
         },
-        None => Arc::new(built_statements(&at, store.backend(), listing, filter, order, page)?),
+        None => build()?,
     };
     let (rows, count) = (built.0.clone(), built.1.clone());
     let catalogue = match &at.catalogue {
@@ -518,7 +507,7 @@ mod tests {
                                 else {
                                     continue; // a label cursor for a created-at order: refused, never kept
                                 };
-                                let statements = format!("{rows:?} {:?}", backend.build(&count));
+                                let statements = format!("{rows:?} {:?}", backend.build(&*count));
                                 let Some(key) = memo_key(at, backend, listing, filter, order, page) else {
                                     assert!(filter.status.is_some() || filter.renewal_alert.is_some());
                                     continue;
