@@ -64,6 +64,17 @@ pub async fn fetch<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: Stat
     parse(&fetch_text(db, folded).await?)
 }
 
+/// `fetch` from the store: on a SQLite file on the calling thread when it can (`inline_read`), else
+/// through the pool.
+pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: Statement) -> AppResult<Vec<T>> {
+    if let Some(reader) = store.inline_reader() {
+        if let Ok(text) = reader.read_text(&folded) {
+            return parse(text.as_deref().unwrap_or("[]"));
+        }
+    }
+    fetch(&store.db, folded).await
+}
+
 /// Runs a statement made by `fold` and returns its JSON text unparsed (`[]` for no row).
 pub async fn fetch_text<C: ConnectionTrait>(db: &C, folded: Statement) -> AppResult<String> {
     let json: Option<String> = match db.query_one_raw(folded).await? {

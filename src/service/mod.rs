@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 mod folded;
 pub mod follow;
+pub mod inline_read;
 pub mod keys;
 mod links;
 pub mod page;
@@ -68,6 +69,8 @@ pub struct Store {
     page_statements: moka::sync::Cache<String, Arc<keys::BuiltPage>>,
     /// Seals webhook secrets at rest; set by `prepare` (see `webhooks::SecretBox`).
     secret_box: Arc<std::sync::OnceLock<webhooks::SecretBox>>,
+    /// On a SQLite file, listing pages are read on the calling thread (see `inline_read`).
+    inline_reader: Option<Arc<inline_read::InlineReader>>,
 }
 
 /// The PostgreSQL channel on which replicas announce credential changes; the payload lists the
@@ -207,7 +210,9 @@ impl Store {
         } else {
             options.test_before_acquire(false);
         }
-        let mmap_bytes = settings.sqlite_mmap_mib.saturating_mul(1 << 20).to_string();
+        let mmap = settings.sqlite_mmap_mib.saturating_mul(1 << 20);
+        let inline_reader = inline_read::InlineReader::for_url(url, mmap).map(Arc::new);
+        let mmap_bytes = mmap.to_string();
         options.map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
@@ -237,7 +242,13 @@ impl Store {
             role_cache: moka::sync::Cache::new(10_000),
             page_statements: moka::sync::Cache::new(1_000),
             secret_box: Arc::default(),
+            inline_reader,
         })
+    }
+
+    /// The reader of listing pages on the calling thread, on a SQLite file (see `inline_read`).
+    pub fn inline_reader(&self) -> Option<&inline_read::InlineReader> {
+        self.inline_reader.as_deref()
     }
 
     pub(crate) fn settings_cache(&self) -> &moka::sync::Cache<String, (u64, settings::KeySettings)> {

@@ -244,3 +244,46 @@ crate::backend_tests!(
     page_info_is_right_at_the_edges,
     nodes_are_found_by_global_id_within_the_account_only,
 );
+
+/// On a SQLite file a listing page is read on the request's own thread, from a connection of its
+/// own (`service::inline_read`) that sees every commit made before it. A page that would hold the
+/// thread too long — a search through thousands of keys — is handed to the pool, with the same
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_pages_are_read_inline_and_a_long_one_through_the_pool() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let owner = app.owner().await;
+    let reader = app.store().inline_reader().expect("a SQLite file is read inline");
+    let (key, _) = app.generate_key(&owner, Some("just made"), &[]).await;
+    let before = reader.counts();
+    let first = app.graphql(&owner, "{ myKeys(first: 5) { edges { node { key } } } }", json!({})).await.data("myKeys");
+    assert_eq!(keys_of(&first)[0], key, "a key committed a moment ago is on the page");
+    let after_page = reader.counts();
+    assert_eq!((after_page.inline, after_page.declined), (before.inline + 1, before.declined));
+
+    // 5 000 copies of the key, written in SQL; one of them is the needle a search looks for.
+    let copies = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)";
+    let db = &app.store().db;
+    for sql in [
+        format!(
+            "{copies} INSERT INTO app_keys (id, key, account_id, label, label_search, token_digest, active, created_at, \
+             created_by, token_created_at, updated_at) SELECT k.id || '-' || n.i, k.key || '-' || n.i, k.account_id, \
+             CASE n.i WHEN 1234 THEN 'needle' ELSE 'copy ' || n.i END, CASE n.i WHEN 1234 THEN 'needle' ELSE 'copy ' || n.i END, \
+             k.token_digest || '-' || n.i, k.active, k.created_at, k.created_by, k.token_created_at, k.updated_at \
+             FROM app_keys k, n WHERE k.key = '{key}'"
+        ),
+        format!(
+            "{copies} INSERT INTO key_access (id, app_key_id, account_id, external, removed, added_at, added_by, updated_at) \
+             SELECT a.id || '-' || n.i, a.app_key_id || '-' || n.i, a.account_id, a.external, a.removed, a.added_at, \
+             a.added_by, a.updated_at FROM key_access a, n WHERE a.app_key_id = (SELECT id FROM app_keys WHERE key = '{key}')"
+        ),
+    ] {
+        sea_orm::ConnectionTrait::execute_unprepared(db, &sql).await.expect("copies");
+    }
+    let search = r#"{ myKeys(first: 5, filter: {search: "needle"}) { edges { node { key label } } } }"#;
+    let found = app.graphql(&owner, search, json!({})).await.data("myKeys");
+    assert_eq!(keys_of(&found), vec![format!("{key}-1234")], "{found}");
+    let after_search = reader.counts();
+    assert_eq!((after_search.inline, after_search.declined), (after_page.inline, after_page.declined + 1));
+    app.cleanup().await;
+}

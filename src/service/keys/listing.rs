@@ -343,7 +343,7 @@ pub async fn list(
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
         None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
     };
-    let mut rows: Vec<PageRow> = folded::fetch(&store.db, rows).await?;
+    let mut rows: Vec<PageRow> = folded::fetch_from(store, rows).await?;
     if store.backend() != DatabaseBackend::Postgres {
         let descending = page::reads_descending(order.1, page);
         rows.sort_by(|a, b| {
