@@ -11,7 +11,7 @@ mod headers;
 pub mod last_use;
 pub mod throttle;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::HeaderMap;
 
@@ -38,6 +38,56 @@ pub struct Authenticator {
     flights: Flights,
     throttle: Throttle,
     last_use: LastUseRecorder,
+    outcomes: Outcomes,
+}
+
+/// How a request's authentication ended, as counted in `appkeys_auth_outcomes_total`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    OkCached,
+    /// Answered by another request's lookup of the same credential.
+    OkShared,
+    OkDatabase,
+    Unauthenticated,
+    RateLimited,
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::OkCached,
+        Outcome::OkShared,
+        Outcome::OkDatabase,
+        Outcome::Unauthenticated,
+        Outcome::RateLimited,
+        Outcome::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::OkCached => "ok_cached",
+            Outcome::OkShared => "ok_shared",
+            Outcome::OkDatabase => "ok_database",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// `appkeys_auth_outcomes_total`, one handle per outcome, registered at the first request (after
+/// the recorder is installed): registering the series on every request — hashing and copying its
+/// key — cost a cached `/auth` more than its cache lookup.
+#[derive(Clone, Default)]
+struct Outcomes(Arc<OnceLock<[metrics::Counter; Outcome::ALL.len()]>>);
+
+impl Outcomes {
+    fn count(&self, outcome: Outcome) {
+        let counters = self.0.get_or_init(|| {
+            Outcome::ALL.map(|o| metrics::counter!("appkeys_auth_outcomes_total", "outcome" => o.label()))
+        });
+        counters[outcome as usize].increment(1);
+    }
 }
 
 impl Authenticator {
@@ -48,6 +98,7 @@ impl Authenticator {
             flights: Flights::default(),
             throttle: Throttle::new(failures_per_minute),
             last_use,
+            outcomes: Outcomes::default(),
         }
     }
 
@@ -96,7 +147,7 @@ impl Authenticator {
             if hit.refresh {
                 self.refresh(key, since, presented);
             }
-            return self.granted(hit.principal, "ok_cached", headers, client_ip);
+            return self.granted(hit.principal, Outcome::OkCached, headers, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
@@ -109,19 +160,19 @@ impl Authenticator {
                 if let (Some(found), _) = self.cache.find(&key, self.store.versions(), self.store.now()) {
                     let principal = found.0.clone();
                     leader.finish(Some(found));
-                    return self.granted(principal, "ok_shared", headers, client_ip);
+                    return self.granted(principal, Outcome::OkShared, headers, client_ip);
                 }
                 Some(leader)
             }
             Flight::Follow(slot) => match flights::follow(slot).await {
                 Some((principal, valid_until)) if valid_until.is_none_or(|until| until > self.store.now()) => {
-                    return self.granted(principal, "ok_shared", headers, client_ip);
+                    return self.granted(principal, Outcome::OkShared, headers, client_ip);
                 }
                 _ => None, // the lookup failed, or its answer ran out meanwhile: look up here
             },
         };
         match self.look_up(&key, since, presented, leader).await {
-            Ok((principal, _)) => self.granted(principal, "ok_database", headers, client_ip),
+            Ok((principal, _)) => self.granted(principal, Outcome::OkDatabase, headers, client_ip),
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
                 let identity = match &key {
@@ -174,27 +225,26 @@ impl Authenticator {
     fn granted(
         &self,
         principal: Arc<Principal>,
-        outcome: &'static str,
+        outcome: Outcome,
         headers: &HeaderMap,
         client_ip: Option<&str>,
     ) -> AuthState {
-        if outcome == "ok_shared" {
+        if outcome == Outcome::OkShared {
             self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.used(&principal, headers, client_ip);
-        metrics::counter!("appkeys_auth_outcomes_total", "outcome" => outcome).increment(1);
+        self.outcomes.count(outcome);
         Ok(Some(principal))
     }
 
     /// Counts an authentication failure; once the subject is over its quota the answer becomes
     /// `RATE_LIMITED` instead of `UNAUTHENTICATED`.
     fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<&str>) -> AppError {
-        let outcome = match &error {
-            AppError::Unauthenticated => "unauthenticated",
-            AppError::RateLimited { .. } => "rate_limited",
-            _ => "error",
-        };
-        metrics::counter!("appkeys_auth_outcomes_total", "outcome" => outcome).increment(1);
+        self.outcomes.count(match &error {
+            AppError::Unauthenticated => Outcome::Unauthenticated,
+            AppError::RateLimited { .. } => Outcome::RateLimited,
+            _ => Outcome::Error,
+        });
         if !matches!(error, AppError::Unauthenticated) {
             return error;
         }
