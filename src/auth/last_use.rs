@@ -2,6 +2,7 @@
 //! wins); `jobs` writes the notes at most once per key per flush interval, and on shutdown.
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::error::AppResult;
@@ -11,7 +12,14 @@ use crate::service::Store;
 /// Coalesces key uses until they are flushed. Disabled, it notes nothing.
 #[derive(Clone, Default)]
 pub struct LastUseRecorder {
-    pending: Option<Arc<Mutex<HashMap<String, KeyUse>>>>,
+    pending: Option<Arc<Mutex<HashMap<String, Noted>>>>,
+}
+
+/// A use waiting to be written, with the client's address as an address: a request from the same
+/// client compares it without writing it out as text.
+struct Noted {
+    ip: Option<IpAddr>,
+    key_use: KeyUse,
 }
 
 impl LastUseRecorder {
@@ -29,7 +37,7 @@ impl LastUseRecorder {
     }
 
     /// Notes a use of the key access `access_id`; the newest use of each key wins.
-    pub fn record(&self, access_id: &str, at: DateTime<Utc>, ip: Option<&str>, user_agent: Option<&str>) {
+    pub fn record(&self, access_id: &str, at: DateTime<Utc>, ip: Option<IpAddr>, user_agent: Option<&str>) {
         let Some(pending) = &self.pending else {
             return;
         };
@@ -37,30 +45,31 @@ impl LastUseRecorder {
             return;
         };
         match pending.get_mut(access_id) {
-            Some(noted) if noted.at > at => {}
+            Some(noted) if noted.key_use.at > at => {}
             Some(noted) => {
-                noted.at = at;
+                noted.key_use.at = at;
                 // Allocate only when the client changed, which is rare for one key.
-                if noted.ip.as_deref() != ip {
-                    noted.ip = ip.map(str::to_owned);
+                if noted.ip != ip {
+                    noted.ip = ip;
+                    noted.key_use.ip = ip.map(|ip| ip.to_string());
                 }
-                if noted.user_agent.as_deref() != user_agent {
-                    noted.user_agent = user_agent.map(str::to_owned);
+                if noted.key_use.user_agent.as_deref() != user_agent {
+                    noted.key_use.user_agent = user_agent.map(str::to_owned);
                 }
             }
             None => {
-                let noted = KeyUse {
+                let key_use = KeyUse {
                     access_id: access_id.to_owned(),
                     at,
-                    ip: ip.map(str::to_owned),
+                    ip: ip.map(|ip| ip.to_string()),
                     user_agent: user_agent.map(str::to_owned),
                 };
-                pending.insert(access_id.to_owned(), noted);
+                pending.insert(access_id.to_owned(), Noted { ip, key_use });
             }
         }
     }
 
-    fn take(&self) -> Vec<KeyUse> {
+    fn take(&self) -> Vec<Noted> {
         let Some(pending) = &self.pending else {
             return Vec::new();
         };
@@ -70,15 +79,16 @@ impl LastUseRecorder {
     /// Writes every noted use. Uses that could not be written are noted again (unless a newer one
     /// came meanwhile), so a database hiccup loses nothing.
     pub async fn flush(&self, store: &Store) -> AppResult<usize> {
-        let uses = self.take();
-        if uses.is_empty() {
+        let noted = self.take();
+        if noted.is_empty() {
             return Ok(0);
         }
+        let uses: Vec<KeyUse> = noted.iter().map(|n| n.key_use.clone()).collect();
         match keys::record_uses(store, &uses).await {
             Ok(()) => Ok(uses.len()),
             Err(error) => {
-                for noted in &uses {
-                    self.record(&noted.access_id, noted.at, noted.ip.as_deref(), noted.user_agent.as_deref());
+                for Noted { ip, key_use } in noted {
+                    self.record(&key_use.access_id, key_use.at, ip, key_use.user_agent.as_deref());
                 }
                 Err(error)
             }
@@ -95,15 +105,19 @@ mod tests {
         let recorder = LastUseRecorder::new(true);
         let now = Utc::now();
         let earlier = now - chrono::Duration::seconds(5);
-        recorder.record("a", now, Some("10.0.0.1"), Some("probe/1.0"));
-        recorder.record("a", earlier, Some("10.0.0.2"), Some("old/0.1"));
+        let ip = |text: &str| Some(text.parse::<IpAddr>().expect("an address"));
+        recorder.record("a", now, ip("10.0.0.1"), Some("probe/1.0"));
+        recorder.record("a", earlier, ip("10.0.0.2"), Some("old/0.1"));
         recorder.record("b", earlier, None, None);
-        let mut taken = recorder.take();
+        recorder.record("c", earlier, ip("10.0.0.3"), None);
+        recorder.record("c", now, ip("2001:db8::1"), None);
+        let mut taken: Vec<KeyUse> = recorder.take().into_iter().map(|n| n.key_use).collect();
         taken.sort_by(|x, y| x.access_id.cmp(&y.access_id));
-        assert_eq!(taken.len(), 2);
+        assert_eq!(taken.len(), 3);
         assert_eq!(taken[0].at, now);
         assert_eq!(taken[0].ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(taken[0].user_agent.as_deref(), Some("probe/1.0"));
+        assert_eq!(taken[2].ip.as_deref(), Some("2001:db8::1"), "a newer use from another client");
         assert!(recorder.take().is_empty());
     }
 

@@ -11,6 +11,7 @@ mod headers;
 pub mod last_use;
 pub mod throttle;
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::http::HeaderMap;
@@ -115,7 +116,7 @@ impl Authenticator {
     }
 
     /// Notes a key's use (cheaply: in memory) for its account's last-use fields.
-    fn used(&self, principal: &Principal, headers: &HeaderMap, client_ip: Option<&str>) {
+    fn used(&self, principal: &Principal, headers: &HeaderMap, client_ip: Option<IpAddr>) {
         if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
             let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
             self.last_use.record(access_id, self.store.now(), client_ip, user_agent);
@@ -123,8 +124,9 @@ impl Authenticator {
     }
 
     /// Resolves the caller from the request headers, from the cache when it is current. Failures are
-    /// throttled per client IP and per key (see `throttle`); a cache hit is never throttled.
-    pub async fn resolve(&self, headers: &HeaderMap, client_ip: Option<&str>) -> AuthState {
+    /// throttled per client IP and per key (see `throttle`); a cache hit is never throttled. The
+    /// address is written as text only where it is needed (a miss, a failure, a new last-use note).
+    pub async fn resolve(&self, headers: &HeaderMap, client_ip: Option<IpAddr>) -> AuthState {
         let presented = match Presented::from_headers(headers) {
             Ok(presented) => presented,
             Err(error) => return Err(self.failed(error, None, client_ip)),
@@ -150,7 +152,7 @@ impl Authenticator {
             return self.granted(hit.principal, Outcome::OkCached, headers, client_ip);
         }
         if let Some(ip) = client_ip {
-            self.throttle.check(&[&ip_subject(ip)])?;
+            self.throttle.check(&[&ip_subject(&ip.to_string())])?;
         }
         // Another request may be looking this credential up already, from the same sequence.
         let leader = match self.flights.join(&key, since) {
@@ -227,7 +229,7 @@ impl Authenticator {
         principal: Arc<Principal>,
         outcome: Outcome,
         headers: &HeaderMap,
-        client_ip: Option<&str>,
+        client_ip: Option<IpAddr>,
     ) -> AuthState {
         if outcome == Outcome::OkShared {
             self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -239,7 +241,7 @@ impl Authenticator {
 
     /// Counts an authentication failure; once the subject is over its quota the answer becomes
     /// `RATE_LIMITED` instead of `UNAUTHENTICATED`.
-    fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<&str>) -> AppError {
+    fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<IpAddr>) -> AppError {
         self.outcomes.count(match &error {
             AppError::Unauthenticated => Outcome::Unauthenticated,
             AppError::RateLimited { .. } => Outcome::RateLimited,
@@ -248,8 +250,9 @@ impl Authenticator {
         if !matches!(error, AppError::Unauthenticated) {
             return error;
         }
-        self.throttle.record_failure(identity, client_ip);
-        let ip = client_ip.map(ip_subject);
+        let client_ip = client_ip.map(|ip| ip.to_string());
+        self.throttle.record_failure(identity, client_ip.as_deref());
+        let ip = client_ip.as_deref().map(ip_subject);
         let subjects: Vec<&str> = identity.into_iter().chain(ip.as_deref()).collect();
         match self.throttle.check(&subjects) {
             Err(limited) => limited,

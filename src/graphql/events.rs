@@ -251,7 +251,7 @@ impl EventMutation {
 #[derive(Clone)]
 pub struct SocketCredential {
     pub headers: HeaderMap,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// How often a running subscription checks that its credential still holds.
@@ -342,7 +342,7 @@ impl Watch {
 
     /// The credential still authenticates, in the same account, with a resource that reads keys.
     async fn still_allowed(&self) -> Result<(), AppError> {
-        let resolved = self.state.auth.resolve(&self.credential.headers, self.credential.client_ip.as_deref()).await?;
+        let resolved = self.state.auth.resolve(&self.credential.headers, self.credential.client_ip).await?;
         let principal = resolved.ok_or(AppError::Unauthenticated)?;
         if principal.account_id != self.account_id {
             return Err(AppError::Unauthenticated);

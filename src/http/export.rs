@@ -28,7 +28,7 @@ async fn account_to_export(
     if let Some(ticket) = ticket {
         return export::redeem_ticket(&state.store, &ticket).await.map_err(|error| error_response(&error));
     }
-    match state.auth.resolve(headers, peer.ip().as_deref()).await {
+    match state.auth.resolve(headers, peer.0).await {
         // Like the listing it exports.
         Ok(Some(principal)) if Resource::READ_KEYS.iter().any(|r| principal.holds(*r)) => {
             Ok(principal.account_id.clone())

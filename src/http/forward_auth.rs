@@ -23,7 +23,7 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
         Err(rejection) => return rejection.into_response(),
     };
     let headers = account_from(parts.headers, &state.settings.auth_account_header);
-    let principal = match state.auth.resolve(&headers, peer.ip().as_deref()).await {
+    let principal = match state.auth.resolve(&headers, peer.0).await {
         Ok(Some(principal)) => principal,
         Ok(None) => return error_response(&AppError::Unauthenticated),
         Err(error) => return error_response(&error),

@@ -261,7 +261,7 @@ async fn execute(
     }
     let started = std::time::Instant::now();
     let meta = request_meta(headers, &peer);
-    let auth_state = Arc::new(state.auth.resolve(headers, meta.client_ip.as_deref()).await);
+    let auth_state = Arc::new(state.auth.resolve(headers, peer.0).await);
     let batch = batch.data(auth_state).data(meta);
     let response = schema.execute_batch(batch).await;
     for operation in operations {

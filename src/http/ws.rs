@@ -28,7 +28,7 @@ pub async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let HttpState { app, schema } = state;
-    let client_ip = peer.ip();
+    let client_ip = peer.0;
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
         GraphQLWebSocket::new(socket, schema.strict().clone(), protocol)
             .on_connection_init(move |payload| connection_init(app, client_ip, payload))
@@ -39,11 +39,11 @@ pub async fn graphql_ws(
 /// Authenticates the connection; the data it returns is every operation's on this socket.
 async fn connection_init(
     app: AppState,
-    client_ip: Option<String>,
+    client_ip: Option<std::net::IpAddr>,
     payload: serde_json::Value,
 ) -> async_graphql::Result<Data> {
     let headers = credential_headers(&payload);
-    let resolved = app.auth.resolve(&headers, client_ip.as_deref()).await;
+    let resolved = app.auth.resolve(&headers, client_ip).await;
     match &resolved {
         Ok(Some(_)) => {}
         Ok(None) => return Err(AppError::Unauthenticated.extend()),
@@ -51,7 +51,7 @@ async fn connection_init(
     }
     let mut data = Data::default();
     data.insert(Arc::new(resolved));
-    data.insert(RequestMeta { request_id: None, client_ip: client_ip.clone() });
+    data.insert(RequestMeta { request_id: None, client_ip: client_ip.map(|ip| ip.to_string()) });
     data.insert(SocketCredential { headers, client_ip });
     Ok(data)
 }
