@@ -15,11 +15,12 @@ pub struct LastUseRecorder {
     pending: Option<Arc<Mutex<HashMap<String, Noted>>>>,
 }
 
-/// A use waiting to be written, with the client's address as an address: a request from the same
-/// client compares it without writing it out as text.
+/// A use waiting to be written. The client's address stays an address until the flush writes it
+/// out as text, so a request only compares it.
 struct Noted {
+    at: DateTime<Utc>,
     ip: Option<IpAddr>,
-    key_use: KeyUse,
+    user_agent: Option<String>,
 }
 
 impl LastUseRecorder {
@@ -45,50 +46,54 @@ impl LastUseRecorder {
             return;
         };
         match pending.get_mut(access_id) {
-            Some(noted) if noted.key_use.at > at => {}
+            Some(noted) if noted.at > at => {}
             Some(noted) => {
-                noted.key_use.at = at;
+                noted.at = at;
+                noted.ip = ip;
                 // Allocate only when the client changed, which is rare for one key.
-                if noted.ip != ip {
-                    noted.ip = ip;
-                    noted.key_use.ip = ip.map(|ip| ip.to_string());
-                }
-                if noted.key_use.user_agent.as_deref() != user_agent {
-                    noted.key_use.user_agent = user_agent.map(str::to_owned);
+                if noted.user_agent.as_deref() != user_agent {
+                    noted.user_agent = user_agent.map(str::to_owned);
                 }
             }
             None => {
-                let key_use = KeyUse {
-                    access_id: access_id.to_owned(),
-                    at,
-                    ip: ip.map(|ip| ip.to_string()),
-                    user_agent: user_agent.map(str::to_owned),
-                };
-                pending.insert(access_id.to_owned(), Noted { ip, key_use });
+                let noted = Noted { at, ip, user_agent: user_agent.map(str::to_owned) };
+                pending.insert(access_id.to_owned(), noted);
             }
         }
     }
 
-    fn take(&self) -> Vec<Noted> {
+    fn take(&self) -> Vec<KeyUse> {
         let Some(pending) = &self.pending else {
             return Vec::new();
         };
-        pending.lock().map(|mut p| p.drain().map(|(_, noted)| noted).collect()).unwrap_or_default()
+        let drained = |mut pending: std::sync::MutexGuard<'_, HashMap<String, Noted>>| {
+            pending
+                .drain()
+                .map(|(access_id, Noted { at, ip, user_agent })| KeyUse {
+                    access_id,
+                    at,
+                    ip: ip.map(|ip| ip.to_string()),
+                    user_agent,
+                })
+                .collect()
+        };
+        pending.lock().map(drained).unwrap_or_default()
     }
 
     /// Writes every noted use. Uses that could not be written are noted again (unless a newer one
     /// came meanwhile), so a database hiccup loses nothing.
     pub async fn flush(&self, store: &Store) -> AppResult<usize> {
-        let noted = self.take();
-        if noted.is_empty() {
+        let uses = self.take();
+        if uses.is_empty() {
             return Ok(0);
         }
-        let uses: Vec<KeyUse> = noted.iter().map(|n| n.key_use.clone()).collect();
         match keys::record_uses(store, &uses).await {
             Ok(()) => Ok(uses.len()),
             Err(error) => {
-                for Noted { ip, key_use } in noted {
-                    self.record(&key_use.access_id, key_use.at, ip, key_use.user_agent.as_deref());
+                for noted in &uses {
+                    // The text was written from an address here, so it reads back as the same one.
+                    let ip = noted.ip.as_deref().and_then(|ip| ip.parse().ok());
+                    self.record(&noted.access_id, noted.at, ip, noted.user_agent.as_deref());
                 }
                 Err(error)
             }
@@ -111,7 +116,7 @@ mod tests {
         recorder.record("b", earlier, None, None);
         recorder.record("c", earlier, ip("10.0.0.3"), None);
         recorder.record("c", now, ip("2001:db8::1"), None);
-        let mut taken: Vec<KeyUse> = recorder.take().into_iter().map(|n| n.key_use).collect();
+        let mut taken = recorder.take();
         taken.sort_by(|x, y| x.access_id.cmp(&y.access_id));
         assert_eq!(taken.len(), 3);
         assert_eq!(taken[0].at, now);

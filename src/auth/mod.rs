@@ -152,7 +152,7 @@ impl Authenticator {
             return self.granted(hit.principal, Outcome::OkCached, headers, client_ip);
         }
         if let Some(ip) = client_ip {
-            self.throttle.check(&[&ip_subject(&ip.to_string())])?;
+            self.throttle.check(&[&ip_subject(ip)])?;
         }
         // Another request may be looking this credential up already, from the same sequence.
         let leader = match self.flights.join(&key, since) {

@@ -77,7 +77,7 @@ impl Throttle {
     }
 }
 
-pub fn ip_subject(ip: &str) -> String {
+pub fn ip_subject(ip: impl std::fmt::Display) -> String {
     format!("ip:{ip}")
 }
 
