@@ -153,6 +153,8 @@ impl InlineReader {
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = rusqlite::Connection::open_with_flags(&self.path, flags)?;
+        // rusqlite waits up to 5 s for a lock by default; a worker thread must not.
+        connection.busy_timeout(std::time::Duration::ZERO)?;
         connection.pragma_update(None, "query_only", true)?;
         connection.pragma_update(None, "mmap_size", i64::try_from(self.mmap_bytes).unwrap_or(i64::MAX))?;
         connection.set_prepared_statement_cache_capacity(64);
