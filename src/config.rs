@@ -124,7 +124,8 @@ pub struct Settings {
     /// kernel's page cache, shared, and show in the process's resident size as file pages.
     #[arg(long, env = "APPKEYS_SQLITE_MMAP_MIB", default_value_t = 256)]
     pub sqlite_mmap_mib: u64,
-    /// Maximum argon2 verifications running at once (each takes 19 MiB and one core).
+    /// Maximum argon2 verifications running at once. Each takes one core; each holds 19 MiB of
+    /// working memory, allocated at start and reused, so this many × 19 MiB is resident from start.
     #[arg(long, env = "APPKEYS_MAX_CONCURRENT_LOGINS", default_value_t = 2)]
     pub max_concurrent_logins: usize,
     /// How long a user session lasts, in seconds.

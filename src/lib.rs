@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::domain::{KeyPrefix, Password};
+use crate::domain::KeyPrefix;
+use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::service::accounts::CreatedAccount;
 use crate::service::Store;
@@ -61,8 +62,7 @@ impl Application {
         telemetry::handle();
         let store = Store::connect(&settings).await?;
         let bootstrapped = store.prepare(&settings).await?;
-        // Compute the unknown-email dummy hash now, off the async threads, not in the first login.
-        tokio::task::spawn_blocking(Password::dummy_hash).await.context("preparing the dummy hash")?;
+        store.prepare_logins().await.map_err(AppError::into_anyhow).context("preparing the dummy hash")?;
         let state = AppState::new(store, key_prefix, settings);
         let schema = Schemas::build(state.clone());
         Ok(Self { listener, metrics_listener, state, schema, bootstrapped })

@@ -16,7 +16,7 @@ pub use email::Email;
 pub use key::{AppKeyValue, KeyPrefix};
 pub use label::KeyLabel;
 pub use name::{ResourceName, RoleName};
-pub use password::Password;
+pub use password::{HashMemory, Password};
 pub use resource::{PredefinedRole, Resource, ResourceId};
 pub use token::{AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};
 

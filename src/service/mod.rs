@@ -14,6 +14,7 @@ pub mod inline_read;
 pub mod keys;
 mod links;
 pub mod page;
+pub mod passwords;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
@@ -32,7 +33,7 @@ use secrecy::ExposeSecret;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -49,9 +50,8 @@ pub struct Store {
     /// meets "database is locked" and readers (WAL) never wait. PostgreSQL needs no such lock.
     write_lock: Option<Arc<Mutex<()>>>,
     /// argon2 takes 19 MiB and a core for tens of milliseconds: bound how many run at once so a login
-    /// storm cannot starve everything else.
-    password_permits: Arc<Semaphore>,
-    password_limit: usize,
+    /// storm cannot starve everything else, each in memory allocated at start (see `passwords`).
+    passwords: Arc<passwords::Passwords>,
     /// Stamped by every commit that may change what a credential resolves to, per scope; auth caches
     /// check their entries against it (see `versions`). Other replicas learn of it through NOTIFY.
     versions: Arc<CredentialVersions>,
@@ -227,13 +227,11 @@ impl Store {
             .await
             .map_err(|error| anyhow::anyhow!("cannot open the database {target}: {}", database::cause(&error)))?;
         let write_lock = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        let password_limit = settings.max_concurrent_logins.max(1);
-        let password_permits = Arc::new(Semaphore::new(password_limit));
+        let passwords = Arc::new(passwords::Passwords::new(settings.max_concurrent_logins));
         Ok(Self {
             db,
             write_lock,
-            password_permits,
-            password_limit,
+            passwords,
             versions: Arc::new(CredentialVersions::default()),
             clock: Clock::default(),
             catalogue: Arc::default(),
@@ -367,17 +365,18 @@ impl Store {
 
     /// Hashes a password off the async threads, within the argon2 concurrency bound.
     pub async fn hash_password(&self, password: Password) -> AppResult<String> {
-        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(move || password.hash())
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
-            .map_err(AppError::Internal)
+        self.passwords.hash(password).await
     }
 
-    /// Verifies a password off the async threads, within the argon2 concurrency bound.
-    pub async fn verify_password(&self, password: Password, phc: String) -> AppResult<bool> {
-        let _permit = self.password_permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(move || password.verify(&phc)).await.map_err(|e| AppError::Internal(e.into()))
+    /// Verifies a password off the async threads, within the argon2 concurrency bound; `None` (an
+    /// unknown user) costs the same and never verifies.
+    pub async fn verify_password(&self, password: Password, phc: Option<String>) -> AppResult<bool> {
+        self.passwords.verify(password, phc).await
+    }
+
+    /// Computes the unknown-user dummy hash now, off the async threads, not in the first login.
+    pub async fn prepare_logins(&self) -> AppResult<()> {
+        self.passwords.prepare().await
     }
 
     /// Connections in the pool, and how many of them are idle.
@@ -396,7 +395,7 @@ impl Store {
 
     /// Password verifications running now (each holds one of the bounded permits).
     pub fn logins_in_progress(&self) -> usize {
-        self.password_limit.saturating_sub(self.password_permits.available_permits())
+        self.passwords.in_progress()
     }
 
     pub async fn ping(&self) -> AppResult<()> {

@@ -42,8 +42,7 @@ pub async fn login(
         }
         _ => None,
     };
-    let hash = user.as_ref().map_or_else(|| Password::dummy_hash().to_owned(), |u| u.password_hash.clone());
-    let verified = store.verify_password(password, hash).await?;
+    let verified = store.verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let (Some(account), Some(user), true) = (account.as_ref(), user, verified) else {
         if let Some(account) = &account {
             let txn = store.begin_write().await?;
