@@ -19,7 +19,7 @@ use sea_orm::{Statement, Value};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// How many SQLite virtual-machine steps a statement may take on the calling thread before it is
 /// handed to sqlx instead. Counted in steps, not time, so a busy machine does not decline more: a
@@ -38,7 +38,12 @@ pub struct InlineReader {
     idle: Mutex<Vec<rusqlite::Connection>>,
     inline: AtomicU64,
     declined: AtomicU64,
+    /// `appkeys_sqlite_inline_reads_total` by outcome (`OUTCOMES`), registered at the first read.
+    counters: OnceLock<[metrics::Counter; OUTCOMES.len()]>,
 }
+
+/// The outcome labels: "inline", then each `Declined` at its index + 1.
+const OUTCOMES: [&str; 4] = ["inline", "declined_values", "declined_budget", "declined_error"];
 
 /// How many statements this reader read, and how many it handed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +64,12 @@ pub enum Declined {
 }
 
 impl Declined {
-    fn label(self) -> &'static str {
+    /// Its place in `OUTCOMES`.
+    fn outcome(self) -> usize {
         match self {
-            Declined::Values => "declined_values",
-            Declined::Budget => "declined_budget",
-            Declined::Error => "declined_error",
+            Declined::Values => 1,
+            Declined::Budget => 2,
+            Declined::Error => 3,
         }
     }
 }
@@ -87,6 +93,7 @@ impl InlineReader {
             idle: Mutex::new(Vec::new()),
             inline: AtomicU64::new(0),
             declined: AtomicU64::new(0),
+            counters: OnceLock::new(),
         })
     }
 
@@ -98,12 +105,15 @@ impl InlineReader {
     /// thread; `Err` when it is declined and must be run the usual way.
     pub fn read_text(&self, statement: &Statement) -> Result<Option<String>, Declined> {
         let outcome = self.read(statement);
-        let (label, count) = match &outcome {
-            Ok(_) => ("inline", &self.inline),
-            Err(declined) => (declined.label(), &self.declined),
+        let (index, count) = match &outcome {
+            Ok(_) => (0, &self.inline),
+            Err(declined) => (declined.outcome(), &self.declined),
         };
         count.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("appkeys_sqlite_inline_reads_total", "outcome" => label).increment(1);
+        let counters = self.counters.get_or_init(|| {
+            OUTCOMES.map(|outcome| metrics::counter!("appkeys_sqlite_inline_reads_total", "outcome" => outcome))
+        });
+        counters[index].increment(1);
         outcome
     }
 
