@@ -2,12 +2,13 @@
 //! counts and latencies per route and per GraphQL operation, authentication outcomes, the credential
 //! cache, the database pool, logins in progress and last uses waiting to be written.
 //!
-//! Recording costs an atomic add and a label lookup; gauges of state that already exists (the
-//! cache's counters, the pool) are read only when `/metrics` is rendered.
+//! Recording costs an atomic add on a handle registered once per series; gauges of state that
+//! already exists (the cache's counters, the pool) are read only when `/metrics` is rendered.
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 use crate::state::AppState;
 
@@ -59,6 +60,44 @@ pub fn render(state: &AppState) -> String {
     handle.render()
 }
 
+/// One request's count (`appkeys_http_requests_total` by route and status) and latency
+/// (`appkeys_http_request_duration_seconds` by route). Each series' handle is registered once and
+/// kept: registering builds the series' key and looks it up in the recorder's registry, which is
+/// otherwise a good part of a cached `/auth`'s work. Routes are the router's patterns (and
+/// "unmatched"), so the handles are few.
+pub fn record_request(route: &str, status: u16, elapsed: Duration) {
+    static ROUTES: OnceLock<RwLock<HashMap<String, RouteSeries>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(RwLock::default);
+    {
+        let known = routes.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = known.get(route) {
+            if let Some((_, count)) = series.by_status.iter().find(|(s, _)| *s == status) {
+                count.increment(1);
+                series.duration.record(elapsed);
+                return;
+            }
+        }
+    }
+    let mut known = routes.write().unwrap_or_else(PoisonError::into_inner);
+    let series = known.entry(route.to_owned()).or_insert_with(|| RouteSeries {
+        duration: metrics::histogram!("appkeys_http_request_duration_seconds", "route" => route.to_owned()),
+        by_status: Vec::new(),
+    });
+    if !series.by_status.iter().any(|(s, _)| *s == status) {
+        let count = metrics::counter!("appkeys_http_requests_total", "route" => route.to_owned(), "status" => status.to_string());
+        series.by_status.push((status, count));
+    }
+    if let Some((_, count)) = series.by_status.iter().find(|(s, _)| *s == status) {
+        count.increment(1);
+    }
+    series.duration.record(elapsed);
+}
+
+struct RouteSeries {
+    duration: metrics::Histogram,
+    by_status: Vec<(u16, metrics::Counter)>,
+}
+
 /// A GraphQL operation name as a label: names are the client's choice, so only well-formed ones,
 /// and at most `MAX_OPERATION_NAMES` distinct ones, get their own series; the rest share `other`.
 pub fn operation_label(name: Option<&str>) -> String {
@@ -92,5 +131,23 @@ mod tests {
         assert_eq!(operation_label(Some("MyKeys")), "MyKeys");
         assert_eq!(operation_label(Some("bad name\\n")), "other");
         assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+    }
+
+    #[test]
+    fn requests_are_counted_per_route_and_status_through_kept_handles() {
+        let handle = handle();
+        for status in [200, 404, 200] {
+            record_request("/telemetry-test", status, Duration::from_millis(3));
+        }
+        handle.run_upkeep();
+        let page = handle.render();
+        for line in [
+            "appkeys_http_requests_total{route=\"/telemetry-test\",status=\"200\"} 2",
+            "appkeys_http_requests_total{route=\"/telemetry-test\",status=\"404\"} 1",
+            "appkeys_http_request_duration_seconds_count{route=\"/telemetry-test\"} 3",
+            "appkeys_http_request_duration_seconds_bucket{route=\"/telemetry-test\",le=\"0.005\"} 3",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} not in\n{page}");
+        }
     }
 }

@@ -192,12 +192,11 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// Counts every request and its latency by route (the matched pattern, never the raw path) and status.
 async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("appkeys_http_requests_total", "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("appkeys_http_request_duration_seconds", "route" => route).record(started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::telemetry::record_request(route, response.status().as_u16(), started.elapsed());
     response
 }
 
