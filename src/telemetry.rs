@@ -60,6 +60,29 @@ pub fn render(state: &AppState) -> String {
     handle.render()
 }
 
+/// One counter's series for a fixed set of values of one label, registered together at the first
+/// count (after the recorder is installed) and kept: registering a series builds its key and looks
+/// it up in the recorder's registry, work a hot path should not repeat on every count.
+pub struct LabelledCounter<const N: usize> {
+    name: &'static str,
+    label: &'static str,
+    values: [&'static str; N],
+    handles: OnceLock<[metrics::Counter; N]>,
+}
+
+impl<const N: usize> LabelledCounter<N> {
+    pub const fn new(name: &'static str, label: &'static str, values: [&'static str; N]) -> Self {
+        Self { name, label, values, handles: OnceLock::new() }
+    }
+
+    /// Counts one in the series whose label has `values[index]`.
+    pub fn increment(&self, index: usize) {
+        let handles =
+            self.handles.get_or_init(|| self.values.map(|value| metrics::counter!(self.name, self.label => value)));
+        handles[index].increment(1);
+    }
+}
+
 /// One request's count (`appkeys_http_requests_total` by route and status) and latency
 /// (`appkeys_http_request_duration_seconds` by route). Each series' handle is registered once and
 /// kept: registering builds the series' key and looks it up in the recorder's registry, which is
@@ -83,13 +106,13 @@ pub fn record_request(route: &str, status: u16, elapsed: Duration) {
         duration: metrics::histogram!("appkeys_http_request_duration_seconds", "route" => route.to_owned()),
         by_status: Vec::new(),
     });
-    if !series.by_status.iter().any(|(s, _)| *s == status) {
+    let known_status = series.by_status.iter().position(|(s, _)| *s == status);
+    let at = known_status.unwrap_or_else(|| {
         let count = metrics::counter!("appkeys_http_requests_total", "route" => route.to_owned(), "status" => status.to_string());
         series.by_status.push((status, count));
-    }
-    if let Some((_, count)) = series.by_status.iter().find(|(s, _)| *s == status) {
-        count.increment(1);
-    }
+        series.by_status.len() - 1
+    });
+    series.by_status[at].1.increment(1);
     series.duration.record(elapsed);
 }
 

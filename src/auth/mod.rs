@@ -12,7 +12,7 @@ pub mod last_use;
 pub mod throttle;
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
@@ -25,6 +25,7 @@ pub use throttle::{ip_subject, Throttle};
 use crate::error::{AppError, AppResult};
 pub use crate::principal::{Principal, PrincipalKind};
 use crate::service::{accounts, keys, roles, sessions, users, Store};
+use crate::telemetry::LabelledCounter;
 
 /// The outcome of authentication for one request: no credentials, a principal, or an error that
 /// protected operations report (public ones, like `login`, ignore it).
@@ -39,7 +40,9 @@ pub struct Authenticator {
     flights: Flights,
     throttle: Throttle,
     last_use: LastUseRecorder,
-    outcomes: Outcomes,
+    /// `appkeys_auth_outcomes_total` by `Outcome` (registering the series on every request cost a
+    /// cached `/auth` more than its cache lookup).
+    outcomes: Arc<LabelledCounter<{ Outcome::ALL.len() }>>,
 }
 
 /// How a request's authentication ended, as counted in `appkeys_auth_outcomes_total`.
@@ -76,21 +79,6 @@ impl Outcome {
     }
 }
 
-/// `appkeys_auth_outcomes_total`, one handle per outcome, registered at the first request (after
-/// the recorder is installed): registering the series on every request — hashing and copying its
-/// key — cost a cached `/auth` more than its cache lookup.
-#[derive(Clone, Default)]
-struct Outcomes(Arc<OnceLock<[metrics::Counter; Outcome::ALL.len()]>>);
-
-impl Outcomes {
-    fn count(&self, outcome: Outcome) {
-        let counters = self.0.get_or_init(|| {
-            Outcome::ALL.map(|o| metrics::counter!("appkeys_auth_outcomes_total", "outcome" => o.label()))
-        });
-        counters[outcome as usize].increment(1);
-    }
-}
-
 impl Authenticator {
     pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder) -> Self {
         Self {
@@ -99,7 +87,11 @@ impl Authenticator {
             flights: Flights::default(),
             throttle: Throttle::new(failures_per_minute),
             last_use,
-            outcomes: Outcomes::default(),
+            outcomes: Arc::new(LabelledCounter::new(
+                "appkeys_auth_outcomes_total",
+                "outcome",
+                Outcome::ALL.map(Outcome::label),
+            )),
         }
     }
 
@@ -235,18 +227,18 @@ impl Authenticator {
             self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.used(&principal, headers, client_ip);
-        self.outcomes.count(outcome);
+        self.outcomes.increment(outcome as usize);
         Ok(Some(principal))
     }
 
     /// Counts an authentication failure; once the subject is over its quota the answer becomes
     /// `RATE_LIMITED` instead of `UNAUTHENTICATED`.
     fn failed(&self, error: AppError, identity: Option<&str>, client_ip: Option<IpAddr>) -> AppError {
-        self.outcomes.count(match &error {
+        self.outcomes.increment(match &error {
             AppError::Unauthenticated => Outcome::Unauthenticated,
             AppError::RateLimited { .. } => Outcome::RateLimited,
             _ => Outcome::Error,
-        });
+        } as usize);
         if !matches!(error, AppError::Unauthenticated) {
             return error;
         }

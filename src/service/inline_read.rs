@@ -19,7 +19,9 @@ use sea_orm::{Statement, Value};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
+
+use crate::telemetry::LabelledCounter;
 
 /// How many SQLite virtual-machine steps a statement may take on the calling thread before it is
 /// handed to sqlx instead. Counted in steps, not time, so a busy machine does not decline more: a
@@ -38,8 +40,8 @@ pub struct InlineReader {
     idle: Mutex<Vec<rusqlite::Connection>>,
     inline: AtomicU64,
     declined: AtomicU64,
-    /// `appkeys_sqlite_inline_reads_total` by outcome (`OUTCOMES`), registered at the first read.
-    counters: OnceLock<[metrics::Counter; OUTCOMES.len()]>,
+    /// `appkeys_sqlite_inline_reads_total` by outcome (`OUTCOMES`).
+    counters: LabelledCounter<{ OUTCOMES.len() }>,
 }
 
 /// The outcome labels: "inline", then each `Declined` at its index + 1.
@@ -93,7 +95,7 @@ impl InlineReader {
             idle: Mutex::new(Vec::new()),
             inline: AtomicU64::new(0),
             declined: AtomicU64::new(0),
-            counters: OnceLock::new(),
+            counters: LabelledCounter::new("appkeys_sqlite_inline_reads_total", "outcome", OUTCOMES),
         })
     }
 
@@ -110,10 +112,7 @@ impl InlineReader {
             Err(declined) => (declined.outcome(), &self.declined),
         };
         count.fetch_add(1, Ordering::Relaxed);
-        let counters = self.counters.get_or_init(|| {
-            OUTCOMES.map(|outcome| metrics::counter!("appkeys_sqlite_inline_reads_total", "outcome" => outcome))
-        });
-        counters[index].increment(1);
+        self.counters.increment(index);
         outcome
     }
 
