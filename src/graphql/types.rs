@@ -1,7 +1,8 @@
 //! GraphQL output and input types. They convert from service views; services never see them.
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Enum, InputObject, Json, MaybeUndefined, Object, OutputType, SimpleObject, ID};
+use async_graphql::{ComplexObject, Enum, InputObject, Json, MaybeUndefined, Object, OutputType, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 use crate::service::audit::AuditEventView;
 use crate::service::keys::{AppKeyView, Renewal};
@@ -29,6 +30,7 @@ impl From<ResourceView> for Resource {
 
 /// A named set of resources inside one account.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Role {
     /// Role id, to pass in `roleIds`.
     pub id: ID,
@@ -36,8 +38,17 @@ pub struct Role {
     pub name: String,
     /// Predefined roles exist in every account and cannot be edited or deleted.
     pub predefined: bool,
+    /// Shared with every key of a page holding the role; written out only when asked for.
+    #[graphql(skip)]
+    pub resource_views: Arc<[ResourceView]>,
+}
+
+#[ComplexObject]
+impl Role {
     /// The resources this role grants.
-    pub resources: Vec<Resource>,
+    async fn resources(&self) -> Vec<Resource> {
+        self.resource_views.iter().cloned().map(Into::into).collect()
+    }
 }
 
 impl From<RoleView> for Role {
@@ -46,7 +57,7 @@ impl From<RoleView> for Role {
             id: global_id(NodeKind::Role, &r.id),
             name: r.name,
             predefined: r.predefined,
-            resources: r.resources.into_iter().map(Into::into).collect(),
+            resource_views: r.resources,
         }
     }
 }

@@ -4,9 +4,13 @@
 //! way: for a page of keys or a chunk of the export, that hand-off, not the query, was the cost.
 //! `fold` writes the SQL; `fetch` runs it and reads each folded row as a typed struct (`Flag` and
 //! `Instant` read the cells each database spells its own way).
+//!
+//! Where there is no hand-off — a SQLite file read on the calling thread (`inline_read`) — building
+//! the JSON and parsing it again were most of a page's cost, so `fetch_from` reads the statement
+//! `fold_keeping_rows` kept, row by row, into the same struct (`from_row`).
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::{AppError, AppResult};
@@ -64,15 +68,155 @@ pub async fn fetch<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: Stat
     parse(&fetch_text(db, folded).await?)
 }
 
-/// `fetch` from the store: on a SQLite file on the calling thread when it can (`inline_read`), else
-/// through the pool.
-pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: Statement) -> AppResult<Vec<T>> {
+/// A folded statement with the statement it folds, for `fetch_from`.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    /// One row of JSON text, as `fold` writes it.
+    pub statement: Statement,
+    /// The rows it folds.
+    rows: Statement,
+    columns: Vec<Column>,
+}
+
+/// `fold`, keeping the statement folded and its columns so `fetch_from` can read its rows as they
+/// are where no hand-off between threads makes folding worth it.
+pub fn fold_keeping_rows(
+    backend: DatabaseBackend,
+    inner: Statement,
+    columns: Vec<Column>,
+    order: Option<&str>,
+) -> Folded {
+    Folded { statement: fold(backend, inner.clone(), &columns, order), rows: inner, columns }
+}
+
+/// `fetch` from the store: on a SQLite file on the calling thread, row by row, when it can
+/// (`inline_read`), else folded through the pool. Both read the same rows into the same `T`; on
+/// SQLite neither states an order (`fold` is given none there), so the caller sorts.
+pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: &Folded) -> AppResult<Vec<T>> {
     if let Some(reader) = store.inline_reader() {
-        if let Ok(text) = reader.read_text(&folded) {
-            return parse(text.as_deref().unwrap_or("[]"));
+        let mut at = None;
+        if let Ok(rows) = reader.read_rows(&folded.rows, |row| from_row(row, &mut at, &folded.columns)) {
+            return Ok(rows);
         }
     }
-    fetch(&store.db, folded).await
+    fetch(&store.db, folded.statement.clone()).await
+}
+
+/// Reads a row of a folded statement's inner query as a `T`, as `parse` reads a folded row: its
+/// `columns`' cells in order (`at` remembers where each is, found by its alias on the first row). A
+/// JSON column's text is read as the JSON it holds.
+fn from_row<T: DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    at: &mut Option<Vec<usize>>,
+    columns: &[Column],
+) -> Result<T, super::inline_read::BoxError> {
+    if at.is_none() {
+        let statement = row.as_ref();
+        *at = Some(columns.iter().map(|c| statement.column_index(&c.alias)).collect::<Result<_, _>>()?);
+    }
+    let at = at.as_deref().unwrap_or_default();
+    Ok(T::deserialize(RowCells { row, at, columns })?)
+}
+
+/// A row's cells as a sequence (a struct deriving `Deserialize` reads its fields from one).
+struct RowCells<'r, 'c> {
+    row: &'r rusqlite::Row<'r>,
+    at: &'c [usize],
+    columns: &'c [Column],
+}
+
+impl<'de> Deserializer<'de> for RowCells<'de, '_> {
+    type Error = CellError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
+        visitor.visit_seq(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> SeqAccess<'de> for RowCells<'de, '_> {
+    type Error = CellError;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, CellError> {
+        let (Some((&index, rest)), Some((column, columns))) = (self.at.split_first(), self.columns.split_first())
+        else {
+            return Ok(None);
+        };
+        (self.at, self.columns) = (rest, columns);
+        let value = self.row.get_ref(index).map_err(CellError::of)?;
+        seed.deserialize(Cell { value, json: column.json }).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.at.len())
+    }
+}
+
+/// One cell, as its type in SQLite gives it (text is UTF-8 there; a JSON column's text is parsed).
+struct Cell<'v> {
+    value: rusqlite::types::ValueRef<'v>,
+    json: bool,
+}
+
+impl<'de> Deserializer<'de> for Cell<'de> {
+    type Error = CellError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
+        use rusqlite::types::ValueRef;
+        match self.value {
+            ValueRef::Null => visitor.visit_unit(),
+            ValueRef::Integer(i) => visitor.visit_i64(i),
+            ValueRef::Real(f) => visitor.visit_f64(f),
+            ValueRef::Text(text) if self.json => {
+                let mut json = serde_json::Deserializer::from_slice(text);
+                let value = json.deserialize_any(visitor).map_err(CellError::of)?;
+                json.end().map_err(CellError::of)?;
+                Ok(value)
+            }
+            ValueRef::Text(text) => visitor.visit_borrowed_str(std::str::from_utf8(text).map_err(CellError::of)?),
+            ValueRef::Blob(bytes) => visitor.visit_borrowed_bytes(bytes),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
+        match self.value {
+            rusqlite::types::ValueRef::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// Why a row could not be read as its struct.
+#[derive(Debug)]
+struct CellError(String);
+
+impl CellError {
+    fn of(error: impl std::fmt::Display) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl std::fmt::Display for CellError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CellError {}
+
+impl de::Error for CellError {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Self::of(message)
+    }
 }
 
 /// Runs a statement made by `fold` and returns its JSON text unparsed (`[]` for no row).
@@ -249,6 +393,62 @@ mod tests {
         ] {
             assert!(parse_instant(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Listed {
+        name: String,
+        on: Flag,
+        at: Instant,
+        until: Option<Instant>,
+        note: Option<String>,
+        tags: Vec<String>,
+        #[serde(default)]
+        sort: Option<String>,
+    }
+
+    /// A statement read row by row on the calling thread gives what its fold gives, cell for cell,
+    /// whatever the order of the inner query's columns; a row that does not read is declined.
+    #[test]
+    fn rows_read_inline_are_the_rows_the_fold_gives() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("rows.db");
+        let db = rusqlite::Connection::open(&path).expect("open");
+        db.execute_batch(
+            "CREATE TABLE t (id INTEGER, name TEXT, on_ INTEGER, at TEXT, until TEXT, note TEXT);
+             CREATE TABLE tag (t INTEGER, tag TEXT);
+             INSERT INTO t VALUES (1, 'first \"quoted\" é', 1, '2026-01-02 03:04:05.123456+00:00', NULL, NULL),
+                                  (2, 'second', 0, '2026-01-02T03:04:05Z', '2026-02-01T00:00:00+02:00', 'n');
+             INSERT INTO tag VALUES (1, 'a'), (1, 'b,c'), (2, 'z');",
+        )
+        .expect("rows");
+        let inner = Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "SELECT note AS c4, id AS s, name AS c0, on_ AS c1, at AS c2, until AS c3, \
+             (SELECT json_group_array(tag) FROM tag WHERE tag.t = t.id) AS tags FROM t ORDER BY id",
+        );
+        let columns = ["c0", "c1", "c2", "c3", "c4"].map(Column::plain).into_iter().chain([Column::json("tags")]);
+        let folded = fold_keeping_rows(DatabaseBackend::Sqlite, inner, columns.collect(), None);
+        let text: String = db.query_row(&folded.statement.sql, [], |row| row.get(0)).expect("the fold");
+        let from_fold: Vec<Listed> = parse(&text).expect("folded rows");
+        let reader = super::super::inline_read::InlineReader::for_url(&format!("sqlite://{}", path.display()), 0)
+            .expect("a file");
+        let mut at = None;
+        let inline: Vec<Listed> =
+            reader.read_rows(&folded.rows, |row| from_row(row, &mut at, &folded.columns)).expect("inline rows");
+        assert_eq!(inline, from_fold);
+        assert_eq!(inline.len(), 2);
+        assert_eq!(
+            (inline[0].name.as_str(), inline[0].on, &inline[0].tags[..]),
+            ("first \"quoted\" é", Flag(true), &["a".to_owned(), "b,c".to_owned()][..])
+        );
+        assert_eq!(inline[1].until.map(|Instant(at)| at.to_rfc3339()), Some("2026-01-31T22:00:00+00:00".into()));
+        assert_eq!(inline[1].note.as_deref(), Some("n"));
+
+        db.execute("UPDATE t SET at = 'yesterday' WHERE id = 2", []).expect("a bad instant");
+        let mut at = None;
+        let bad = reader.read_rows(&folded.rows, |row| from_row::<Listed>(row, &mut at, &folded.columns));
+        assert_eq!(bad.err(), Some(super::super::inline_read::Declined::Error));
     }
 
     #[test]

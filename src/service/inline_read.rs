@@ -1,11 +1,12 @@
-//! Reading a SQLite file on the calling thread, for the folded reads of a listing page.
+//! Reading a SQLite file on the calling thread, for the reads of a listing page.
 //!
 //! sqlx runs each SQLite connection on a thread of its own: a query is handed to that thread and its
-//! answer handed back, two thread wake-ups that cost a listing page more than its query does. A page
-//! is one statement that returns one row of JSON text (`folded`), so `InlineReader` runs it on the
-//! async task's own thread instead, on a connection of its own that may only read (`query_only`).
-//! In WAL mode such a connection sees every commit made before its statement starts, as a pooled
-//! one does.
+//! answer handed back, two thread wake-ups that cost a listing page more than its query does (and
+//! one per row, which is why a page read through sqlx is folded into one row of JSON, `folded`).
+//! `InlineReader` runs a page's statement on the async task's own thread instead, on a connection
+//! of its own that may only read (`query_only`), and hands its rows to the caller as they are, with
+//! no JSON built or parsed. In WAL mode such a connection sees every commit made before its
+//! statement starts, as a pooled one does.
 //!
 //! A worker thread must not be held long: a statement still running after `BUDGET_STEPS` is interrupted
 //! (SQLite's progress handler) and declined, and the caller runs it the usual way. So is a statement
@@ -14,7 +15,7 @@
 //! counts the reads by outcome.
 use chrono::SecondsFormat;
 use rusqlite::types::{ToSqlOutput, Value as Owned, ValueRef};
-use rusqlite::{OpenFlags, OptionalExtension};
+use rusqlite::OpenFlags;
 use sea_orm::{Statement, Value};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -47,6 +48,9 @@ pub struct InlineReader {
 /// The outcome labels: "inline", then each `Declined` at its index + 1.
 const OUTCOMES: [&str; 4] = ["inline", "declined_values", "declined_budget", "declined_error"];
 
+/// Why `decode` refused a row.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// How many statements this reader read, and how many it handed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -61,7 +65,7 @@ pub enum Declined {
     Values,
     /// It took more than `BUDGET_STEPS`.
     Budget,
-    /// SQLite refused it, or the connection could not be opened.
+    /// SQLite refused it, a row could not be read, or the connection could not be opened.
     Error,
 }
 
@@ -103,10 +107,15 @@ impl InlineReader {
         Counts { inline: self.inline.load(Ordering::Relaxed), declined: self.declined.load(Ordering::Relaxed) }
     }
 
-    /// The one-column text of `statement`'s first row (`None` for no row or a NULL), read on this
-    /// thread; `Err` when it is declined and must be run the usual way.
-    pub fn read_text(&self, statement: &Statement) -> Result<Option<String>, Declined> {
-        let outcome = self.read(statement);
+    /// Every row of `statement`, each read by `decode`, on this thread; `Err` when it is declined
+    /// and must be run the usual way (a row `decode` refuses declines it too: the usual way then
+    /// gives the usual answer or error).
+    pub fn read_rows<T>(
+        &self,
+        statement: &Statement,
+        decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, BoxError>,
+    ) -> Result<Vec<T>, Declined> {
+        let outcome = self.read(statement, decode);
         let (index, count) = match &outcome {
             Ok(_) => (0, &self.inline),
             Err(declined) => (declined.outcome(), &self.declined),
@@ -116,7 +125,11 @@ impl InlineReader {
         outcome
     }
 
-    fn read(&self, statement: &Statement) -> Result<Option<String>, Declined> {
+    fn read<T>(
+        &self,
+        statement: &Statement,
+        mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, BoxError>,
+    ) -> Result<Vec<T>, Declined> {
         let values = statement.values.as_ref().map_or(&[][..], |v| v.0.as_slice());
         let params = values.iter().map(bind).collect::<Option<Vec<_>>>().ok_or(Declined::Values)?;
         let connection = self.take()?;
@@ -125,19 +138,22 @@ impl InlineReader {
             checks += 1;
             checks > BUDGET_STEPS / STEPS_PER_CHECK
         };
-        let read = connection.progress_handler(STEPS_PER_CHECK as i32, Some(over_budget)).and_then(|()| {
-            let mut prepared = connection.prepare_cached(&statement.sql)?;
-            prepared.query_row(rusqlite::params_from_iter(params), |row| row.get::<_, Option<String>>(0)).optional()
-        });
-        let outcome = match read {
-            Ok(text) => Ok(text.flatten()),
-            Err(rusqlite::Error::SqliteFailure(error, _))
-                if error.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                Err(Declined::Budget)
+        let declined = |error: rusqlite::Error| match error {
+            rusqlite::Error::SqliteFailure(error, _) if error.code == rusqlite::ErrorCode::OperationInterrupted => {
+                Declined::Budget
             }
-            Err(_) => Err(Declined::Error),
+            _ => Declined::Error,
         };
+        let outcome = (|| {
+            connection.progress_handler(STEPS_PER_CHECK as i32, Some(over_budget)).map_err(declined)?;
+            let mut prepared = connection.prepare_cached(&statement.sql).map_err(declined)?;
+            let mut rows = prepared.query(rusqlite::params_from_iter(params)).map_err(declined)?;
+            let mut read = Vec::new();
+            while let Some(row) = rows.next().map_err(declined)? {
+                read.push(decode(row).map_err(|_| Declined::Error)?);
+            }
+            Ok(read)
+        })();
         self.put(connection);
         outcome
     }
@@ -202,6 +218,14 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use sea_orm::sqlx::{Connection, Row};
+
+    impl InlineReader {
+        /// The one-column text of `statement`'s first row (`None` for no row or a NULL).
+        fn read_text(&self, statement: &Statement) -> Result<Option<String>, Declined> {
+            let rows = self.read_rows(statement, |row| Ok(row.get::<_, Option<String>>(0)?))?;
+            Ok(rows.into_iter().next().flatten())
+        }
+    }
 
     /// A SQLite file in WAL mode holding `table`, with a sqlx connection to it.
     async fn database(table: &'static str) -> (tempfile::TempDir, String, sea_orm::sqlx::SqliteConnection) {

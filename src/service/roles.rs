@@ -4,6 +4,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::{is_id, links, new_id, Ctx, Store};
 use crate::domain::{PredefinedRole, Resource, ResourceId, ResourceName, RoleName};
@@ -21,7 +22,8 @@ pub struct RoleView {
     pub id: String,
     pub name: String,
     pub predefined: bool,
-    pub resources: Vec<ResourceView>,
+    /// Shared: a page of keys holding one role shows one list, not a copy per key.
+    pub resources: Arc<[ResourceView]>,
 }
 
 /// Upserts the built-in resources from the `Resource` enum, the catalogue's source of truth.
@@ -278,7 +280,7 @@ pub fn view_of(id: String, name: String, predefined: bool, held: &[String], cata
     } else {
         catalogue.iter().filter(|c| held.contains(&c.id)).cloned().collect()
     };
-    RoleView { id, name, predefined, resources }
+    RoleView { id, name, predefined, resources: resources.into() }
 }
 
 pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {

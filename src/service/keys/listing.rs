@@ -1,5 +1,6 @@
 //! The two listings ("Application Keys" and "My Keys") and the lookup of one key. Both read the
 //! account's `key_access` rows joined with their keys, filtered, sorted and paged by keyset.
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -190,7 +191,7 @@ fn role_ids_json(backend: DatabaseBackend) -> &'static str {
 }
 
 /// A page's statement and its `totalCount`'s, as `list` keeps them (see `memo_key`).
-pub type BuiltPage = (sea_orm::Statement, Arc<sea_query::SelectStatement>);
+pub type BuiltPage = (folded::Folded, Arc<sea_query::SelectStatement>);
 
 /// A listing page as one query returning one row: the page's access rows, each with its key, the
 /// key's owner's name and its roles here, folded into JSON (see `folded`). Also the statement
@@ -234,22 +235,28 @@ fn page_statements(
         }
         (_, None) => None,
     };
-    Ok((folded::fold(backend, rows, &columns, order_sql.as_deref()), count))
+    Ok((folded::fold_keeping_rows(backend, rows, columns, order_sql.as_deref()), count))
 }
 
-/// A page's row as a view: the key, its access here, the owner's name and the roles in display order.
+/// A page's row as a view: the key, its access here, the owner's name and the roles in display order
+/// (each role's view made once a page, in `views`, and shared by the keys that hold it).
 fn view_of_row(
     at: &Viewpoint,
     row: PageRow,
     known: &roles::AccountRoles,
     catalogue: &[roles::ResourceView],
+    views: &mut HashMap<String, roles::RoleView>,
 ) -> AppKeyView {
     let mut roles: Vec<roles::RoleView> = row
         .roles
         .into_iter()
         .filter_map(|id| {
+            if let Some(view) = views.get(&id) {
+                return Some(view.clone());
+            }
             let facts = known.get(&id)?;
-            Some(roles::view_of(id, facts.name.clone(), facts.predefined, &facts.held, catalogue))
+            let view = roles::view_of(id.clone(), facts.name.clone(), facts.predefined, &facts.held, catalogue);
+            Some(views.entry(id).or_insert(view).clone())
         })
         .collect();
     roles::sort_for_display(&mut roles);
@@ -299,8 +306,9 @@ fn memo_key(
     Some(format!("{backend:?}|{}|{listing:?}|{filter:?}|{order:?}|{page:?}", at.account_id))
 }
 
-/// The SQL of a listing's page (and of its `totalCount`), as `list` runs it: for checking query
-/// plans (`EXPLAIN`).
+/// The SQL of a listing's page (and of its `totalCount`), as `list` runs it through the pool (on a
+/// SQLite file read inline, the statement it folds, which this one holds whole): for checking
+/// query plans (`EXPLAIN`).
 pub async fn listing_statements(
     store: &Store,
     who: &Lister<'_>,
@@ -312,7 +320,7 @@ pub async fn listing_statements(
     let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
     let backend = store.backend();
     let (rows, count) = page_statements(&at, backend, listing, filter, order, page)?;
-    Ok((rows, backend.build(&page::count_query(sea_query::SelectStatement::clone(&count)))))
+    Ok((rows.statement, backend.build(&page::count_query(sea_query::SelectStatement::clone(&count)))))
 }
 
 /// One page of a listing in one query (see `page_statements`); the account's settings and the
@@ -338,12 +346,12 @@ pub async fn list(
         },
         None => build()?,
     };
-    let (rows, count) = (built.0.clone(), built.1.clone());
+    let count = built.1.clone();
     let catalogue = match &at.catalogue {
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
         None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
     };
-    let mut rows: Vec<PageRow> = folded::fetch_from(store, rows).await?;
+    let mut rows: Vec<PageRow> = folded::fetch_from(store, &built.0).await?;
     if store.backend() != DatabaseBackend::Postgres {
         let descending = page::reads_descending(order.1, page);
         rows.sort_by(|a, b| {
@@ -361,7 +369,8 @@ pub async fn list(
     if rows.iter().flat_map(|row| &row.roles).any(|id| !known.contains_key(id)) {
         known = roles::fresh_facts(store, who.account_id).await?;
     }
-    let items = rows.into_iter().map(|row| view_of_row(&at, row, &known, &catalogue)).collect();
+    let mut views = HashMap::new();
+    let items = rows.into_iter().map(|row| view_of_row(&at, row, &known, &catalogue, &mut views)).collect();
     Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
 }
 
