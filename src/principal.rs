@@ -1,6 +1,9 @@
 //! Who is calling: the one type every layer shares. A leaf module: `auth` builds principals,
 //! `service` reads them (who acts, with which resources), `graphql` and `http` check them.
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use axum::http::{HeaderName, HeaderValue};
 
 use crate::domain::Resource;
 
@@ -27,6 +30,9 @@ pub struct Principal {
     pub account_id: String,
     pub account_name: String,
     pub resources: BTreeSet<String>,
+    /// The headers `/auth` answers with for this principal, written on its first answer and kept
+    /// with it (a cached principal answers many requests).
+    pub forward_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl Principal {

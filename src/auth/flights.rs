@@ -100,6 +100,7 @@ mod tests {
             account_id: "a".into(),
             account_name: "main".into(),
             resources: Default::default(),
+            forward_headers: Default::default(),
         })
     }
 

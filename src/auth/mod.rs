@@ -126,12 +126,12 @@ impl Authenticator {
         let key = match &presented {
             Presented::Nothing => return Ok(None),
             Presented::Session { token, account } => CacheKey::Session {
-                digest: token.digest().as_str().to_owned(),
+                digest: token.digest().into_string(),
                 account: account.as_ref().map(|a| a.as_str().to_owned()),
             },
             Presented::AppKey { key, token, account } => CacheKey::AppKey {
                 key: key.as_str().to_owned(),
-                digest: token.digest().as_str().to_owned(),
+                digest: token.digest().into_string(),
                 account: account.as_ref().map(|a| a.as_str().to_owned()),
             },
         };
@@ -275,6 +275,7 @@ async fn resolve_uncached(
                 account_id: user.account_id,
                 account_name,
                 resources: roles::union_resources(&view.roles),
+                forward_headers: Default::default(),
             };
             Ok((principal, Some(session.expires_at)))
         }
@@ -287,6 +288,7 @@ async fn resolve_uncached(
                 account_id: grant.account_id,
                 account_name: grant.account_name,
                 resources: grant.resources,
+                forward_headers: Default::default(),
             };
             Ok((principal, valid_until))
         }

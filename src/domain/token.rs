@@ -68,7 +68,7 @@ impl<K: TokenKind> Token<K> {
         body.push_str(K::PREFIX);
         body.extend((&mut rng).sample_iter(Alphanumeric).take(RANDOM_CHARS).map(char::from));
         let checksum = checksum(&body);
-        body.push_str(&checksum);
+        body.extend(checksum.map(char::from));
         Self { secret: body.into(), kind: PhantomData }
     }
 
@@ -83,7 +83,7 @@ impl<K: TokenKind> Token<K> {
             return Err(TokenFormatError::Alphabet);
         }
         let (body, sum) = raw.split_at(expected_len - CHECKSUM_CHARS);
-        if !bool::from(checksum(body).as_bytes().ct_eq(sum.as_bytes())) {
+        if !bool::from(checksum(body)[..].ct_eq(sum.as_bytes())) {
             return Err(TokenFormatError::Checksum);
         }
         Ok(Self { secret: raw.to_owned().into(), kind: PhantomData })
@@ -105,14 +105,15 @@ impl<K: TokenKind> fmt::Debug for Token<K> {
     }
 }
 
-fn checksum(body: &str) -> String {
+/// The checksum's characters (base62, so ASCII), written where they are needed rather than allocated.
+fn checksum(body: &str) -> [u8; CHECKSUM_CHARS] {
     let mut n = u64::from(crc32fast::hash(body.as_bytes()));
     let mut out = [b'0'; CHECKSUM_CHARS];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    out
 }
 
 /// Lowercase hex SHA-256 of a token: what the database holds instead of the token.
@@ -133,6 +134,11 @@ impl TokenDigest {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The hex text, moved out (a cache key keeps it without copying).
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     /// Constant-time comparison with a stored digest.

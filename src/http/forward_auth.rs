@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{error_response, ClientAddr};
-use crate::auth::{PrincipalKind, ACCOUNT_HEADER};
+use crate::auth::{Principal, PrincipalKind, ACCOUNT_HEADER};
 use crate::error::AppError;
 use crate::service::roles;
 use crate::state::AppState;
@@ -58,20 +58,23 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
         return error_response(&AppError::forbidden(missing));
     }
     let mut response = StatusCode::OK.into_response();
-    let out = response.headers_mut();
-    let resources = principal.resources.iter().map(String::as_str).collect::<Vec<_>>().join(",");
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            out.insert(name, value);
-        }
-    };
-    set(ACCOUNT_HEADER, &principal.account_name);
-    set(X_RESOURCES, &resources);
-    match &principal.kind {
-        PrincipalKind::AppKey { key, .. } => set(X_APPKEY, key),
-        PrincipalKind::User { email, .. } => set(X_USER, email),
-    }
+    let answer = principal.forward_headers.get_or_init(|| forward_headers(&principal));
+    response.headers_mut().extend(answer.iter().cloned());
     response
+}
+
+/// `X-Account`, `X-Resources` and `X-AppKey` or `X-User` for a principal (a value that is not a
+/// valid header value, which names and emails checked on the way in never are, is left out).
+fn forward_headers(principal: &Principal) -> Vec<(HeaderName, HeaderValue)> {
+    let resources = principal.resources.iter().map(String::as_str).collect::<Vec<_>>().join(",");
+    let who = match &principal.kind {
+        PrincipalKind::AppKey { key, .. } => (X_APPKEY, key.as_str()),
+        PrincipalKind::User { email, .. } => (X_USER, email.as_str()),
+    };
+    [(ACCOUNT_HEADER, principal.account_name.as_str()), (X_RESOURCES, &resources), who]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, HeaderValue::from_str(value).ok()?)))
+        .collect()
 }
 
 /// Reads the account from the configured header, when a gateway names it other than `X-Account`.
