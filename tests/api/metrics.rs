@@ -17,7 +17,10 @@ async fn metrics_count_routes_operations_and_authentication(app: &TestApp) {
         assert_eq!(app.get("/auth", &Auth::key(&key, &token)).await.status(), 200);
     }
     app.get("/auth", &Auth::key(&key, "akt_wrongwrongwrongwrongwrongwrongwrongwrong000000")).await;
-    app.graphql(&owner, "query MyKeysPage { myKeys { totalCount } }", json!({})).await.data("myKeys");
+    let inline = "appkeys_sqlite_inline_reads_total{outcome=\"inline\"}";
+    let inline_before = value(&app.get("/metrics", &Auth::None).await.text().await.expect("text"), inline);
+    let page = "query MyKeysPage { myKeys { totalCount edges { node { key } } } }";
+    app.graphql(&owner, page, json!({})).await.data("myKeys");
     let response = app.get("/metrics", &Auth::None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("text").starts_with("text/plain"));
@@ -34,6 +37,11 @@ async fn metrics_count_routes_operations_and_authentication(app: &TestApp) {
     assert!(value(&page, "appkeys_db_pool_connections").is_some_and(|n| n >= 1.0));
     assert!(value(&page, "appkeys_logins_in_progress").is_some());
     assert!(value(&page, "appkeys_webhook_backlog").is_some(), "the deliverer reports its backlog: {page}");
+    if app.backend == Backend::Sqlite {
+        // The page was read on the request's thread (the series counts every server in this process).
+        let after = value(&page, inline).expect("the inline reads are counted");
+        assert!(after >= inline_before.unwrap_or(0.0) + 1.0, "{page}");
+    }
     assert!(!page.contains(&token), "no secret in the metrics");
 }
 
