@@ -1,6 +1,6 @@
 //! The two listings ("Application Keys" and "My Keys") and the lookup of one key. Both read the
 //! account's `key_access` rows joined with their keys, filtered, sorted and paged by keyset.
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -251,12 +251,15 @@ fn view_of_row(
         .roles
         .into_iter()
         .filter_map(|id| {
-            if let Some(view) = views.get(&id) {
-                return Some(view.clone());
-            }
-            let facts = known.get(&id)?;
-            let view = roles::view_of(id.clone(), facts.name.clone(), facts.predefined, &facts.held, catalogue);
-            Some(views.entry(id).or_insert(view).clone())
+            let view = match views.entry(id) {
+                Entry::Occupied(seen) => seen.into_mut(),
+                Entry::Vacant(new) => {
+                    let facts = known.get(new.key())?;
+                    let id = new.key().clone();
+                    new.insert(roles::view_of(id, facts.name.clone(), facts.predefined, &facts.held, catalogue))
+                }
+            };
+            Some(view.clone())
         })
         .collect();
     roles::sort_for_display(&mut roles);
