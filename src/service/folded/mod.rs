@@ -5,13 +5,16 @@
 //! `fold` writes the SQL; `fetch` runs it and reads each folded row as a typed struct (`Flag` and
 //! `Instant` read the cells each database spells its own way).
 //!
-//! Where there is no hand-off — a SQLite file read on the calling thread (`inline_read`) — building
-//! the JSON and parsing it again were most of a page's cost, so `fetch_from` reads the statement
-//! `fold_keeping_rows` kept, row by row, into the same struct (`from_row`).
+//! Where there is no hand-off — a SQLite file read on the calling thread (`inline_read`), or any
+//! PostgreSQL read — building the JSON and parsing it again were most of a page's cost, so
+//! `fetch_from` reads the statement `fold_keeping_rows` kept, row by row, into the same struct
+//! (`cells`).
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
+
+mod cells;
 
 use crate::error::{AppError, AppResult};
 
@@ -89,134 +92,35 @@ pub fn fold_keeping_rows(
     Folded { statement: fold(backend, inner.clone(), &columns, order), rows: inner, columns }
 }
 
-/// `fetch` from the store: on a SQLite file on the calling thread, row by row, when it can
-/// (`inline_read`), else folded through the pool. Both read the same rows into the same `T`; on
-/// SQLite neither states an order (`fold` is given none there), so the caller sorts.
+/// `fetch` from the store, reading the rows the fold wraps as they are where the fold saves no
+/// hand-off between threads: on a SQLite file on the calling thread (`inline_read`), and on
+/// PostgreSQL, whose rows sqlx reads on the calling task (there the fold cost the server more than
+/// the rows: it built the JSON this parsed again). Otherwise, or when an inline read is declined,
+/// folded through the pool. Every way reads the same rows into the same `T`; on SQLite none states
+/// an order (`fold` is given none there), so the caller sorts.
 pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: &Folded) -> AppResult<Vec<T>> {
     if let Some(reader) = store.inline_reader() {
         let mut at = None;
-        if let Ok(rows) = reader.read_rows(&folded.rows, |row| from_row(row, &mut at, &folded.columns)) {
+        if let Ok(rows) = reader.read_rows(&folded.rows, |row| Ok(cells::from_row(row, &mut at, &folded.columns)?)) {
             return Ok(rows);
         }
+    }
+    if folded.rows.db_backend == DatabaseBackend::Postgres {
+        return fetch_rows(&store.db, folded).await;
     }
     fetch(&store.db, folded.statement.clone()).await
 }
 
-/// Reads a row of a folded statement's inner query as a `T`, as `parse` reads a folded row: its
-/// `columns`' cells in order (`at` remembers where each is, found by its alias on the first row). A
-/// JSON column's text is read as the JSON it holds.
-fn from_row<T: DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    at: &mut Option<Vec<usize>>,
-    columns: &[Column],
-) -> Result<T, super::inline_read::BoxError> {
-    if at.is_none() {
-        let statement = row.as_ref();
-        *at = Some(columns.iter().map(|c| statement.column_index(&c.alias)).collect::<Result<_, _>>()?);
-    }
-    let at = at.as_deref().unwrap_or_default();
-    Ok(T::deserialize(RowCells { row, at, columns })?)
-}
-
-/// A row's cells as a sequence (a struct deriving `Deserialize` reads its fields from one).
-struct RowCells<'r, 'c> {
-    row: &'r rusqlite::Row<'r>,
-    at: &'c [usize],
-    columns: &'c [Column],
-}
-
-impl<'de> Deserializer<'de> for RowCells<'de, '_> {
-    type Error = CellError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
-        visitor.visit_seq(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-impl<'de> SeqAccess<'de> for RowCells<'de, '_> {
-    type Error = CellError;
-
-    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, CellError> {
-        let (Some((&index, rest)), Some((column, columns))) = (self.at.split_first(), self.columns.split_first())
-        else {
-            return Ok(None);
-        };
-        (self.at, self.columns) = (rest, columns);
-        let value = self.row.get_ref(index).map_err(CellError::of)?;
-        seed.deserialize(Cell { value, json: column.json }).map(Some)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.at.len())
-    }
-}
-
-/// One cell, as its type in SQLite gives it (text is UTF-8 there; a JSON column's text is parsed).
-struct Cell<'v> {
-    value: rusqlite::types::ValueRef<'v>,
-    json: bool,
-}
-
-impl<'de> Deserializer<'de> for Cell<'de> {
-    type Error = CellError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
-        use rusqlite::types::ValueRef;
-        match self.value {
-            ValueRef::Null => visitor.visit_unit(),
-            ValueRef::Integer(i) => visitor.visit_i64(i),
-            ValueRef::Real(f) => visitor.visit_f64(f),
-            ValueRef::Text(text) if self.json => {
-                let mut json = serde_json::Deserializer::from_slice(text);
-                let value = json.deserialize_any(visitor).map_err(CellError::of)?;
-                json.end().map_err(CellError::of)?;
-                Ok(value)
-            }
-            ValueRef::Text(text) => visitor.visit_borrowed_str(std::str::from_utf8(text).map_err(CellError::of)?),
-            ValueRef::Blob(bytes) => visitor.visit_borrowed_bytes(bytes),
-        }
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CellError> {
-        match self.value {
-            rusqlite::types::ValueRef::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-/// Why a row could not be read as its struct.
-#[derive(Debug)]
-struct CellError(String);
-
-impl CellError {
-    fn of(error: impl std::fmt::Display) -> Self {
-        Self(error.to_string())
-    }
-}
-
-impl std::fmt::Display for CellError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CellError {}
-
-impl de::Error for CellError {
-    fn custom<M: std::fmt::Display>(message: M) -> Self {
-        Self::of(message)
-    }
+/// PostgreSQL: the rows a `Folded` folds, each read as a `T` as `fetch` reads its folded row.
+async fn fetch_rows<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: &Folded) -> AppResult<Vec<T>> {
+    let mut at = None;
+    let unreadable = |e: cells::CellError| AppError::Internal(anyhow::Error::new(e).context("reading a row"));
+    (db.query_all_raw(folded.rows.clone()).await?.iter())
+        .map(|row| match row.try_as_pg_row() {
+            Some(row) => cells::from_row(row, &mut at, &folded.columns).map_err(unreadable),
+            None => Err(AppError::Internal(anyhow::anyhow!("a PostgreSQL statement gave another kind of row"))),
+        })
+        .collect()
 }
 
 /// Runs a statement made by `fold` and returns its JSON text unparsed (`[]` for no row).
@@ -260,7 +164,8 @@ impl<'de> Deserialize<'de> for Flag {
 }
 
 /// An instant cell, as the database's JSON writes it (SQLite: the stored RFC 3339 text, with `T`
-/// or a space; PostgreSQL: ISO 8601).
+/// or a space; PostgreSQL: ISO 8601), or as microseconds since the Unix epoch (a PostgreSQL row
+/// read as it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Instant(pub DateTime<Utc>);
 
@@ -274,6 +179,12 @@ impl<'de> Deserialize<'de> for Instant {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Instant, E> {
                 parse_instant(v).map(Instant).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+            /// Microseconds since the Unix epoch, as a PostgreSQL row's cell gives it (`cells`).
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Instant, E> {
+                DateTime::from_timestamp_micros(v)
+                    .map(Instant)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))
             }
         }
         deserializer.deserialize_str(Visitor)
@@ -434,8 +345,9 @@ mod tests {
         let reader = super::super::inline_read::InlineReader::for_url(&format!("sqlite://{}", path.display()), 0)
             .expect("a file");
         let mut at = None;
-        let inline: Vec<Listed> =
-            reader.read_rows(&folded.rows, |row| from_row(row, &mut at, &folded.columns)).expect("inline rows");
+        let inline: Vec<Listed> = reader
+            .read_rows(&folded.rows, |row| cells::from_row(row, &mut at, &folded.columns).map_err(Into::into))
+            .expect("inline rows");
         assert_eq!(inline, from_fold);
         assert_eq!(inline.len(), 2);
         assert_eq!(
@@ -447,8 +359,53 @@ mod tests {
 
         db.execute("UPDATE t SET at = 'yesterday' WHERE id = 2", []).expect("a bad instant");
         let mut at = None;
-        let bad = reader.read_rows(&folded.rows, |row| from_row::<Listed>(row, &mut at, &folded.columns));
+        let bad = reader.read_rows(&folded.rows, |row| Ok(cells::from_row::<Listed>(row, &mut at, &folded.columns)?));
         assert_eq!(bad.err(), Some(super::super::inline_read::Declined::Error));
+    }
+
+    /// PostgreSQL's rows read as they are give what their fold gives, cell for cell (text needing
+    /// escapes, booleans, instants with and without a fraction, nulls, a JSON column), whatever the
+    /// order of the inner query's columns; a cell of a type not read is an error. Runs where
+    /// `APPKEYS_TEST_POSTGRES_URL` names a server (as CI does).
+    #[tokio::test]
+    async fn postgres_rows_read_as_they_are_are_the_rows_the_fold_gives() {
+        let Ok(url) = std::env::var("APPKEYS_TEST_POSTGRES_URL") else {
+            eprintln!("APPKEYS_TEST_POSTGRES_URL is not set: PostgreSQL rows not tested");
+            return;
+        };
+        let db = sea_orm::Database::connect(url).await.expect("PostgreSQL");
+        let inner = |extra: &str| {
+            Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!(
+                    "SELECT note AS c4, id AS s, name AS c0, on_ AS c1, at AS c2, until AS c3, tags{extra} FROM (VALUES \
+                     (1, 'first \"quoted\" é\\', true, '2026-01-02 03:04:05.123456+00'::timestamptz, NULL::timestamptz, \
+                      NULL::varchar, json_build_array('a', 'b,c')), \
+                     (2, 'second', false, '2026-01-02T03:04:05Z'::timestamptz, '2026-02-01T00:00:00+02:00'::timestamptz, \
+                      'n'::varchar, '[\"z\"]'::json)) AS t(id, name, on_, at, until, note, tags) ORDER BY id"
+                ),
+            )
+        };
+        let columns = || ["c0", "c1", "c2", "c3", "c4"].map(Column::plain).into_iter().chain([Column::json("tags")]);
+        let folded = fold_keeping_rows(DatabaseBackend::Postgres, inner(""), columns().collect(), Some("\"s\""));
+        let from_fold: Vec<Listed> = fetch(&db, folded.statement.clone()).await.expect("folded rows");
+        let as_they_are: Vec<Listed> = fetch_rows(&db, &folded).await.expect("rows");
+        assert_eq!(as_they_are, from_fold);
+        assert_eq!(as_they_are.len(), 2);
+        assert_eq!(
+            (as_they_are[0].name.as_str(), as_they_are[0].on, &as_they_are[0].tags[..]),
+            ("first \"quoted\" é\\", Flag(true), &["a".to_owned(), "b,c".to_owned()][..])
+        );
+        assert_eq!(as_they_are[0].at.0.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
+        assert_eq!(as_they_are[1].until.map(|Instant(at)| at.to_rfc3339()), Some("2026-01-31T22:00:00+00:00".into()));
+        assert_eq!((as_they_are[0].note.as_deref(), as_they_are[1].note.as_deref()), (None, Some("n")));
+
+        let odd = fold_keeping_rows(DatabaseBackend::Postgres, inner(", point(1, 2) AS c5"), columns().collect(), None);
+        let mut with_point = odd.columns.clone();
+        with_point.push(Column::plain("c5"));
+        let odd = Folded { columns: with_point, ..odd };
+        let error = fetch_rows::<Listed, _>(&db, &odd).await.expect_err("a point is not read");
+        assert!(format!("{error:?}").contains("POINT"), "{error:?}");
     }
 
     #[test]
