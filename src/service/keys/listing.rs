@@ -193,9 +193,9 @@ fn role_ids_json(backend: DatabaseBackend) -> &'static str {
 /// A page's statement and its `totalCount`'s, as `list` keeps them (see `memo_key`).
 pub type BuiltPage = (folded::Folded, Arc<sea_query::SelectStatement>);
 
-/// A listing page as one query returning one row: the page's access rows, each with its key, the
-/// key's owner's name and its roles here, folded into JSON (see `folded`). Also the statement
-/// behind `totalCount`.
+/// A listing page as one query: the page's access rows, each with its key, the key's owner's name
+/// and its roles here, kept with the same rows folded into one row of JSON (`folded::fetch_from`
+/// picks which to run). Also the statement behind `totalCount`.
 fn page_statements(
     at: &Viewpoint,
     backend: DatabaseBackend,
@@ -309,9 +309,9 @@ fn memo_key(
     Some(format!("{backend:?}|{}|{listing:?}|{filter:?}|{order:?}|{page:?}", at.account_id))
 }
 
-/// The SQL of a listing's page (and of its `totalCount`), as `list` runs it through the pool (on a
-/// SQLite file read inline, the statement it folds, which this one holds whole): for checking
-/// query plans (`EXPLAIN`).
+/// The SQL of a listing's page (and of its `totalCount`), as `list` runs it through SQLite's pool
+/// (on PostgreSQL and on a SQLite file read inline, the statement it folds, which this one holds
+/// whole): for checking query plans (`EXPLAIN`).
 pub async fn listing_statements(
     store: &Store,
     who: &Lister<'_>,
