@@ -14,8 +14,12 @@ pub struct Clock {
 impl Clock {
     /// The current time at microsecond precision: what PostgreSQL keeps, so both backends return
     /// identical timestamps.
+    /// The system's microseconds are read as a count, so a date is worked out once, for the
+    /// result (`Utc::now` works one out too: on `/auth`, reading the clock showed in profiles).
     pub fn now(&self) -> DateTime<Utc> {
-        let system = Utc::now().timestamp_micros();
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let system = (since_epoch.ok().and_then(|d| i64::try_from(d.as_micros()).ok()))
+            .unwrap_or_else(|| Utc::now().timestamp_micros());
         let micros = system.saturating_add(self.offset_micros.load(Ordering::SeqCst));
         DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now)
     }

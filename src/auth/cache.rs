@@ -53,7 +53,9 @@ pub struct Hit {
 
 #[derive(Clone)]
 pub struct CredentialCache {
-    entries: Cache<CacheKey, Entry>,
+    /// Hashed with foldhash, not SipHash: a key is only stored once its credential verified (no
+    /// caller chooses what goes in), and its digest is already a SHA-256.
+    entries: Cache<CacheKey, Entry, foldhash::fast::RandomState>,
     stats: Arc<CacheStats>,
 }
 
@@ -74,7 +76,10 @@ pub struct CacheStats {
 impl Default for CredentialCache {
     fn default() -> Self {
         Self {
-            entries: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(MAX_AGE).build(),
+            entries: Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(MAX_AGE)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             stats: Arc::default(),
         }
     }

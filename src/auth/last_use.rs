@@ -12,8 +12,11 @@ use crate::service::Store;
 /// Coalesces key uses until they are flushed. Disabled, it notes nothing.
 #[derive(Clone, Default)]
 pub struct LastUseRecorder {
-    pending: Option<Arc<Mutex<HashMap<String, Noted>>>>,
+    pending: Option<Arc<Mutex<Notes>>>,
 }
+
+/// Notes by access id, hashed with foldhash: only authenticated keys' ids are noted.
+type Notes = HashMap<String, Noted, foldhash::fast::RandomState>;
 
 /// A use waiting to be written. The client's address stays an address until the flush writes it
 /// out as text, so a request only compares it.
@@ -66,7 +69,7 @@ impl LastUseRecorder {
         let Some(pending) = &self.pending else {
             return Vec::new();
         };
-        let drained = |mut pending: std::sync::MutexGuard<'_, HashMap<String, Noted>>| {
+        let drained = |mut pending: std::sync::MutexGuard<'_, Notes>| {
             pending
                 .drain()
                 .map(|(access_id, Noted { at, ip, user_agent })| KeyUse {

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 
 pub use cache::{CacheKey, CredentialCache};
 use flights::{Flight, Flights};
@@ -107,11 +108,11 @@ impl Authenticator {
         &self.last_use
     }
 
-    /// Notes a key's use (cheaply: in memory) for its account's last-use fields.
-    fn used(&self, principal: &Principal, headers: &HeaderMap, client_ip: Option<IpAddr>) {
+    /// Notes a key's use `at` (cheaply: in memory) for its account's last-use fields.
+    fn used(&self, principal: &Principal, at: DateTime<Utc>, headers: &HeaderMap, client_ip: Option<IpAddr>) {
         if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
             let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
-            self.last_use.record(access_id, self.store.now(), client_ip, user_agent);
+            self.last_use.record(access_id, at, client_ip, user_agent);
         }
     }
 
@@ -137,11 +138,13 @@ impl Authenticator {
         };
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
-        if let Some(hit) = self.cache.get(&key, self.store.versions(), self.store.now()) {
+        // One reading of the clock serves a cached request: the entry's validity and the use noted.
+        let now = self.store.now();
+        if let Some(hit) = self.cache.get(&key, self.store.versions(), now) {
             if hit.refresh {
                 self.refresh(key, since, presented);
             }
-            return self.granted(hit.principal, Outcome::OkCached, headers, client_ip);
+            return self.granted(hit.principal, Outcome::OkCached, now, headers, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
@@ -151,22 +154,30 @@ impl Authenticator {
             Flight::Lead(leader) => {
                 // A lookup that finished between this request's miss and its joining has filled
                 // the cache (it fills it before it leaves the flights): answered as shared.
-                if let (Some(found), _) = self.cache.find(&key, self.store.versions(), self.store.now()) {
+                let now = self.store.now();
+                if let (Some(found), _) = self.cache.find(&key, self.store.versions(), now) {
                     let principal = found.0.clone();
                     leader.finish(Some(found));
-                    return self.granted(principal, Outcome::OkShared, headers, client_ip);
+                    return self.granted(principal, Outcome::OkShared, now, headers, client_ip);
                 }
                 Some(leader)
             }
             Flight::Follow(slot) => match flights::follow(slot).await {
-                Some((principal, valid_until)) if valid_until.is_none_or(|until| until > self.store.now()) => {
-                    return self.granted(principal, Outcome::OkShared, headers, client_ip);
+                Some((principal, valid_until)) => {
+                    let now = self.store.now();
+                    if valid_until.is_none_or(|until| until > now) {
+                        return self.granted(principal, Outcome::OkShared, now, headers, client_ip);
+                    }
+                    None // its answer ran out meanwhile: look up here
                 }
-                _ => None, // the lookup failed, or its answer ran out meanwhile: look up here
+                None => None, // the lookup failed: look up here
             },
         };
         match self.look_up(&key, since, presented, leader).await {
-            Ok((principal, _)) => self.granted(principal, Outcome::OkDatabase, headers, client_ip),
+            Ok((principal, _)) => {
+                let now = self.store.now();
+                self.granted(principal, Outcome::OkDatabase, now, headers, client_ip)
+            }
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
                 let identity = match &key {
@@ -220,13 +231,14 @@ impl Authenticator {
         &self,
         principal: Arc<Principal>,
         outcome: Outcome,
+        at: DateTime<Utc>,
         headers: &HeaderMap,
         client_ip: Option<IpAddr>,
     ) -> AuthState {
         if outcome == Outcome::OkShared {
             self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.used(&principal, headers, client_ip);
+        self.used(&principal, at, headers, client_ip);
         self.outcomes.increment(outcome as usize);
         Ok(Some(principal))
     }
