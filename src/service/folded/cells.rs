@@ -9,6 +9,8 @@ use sea_orm::sqlx::{
     postgres::{PgRow, PgValueFormat, PgValueRef},
     Column as _, Row as _, TypeInfo as _, ValueRef as _,
 };
+use std::sync::OnceLock;
+
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::Column;
@@ -23,16 +25,20 @@ pub(super) trait Cells<'r>: Copy {
 }
 
 /// Reads a row of a folded statement's inner query as a `T`, as `parse` reads a folded row: its
-/// `columns`' cells in order (`at` remembers where each is, found by its alias on the first row).
+/// `columns`' cells in order (`at` remembers where each is, found by its alias in the first row
+/// read: a statement's columns keep their places, so a `Folded` keeps them).
 pub(super) fn from_row<'r, T: DeserializeOwned>(
     row: impl Cells<'r>,
-    at: &mut Option<Vec<usize>>,
+    at: &OnceLock<Vec<usize>>,
     columns: &[Column],
 ) -> Result<T, CellError> {
-    if at.is_none() {
-        *at = Some(columns.iter().map(|c| row.index_of(&c.alias)).collect::<Result<_, _>>()?);
-    }
-    let at = at.as_deref().unwrap_or_default();
+    let at = match at.get() {
+        Some(at) => at,
+        None => {
+            let found = columns.iter().map(|c| row.index_of(&c.alias)).collect::<Result<_, _>>()?;
+            at.get_or_init(|| found)
+        }
+    };
     T::deserialize(RowCells { row, at, columns })
 }
 
@@ -159,6 +165,24 @@ enum PgKind {
     Instant,
 }
 
+/// Microseconds from 1970 to 2000-01-01, PostgreSQL's epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800 * 1_000_000;
+
+/// A `timestamptz` cell as microseconds since the Unix epoch. In binary (as sqlx reads prepared
+/// statements' rows) it is PostgreSQL's count, from its own epoch, taken as it is: decoding it as a
+/// date and time only for `Instant` to work the date out again was most of reading a row.
+fn unix_micros(value: PgValueRef<'_>) -> Result<i64, CellError> {
+    match value.format() {
+        PgValueFormat::Binary => {
+            let bytes = value.as_bytes().map_err(CellError::of)?;
+            let micros = i64::from_be_bytes(bytes.try_into().map_err(CellError::of)?);
+            // `infinity` and `-infinity` are the extremes, and out of range here.
+            micros.checked_add(POSTGRES_EPOCH_MICROS).ok_or_else(|| CellError::of("an instant out of range"))
+        }
+        PgValueFormat::Text => Ok(decode::<chrono::DateTime<chrono::Utc>>(value)?.timestamp_micros()),
+    }
+}
+
 fn decode<'r, T: sqlx::Decode<'r, sqlx::Postgres>>(value: PgValueRef<'r>) -> Result<T, CellError> {
     T::decode(value).map_err(CellError::of)
 }
@@ -204,10 +228,7 @@ impl<'de> Deserializer<'de> for PgCell<'de> {
                 };
                 json(text, visitor)
             }
-            PgKind::Instant => {
-                let at: chrono::DateTime<chrono::Utc> = decode(value)?;
-                visitor.visit_i64(at.timestamp_micros())
-            }
+            PgKind::Instant => visitor.visit_i64(unix_micros(value)?),
         }
     }
 

@@ -79,6 +79,8 @@ pub struct Folded {
     /// The rows it folds.
     rows: Statement,
     columns: Vec<Column>,
+    /// Where each of `columns` is in `rows`' results, once a read has found them.
+    at: std::sync::OnceLock<Vec<usize>>,
 }
 
 /// `fold`, keeping the statement folded and its columns so `fetch_from` can read its rows as they
@@ -89,7 +91,7 @@ pub fn fold_keeping_rows(
     columns: Vec<Column>,
     order: Option<&str>,
 ) -> Folded {
-    Folded { statement: fold(backend, inner.clone(), &columns, order), rows: inner, columns }
+    Folded { statement: fold(backend, inner.clone(), &columns, order), rows: inner, columns, at: Default::default() }
 }
 
 /// `fetch` from the store, reading the rows the fold wraps as they are where the fold saves no
@@ -100,8 +102,7 @@ pub fn fold_keeping_rows(
 /// an order (`fold` is given none there), so the caller sorts.
 pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: &Folded) -> AppResult<Vec<T>> {
     if let Some(reader) = store.inline_reader() {
-        let mut at = None;
-        if let Ok(rows) = reader.read_rows(&folded.rows, |row| Ok(cells::from_row(row, &mut at, &folded.columns)?)) {
+        if let Ok(rows) = reader.read_rows(&folded.rows, |row| Ok(cells::from_row(row, &folded.at, &folded.columns)?)) {
             return Ok(rows);
         }
     }
@@ -113,11 +114,10 @@ pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: &Fold
 
 /// PostgreSQL: the rows a `Folded` folds, each read as a `T` as `fetch` reads its folded row.
 async fn fetch_rows<T: DeserializeOwned, C: ConnectionTrait>(db: &C, folded: &Folded) -> AppResult<Vec<T>> {
-    let mut at = None;
     let unreadable = |e: cells::CellError| AppError::Internal(anyhow::Error::new(e).context("reading a row"));
     (db.query_all_raw(folded.rows.clone()).await?.iter())
         .map(|row| match row.try_as_pg_row() {
-            Some(row) => cells::from_row(row, &mut at, &folded.columns).map_err(unreadable),
+            Some(row) => cells::from_row(row, &folded.at, &folded.columns).map_err(unreadable),
             None => Err(AppError::Internal(anyhow::anyhow!("a PostgreSQL statement gave another kind of row"))),
         })
         .collect()
@@ -344,9 +344,8 @@ mod tests {
         let from_fold: Vec<Listed> = parse(&text).expect("folded rows");
         let reader = super::super::inline_read::InlineReader::for_url(&format!("sqlite://{}", path.display()), 0)
             .expect("a file");
-        let mut at = None;
         let inline: Vec<Listed> = reader
-            .read_rows(&folded.rows, |row| cells::from_row(row, &mut at, &folded.columns).map_err(Into::into))
+            .read_rows(&folded.rows, |row| cells::from_row(row, &folded.at, &folded.columns).map_err(Into::into))
             .expect("inline rows");
         assert_eq!(inline, from_fold);
         assert_eq!(inline.len(), 2);
@@ -358,8 +357,8 @@ mod tests {
         assert_eq!(inline[1].note.as_deref(), Some("n"));
 
         db.execute("UPDATE t SET at = 'yesterday' WHERE id = 2", []).expect("a bad instant");
-        let mut at = None;
-        let bad = reader.read_rows(&folded.rows, |row| Ok(cells::from_row::<Listed>(row, &mut at, &folded.columns)?));
+        let bad =
+            reader.read_rows(&folded.rows, |row| Ok(cells::from_row::<Listed>(row, &folded.at, &folded.columns)?));
         assert_eq!(bad.err(), Some(super::super::inline_read::Declined::Error));
     }
 
@@ -381,7 +380,7 @@ mod tests {
                     "SELECT note AS c4, id AS s, name AS c0, on_ AS c1, at AS c2, until AS c3, tags{extra} FROM (VALUES \
                      (1, 'first \"quoted\" é\\', true, '2026-01-02 03:04:05.123456+00'::timestamptz, NULL::timestamptz, \
                       NULL::varchar, json_build_array('a', 'b,c')), \
-                     (2, 'second', false, '2026-01-02T03:04:05Z'::timestamptz, '2026-02-01T00:00:00+02:00'::timestamptz, \
+                     (2, 'second', false, '2026-01-02T03:04:05Z'::timestamptz, '1969-07-20T22:17:40.5+02:00'::timestamptz, \
                       'n'::varchar, '[\"z\"]'::json)) AS t(id, name, on_, at, until, note, tags) ORDER BY id"
                 ),
             )
@@ -397,7 +396,8 @@ mod tests {
             ("first \"quoted\" é\\", Flag(true), &["a".to_owned(), "b,c".to_owned()][..])
         );
         assert_eq!(as_they_are[0].at.0.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
-        assert_eq!(as_they_are[1].until.map(|Instant(at)| at.to_rfc3339()), Some("2026-01-31T22:00:00+00:00".into()));
+        let before_both_epochs = "1969-07-20T20:17:40.5Z".parse::<DateTime<Utc>>().ok();
+        assert_eq!(as_they_are[1].until.map(|Instant(at)| at), before_both_epochs);
         assert_eq!((as_they_are[0].note.as_deref(), as_they_are[1].note.as_deref()), (None, Some("n")));
 
         let odd = fold_keeping_rows(DatabaseBackend::Postgres, inner(", point(1, 2) AS c5"), columns().collect(), None);
@@ -406,6 +406,12 @@ mod tests {
         let odd = Folded { columns: with_point, ..odd };
         let error = fetch_rows::<Listed, _>(&db, &odd).await.expect_err("a point is not read");
         assert!(format!("{error:?}").contains("POINT"), "{error:?}");
+
+        let endless = inner("").sql.replace("'2026-01-02T03:04:05Z'::timestamptz", "'infinity'::timestamptz");
+        let endless = Statement::from_string(DatabaseBackend::Postgres, endless);
+        let endless = fold_keeping_rows(DatabaseBackend::Postgres, endless, columns().collect(), None);
+        let error = fetch_rows::<Listed, _>(&db, &endless).await.expect_err("infinity is no instant here");
+        assert!(format!("{error:?}").contains("out of range"), "{error:?}");
     }
 
     #[test]
