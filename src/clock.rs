@@ -14,6 +14,7 @@ pub struct Clock {
 impl Clock {
     /// The current time at microsecond precision: what PostgreSQL keeps, so both backends return
     /// identical timestamps.
+    ///
     /// The system's microseconds are read as a count, so a date is worked out once, for the
     /// result (`Utc::now` works one out too: on `/auth`, reading the clock showed in profiles).
     pub fn now(&self) -> DateTime<Utc> {

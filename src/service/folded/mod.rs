@@ -175,7 +175,7 @@ impl<'de> Deserialize<'de> for Instant {
         impl de::Visitor<'_> for Visitor {
             type Value = Instant;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an instant as RFC 3339 text")
+                f.write_str("an instant as RFC 3339 text, or as microseconds since 1970")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Instant, E> {
                 parse_instant(v).map(Instant).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
