@@ -7,10 +7,12 @@
 //! every other replica through LISTEN/NOTIFY (`service::follow`). An entry whose account or key was
 //! stamped later is a miss; entries of other accounts stay warm. As a fallback should a notification
 //! be lost, no entry lives longer than `MAX_AGE`.
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::Equivalent;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Principal;
 use crate::service::versions::CredentialVersions;
@@ -21,14 +23,49 @@ pub const MAX_AGE: Duration = Duration::from_millis(750);
 /// it (`Authenticator::resolve`), so a credential in steady use is refreshed before `MAX_AGE`
 /// instead of missing: every request for it then waited on one database lookup.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(450);
-const MAX_ENTRIES: u64 = 100_000;
+const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Clone, Hash, PartialEq, Eq)]
-pub enum CacheKey {
-    /// A session, by its token's digest, and the account asked for.
-    Session { digest: String, account: Option<String> },
-    /// A key, its token's digest and the account asked for (`None`: its own).
-    AppKey { key: String, digest: String, account: Option<String> },
+/// Which credential an entry answers for: its token's SHA-256, the key (`None`: a session) and the
+/// account asked for (`None`: the credential's own).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    digest: [u8; 32],
+    key: Option<Box<str>>,
+    account: Option<Box<str>>,
+}
+
+/// A `CacheKey` as a request presents it, borrowed from its headers: a lookup allocates nothing,
+/// and only a miss writes the key out (`to_key`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Credential<'a> {
+    pub digest: [u8; 32],
+    pub key: Option<&'a str>,
+    pub account: Option<&'a str>,
+}
+
+impl Credential<'_> {
+    pub fn to_key(&self) -> CacheKey {
+        CacheKey { digest: self.digest, key: self.key.map(Box::from), account: self.account.map(Box::from) }
+    }
+}
+
+impl CacheKey {
+    pub fn as_credential(&self) -> Credential<'_> {
+        Credential { digest: self.digest, key: self.key.as_deref(), account: self.account.as_deref() }
+    }
+}
+
+// Hashed as its borrowed form, so that a `Credential` finds the entry its `to_key` was stored under.
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_credential().hash(state);
+    }
+}
+
+impl Equivalent<CacheKey> for Credential<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        *self == key.as_credential()
+    }
 }
 
 /// A current principal, and when it stops by itself (sessions, previous tokens of a renewal).
@@ -41,8 +78,8 @@ struct Entry {
     principal: Arc<Principal>,
     /// Credentials that stop on their own schedule: sessions, previous tokens of a renewal.
     valid_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// When it was stored (the cache's time to live counts from there too).
-    stored: std::time::Instant,
+    /// When it was stored: its age counts from there.
+    stored: Instant,
 }
 
 /// A cache hit: the principal, and whether its entry is due for a refresh (`REFRESH_AFTER`).
@@ -51,11 +88,15 @@ pub struct Hit {
     pub refresh: bool,
 }
 
+/// Entries live in a sharded map whose reads take a shard's read lock and nothing else (moka, used
+/// before, also recorded each read for its eviction policy: half the cache's cost on `/auth`). Age
+/// is checked on reading, so an entry older than `MAX_AGE` is never answered; such entries are
+/// swept out at most once every `MAX_AGE`, by the insert of a lookup's answer.
 #[derive(Clone)]
 pub struct CredentialCache {
-    /// Hashed with foldhash, not SipHash: a key is only stored once its credential verified (no
-    /// caller chooses what goes in), and its digest is already a SHA-256.
-    entries: Cache<CacheKey, Entry, foldhash::fast::RandomState>,
+    entries: Arc<Cache<CacheKey, Entry>>,
+    /// When entries past their age were last swept out.
+    swept: Arc<Mutex<Instant>>,
     stats: Arc<CacheStats>,
 }
 
@@ -76,10 +117,8 @@ pub struct CacheStats {
 impl Default for CredentialCache {
     fn default() -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(MAX_AGE)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            entries: Arc::new(Cache::new(MAX_ENTRIES)),
+            swept: Arc::new(Mutex::new(Instant::now())),
             stats: Arc::default(),
         }
     }
@@ -88,11 +127,11 @@ impl Default for CredentialCache {
 impl CredentialCache {
     pub fn get(
         &self,
-        key: &CacheKey,
+        credential: &Credential<'_>,
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Hit> {
-        let Some(entry) = self.entries.get(key) else {
+        let Some((entry, age)) = self.entry(credential) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -102,21 +141,28 @@ impl CredentialCache {
         }
         let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
         counter.fetch_add(1, Ordering::Relaxed);
-        found.map(|(principal, _)| Hit { principal, refresh: entry.stored.elapsed() >= REFRESH_AFTER })
+        found.map(|(principal, _)| Hit { principal, refresh: age >= REFRESH_AFTER })
     }
 
-    /// `get` without counting: the current principal for `key` with when it stops by itself, and
-    /// whether a stale entry was found.
+    /// `get` without counting: the current principal for `credential` with when it stops by
+    /// itself, and whether a stale entry was found.
     pub fn find(
         &self,
-        key: &CacheKey,
+        credential: &Credential<'_>,
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (Option<Found>, bool) {
-        match self.entries.get(key) {
-            Some(entry) => Self::current(&entry, versions, now),
+        match self.entry(credential) {
+            Some((entry, _)) => Self::current(&entry, versions, now),
             None => (None, false),
         }
+    }
+
+    /// The entry for `credential` and its age, unless it is older than `MAX_AGE`.
+    fn entry(&self, credential: &Credential<'_>) -> Option<(Entry, Duration)> {
+        let entry = self.entries.get(credential)?;
+        let age = entry.stored.elapsed();
+        (age < MAX_AGE).then_some((entry, age))
     }
 
     /// An entry's principal if it is current (nothing it depends on changed since its lookup, and
@@ -136,6 +182,15 @@ impl CredentialCache {
         &self.stats
     }
 
+    /// How many entries are held, past their age or not (for tests).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// `since` must have been read (`CredentialVersions::snapshot`) before the lookup that produced
     /// `principal`.
     pub fn insert(
@@ -145,6 +200,110 @@ impl CredentialCache {
         principal: Arc<Principal>,
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) {
-        self.entries.insert(key, Entry { since, principal, valid_until, stored: std::time::Instant::now() });
+        self.insert_stored(key, Entry { since, principal, valid_until, stored: Instant::now() });
+    }
+
+    fn insert_stored(&self, key: CacheKey, entry: Entry) {
+        self.entries.insert(key, entry);
+        self.sweep();
+    }
+
+    /// Drops the entries past their age, unless that was done less than `MAX_AGE` ago: credentials
+    /// no longer presented (ended sessions, deleted keys) do not stay in memory.
+    fn sweep(&self) {
+        let Ok(mut swept) = self.swept.try_lock() else {
+            return; // another insert is sweeping
+        };
+        if swept.elapsed() < MAX_AGE {
+            return;
+        }
+        *swept = Instant::now();
+        self.entries.retain(|_, entry| entry.stored.elapsed() < MAX_AGE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::PrincipalKind;
+
+    fn principal(account: &str, key: &str) -> Arc<Principal> {
+        Arc::new(Principal {
+            kind: PrincipalKind::AppKey { key_id: key.into(), key: key.into(), access_id: key.into() },
+            account_id: account.into(),
+            account_name: account.into(),
+            resources: Default::default(),
+            forward_headers: Default::default(),
+        })
+    }
+
+    fn credential<'a>(digest: u8, key: Option<&'a str>, account: Option<&'a str>) -> Credential<'a> {
+        Credential { digest: [digest; 32], key, account }
+    }
+
+    fn entry(principal: Arc<Principal>, stored: Instant) -> Entry {
+        Entry { since: 0, principal, valid_until: None, stored }
+    }
+
+    #[test]
+    fn a_credential_finds_only_the_entry_stored_under_its_own_key() {
+        let cache = CredentialCache::default();
+        let versions = CredentialVersions::default();
+        let now = chrono::Utc::now();
+        let stored = credential(1, Some("appkey-a"), Some("acme"));
+        cache.insert(stored.to_key(), versions.snapshot(), principal("a", "appkey-a"), None);
+        let hit = cache.get(&stored, &versions, now).expect("its own credential hits");
+        assert_eq!(hit.principal.account_id, "a");
+        assert!(!hit.refresh, "a new entry is not due for a refresh");
+        for other in [
+            credential(2, Some("appkey-a"), Some("acme")), // another token
+            credential(1, Some("appkey-b"), Some("acme")), // another key
+            credential(1, Some("appkey-a"), None),         // its own account, not the one named
+            credential(1, Some("appkey-a"), Some("other")),
+            credential(1, None, Some("acme")), // a session with that digest
+        ] {
+            assert!(cache.get(&other, &versions, now).is_none());
+        }
+        assert_eq!(cache.stats().hits.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats().misses.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn an_entry_past_its_age_is_a_miss_and_is_swept_out() {
+        let cache = CredentialCache::default();
+        let versions = CredentialVersions::default();
+        let now = chrono::Utc::now();
+        let aged = Instant::now().checked_sub(MAX_AGE).expect("an instant a moment ago");
+        let old = credential(1, Some("appkey-old"), None);
+        cache.insert_stored(old.to_key(), entry(principal("a", "appkey-old"), aged));
+        assert!(cache.get(&old, &versions, now).is_none(), "older than MAX_AGE: never answered");
+        let due = Instant::now().checked_sub(REFRESH_AFTER).expect("an instant a moment ago");
+        let refreshing = credential(2, Some("appkey-due"), None);
+        cache.insert_stored(refreshing.to_key(), entry(principal("a", "appkey-due"), due));
+        assert!(cache.get(&refreshing, &versions, now).expect("still current").refresh);
+        assert_eq!(cache.len(), 2, "no sweep within MAX_AGE of the last");
+
+        *cache.swept.lock().expect("sweep lock") = aged;
+        cache.insert(credential(3, Some("appkey-new"), None).to_key(), 0, principal("a", "appkey-new"), None);
+        assert_eq!(cache.len(), 2, "the aged entry is swept out, the others stay");
+        assert!(cache.get(&refreshing, &versions, now).is_some());
+    }
+
+    #[test]
+    fn an_entry_of_a_changed_scope_or_past_its_end_is_not_answered() {
+        let cache = CredentialCache::default();
+        let versions = CredentialVersions::default();
+        let now = chrono::Utc::now();
+        let (mine, theirs, ending) =
+            (credential(1, Some("k1"), None), credential(2, Some("k2"), None), credential(3, Some("k3"), None));
+        let since = versions.snapshot();
+        cache.insert(mine.to_key(), since, principal("a", "k1"), None);
+        cache.insert(theirs.to_key(), since, principal("b", "k2"), None);
+        cache.insert(ending.to_key(), since, principal("b", "k3"), Some(now));
+        versions.changed(&[crate::service::versions::Scope::Account("a".into())]);
+        assert!(cache.get(&mine, &versions, now).is_none(), "its account changed");
+        assert_eq!(cache.stats().invalidated.load(Ordering::Relaxed), 1);
+        assert!(cache.get(&theirs, &versions, now).is_some(), "another account's entry stays warm");
+        assert!(cache.get(&ending, &versions, now).is_none(), "it stopped by itself");
     }
 }

@@ -91,7 +91,7 @@ mod tests {
     use crate::principal::{Principal, PrincipalKind};
 
     fn key(name: &str) -> CacheKey {
-        CacheKey::Session { digest: name.to_owned(), account: None }
+        crate::auth::Credential { digest: [0; 32], key: Some(name), account: None }.to_key()
     }
 
     fn principal() -> Arc<Principal> {

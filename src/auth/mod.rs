@@ -17,12 +17,13 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
-pub use cache::{CacheKey, CredentialCache};
+pub use cache::{CacheKey, Credential, CredentialCache};
 use flights::{Flight, Flights};
 pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
 
+use crate::domain::AccountName;
 use crate::error::{AppError, AppResult};
 pub use crate::principal::{Principal, PrincipalKind};
 use crate::service::{accounts, keys, roles, sessions, users, Store};
@@ -124,38 +125,38 @@ impl Authenticator {
             Ok(presented) => presented,
             Err(error) => return Err(self.failed(error, None, client_ip)),
         };
-        let key = match &presented {
+        let credential = match &presented {
             Presented::Nothing => return Ok(None),
-            Presented::Session { token, account } => CacheKey::Session {
-                digest: token.digest().into_string(),
-                account: account.as_ref().map(|a| a.as_str().to_owned()),
-            },
-            Presented::AppKey { key, token, account } => CacheKey::AppKey {
-                key: key.as_str().to_owned(),
-                digest: token.digest().into_string(),
-                account: account.as_ref().map(|a| a.as_str().to_owned()),
+            Presented::Session { token, account } => {
+                Credential { digest: token.sha256(), key: None, account: account.as_ref().map(AccountName::as_str) }
+            }
+            Presented::AppKey { key, token, account } => Credential {
+                digest: token.sha256(),
+                key: Some(key.as_str()),
+                account: account.as_ref().map(AccountName::as_str),
             },
         };
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
         // One reading of the clock serves a cached request: the entry's validity and the use noted.
         let now = self.store.now();
-        if let Some(hit) = self.cache.get(&key, self.store.versions(), now) {
+        if let Some(hit) = self.cache.get(&credential, self.store.versions(), now) {
             if hit.refresh {
-                self.refresh(key, since, presented);
+                self.refresh(credential.to_key(), since, presented);
             }
             return self.granted(hit.principal, Outcome::OkCached, now, headers, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
         }
+        let key = credential.to_key();
         // Another request may be looking this credential up already, from the same sequence.
         let leader = match self.flights.join(&key, since) {
             Flight::Lead(leader) => {
                 // A lookup that finished between this request's miss and its joining has filled
                 // the cache (it fills it before it leaves the flights): answered as shared.
                 let now = self.store.now();
-                if let (Some(found), _) = self.cache.find(&key, self.store.versions(), now) {
+                if let (Some(found), _) = self.cache.find(&key.as_credential(), self.store.versions(), now) {
                     let principal = found.0.clone();
                     leader.finish(Some(found));
                     return self.granted(principal, Outcome::OkShared, now, headers, client_ip);
@@ -180,10 +181,7 @@ impl Authenticator {
             }
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
-                let identity = match &key {
-                    CacheKey::AppKey { key, .. } => Some(format!("key:{key}")),
-                    CacheKey::Session { .. } => None,
-                };
+                let identity = key.as_credential().key.map(|key| format!("key:{key}"));
                 Err(self.failed(error, identity.as_deref(), client_ip))
             }
         }

@@ -93,6 +93,11 @@ impl<K: TokenKind> Token<K> {
         TokenDigest::of(self.secret.expose_secret())
     }
 
+    /// The SHA-256 as bytes: the digest `digest` writes out as hex, for a lookup in memory.
+    pub fn sha256(&self) -> [u8; 32] {
+        Sha256::digest(self.secret.expose_secret().as_bytes()).into()
+    }
+
     /// The plaintext, for the one response that reveals it.
     pub fn expose_secret(&self) -> &str {
         self.secret.expose_secret()
@@ -206,5 +211,8 @@ mod tests {
         assert_eq!(digest.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(digest.matches("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         assert!(!digest.matches("00"));
+        let token = AppToken::generate();
+        let hex: String = token.sha256().iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, token.digest().as_str(), "the bytes are the digest the database holds");
     }
 }

@@ -43,8 +43,10 @@ const MAX_SCOPES: usize = 200_000;
 struct Stamps {
     sequence: u64,
     epoch: u64,
-    accounts: HashMap<String, u64>,
-    keys: HashMap<String, u64>,
+    // Hashed with foldhash: every cached request reads both maps. Their ids are the server's own,
+    // written only by committed changes.
+    accounts: HashMap<String, u64, foldhash::fast::RandomState>,
+    keys: HashMap<String, u64, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Default)]
