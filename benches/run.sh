@@ -247,11 +247,12 @@ BODY=$LOGIN wrk -t1 -c1 -d"${SOAK_SECS}s" -s benches/post.lua "$BASE/graphql" >"
 : >"$WORK/rss"
 for _ in $(seq 1 $(( SOAK_SECS / 10 ))); do
   sleep 10
-  awk '/VmRSS/ { rss = $2 } /RssAnon/ { anon = $2 } END { print rss, anon }' "/proc/$SERVER_PID/status" >>"$WORK/rss"
+  awk '/VmRSS/ { rss = $2 } /RssAnon/ { anon = $2 } /RssFile/ { file = $2 } END { print rss, anon, file }' "/proc/$SERVER_PID/status" >>"$WORK/rss"
 done
 for load in "${LOADS[@]}"; do wait "$load" || true; done
-# The trajectory, one line a minute: "seconds VmRSS RssAnon" (KiB).
-awk 'NR % 6 == 0 { printf "soak_at_%ds %s %s\n", NR * 10, $1, $2 }' "$WORK/rss" | tee -a "$WORK/results"
+# The trajectory, one line a minute: "seconds VmRSS RssAnon RssFile" (KiB; RssFile: mapped files,
+# SQLite's database pages among them).
+awk 'NR % 6 == 0 { printf "soak_at_%ds %s %s %s\n", NR * 10, $1, $2, $3 }' "$WORK/rss" | tee -a "$WORK/results"
 for part in auth list write login; do
   f="$WORK/soak-$part.out"
   echo "soak_${part}_rps $(awk '/Requests\/sec/ { print $2 }' "$f")" | tee -a "$WORK/results"
@@ -259,14 +260,18 @@ for part in auth list write login; do
   echo "soak_${part}_errors ${errors:-0}" | tee -a "$WORK/results"
 done
 # Resident memory after warm-up (the first minute) against the end.
-# Two figures: VmRSS (all resident pages, including the database file pages SQLite reads through its
-# memory map) and RssAnon (the process's own memory: heap, stacks).
+# Three figures: VmRSS (all resident pages), RssAnon (the process's own memory: heap, stacks) and
+# RssFile (mapped files, among them the database pages SQLite reads through its memory map).
 warm=$(sed -n '6p' "$WORK/rss"); [ -n "$warm" ] || warm=$(head -1 "$WORK/rss"); last=$(tail -1 "$WORK/rss")
-echo "soak_rss_warm_kib ${warm% *}" | tee -a "$WORK/results"
-echo "soak_rss_end_kib ${last% *}" | tee -a "$WORK/results"
+field() { echo "$1" | cut -d' ' -f"$2"; }
+echo "soak_rss_warm_kib $(field "$warm" 1)" | tee -a "$WORK/results"
+echo "soak_rss_end_kib $(field "$last" 1)" | tee -a "$WORK/results"
 echo "soak_rss_max_kib $(cut -d' ' -f1 "$WORK/rss" | sort -n | tail -1)" | tee -a "$WORK/results"
-echo "soak_anon_warm_kib ${warm#* }" | tee -a "$WORK/results"
-echo "soak_anon_end_kib ${last#* }" | tee -a "$WORK/results"
+echo "soak_anon_warm_kib $(field "$warm" 2)" | tee -a "$WORK/results"
+echo "soak_anon_end_kib $(field "$last" 2)" | tee -a "$WORK/results"
+echo "soak_file_warm_kib $(field "$warm" 3)" | tee -a "$WORK/results"
+echo "soak_file_end_kib $(field "$last" 3)" | tee -a "$WORK/results"
+echo "soak_file_max_kib $(cut -d' ' -f3 "$WORK/rss" | sort -n | tail -1)" | tee -a "$WORK/results"
 # A login holds argon2's 19 MiB while it runs, so one sample lands in a login or not: the medians of
 # the second minute's and the last minute's samples say more than two single samples.
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -17,6 +17,7 @@ mod m20261126_000009_add_app_key_label_search;
 mod m20261126_000010_add_token_renewal;
 mod m20261126_000011_add_expiry_and_last_use;
 mod m20261126_000012_add_events;
+mod m20261126_000013_add_retention_indexes;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_add_token_renewal::Migration),
             Box::new(m20261126_000011_add_expiry_and_last_use::Migration),
             Box::new(m20261126_000012_add_events::Migration),
+            Box::new(m20261126_000013_add_retention_indexes::Migration),
         ]
     }
 }

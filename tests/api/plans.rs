@@ -1,7 +1,7 @@
 //! Query plans. PostgreSQL: every listing page — each listing, filter, order and direction, with and
 //! without a cursor — its `totalCount` and the export's chunks reach an account's rows through an
 //! index, never by reading a whole table, on a database with many other accounts' keys and fresh
-//! statistics.
+//! statistics. Both backends: the sweeper's retention round finds old rows by index.
 use appkeys::service::export::Keys;
 use appkeys::service::keys::{self, KeyFilter, KeyOrder, Lister, Listing};
 use appkeys::service::page::{Direction, PageRequest};
@@ -200,3 +200,42 @@ async fn sqlite_is_built_with_a_stable_query_planner() {
     assert_eq!(used, 1, "build appkeys from its directory so .cargo/config.toml sets LIBSQLITE3_FLAGS");
     app.cleanup().await;
 }
+
+/// The sweeper's retention round (events and finished webhook deliveries older than the retention
+/// period) finds its rows by time through an index instead of reading the tables whole, which it
+/// did every round in a write transaction: as SQLite plans it, and on PostgreSQL with sequential
+/// scans discouraged (its tables here are too small for a plan of their own to mean anything).
+async fn the_retention_round_finds_old_rows_through_an_index(app: &TestApp) {
+    let db = &app.store().db;
+    let backend = db.get_database_backend();
+    let [deliveries, events] = appkeys::service::events::prune_statements(backend, chrono::Utc::now());
+    for (statement, tables) in
+        [(&deliveries, &["webhook_deliveries"][..]), (&events, &["key_events", "webhook_deliveries"][..])]
+    {
+        let plan = if backend == sea_orm::DatabaseBackend::Postgres {
+            let txn = db.begin().await.expect("a transaction");
+            txn.execute_raw(Statement::from_string(backend, "SET LOCAL enable_seqscan = off".to_owned()))
+                .await
+                .expect("SET LOCAL");
+            let explain = Statement { sql: format!("EXPLAIN {}", statement.sql), ..statement.clone() };
+            let plan = lines(&txn.query_all_raw(explain).await.expect("EXPLAIN runs"));
+            txn.rollback().await.expect("rollback");
+            plan
+        } else {
+            let explain = Statement { sql: format!("EXPLAIN QUERY PLAN {}", statement.sql), ..statement.clone() };
+            let rows = db.query_all_raw(explain).await.expect("EXPLAIN QUERY PLAN runs");
+            rows.iter().map(|r| r.try_get::<String>("", "detail").expect("a plan line")).collect::<Vec<_>>().join("\n")
+        };
+        for table in tables {
+            let whole = if backend == sea_orm::DatabaseBackend::Postgres {
+                format!("Seq Scan on {table}")
+            } else {
+                format!("SCAN {table}")
+            };
+            assert!(!plan.contains(&whole), "the retention round reads all of {table}:\n{plan}\n{}", statement.sql);
+        }
+        assert!(plan.contains("idx_"), "an index is used:\n{plan}");
+    }
+}
+
+crate::backend_tests!(the_retention_round_finds_old_rows_through_an_index);
