@@ -182,13 +182,10 @@ impl CredentialCache {
         &self.stats
     }
 
-    /// How many entries are held, past their age or not (for tests).
-    pub fn len(&self) -> usize {
+    /// How many entries are held, past their age or not.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// `since` must have been read (`CredentialVersions::snapshot`) before the lookup that produced
@@ -217,8 +214,9 @@ impl CredentialCache {
         if swept.elapsed() < MAX_AGE {
             return;
         }
-        *swept = Instant::now();
-        self.entries.retain(|_, entry| entry.stored.elapsed() < MAX_AGE);
+        let now = Instant::now();
+        *swept = now;
+        self.entries.retain(|_, entry| now.saturating_duration_since(entry.stored) < MAX_AGE);
     }
 }
 
