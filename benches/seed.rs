@@ -6,7 +6,6 @@
 use appkeys::config::Settings;
 use appkeys::domain::{AppToken, TokenDigest};
 use appkeys::entity::{account, app_key, key_access, key_access_role, role};
-use appkeys::service::Store;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 const CHUNK: usize = 1_000;
@@ -32,24 +31,27 @@ async fn main() -> anyhow::Result<()> {
     let keys: usize = arg("--keys").map(|k| k.parse()).transpose()?.unwrap_or(1_000);
     let mut settings = Settings::for_database(&url);
     settings.bootstrap_password = Some(arg("--password").unwrap_or_else(|| "bench-password-123".into()).into());
-    let store = Store::connect(&settings).await?;
-    store.prepare(&settings).await?;
+    let store = appkeys::service::open(&settings).await?;
+    appkeys::service::prepare(&store, &settings).await?;
+    store.close().await.map_err(appkeys::error::AppError::into_anyhow)?;
+    // The bulk insert is the seeding tool's own: on a connection of its own, past the service.
+    let db = sea_orm::Database::connect(url.as_str()).await?;
     let main = account::Entity::find()
         .filter(account::Column::Name.eq("main"))
-        .one(&store.db)
+        .one(&db)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no account main"))?;
     let restricted = role::Entity::find()
         .filter(role::Column::AccountId.eq(main.id.as_str()))
         .filter(role::Column::Name.eq("User Administrator - RESTRICTED"))
-        .one(&store.db)
+        .one(&db)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no RESTRICTED role"))?;
 
     let started = std::time::Instant::now();
     let probe = AppToken::generate();
     let probe_key = format!("appkey-main-{}", suffix(keys));
-    let txn = store.db.begin().await?;
+    let txn = db.begin().await?;
     let mut batch = Vec::with_capacity(CHUNK);
     for i in 0..=keys {
         let (key, digest) = if i == keys {

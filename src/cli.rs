@@ -4,7 +4,8 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use crate::config::{AccountCommand, Cli, Command, ResourceCommand};
-use crate::service::{accounts, roles, Store};
+use crate::service::identity::accounts;
+use crate::service::identity::roles;
 use crate::{graphql, shutdown_signal, Application};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -23,8 +24,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(database) => {
             let settings = database.into_settings();
-            let store = Store::connect(&settings).await?;
-            if let Some(created) = store.prepare(&settings).await? {
+            let store = crate::service::open(&settings).await?;
+            if let Some(created) = crate::service::prepare(&store, &settings).await? {
                 print_created("Created the first account", &created);
             }
             println!("migrations are up to date");
@@ -36,8 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account(AccountCommand::Create { name, owner_email, owner_password, database }) => {
             let settings = database.into_settings();
-            let store = Store::connect(&settings).await?;
-            store.prepare(&settings).await?;
+            let store = crate::service::open(&settings).await?;
+            crate::service::prepare(&store, &settings).await?;
             let password = owner_password.as_ref().map(|p| p.expose_secret().to_owned());
             let created = accounts::create(&store, &name, &owner_email, password.as_deref())
                 .await
@@ -48,8 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Resource(ResourceCommand::Register { id, name, database }) => {
             let settings = database.into_settings();
-            let store = Store::connect(&settings).await?;
-            store.prepare(&settings).await?;
+            let store = crate::service::open(&settings).await?;
+            crate::service::prepare(&store, &settings).await?;
             let resource = roles::register_resource(&store, &id, &name)
                 .await
                 .map_err(crate::error::AppError::into_anyhow)

@@ -1,5 +1,6 @@
-//! The one source of "now". Production reads the system clock; tests move it forward
-//! (`Clock::advance`) to reach expiries, renewal overlaps and sweeps in milliseconds instead of days.
+//! The one source of "now" and of monotonic time. Production reads the system clocks; tests move
+//! both forward (`Clock::advance`) to reach expiries, renewal overlaps, sweeps, cache ages,
+//! throttles and TTLs in milliseconds instead of waiting for them.
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +26,17 @@ impl Clock {
         DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now)
     }
 
+    /// Monotonic time, for rules that measure an age or a wait (a cache entry's age, a throttle, a
+    /// TTL): the system's monotonic clock plus the same offset as `now`, so moving the clock moves
+    /// these too. Latency measurements read `std::time::Instant` directly.
+    pub fn instant(&self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        match u64::try_from(self.offset_micros.load(Ordering::SeqCst)) {
+            Ok(offset) if offset > 0 => now + std::time::Duration::from_micros(offset),
+            _ => now,
+        }
+    }
+
     /// Moves this clock (and every clone of it) forward.
     pub fn advance(&self, by: chrono::Duration) {
         let micros = by.num_microseconds().unwrap_or(i64::MAX);
@@ -45,6 +57,16 @@ mod tests {
         let after = clock.now();
         assert!(after - before >= chrono::Duration::days(3));
         assert!(after - before < chrono::Duration::days(3) + chrono::Duration::seconds(5));
+    }
+
+    #[test]
+    fn an_advanced_clock_moves_monotonic_time_too() {
+        let clock = Clock::default();
+        let before = clock.instant();
+        clock.clone().advance(chrono::Duration::minutes(5));
+        let after = clock.instant();
+        assert!(after.duration_since(before) >= std::time::Duration::from_secs(300));
+        assert!(after.duration_since(before) < std::time::Duration::from_secs(305));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
-use crate::service::webhooks::{self, Claimed, Outcome};
-use crate::service::Store;
+use crate::service::events::webhooks::{self, Claimed, Outcome};
+use crate::service::store::Store;
 
 /// How long a claimed delivery is this replica's before another may retry it (longer than any
 /// attempt may take).
@@ -78,13 +78,14 @@ impl Deliverer {
             }
             if backlog_checked.elapsed() >= Duration::from_secs(10) {
                 backlog_checked = std::time::Instant::now();
-                if let Ok(backlog) = webhooks::backlog(&this.store.db).await {
+                if let Ok(backlog) = webhooks::backlog(&this.store).await {
                     metrics::gauge!("appkeys_webhook_backlog").set(backlog as f64);
                 }
             }
+            let bus = crate::service::events::outbox::bus(&this.store);
             tokio::select! {
                 _ = stop.changed() => break,
-                () = this.store.events().deliveries_woken() => {}
+                () = bus.deliveries_woken() => {}
                 () = tokio::time::sleep(POLL) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }

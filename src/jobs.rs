@@ -9,7 +9,10 @@ use tokio::task::JoinHandle;
 
 use crate::auth::LastUseRecorder;
 use crate::delivery::Deliverer;
-use crate::service::{events, follow, keys, Store};
+use crate::service::events::follow;
+use crate::service::events::outbox;
+use crate::service::keys;
+use crate::service::store::Store;
 use crate::state::AppState;
 
 pub struct Jobs {
@@ -106,7 +109,7 @@ impl Sweeper {
             if let Err(error) = sweep(&self.store, &self.recorder).await {
                 error.log_if_internal();
             }
-            if let Err(error) = events::prune(&self.store, self.store.now() - self.retention).await {
+            if let Err(error) = outbox::prune(&self.store, self.store.now() - self.retention).await {
                 error.log_if_internal();
             }
         }
@@ -120,7 +123,7 @@ pub async fn sweep(store: &Store, recorder: &LastUseRecorder) -> crate::error::A
     if deactivated > 0 {
         tracing::info!(deactivated, "deactivated keys unused for longer than their account allows");
     }
-    let announced = events::announce_due(store, store.now()).await?;
+    let announced = keys::announce::announce_due(store, store.now()).await?;
     if announced > 0 {
         tracing::info!(announced, "announced expiring, expired and renewal-due keys");
     }

@@ -27,8 +27,7 @@ use crate::config::Settings;
 use crate::domain::KeyPrefix;
 use crate::error::AppError;
 use crate::graphql::Schemas;
-use crate::service::accounts::CreatedAccount;
-use crate::service::Store;
+use crate::service::identity::accounts::CreatedAccount;
 pub use crate::state::AppState;
 
 /// The router over a state, for tests and embedding.
@@ -60,9 +59,12 @@ impl Application {
             None => None,
         };
         telemetry::handle();
-        let store = Store::connect(&settings).await?;
-        let bootstrapped = store.prepare(&settings).await?;
-        store.prepare_logins().await.map_err(AppError::into_anyhow).context("preparing the dummy hash")?;
+        let store = crate::service::open(&settings).await?;
+        let bootstrapped = crate::service::prepare(&store, &settings).await?;
+        service::identity::passwords::prepare(&store)
+            .await
+            .map_err(AppError::into_anyhow)
+            .context("preparing the dummy hash")?;
         let state = AppState::new(store, key_prefix, settings);
         let schema = Schemas::build(state.clone());
         Ok(Self { listener, metrics_listener, state, schema, bootstrapped })
@@ -96,7 +98,7 @@ impl Application {
             server.abort();
         }
         jobs.stop().await;
-        store.db.clone().close().await.context("closing the database pool")?;
+        store.close().await.map_err(AppError::into_anyhow).context("closing the database pool")?;
         served
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::{Authenticator, LastUseRecorder};
 use crate::config::Settings;
 use crate::domain::KeyPrefix;
-use crate::service::Store;
+use crate::service::store::Store;
 
 /// Cloned for every request (each extractor and middleware layer takes its own copy), so one
 /// reference count: cloning the parts themselves — the pool, the caches, the clock, each an `Arc`

@@ -6,11 +6,8 @@
 //! already exists (the cache's counters, the pool) are read only when `/metrics` is rendered.
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
-
-use crate::state::AppState;
 
 /// Latency buckets, in seconds: from a cache hit to a slow export.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -41,20 +38,9 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// The metrics page: the recorded series plus gauges read now.
-pub fn render(state: &AppState) -> String {
-    let stats = state.auth.cache().stats();
-    metrics::counter!("appkeys_credential_cache_hits_total").absolute(stats.hits.load(Ordering::Relaxed));
-    metrics::counter!("appkeys_credential_cache_misses_total").absolute(stats.misses.load(Ordering::Relaxed));
-    metrics::counter!("appkeys_credential_cache_shared_total").absolute(stats.shared.load(Ordering::Relaxed));
-    metrics::counter!("appkeys_credential_cache_refreshes_total").absolute(stats.refreshed.load(Ordering::Relaxed));
-    metrics::counter!("appkeys_credential_cache_invalidations_total")
-        .absolute(stats.invalidated.load(Ordering::Relaxed));
-    let (size, idle) = state.store.pool_use();
-    metrics::gauge!("appkeys_db_pool_connections").set(f64::from(size));
-    metrics::gauge!("appkeys_db_pool_idle_connections").set(f64::from(idle));
-    metrics::gauge!("appkeys_logins_in_progress").set(state.store.logins_in_progress() as f64);
-    metrics::gauge!("appkeys_last_use_pending").set(state.auth.last_use().pending() as f64);
+/// Renders the recorded series (after folding histogram samples into their buckets); `http` sets
+/// the gauges read at render time first.
+pub fn render() -> String {
     let handle = handle();
     handle.run_upkeep();
     handle.render()

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Principal;
-use crate::service::versions::CredentialVersions;
+use crate::clock::Clock;
+use crate::service::store::versions::CredentialVersions;
 
 /// Below the 1 s within which every replica must honour a revocation.
 pub const MAX_AGE: Duration = Duration::from_millis(750);
@@ -98,6 +99,8 @@ pub struct CredentialCache {
     /// When entries past their age were last swept out.
     swept: Arc<Mutex<Instant>>,
     stats: Arc<CacheStats>,
+    /// Ages are measured on the store's clock, so tests age entries by moving it.
+    clock: Clock,
 }
 
 /// How the cache fares: lookups answered, lookups that went to the database (or, `shared`, were
@@ -114,17 +117,16 @@ pub struct CacheStats {
     pub invalidated: AtomicU64,
 }
 
-impl Default for CredentialCache {
-    fn default() -> Self {
+impl CredentialCache {
+    pub fn new(clock: Clock) -> Self {
         Self {
             entries: Arc::new(Cache::new(MAX_ENTRIES)),
-            swept: Arc::new(Mutex::new(Instant::now())),
+            swept: Arc::new(Mutex::new(clock.instant())),
             stats: Arc::default(),
+            clock,
         }
     }
-}
 
-impl CredentialCache {
     pub fn get(
         &self,
         credential: &Credential<'_>,
@@ -161,7 +163,7 @@ impl CredentialCache {
     /// The entry for `credential` and its age, unless it is older than `MAX_AGE`.
     fn entry(&self, credential: &Credential<'_>) -> Option<(Entry, Duration)> {
         let entry = self.entries.get(credential)?;
-        let age = entry.stored.elapsed();
+        let age = self.clock.instant().saturating_duration_since(entry.stored);
         (age < MAX_AGE).then_some((entry, age))
     }
 
@@ -197,7 +199,8 @@ impl CredentialCache {
         principal: Arc<Principal>,
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) {
-        self.insert_stored(key, Entry { since, principal, valid_until, stored: Instant::now() });
+        let stored = self.clock.instant();
+        self.insert_stored(key, Entry { since, principal, valid_until, stored });
     }
 
     fn insert_stored(&self, key: CacheKey, entry: Entry) {
@@ -211,10 +214,10 @@ impl CredentialCache {
         let Ok(mut swept) = self.swept.try_lock() else {
             return; // another insert is sweeping
         };
-        if swept.elapsed() < MAX_AGE {
+        let now = self.clock.instant();
+        if now.saturating_duration_since(*swept) < MAX_AGE {
             return;
         }
-        let now = Instant::now();
         *swept = now;
         self.entries.retain(|_, entry| now.saturating_duration_since(entry.stored) < MAX_AGE);
     }
@@ -245,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_credential_finds_only_the_entry_stored_under_its_own_key() {
-        let cache = CredentialCache::default();
+        let cache = CredentialCache::new(Clock::default());
         let versions = CredentialVersions::default();
         let now = chrono::Utc::now();
         let stored = credential(1, Some("appkey-a"), Some("acme"));
@@ -268,14 +271,14 @@ mod tests {
 
     #[test]
     fn an_entry_past_its_age_is_a_miss_and_is_swept_out() {
-        let cache = CredentialCache::default();
+        let cache = CredentialCache::new(Clock::default());
         let versions = CredentialVersions::default();
         let now = chrono::Utc::now();
-        let aged = Instant::now().checked_sub(MAX_AGE).expect("an instant a moment ago");
+        let aged = cache.clock.instant().checked_sub(MAX_AGE).expect("an instant a moment ago");
         let old = credential(1, Some("appkey-old"), None);
         cache.insert_stored(old.to_key(), entry(principal("a", "appkey-old"), aged));
         assert!(cache.get(&old, &versions, now).is_none(), "older than MAX_AGE: never answered");
-        let due = Instant::now().checked_sub(REFRESH_AFTER).expect("an instant a moment ago");
+        let due = cache.clock.instant().checked_sub(REFRESH_AFTER).expect("an instant a moment ago");
         let refreshing = credential(2, Some("appkey-due"), None);
         cache.insert_stored(refreshing.to_key(), entry(principal("a", "appkey-due"), due));
         assert!(cache.get(&refreshing, &versions, now).expect("still current").refresh);
@@ -288,8 +291,21 @@ mod tests {
     }
 
     #[test]
+    fn moving_the_clock_ages_an_entry() {
+        let clock = Clock::default();
+        let cache = CredentialCache::new(clock.clone());
+        let versions = CredentialVersions::default();
+        let key = credential(1, Some("appkey-a"), None);
+        cache.insert(key.to_key(), versions.snapshot(), principal("a", "appkey-a"), None);
+        clock.advance(chrono::Duration::milliseconds(REFRESH_AFTER.as_millis() as i64));
+        assert!(cache.get(&key, &versions, clock.now()).expect("still current").refresh, "due for a refresh");
+        clock.advance(chrono::Duration::milliseconds((MAX_AGE - REFRESH_AFTER).as_millis() as i64));
+        assert!(cache.get(&key, &versions, clock.now()).is_none(), "past MAX_AGE on the moved clock");
+    }
+
+    #[test]
     fn an_entry_of_a_changed_scope_or_past_its_end_is_not_answered() {
-        let cache = CredentialCache::default();
+        let cache = CredentialCache::new(Clock::default());
         let versions = CredentialVersions::default();
         let now = chrono::Utc::now();
         let (mine, theirs, ending) =
@@ -298,7 +314,7 @@ mod tests {
         cache.insert(mine.to_key(), since, principal("a", "k1"), None);
         cache.insert(theirs.to_key(), since, principal("b", "k2"), None);
         cache.insert(ending.to_key(), since, principal("b", "k3"), Some(now));
-        versions.changed(&[crate::service::versions::Scope::Account("a".into())]);
+        versions.changed(&[crate::service::store::versions::Scope::Account("a".into())]);
         assert!(cache.get(&mine, &versions, now).is_none(), "its account changed");
         assert_eq!(cache.stats().invalidated.load(Ordering::Relaxed), 1);
         assert!(cache.get(&theirs, &versions, now).is_some(), "another account's entry stays warm");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::AppResult;
 use crate::service::keys::{self, KeyUse};
-use crate::service::Store;
+use crate::service::store::Store;
 
 /// Coalesces key uses until they are flushed. Disabled, it notes nothing.
 #[derive(Clone, Default)]

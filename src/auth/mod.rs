@@ -26,7 +26,9 @@ pub use throttle::{ip_subject, Throttle};
 use crate::domain::AccountName;
 use crate::error::{AppError, AppResult};
 pub use crate::principal::{Principal, PrincipalKind};
-use crate::service::{accounts, keys, roles, sessions, users, Store};
+use crate::service::identity::sessions;
+use crate::service::keys;
+use crate::service::store::Store;
 use crate::telemetry::LabelledCounter;
 
 /// The outcome of authentication for one request: no credentials, a principal, or an error that
@@ -83,11 +85,12 @@ impl Outcome {
 
 impl Authenticator {
     pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder) -> Self {
+        let clock = store.clock().clone();
         Self {
             store,
-            cache: CredentialCache::default(),
+            cache: CredentialCache::new(clock.clone()),
             flights: Flights::default(),
-            throttle: Throttle::new(failures_per_minute),
+            throttle: Throttle::new(failures_per_minute, clock),
             last_use,
             outcomes: Arc::new(LabelledCounter::new(
                 "appkeys_auth_outcomes_total",
@@ -272,25 +275,18 @@ async fn resolve_uncached(
     match presented {
         Presented::Nothing => Err(AppError::Unauthenticated),
         Presented::Session { token, account } => {
-            let Some((session, user)) = sessions::resolve(&store.db, &token, store.now()).await? else {
-                return Err(AppError::Unauthenticated);
-            };
-            let account_name = accounts::name_of(&store.db, &user.account_id).await?;
-            if account.is_some_and(|requested| requested.as_str() != account_name) {
-                return Err(AppError::Unauthenticated);
-            }
-            let view = users::get(&store.db, &user.account_id, &user.id).await?;
+            let grant = sessions::grant(store, &token, account.as_ref()).await?.ok_or(AppError::Unauthenticated)?;
             let principal = Principal {
-                kind: PrincipalKind::User { user_id: user.id, email: user.email, session_id: session.id },
-                account_id: user.account_id,
-                account_name,
-                resources: roles::union_resources(&view.roles),
+                kind: PrincipalKind::User { user_id: grant.user_id, email: grant.email, session_id: grant.session_id },
+                account_id: grant.account_id,
+                account_name: grant.account_name,
+                resources: grant.resources,
                 forward_headers: Default::default(),
             };
-            Ok((principal, Some(session.expires_at)))
+            Ok((principal, Some(grant.expires_at)))
         }
         Presented::AppKey { key, token, account } => {
-            let grant = keys::authenticate(&store.db, &key, &token, account.as_ref(), store.now()).await?;
+            let grant = keys::authenticate(store, &key, &token, account.as_ref()).await?;
             let grant = grant.ok_or(AppError::Unauthenticated)?;
             let valid_until = grant.valid_until;
             let principal = Principal {

@@ -4,14 +4,30 @@
 //!
 //! Successful traffic is never counted, and a valid key is never refused because others failed with
 //! it: key throttling only turns further *failures* into `RATE_LIMITED`.
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use moka::sync::Cache;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::error::{AppError, AppResult};
+
+/// governor's view of the store's clock, so tests reach the end of a throttle by moving it.
+#[derive(Clone)]
+struct ThrottleClock(Clock);
+
+impl governor::clock::Clock for ThrottleClock {
+    type Instant = Instant;
+    fn now(&self) -> Instant {
+        self.0.instant()
+    }
+}
+
+type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, ThrottleClock, NoOpMiddleware<Instant>>;
 
 /// Client IPs get this many times the quota of one identity (several users may share an address).
 const PER_IP_FACTOR: u32 = 5;
@@ -19,28 +35,29 @@ const MAX_TRACKED: usize = 50_000;
 
 #[derive(Clone)]
 pub struct Throttle {
-    identity: Arc<DefaultKeyedRateLimiter<String>>,
-    ip: Arc<DefaultKeyedRateLimiter<String>>,
+    identity: Arc<Limiter>,
+    ip: Arc<Limiter>,
     /// Subjects refused until an instant.
     blocked: Cache<String, Instant>,
-    clock: DefaultClock,
+    clock: ThrottleClock,
 }
 
 impl Throttle {
-    pub fn new(failures_per_minute: u32) -> Self {
+    pub fn new(failures_per_minute: u32, clock: Clock) -> Self {
+        let clock = ThrottleClock(clock);
         let per_identity = NonZeroU32::new(failures_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         let per_ip = per_identity.saturating_mul(NonZeroU32::new(PER_IP_FACTOR).unwrap_or(NonZeroU32::MIN));
         Self {
-            identity: Arc::new(RateLimiter::keyed(Quota::per_minute(per_identity))),
-            ip: Arc::new(RateLimiter::keyed(Quota::per_minute(per_ip))),
+            identity: Arc::new(RateLimiter::dashmap_with_clock(Quota::per_minute(per_identity), clock.clone())),
+            ip: Arc::new(RateLimiter::dashmap_with_clock(Quota::per_minute(per_ip), clock.clone())),
             blocked: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(120)).build(),
-            clock: DefaultClock::default(),
+            clock,
         }
     }
 
     /// `RATE_LIMITED` (with the seconds to wait) when any subject is blocked.
     pub fn check(&self, subjects: &[&str]) -> AppResult<()> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let wait = subjects
             .iter()
             .filter_map(|subject| self.blocked.get(*subject))
@@ -64,15 +81,15 @@ impl Throttle {
         }
     }
 
-    fn count(&self, limiter: &DefaultKeyedRateLimiter<String>, subject: String) {
+    fn count(&self, limiter: &Limiter, subject: String) {
         // Every failing subject gets a limiter entry: forget the ones that have recovered before
         // they pile up.
         if limiter.len() > MAX_TRACKED {
             limiter.retain_recent();
         }
         if let Err(not_until) = limiter.check_key(&subject) {
-            let wait = not_until.wait_time_from(self.clock.now());
-            self.blocked.insert(subject, Instant::now() + wait);
+            let now = self.clock.now();
+            self.blocked.insert(subject, now + not_until.wait_time_from(now));
         }
     }
 }
@@ -87,7 +104,7 @@ mod tests {
 
     #[test]
     fn failures_beyond_the_quota_block_the_subject_and_not_others() {
-        let throttle = Throttle::new(3);
+        let throttle = Throttle::new(3, Clock::default());
         for _ in 0..3 {
             throttle.record_failure(Some("login:main/a@example.com"), None);
         }
@@ -99,8 +116,19 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_subject_is_let_through_once_the_clock_has_moved_past_its_wait() {
+        let clock = Clock::default();
+        let throttle = Throttle::new(1, clock.clone());
+        throttle.record_failure(Some("key:k"), None);
+        throttle.record_failure(Some("key:k"), None);
+        assert!(throttle.check(&["key:k"]).is_err(), "a second failure within the minute is refused");
+        clock.advance(chrono::Duration::seconds(61));
+        assert!(throttle.check(&["key:k"]).is_ok(), "a minute later on the moved clock it is not");
+    }
+
+    #[test]
     fn an_ip_gets_five_times_the_quota() {
-        let throttle = Throttle::new(2);
+        let throttle = Throttle::new(2, Clock::default());
         for i in 0..10 {
             throttle.record_failure(Some(&format!("key:k{i}")), Some("10.0.0.1"));
         }

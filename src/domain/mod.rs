@@ -3,6 +3,7 @@
 mod account_name;
 mod days;
 mod email;
+pub mod instant;
 mod key;
 mod label;
 mod name;

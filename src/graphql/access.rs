@@ -10,8 +10,11 @@ use super::types::{
 use crate::auth::{ip_subject, PrincipalKind};
 use crate::domain::Resource as R;
 use crate::error::AppError;
-use crate::service::page::PageRequest;
-use crate::service::{roles, sessions, users, RequestMeta};
+use crate::service::events::audit::RequestMeta;
+use crate::service::identity::roles;
+use crate::service::identity::sessions;
+use crate::service::identity::users;
+use crate::service::store::page::PageRequest;
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -35,7 +38,7 @@ impl AccessQuery {
             PrincipalKind::User { user_id, .. } => {
                 // A user removed a moment ago (on another replica, before its notice arrived) is no
                 // longer anyone.
-                let user = match users::get(&state.store.db, &principal.account_id, user_id).await {
+                let user = match users::get(&state.store, &principal.account_id, user_id).await {
                     Err(AppError::NotFound(_)) => return Err(AppError::Unauthenticated.extend()),
                     other => other?,
                 };
@@ -51,14 +54,14 @@ impl AccessQuery {
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(roles::list(&state.store.db, &principal.account_id).await?.into_iter().map(Into::into).collect())
+        Ok(roles::list(&state.store, &principal.account_id).await?.into_iter().map(Into::into).collect())
     }
 
     /// The resource catalogue: built-in resources and those registered by operators.
     #[graphql(guard = "Authenticated")]
     async fn resources(&self, ctx: &Context<'_>) -> Result<Vec<Resource>> {
         let state = ctx.data::<AppState>()?;
-        Ok(roles::catalogue(&state.store.db).await?.into_iter().map(Into::into).collect())
+        Ok(roles::catalogue(&state.store).await?.into_iter().map(Into::into).collect())
     }
 
     /// The account's users, newest first.
@@ -77,7 +80,7 @@ impl AccessQuery {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), last, before.as_deref())?;
-        let paged = users::list(&state.store.db, &principal.account_id, &page).await?;
+        let paged = users::list(&state.store, &principal.account_id, &page).await?;
         Ok(connection(paged, |u| id_cursor(&u.id), User::from))
     }
 }

@@ -5,8 +5,8 @@ use super::guard::{principal, PermissionGuard};
 use super::page_complexity;
 use super::types::{connection, id_cursor, AuditEvent, AuditEventFilter, Page};
 use crate::domain::Resource as R;
-use crate::service::audit::{self, AuditFilter};
-use crate::service::page::PageRequest;
+use crate::service::events::audit::{self, AuditFilter};
+use crate::service::store::page::PageRequest;
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -33,7 +33,7 @@ impl AuditQuery {
         let page = PageRequest::parse(first, after.as_deref(), last, before.as_deref())?;
         let filter = filter.unwrap_or_default();
         let filter = AuditFilter { action: filter.action, actor: filter.actor, target: filter.target };
-        let paged = audit::list(&state.store.db, &principal.account_id, &filter, &page).await?;
+        let paged = audit::list(&state.store, &principal.account_id, &filter, &page).await?;
         Ok(connection(paged, |e| id_cursor(&e.id), AuditEvent::from))
     }
 }

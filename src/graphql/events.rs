@@ -13,9 +13,9 @@ use super::page_complexity;
 use super::types::{connection, global_id, id_cursor, local_id, NodeKind, Page};
 use crate::domain::Resource as R;
 use crate::error::AppError;
+use crate::service::events::webhooks::{self, DeliveryFilter, DeliveryView, EndpointView};
 use crate::service::events::KeyEvent;
-use crate::service::page::PageRequest;
-use crate::service::webhooks::{self, DeliveryFilter, DeliveryView, EndpointView};
+use crate::service::store::page::PageRequest;
 use crate::state::AppState;
 
 /// Where an account's key events are delivered. Its signing secret is shown once, at creation.
@@ -57,7 +57,7 @@ pub struct CreatedWebhookEndpoint {
 
 /// Where a delivery stands.
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
-#[graphql(remote = "crate::service::webhooks::DeliveryStatus")]
+#[graphql(remote = "crate::service::events::outbox::DeliveryStatus")]
 pub enum WebhookDeliveryStatus {
     /// Not delivered yet; retried with backoff.
     Pending,
@@ -178,7 +178,7 @@ impl EventQuery {
     async fn webhook_endpoints(&self, ctx: &Context<'_>) -> Result<Vec<WebhookEndpoint>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        let endpoints = webhooks::list_endpoints(&state.store.db, &principal.account_id).await?;
+        let endpoints = webhooks::list_endpoints(&state.store, &principal.account_id).await?;
         Ok(endpoints.into_iter().map(Into::into).collect())
     }
 
@@ -205,7 +205,7 @@ impl EventQuery {
             endpoint_id: filter.endpoint_id.map(|id| local_id(NodeKind::WebhookEndpoint, &id)),
             status: filter.status.map(Into::into),
         };
-        let paged = webhooks::list_deliveries(&state.store.db, &principal.account_id, &filter, &page).await?;
+        let paged = webhooks::list_deliveries(&state.store, &principal.account_id, &filter, &page).await?;
         Ok(connection(paged, |d| id_cursor(&d.id), WebhookDelivery::from))
     }
 }
@@ -279,7 +279,7 @@ impl SubscriptionRoot {
             .map_err(|_| AppError::bad_input("keys", "subscribe over WebSocket at /graphql/ws"))?
             .clone();
         let watch = Watch {
-            receiver: state.store.events().subscribe(),
+            receiver: crate::service::events::outbox::bus(&state.store).subscribe(),
             ticker: tokio::time::interval(RECHECK),
             state,
             credential,

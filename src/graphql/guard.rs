@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::auth::{AuthState, Principal};
 use crate::domain::Resource;
 use crate::error::AppError;
-use crate::service::{Ctx, RequestMeta};
+use crate::service::events::audit::Ctx;
+use crate::service::events::audit::RequestMeta;
 
 /// The authenticated caller, or the authentication error this request earned.
 pub fn principal<'c>(ctx: &Context<'c>) -> Result<&'c Principal> {

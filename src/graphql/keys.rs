@@ -10,9 +10,10 @@ use super::types::{
     RenewAppKeyTokenInput, RenewedAppKeyToken,
 };
 use crate::domain::Resource as R;
+use crate::service::keys::export;
+use crate::service::keys::settings;
 use crate::service::keys::{self, KeyFilter, KeyOrder, Listing, RolesChange};
-use crate::service::page::{Direction, PageRequest};
-use crate::service::{export, settings};
+use crate::service::store::page::{Direction, PageRequest};
 use crate::state::AppState;
 
 /// A page request of either listing, as GraphQL receives it.
@@ -99,7 +100,7 @@ impl KeyQuery {
     async fn app_key_settings(&self, ctx: &Context<'_>) -> Result<AppKeySettings> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(settings::get(&state.store.db, &principal.account_id).await?.into())
+        Ok(settings::get(&state.store, &principal.account_id).await?.into())
     }
 
     /// One key by its value, as this account sees it; null when this account does not know it.
@@ -111,7 +112,7 @@ impl KeyQuery {
     ) -> Result<Option<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(keys::get(&state.store.db, &principal.account_id, state.store.now(), &key).await?.map(Into::into))
+        Ok(keys::get(&state.store, &principal.account_id, &key).await?.map(Into::into))
     }
 }
 

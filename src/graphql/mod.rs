@@ -29,8 +29,8 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// A page costs its size times what one item costs, so `first: 100` is priced as 100 items.
 pub(crate) fn page_complexity(size: Option<i32>, child_complexity: usize) -> usize {
-    let size = size.unwrap_or(crate::service::page::DEFAULT_PAGE_SIZE as i32);
-    let items = usize::try_from(size.clamp(1, crate::service::page::MAX_PAGE_SIZE as i32)).unwrap_or(1);
+    let size = size.unwrap_or(crate::service::store::page::DEFAULT_PAGE_SIZE as i32);
+    let items = usize::try_from(size.clamp(1, crate::service::store::page::MAX_PAGE_SIZE as i32)).unwrap_or(1);
     items.saturating_mul(child_complexity)
 }
 

@@ -8,7 +8,11 @@ use super::guard::{principal, Authenticated, PermissionGuard};
 use super::types::{parse_global_id, AppKey, AuditEvent, NodeKind, Role, User};
 use crate::domain::Resource as R;
 use crate::error::AppError;
-use crate::service::{audit, keys, roles, users, webhooks};
+use crate::service::events::audit;
+use crate::service::events::webhooks;
+use crate::service::identity::roles;
+use crate::service::identity::users;
+use crate::service::keys;
 use crate::state::AppState;
 
 /// The most ids one `nodes` call resolves (like a page).
@@ -65,23 +69,19 @@ async fn resolve(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>> {
     };
     let state = ctx.data::<AppState>()?;
     let account_id = principal(ctx)?.account_id.clone();
-    let db = &state.store.db;
+    let store = &state.store;
     Ok(match kind {
         NodeKind::AppKey => {
             PermissionGuard::any_of(R::READ_KEYS).check(ctx).await?;
-            keys::get_by_id(db, &account_id, state.store.now(), &local).await?.map(|k| Node::AppKey(k.into()))
+            keys::get_by_id(store, &account_id, &local).await?.map(|k| Node::AppKey(k.into()))
         }
         NodeKind::Role => {
             PermissionGuard::any_of(R::READ_ROLES).check(ctx).await?;
-            match roles::by_ids(db, &account_id, &[local], "id").await {
-                Ok(mut found) => found.pop().map(|r| Node::Role(r.into())),
-                Err(AppError::BadUserInput { .. }) => None,
-                Err(other) => return Err(other.into()),
-            }
+            roles::find(store, &account_id, &local).await?.map(|r| Node::Role(r.into()))
         }
         NodeKind::User => {
             PermissionGuard::new(R::SaveUser).check(ctx).await?;
-            match users::get(db, &account_id, &local).await {
+            match users::get(store, &account_id, &local).await {
                 Ok(user) => Some(Node::User(user.into())),
                 Err(AppError::NotFound(_)) => None,
                 Err(other) => return Err(other.into()),
@@ -89,15 +89,15 @@ async fn resolve(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>> {
         }
         NodeKind::AuditEvent => {
             PermissionGuard::any_of(R::READ_AUDIT).check(ctx).await?;
-            audit::get(db, &account_id, &local).await?.map(|e| Node::AuditEvent(e.into()))
+            audit::get(store, &account_id, &local).await?.map(|e| Node::AuditEvent(e.into()))
         }
         NodeKind::WebhookEndpoint => {
             PermissionGuard::any_of(R::READ_SETTINGS).check(ctx).await?;
-            webhooks::get_endpoint(db, &account_id, &local).await?.map(|e| Node::WebhookEndpoint(e.into()))
+            webhooks::get_endpoint(store, &account_id, &local).await?.map(|e| Node::WebhookEndpoint(e.into()))
         }
         NodeKind::WebhookDelivery => {
             PermissionGuard::any_of(R::READ_SETTINGS).check(ctx).await?;
-            webhooks::get_delivery(db, &account_id, &local).await?.map(|d| Node::WebhookDelivery(d.into()))
+            webhooks::get_delivery(store, &account_id, &local).await?.map(|d| Node::WebhookDelivery(d.into()))
         }
     })
 }

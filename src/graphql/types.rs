@@ -4,12 +4,12 @@ use async_graphql::{ComplexObject, Enum, InputObject, Json, MaybeUndefined, Obje
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
-use crate::service::audit::AuditEventView;
+use crate::service::events::audit::AuditEventView;
+use crate::service::identity::roles::{ResourceView, RoleView};
+use crate::service::identity::users::UserView;
+use crate::service::keys::settings::KeySettings;
 use crate::service::keys::{AppKeyView, Renewal};
-use crate::service::page::{Cursor, Paged, Total};
-use crate::service::roles::{ResourceView, RoleView};
-use crate::service::settings::KeySettings;
-use crate::service::users::UserView;
+use crate::service::store::page::{Cursor, Paged, Total};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
@@ -436,7 +436,7 @@ pub enum AppKeyOrderField {
 
 /// Ascending or descending.
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
-#[graphql(remote = "crate::service::page::Direction")]
+#[graphql(remote = "crate::service::store::page::Direction")]
 pub enum OrderDirection {
     /// Smallest, oldest or A first.
     Asc,

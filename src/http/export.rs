@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{error_response, ClientAddr};
 use crate::domain::Resource;
 use crate::error::AppError;
-use crate::service::export;
+use crate::service::keys::export;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

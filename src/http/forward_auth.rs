@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use super::{error_response, ClientAddr};
 use crate::auth::{Principal, PrincipalKind, ACCOUNT_HEADER};
 use crate::error::AppError;
-use crate::service::roles;
+use crate::service::identity::roles;
 use crate::state::AppState;
 
 const X_RESOURCES: HeaderName = HeaderName::from_static("x-resources");
@@ -43,7 +43,7 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
             missing.iter().filter(|id| !known.iter().any(|r| &r.id == *id)).map(String::as_str).collect();
         if !unknown.is_empty() {
             // Registered on another replica a moment ago? Ask the database before calling it a typo.
-            let fresh = match roles::catalogue(&state.store.db).await {
+            let fresh = match roles::catalogue(&state.store).await {
                 Ok(catalogue) => catalogue,
                 Err(error) => return error_response(&error),
             };

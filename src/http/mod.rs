@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::{ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 use crate::error::AppError;
 use crate::graphql::Schemas;
-use crate::service::RequestMeta;
+use crate::service::events::audit::RequestMeta;
 use crate::state::AppState;
 
 /// What the routes share: the application state, and the schema built over it.
@@ -181,8 +181,30 @@ pub(crate) fn request_error(status: StatusCode, message: &str) -> Response {
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::telemetry::render(&state);
+    let body = render_metrics(&state);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+}
+
+/// The metrics page: the recorded series plus gauges read now.
+fn render_metrics(state: &AppState) -> String {
+    let stats = state.auth.cache().stats();
+    metrics::counter!("appkeys_credential_cache_hits_total")
+        .absolute(stats.hits.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_misses_total")
+        .absolute(stats.misses.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_shared_total")
+        .absolute(stats.shared.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_refreshes_total")
+        .absolute(stats.refreshed.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!("appkeys_credential_cache_invalidations_total")
+        .absolute(stats.invalidated.load(std::sync::atomic::Ordering::Relaxed));
+    let (size, idle) = state.store.pool_use();
+    metrics::gauge!("appkeys_db_pool_connections").set(f64::from(size));
+    metrics::gauge!("appkeys_db_pool_idle_connections").set(f64::from(idle));
+    metrics::gauge!("appkeys_logins_in_progress")
+        .set(crate::service::identity::passwords::in_progress(&state.store) as f64);
+    metrics::gauge!("appkeys_last_use_pending").set(state.auth.last_use().pending() as f64);
+    crate::telemetry::render()
 }
 
 /// The router of `--metrics-bind`: `/metrics` alone.

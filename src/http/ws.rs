@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::{ClientAddr, HttpState};
 use crate::error::AppError;
 use crate::graphql::SocketCredential;
-use crate::service::RequestMeta;
+use crate::service::events::audit::RequestMeta;
 use crate::state::AppState;
 
 /// The `connection_init` payload entries read as credentials (names are case-insensitive).

@@ -1,13 +1,15 @@
 //! Whether a key and token may act on an account (README: "How a request is authenticated"). The
 //! answer is a plain `KeyGrant`; the `auth` layer turns it into a principal.
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::EntityTrait;
 use std::collections::BTreeSet;
 
-use super::{effective_status, find_access, find_key, has_access, pending_renewal, roles_of_accesses};
+use super::{effective_status, find_access, find_key, has_access, pending_renewal, roles_of_accesses, KeyStatus};
 use crate::domain::{AccountName, AppKeyValue, AppToken};
 use crate::entity::account;
 use crate::error::AppResult;
-use crate::service::{accounts, roles};
+use crate::service::identity::accounts;
+use crate::service::identity::roles;
+use crate::service::store::Store;
 
 /// What a key may do in the account it authenticated for.
 #[derive(Debug, Clone)]
@@ -25,16 +27,21 @@ pub struct KeyGrant {
 }
 
 /// Authenticates a key for an account (its own by default). `None` for every kind of failure, so no
-/// caller can tell which check failed.
-pub async fn authenticate<C: ConnectionTrait>(
-    db: &C,
+/// caller can tell which check failed; the server logs which one at debug (never the token).
+pub async fn authenticate(
+    store: &Store,
     value: &AppKeyValue,
     token: &AppToken,
     account: Option<&AccountName>,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Option<KeyGrant>> {
+    let db = store.db();
+    let now = store.now();
+    let refused = |cause: &'static str| {
+        tracing::debug!(key = %value.as_str(), cause, "key authentication refused");
+        Ok(None)
+    };
     let Some(key) = find_key(db, value).await? else {
-        return Ok(None);
+        return refused("no such key");
     };
     // The current token, or, while a renewal is pending, the previous one until its overlap ends.
     let valid_until = if token.digest().matches(&key.token_digest) {
@@ -42,7 +49,7 @@ pub async fn authenticate<C: ConnectionTrait>(
     } else {
         match (pending_renewal(&key, now), key.previous_token_digest.as_deref()) {
             (Some(renewal), Some(previous)) if token.digest().matches(previous) => renewal.old_token_expires_at,
-            _ => return Ok(None),
+            _ => return refused("wrong token"),
         }
     };
     let target = match account {
@@ -50,15 +57,16 @@ pub async fn authenticate<C: ConnectionTrait>(
         None => account::Entity::find_by_id(key.account_id.as_str()).one(db).await?,
     };
     let Some(target) = target else {
-        return Ok(None);
+        return refused("no such account");
     };
     let Some(access) = find_access(db, &key.id, &target.id).await? else {
-        return Ok(None);
+        return refused("no access to the account");
     };
     let roles =
         roles_of_accesses(db, std::slice::from_ref(&access), None).await?.remove(&access.id).unwrap_or_default();
-    if !has_access(effective_status(key.active, access.removed, key.expires_at, now), roles.len()) {
-        return Ok(None);
+    let status = effective_status(key.active, access.removed, key.expires_at, now);
+    if !has_access(status, roles.len()) {
+        return refused(if status == KeyStatus::Active { "no role in the account" } else { status.cause() });
     }
     // Whichever ends first: the key's expiry or the previous token's overlap.
     let valid_until = match (valid_until, key.expires_at) {

@@ -7,8 +7,11 @@ use super::{expiry_for, find_access, find_key, locate, AppKeyView, Located, View
 use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
 use crate::entity::{app_key, key_access, key_access_role};
 use crate::error::{AppError, AppResult};
-use crate::service::roles::{self, RoleView};
-use crate::service::{links, new_id, Ctx, Store};
+use crate::service::events::audit::Ctx;
+use crate::service::identity::roles::{self, RoleView};
+use crate::service::store::links;
+use crate::service::store::new_id;
+use crate::service::store::Store;
 
 async fn replace_roles<C: ConnectionTrait>(db: &C, access_id: &str, role_ids: &[String]) -> AppResult<()> {
     let rows = role_ids

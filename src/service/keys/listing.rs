@@ -6,22 +6,23 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    sea_query, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, QueryFilter,
-    QuerySelect, QueryTrait, RelationTrait, Select,
+    sea_query, ColumnTrait, Condition, DatabaseBackend, EntityTrait, JoinType, QueryFilter, QuerySelect, QueryTrait,
+    RelationTrait, Select,
 };
 use serde::Deserialize;
 
 use super::usage::unused_since_condition;
 use super::{
-    has_roles, locate, renewal_alert_condition, status_condition, view_of, AccessFacts, AppKeyView, KeyFacts,
-    KeyStatus, KeyType, LastUse, RenewalAlert, Viewpoint,
+    has_roles, locate, renewal_alert_condition, status_condition, view_of, visible_label_matches, visible_label_search,
+    AccessFacts, AppKeyView, KeyFacts, KeyStatus, KeyType, LastUse, RenewalAlert, Viewpoint,
 };
 use crate::entity::{account, app_key, key_access};
 use crate::error::{AppError, AppResult};
-use crate::service::folded::{self, opt_instant, Flag, Instant};
-use crate::service::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
-use crate::service::roles;
-use crate::service::{query_text, Store};
+use crate::service::identity::roles;
+use crate::service::store::folded::{self, opt_instant, Flag, Instant};
+use crate::service::store::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
+use crate::service::store::query_text;
+use crate::service::store::Store;
 
 /// Which page of keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +70,7 @@ impl KeyOrder {
             KeyOrder::Key => {
                 Some(SortBy { name: "key", expr: Expr::col((app_key::Entity, app_key::Column::Key)), value: text })
             }
-            KeyOrder::Label => Some(SortBy {
-                name: "label",
-                expr: Expr::case(Expr::col((key_access::Entity, key_access::Column::External)).eq(true), "")
-                    .finally(Expr::col((app_key::Entity, app_key::Column::LabelSearch)))
-                    .into(),
-                value: text,
-            }),
+            KeyOrder::Label => Some(SortBy { name: "label", expr: visible_label_search(), value: text }),
             KeyOrder::LastUsedAt => Some(SortBy {
                 name: "used",
                 expr: Func::coalesce([
@@ -94,12 +89,9 @@ impl KeyOrder {
             KeyOrder::CreatedAt => None,
             KeyOrder::Key => Some(view.key.clone()),
             KeyOrder::Label => Some(view.label.as_deref().map(str::to_lowercase).unwrap_or_default()),
-            KeyOrder::LastUsedAt => Some(
-                view.last_use
-                    .as_ref()
-                    .map_or_else(never, |u| u.at)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
+            KeyOrder::LastUsedAt => {
+                Some(crate::domain::instant::to_microsecond(view.last_use.as_ref().map_or_else(never, |u| u.at)))
+            }
         }
     }
 }
@@ -326,6 +318,16 @@ pub async fn listing_statements(
     Ok((rows.statement, backend.build(&page::count_query(sea_query::SelectStatement::clone(&count)))))
 }
 
+/// Listing pages' statements, by what names them whole (see `memo_key`): the listing's part of
+/// the store.
+struct PageStatements(moka::sync::Cache<String, Arc<BuiltPage>>);
+
+impl Default for PageStatements {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(1_000))
+    }
+}
+
 /// One page of a listing in one query (see `page_statements`); the account's settings and the
 /// resource catalogue from memory when current; the total only when asked.
 pub async fn list(
@@ -339,11 +341,11 @@ pub async fn list(
     let at = Viewpoint::cached(store, who.account_id, who.account_name, who.now).await?;
     let build = || page_statements(&at, store.backend(), listing, filter, order, page).map(Arc::new);
     let built = match memo_key(&at, store.backend(), listing, filter, order, page) {
-        Some(key) => match store.page_statements().get(&key) {
+        Some(key) => match store.part::<PageStatements>().0.get(&key) {
             Some(built) => built,
             None => {
                 let built = build()?;
-                store.page_statements().insert(key, built.clone());
+                store.part::<PageStatements>().0.insert(key, built.clone());
                 built
             }
         },
@@ -352,7 +354,7 @@ pub async fn list(
     let count = built.1.clone();
     let catalogue = match &at.catalogue {
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
-        None => std::borrow::Cow::Owned(roles::catalogue(&store.db).await?),
+        None => std::borrow::Cow::Owned(roles::catalogue(store).await?),
     };
     let mut rows: Vec<PageRow> = folded::fetch_from(store, &built.0).await?;
     if store.backend() != DatabaseBackend::Postgres {
@@ -374,7 +376,7 @@ pub async fn list(
     }
     let mut views = HashMap::new();
     let items = rows.into_iter().map(|row| view_of_row(&at, row, &known, &catalogue, &mut views)).collect();
-    Ok(page::finish(items, page::Total::new(store.db.clone(), count), page))
+    Ok(page::finish(items, page::Total::new(store.db().clone(), count), page))
 }
 
 fn like_pattern(search: &str) -> LikeExpr {
@@ -393,10 +395,6 @@ fn like_pattern(search: &str) -> LikeExpr {
 /// every backend) or of the label (through `label_search`, lower-cased by appkeys itself).
 fn key_contains(search: &str) -> Expr {
     Expr::expr(Func::lower(Expr::col((app_key::Entity, app_key::Column::Key)))).like(like_pattern(search))
-}
-
-fn label_contains(search: &str) -> Expr {
-    Expr::col((app_key::Entity, app_key::Column::LabelSearch)).like(like_pattern(search))
 }
 
 fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppResult<Select<key_access::Entity>> {
@@ -421,23 +419,15 @@ fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppRes
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search, "filter.search")?;
-        // Another account's label is never shown, so it is never searched either.
-        select = select.filter(
-            Condition::any()
-                .add(key_contains(search))
-                .add(Condition::all().add(key_access::Column::External.eq(false)).add(label_contains(search))),
-        );
+        select =
+            select.filter(Condition::any().add(key_contains(search)).add(visible_label_matches(like_pattern(search))));
     }
     Ok(select)
 }
 
 /// `appKey(key)`: the key as this account sees it, or `None` when this account has never known it.
-pub async fn get<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    now: DateTime<Utc>,
-    raw_key: &str,
-) -> AppResult<Option<AppKeyView>> {
+pub async fn get(store: &Store, account_id: &str, raw_key: &str) -> AppResult<Option<AppKeyView>> {
+    let (db, now) = (store.db(), store.now());
     match locate(db, account_id, raw_key).await {
         Ok(located) => Ok(Some(located.view(db, &Viewpoint::of(db, account_id, now).await?).await?)),
         Err(AppError::NotFound(_)) => Ok(None),
@@ -447,13 +437,9 @@ pub async fn get<C: ConnectionTrait>(
 
 /// `node(id)` for a key: the key with this id as this account sees it (its own, or one it added),
 /// or `None`.
-pub async fn get_by_id<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-    now: DateTime<Utc>,
-    key_id: &str,
-) -> AppResult<Option<AppKeyView>> {
-    if !crate::service::is_id(key_id) {
+pub async fn get_by_id(store: &Store, account_id: &str, key_id: &str) -> AppResult<Option<AppKeyView>> {
+    let (db, now) = (store.db(), store.now());
+    if !crate::service::store::is_id(key_id) {
         return Ok(None);
     }
     let Some(key) = app_key::Entity::find_by_id(key_id).one(db).await? else {
@@ -469,7 +455,7 @@ pub async fn get_by_id<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::settings::KeySettings;
+    use crate::service::keys::settings::KeySettings;
 
     /// Every combination of what a page request can vary, seen from two instants and two renewal
     /// periods: where `memo_key` gives two of them the same key, they must build the same

@@ -4,14 +4,19 @@
 //! - `listing`: the "Application Keys" and "My Keys" pages and `appKey(key)`;
 //! - `changes`: every mutation (generate, add external, roles, activate/deactivate, delete);
 //! - `renewal`: renewing a key's token, finishing and undoing a renewal;
-//! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`.
+//! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`;
+//! - `usage`: last uses and deactivating unused keys; `announce`: the time-based key events;
+//! - `settings`: an account's key settings; `export`: the CSV and XLSX exports.
 //!
 //! A key is owned by one account (`app_keys`); each account it may act on has one `key_access` row
 //! (internal for the owner, external elsewhere) holding its roles there.
+pub mod announce;
 mod authenticate;
 mod changes;
+pub mod export;
 mod listing;
 mod renewal;
+pub mod settings;
 mod usage;
 
 use chrono::{DateTime, Utc};
@@ -30,11 +35,11 @@ pub use listing::{
 pub use renewal::{finish_renewal, renew, undo_renewal, Renew, RenewedKey, MAX_OVERLAP_SECS};
 pub use usage::{deactivate_unused, record_uses, KeyUse};
 
-use super::roles::{self, RoleView};
-use super::settings::{self, KeySettings};
 use crate::domain::AppKeyValue;
 use crate::entity::{account, app_key, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
+use crate::service::identity::roles::{self, RoleView};
+use settings::KeySettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
@@ -56,6 +61,15 @@ impl KeyStatus {
             KeyStatus::Active => "ACTIVE",
             KeyStatus::Inactive => "INACTIVE",
             KeyStatus::Expired => "EXPIRED",
+        }
+    }
+
+    /// Why a key in this status may not act (for the server's log).
+    pub fn cause(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Inactive => "the key is inactive",
+            KeyStatus::Expired => "the key has expired",
         }
     }
 }
@@ -96,13 +110,34 @@ pub fn expiry_for(
             format!(
                 "expiresAt is at most {} days ahead (this account's maxLifetimeDays); the latest allowed is {}",
                 max_lifetime_days.unwrap_or_default(),
-                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                crate::domain::instant::to_second(latest)
             ),
         )),
         (Some(at), _) => Ok(Some(at)),
         (None, Some(latest)) => Ok(Some(latest)),
         (None, None) => Ok(current),
     }
+}
+
+/// A key's label as an account sees it: only its owner account sees it. Another account's label is
+/// never shown, sorted by, searched or exported; `visible_label_search` and `visible_label_matches`
+/// are its SQL twins (over `app_keys` joined with `key_access`).
+pub fn visible_label<T>(external: bool, label: T) -> Option<T> {
+    (!external).then_some(label)
+}
+
+/// The lower-cased label an account may sort by: its own keys' (`label_search`), `''` for others'.
+pub(super) fn visible_label_search() -> Expr {
+    Expr::case(Expr::col((key_access::Entity, key_access::Column::External)).eq(true), "")
+        .finally(Expr::col((app_key::Entity, app_key::Column::LabelSearch)))
+        .into()
+}
+
+/// The account's own keys whose lower-cased label is `LIKE pattern`.
+pub(super) fn visible_label_matches(pattern: sea_orm::sea_query::LikeExpr) -> Condition {
+    Condition::all()
+        .add(key_access::Column::External.eq(false))
+        .add(Expr::col((app_key::Entity, app_key::Column::LabelSearch)).like(pattern))
 }
 
 /// "Has access": effectively active here and holding at least one role here. Only such a key can
@@ -113,7 +148,7 @@ pub fn has_access(status: KeyStatus, roles_here: usize) -> bool {
 
 /// The SQL twin of `effective_status`, over `app_keys` joined with `key_access` (`internal_only`:
 /// over `app_keys` alone, for keys that are never removed from their own account).
-fn status_condition(status: KeyStatus, now: DateTime<Utc>, internal_only: bool) -> Condition {
+pub(super) fn status_condition(status: KeyStatus, now: DateTime<Utc>, internal_only: bool) -> Condition {
     let expires = || Expr::col((app_key::Entity, app_key::Column::ExpiresAt));
     let expired = Condition::all().add(expires().is_not_null()).add(expires().lte(now));
     let mut switched_on = Condition::all().add(Expr::col((app_key::Entity, app_key::Column::Active)).eq(true));
@@ -201,6 +236,12 @@ fn alert_thresholds(now: DateTime<Utc>, period_days: u32) -> (DateTime<Utc>, Dat
     (recommended, recommended - chrono::Duration::days(HIGHLY_RECOMMENDED_AFTER_DAYS))
 }
 
+/// The SQL twin of "`renewal_alert` is not NONE": the token is older than the renewal period (the
+/// sweeper's `app_key.renewal_due` uses it, so the event and the alert turn at the same instant).
+pub(super) fn renewal_due_condition(now: DateTime<Utc>, period_days: u32) -> Condition {
+    renewal_alert_condition(RenewalAlert::None, now, period_days).not()
+}
+
 /// The SQL twin of `renewal_alert`, over `app_keys`.
 fn renewal_alert_condition(alert: RenewalAlert, now: DateTime<Utc>, period_days: u32) -> Condition {
     let (recommended, highly) = alert_thresholds(now, period_days);
@@ -232,7 +273,7 @@ impl Viewpoint {
         Ok(Self {
             account_id: account_id.to_owned(),
             now,
-            settings: settings::get(db, account_id).await?,
+            settings: settings::get_in(db, account_id).await?,
             account_name: None,
             catalogue: None,
         })
@@ -240,7 +281,7 @@ impl Viewpoint {
 
     /// For reads: the settings and the catalogue from memory when current, the name from the caller.
     pub async fn cached(
-        store: &crate::service::Store,
+        store: &crate::service::store::Store,
         account_id: &str,
         account_name: &str,
         now: DateTime<Utc>,
@@ -428,7 +469,7 @@ fn view_of(
         access_id,
         id: k.id,
         account: owner,
-        label: internal.then_some(k.label),
+        label: visible_label(!internal, k.label),
         created_by: internal.then(|| creator(&k.created_by)),
         key: k.key,
         key_type: if internal { KeyType::Internal } else { KeyType::External },
@@ -530,6 +571,14 @@ async fn locate<C: ConnectionTrait>(db: &C, account_id: &str, raw_key: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_exactly_the_renewal_period_old_needs_no_renewal_and_a_microsecond_older_does() {
+        let made = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.000001Z").expect("an instant").to_utc();
+        let period = made + chrono::Duration::days(90);
+        assert_eq!(renewal_alert(made, period, 90), RenewalAlert::None);
+        assert_eq!(renewal_alert(made, period + chrono::Duration::microseconds(1), 90), RenewalAlert::Recommended);
+    }
 
     #[test]
     fn a_key_is_active_only_when_active_at_its_owner_and_not_removed_here() {

@@ -8,7 +8,10 @@ use super::{expiry_for, locate, pending_renewal, AppKeyView, Located, Viewpoint}
 use crate::domain::AppToken;
 use crate::entity::app_key;
 use crate::error::{AppError, AppResult};
-use crate::service::{roles, Ctx, Store, WriteTxn};
+use crate::service::events::audit::Ctx;
+use crate::service::identity::roles;
+use crate::service::store::Store;
+use crate::service::store::WriteTxn;
 
 /// The longest overlap `oldTokenValidFor` may ask for: 90 days.
 pub const MAX_OVERLAP_SECS: i64 = 90 * 24 * 60 * 60;

@@ -8,8 +8,10 @@ use serde_json::json;
 use super::{effective_status, KeyStatus};
 use crate::entity::{account_setting, app_key, key_access};
 use crate::error::AppResult;
-use crate::service::audit::{self, AuditEntry};
-use crate::service::{truncate_chars, RequestMeta, Store};
+use crate::service::events::audit::RequestMeta;
+use crate::service::events::audit::{self, AuditEntry};
+use crate::service::store::truncate_chars;
+use crate::service::store::Store;
 
 /// One authenticated request of a key in an account, as the hot path noted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +79,7 @@ pub async fn deactivate_unused(store: &Store, now: DateTime<Utc>) -> AppResult<u
     };
     let accounts = account_setting::Entity::find()
         .filter(account_setting::Column::DeactivateUnusedAfterDays.is_not_null())
-        .all(&store.db)
+        .all(store.db())
         .await?;
     let mut deactivated = 0;
     for settings in accounts {

@@ -7,8 +7,11 @@ use sea_orm::sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::versions::Scope;
-use super::{events, Store, CREDENTIALS_CHANNEL, EVERYTHING};
+use crate::service::events::outbox;
+use crate::service::store::versions::Scope;
+use crate::service::store::Store;
+use crate::service::store::CREDENTIALS_CHANNEL;
+use crate::service::store::EVERYTHING;
 
 /// The scopes a credential notification names (none: everything).
 fn scopes_of(payload: &str) -> Vec<Scope> {
@@ -69,18 +72,18 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
 async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sqlx::Error> {
     let pool = PgPoolOptions::new().max_connections(1).connect(database_url).await?;
     let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen_all([CREDENTIALS_CHANNEL, events::EVENTS_CHANNEL]).await?;
+    listener.listen_all([CREDENTIALS_CHANNEL, outbox::EVENTS_CHANNEL]).await?;
     Ok((pool, listener))
 }
 
 /// Hands a committed event (by id) to this replica's subscribers and wakes the deliverer.
 async fn announce(store: &Store, event_id: &str) {
-    match events::load(&store.db, event_id).await {
-        Ok(Some(event)) => store.events().publish(event),
+    match outbox::load(store.db(), event_id).await {
+        Ok(Some(event)) => outbox::bus(store).publish(event),
         Ok(None) => {}
         Err(error) => error.log_if_internal(),
     }
-    store.events().wake_deliveries();
+    outbox::bus(store).wake_deliveries();
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use serde_json::json;
 
-use super::{Ctx, Store};
 use crate::domain::Days;
 use crate::entity::account_setting;
 use crate::error::AppResult;
+use crate::service::events::audit::Ctx;
+use crate::service::store::Store;
 
 /// VTEX offers 3 or 6 months; 90 days unless the account chooses otherwise.
 pub const DEFAULT_RENEWAL_PERIOD_DAYS: u32 = 90;
@@ -73,23 +74,38 @@ fn loaded(days: i32) -> Option<u32> {
     u32::try_from(days).ok()
 }
 
-pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<KeySettings> {
+pub async fn get(store: &Store, account_id: &str) -> AppResult<KeySettings> {
+    get_in(store.db(), account_id).await
+}
+
+/// The account's settings, read through `db` (a transaction's view).
+pub(in crate::service) async fn get_in<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<KeySettings> {
     let row = account_setting::Entity::find_by_id(account_id).one(db).await?;
     Ok(row.as_ref().map(from_row).unwrap_or_default())
+}
+
+/// The settings room's part of the store: accounts' settings as last read, with the change
+/// sequence read before them.
+struct SettingsCache(moka::sync::Cache<String, (u64, KeySettings)>);
+
+impl Default for SettingsCache {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(100_000))
+    }
 }
 
 /// The account's settings from this replica's memory when no change to the account was committed
 /// since they were read (the change stamps, `versions`, reach every replica), else from the database.
 pub async fn cached(store: &Store, account_id: &str) -> AppResult<KeySettings> {
     let versions = store.versions();
-    if let Some((since, settings)) = store.settings_cache().get(account_id) {
+    if let Some((since, settings)) = store.part::<SettingsCache>().0.get(account_id) {
         if versions.unchanged_since(since, account_id, None) {
             return Ok(settings);
         }
     }
     let since = versions.snapshot();
-    let settings = get(&store.db, account_id).await?;
-    store.settings_cache().insert(account_id.to_owned(), (since, settings));
+    let settings = get_in(store.db(), account_id).await?;
+    store.part::<SettingsCache>().0.insert(account_id.to_owned(), (since, settings));
     Ok(settings)
 }
 
@@ -112,7 +128,7 @@ pub async fn update(store: &Store, ctx: &Ctx<'_>, change: &SettingsChange) -> Ap
     let warning = days(change.expiry_warning_days, "expiryWarningDays", MAX_WARNING_DAYS)?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
-    let before = get(&*txn, account_id).await?;
+    let before = get_in(&*txn, account_id).await?;
     let after = KeySettings {
         renewal_period_days: renewal_period.unwrap_or(before.renewal_period_days),
         max_lifetime_days: max_lifetime.unwrap_or(before.max_lifetime_days),

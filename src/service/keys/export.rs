@@ -14,13 +14,15 @@ use serde_json::json;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
-use super::folded::{self, opt_instant, Flag, Instant};
-use super::keys;
-use super::roles;
-use super::{new_id, Ctx, Store};
 use crate::domain::DownloadToken;
 use crate::entity::{account, app_key, download_ticket, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
+use crate::service::events::audit::Ctx;
+use crate::service::identity::roles;
+use crate::service::keys;
+use crate::service::store::folded::{self, opt_instant, Flag, Instant};
+use crate::service::store::new_id;
+use crate::service::store::Store;
 
 pub const HEADER: [&str; 11] = [
     "key",
@@ -489,8 +491,8 @@ impl Names {
     }
 }
 
-/// An instant as the export writes it, RFC 3339 in UTC to the second (as chrono's `to_rfc3339_opts`
-/// with `Secs`, written into `out` without allocating); nothing for none.
+/// An instant as the export writes it: `domain::instant::to_second`, written into `out` without
+/// allocating; nothing for none.
 fn write_instant(out: &mut String, at: Option<DateTime<Utc>>) {
     use chrono::{Datelike, Timelike};
     out.clear();
@@ -513,7 +515,7 @@ fn write_instant(out: &mut String, at: Option<DateTime<Utc>>) {
         }
         out.extend(text.iter().map(|&b| char::from(b)));
     } else {
-        out.push_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        out.push_str(&crate::domain::instant::to_second(at));
     }
 }
 
@@ -548,7 +550,7 @@ fn cells<'a>(row: &'a ExportRow, now: DateTime<Utc>, scratch: &'a mut Scratch) -
         status.as_str(),
         roles,
         created,
-        if row.external { "" } else { &row.label },
+        keys::visible_label(row.external, row.label.as_str()).unwrap_or_default(),
         token_created,
         if pending { "true" } else { "false" },
         last_used,
@@ -613,7 +615,7 @@ pub fn stream_in_chunks(
     chunk: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let now = store.now();
-    let db = store.db.clone();
+    let db = store.db().clone();
     let rx = read(store, account_id, Keys::All, chunk);
     let state = (rx, Names::default(), true);
     futures::stream::try_unfold(state, move |(mut rx, mut names, first_chunk)| {
@@ -647,7 +649,7 @@ fn read(store: Store, account_id: String, which: Keys, chunk: u64) -> tokio::syn
         if store.backend() == DatabaseBackend::Postgres {
             let statement = copy_statement(&account_id, which);
             let per_batch = usize::try_from(chunk).unwrap_or(usize::MAX);
-            if let Err(error) = copy_rows(&store.db, &account_id, &statement, per_batch, &tx).await {
+            if let Err(error) = copy_rows(store.db(), &account_id, &statement, per_batch, &tx).await {
                 let _ = tx.send(Err(error)).await;
             }
             return;
@@ -659,9 +661,9 @@ fn read(store: Store, account_id: String, which: Keys, chunk: u64) -> tokio::syn
         let (mut after, mut more) = (None::<String>, true);
         loop {
             while more && reading.len() < READERS {
-                match chunk_end(&store.db, &account_id, which, after.as_deref(), chunk).await {
+                match chunk_end(store.db(), &account_id, which, after.as_deref(), chunk).await {
                     Ok(Some(last)) => {
-                        let range = read_range(store.db.clone(), account_id.clone(), which, after, last.clone());
+                        let range = read_range(store.db().clone(), account_id.clone(), which, after, last.clone());
                         reading.push_back(tokio::spawn(range));
                         after = Some(last);
                     }
@@ -718,7 +720,7 @@ pub async fn workbook(store: &Store, account_id: &str) -> AppResult<tempfile::Na
     'sheets: for (index, which) in [(0_u16, Keys::Internal), (1, Keys::External)] {
         let mut batches = read(store.clone(), account_id.to_owned(), which, KEYS_PER_CHUNK);
         while let Some(batch) = batches.recv().await {
-            let rows = parse_batch(&store.db, &mut names, batch?).await?;
+            let rows = parse_batch(store.db(), &mut names, batch?).await?;
             let records = records(&rows, now);
             if tx.send((index, records)).await.is_err() {
                 break 'sheets; // the writer failed; its error is reported below
@@ -847,7 +849,7 @@ mod tests {
         {
             let at: DateTime<Utc> = text.parse().expect("an instant");
             write_instant(&mut out, Some(at));
-            assert_eq!(out, at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "{text}");
+            assert_eq!(out, crate::domain::instant::to_second(at), "{text}");
         }
         write_instant(&mut out, None);
         assert_eq!(out, "");

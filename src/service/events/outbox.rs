@@ -1,20 +1,21 @@
 //! Lifecycle events of keys: the outbox. Every key change writes its event in the change's own
 //! transaction (hooked on the audit entry it already writes), together with one pending delivery per
-//! webhook endpoint that wants it; the time-based events (expiring, expired, renewal due) are
-//! produced once each by `announce_due`, one replica at a time. After commit the events reach this
+//! webhook endpoint that wants it (the time-based events come from `keys::announce`). After commit the events reach this
 //! replica's subscribers at once and other replicas' through NOTIFY (`EVENTS_CHANNEL`).
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
-use super::webhooks::DeliveryStatus;
-use super::{accounts, new_id, settings, truncate_chars, Store, WriteTxn};
-use crate::entity::{account, account_setting, app_key, key_event, webhook_delivery, webhook_endpoint};
+use crate::entity::{key_event, webhook_delivery, webhook_endpoint};
 use crate::error::AppResult;
+use crate::service::store::account_name;
+use crate::service::store::new_id;
+use crate::service::store::truncate_chars;
+use crate::service::store::Store;
+use crate::service::store::WriteTxn;
 
 /// The PostgreSQL channel on which a committed event's id reaches every replica.
 pub const EVENTS_CHANNEL: &str = "appkeys_events";
@@ -99,6 +100,36 @@ impl EventType {
     }
 }
 
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not delivered yet; attempted when due.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Not delivered within the retry window; no more attempts.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "PENDING",
+            DeliveryStatus::Delivered => "DELIVERED",
+            DeliveryStatus::Failed => "FAILED",
+        }
+    }
+
+    pub(super) fn stored(raw: &str) -> Self {
+        match raw {
+            "DELIVERED" => DeliveryStatus::Delivered,
+            "FAILED" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
 /// One event as subscribers see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyEvent {
@@ -147,6 +178,11 @@ impl EventBus {
     }
 }
 
+/// This replica's event bus (the outbox's part of the store).
+pub fn bus(store: &Store) -> std::sync::Arc<EventBus> {
+    store.part::<EventBus>()
+}
+
 /// Writes `event_type` about `key` into the outbox of `account_id`, with a pending delivery for each
 /// endpoint of the account that wants it, in the change's transaction. `details` goes into the
 /// webhook body's `data` (the audit entry's before/after states, or what a scheduled event is about).
@@ -160,7 +196,7 @@ pub(crate) async fn record(
 ) -> AppResult<()> {
     let at = txn.now();
     let id = new_id();
-    let account = accounts::name_of(&**txn, account_id).await?;
+    let account = account_name(&**txn, account_id).await?;
     let event = KeyEvent {
         id: id.clone(),
         account_id: account_id.to_owned(),
@@ -202,7 +238,16 @@ pub(crate) async fn record(
         .insert(&**txn)
         .await?;
     }
-    txn.note_event(event);
+    txn.notify_on_commit(EVENTS_CHANNEL, id);
+    let bus = txn.part::<EventBus>();
+    let postgres = txn.is_postgres();
+    txn.after_commit(move || {
+        bus.wake_deliveries();
+        // On PostgreSQL every replica, this one included, learns of the event from its notification.
+        if !postgres {
+            bus.publish(event);
+        }
+    });
     Ok(())
 }
 
@@ -239,7 +284,7 @@ pub async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<Option<KeyE
     let Some(row) = key_event::Entity::find_by_id(id).one(db).await? else {
         return Ok(None);
     };
-    let account = accounts::name_of(db, &row.account_id).await?;
+    let account = account_name(db, &row.account_id).await?;
     Ok(Some(KeyEvent {
         id: row.id,
         account_id: row.account_id,
@@ -249,114 +294,6 @@ pub async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<Option<KeyE
         actor: row.actor,
         at: row.at,
     }))
-}
-
-/// Lock id for announcing time-based events, so that one replica at a time does it.
-const ANNOUNCE_LOCK_ID: i64 = 0x0061_7070_6b65_7903;
-
-/// Produces the time-based events that are due at `now`, each once per key and anchor (an expiry
-/// moved or a token renewed makes a new one due): `app_key.expiring` within the account's
-/// `expiryWarningDays` of `expiresAt`, `app_key.expired` once it passed, `app_key.renewal_due` once the
-/// token is older than `renewalPeriodDays`. Only active internal keys are announced as expiring or due;
-/// any key's expiry is announced. Returns how many events it wrote.
-pub async fn announce_due(store: &Store, now: DateTime<Utc>) -> AppResult<usize> {
-    let Some(lease) = store.try_lease(ANNOUNCE_LOCK_ID).await? else {
-        return Ok(0);
-    };
-    let settings: HashMap<String, account_setting::Model> =
-        account_setting::Entity::find().all(&store.db).await?.into_iter().map(|s| (s.account_id.clone(), s)).collect();
-    let accounts = account::Entity::find().all(&store.db).await?;
-    let mut announced = 0;
-    for account in accounts {
-        let rules = settings.get(&account.id).map(settings::from_row).unwrap_or_default();
-        announced += announce_in(store, &account.id, rules, now).await?;
-    }
-    lease.release().await?;
-    Ok(announced)
-}
-
-/// Which time-based event, about which anchor column, marked in which column.
-struct Due {
-    event_type: EventType,
-    anchor: app_key::Column,
-    mark: app_key::Column,
-    condition: Condition,
-}
-
-async fn announce_in(
-    store: &Store,
-    account_id: &str,
-    rules: settings::KeySettings,
-    now: DateTime<Utc>,
-) -> AppResult<usize> {
-    let warning = chrono::Duration::days(i64::from(rules.expiry_warning_days));
-    let period = chrono::Duration::days(i64::from(rules.renewal_period_days));
-    let dues = [
-        Due {
-            event_type: EventType::Expired,
-            anchor: app_key::Column::ExpiresAt,
-            mark: app_key::Column::ExpiredAnnouncedFor,
-            condition: Condition::all().add(app_key::Column::ExpiresAt.lte(now)),
-        },
-        Due {
-            event_type: EventType::Expiring,
-            anchor: app_key::Column::ExpiresAt,
-            mark: app_key::Column::ExpiringAnnouncedFor,
-            condition: Condition::all()
-                .add(app_key::Column::Active.eq(true))
-                .add(app_key::Column::ExpiresAt.gt(now))
-                .add(app_key::Column::ExpiresAt.lte(now + warning)),
-        },
-        Due {
-            event_type: EventType::RenewalDue,
-            anchor: app_key::Column::TokenCreatedAt,
-            mark: app_key::Column::RenewalDueAnnouncedFor,
-            condition: Condition::all()
-                .add(app_key::Column::Active.eq(true))
-                .add(app_key::Column::TokenCreatedAt.lte(now - period))
-                .add(
-                    Condition::any().add(app_key::Column::ExpiresAt.is_null()).add(app_key::Column::ExpiresAt.gt(now)),
-                ),
-        },
-    ];
-    // A due event's keys: this account's, meeting the condition, not yet announced for the anchor.
-    let due_keys = |due: &Due| {
-        app_key::Entity::find().filter(app_key::Column::AccountId.eq(account_id)).filter(due.condition.clone()).filter(
-            Condition::any()
-                .add(due.mark.is_null())
-                .add(Expr::col((app_key::Entity, due.mark)).ne(Expr::col((app_key::Entity, due.anchor)))),
-        )
-    };
-    // Read first, outside any write: most rounds find nothing.
-    let mut any = false;
-    for due in &dues {
-        any |= due_keys(due).one(&store.db).await?.is_some();
-    }
-    if !any {
-        return Ok(0);
-    }
-    let txn = store.begin_account_write(account_id).await?;
-    let mut count = 0;
-    for due in &dues {
-        let keys = due_keys(due).all(&*txn).await?;
-        for key in keys {
-            let (anchor, details) = match due.event_type {
-                EventType::RenewalDue => {
-                    (Some(key.token_created_at), json!({ "tokenCreatedAt": key.token_created_at }))
-                }
-                _ => (key.expires_at, json!({ "expiresAt": key.expires_at })),
-            };
-            app_key::Entity::update_many()
-                .col_expr(due.mark, Expr::value(anchor))
-                .filter(app_key::Column::Id.eq(key.id.as_str()))
-                .exec(&*txn)
-                .await?;
-            record(&txn, account_id, due.event_type, &key.key, "system", details).await?;
-            count += 1;
-        }
-    }
-    txn.commit_without_credential_change().await?;
-    Ok(count)
 }
 
 /// Deletes finished deliveries (delivered or failed) and events made before `before`, keeping every

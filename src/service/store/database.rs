@@ -7,7 +7,7 @@ use std::time::Duration;
 /// How long a first connection may take before appkeys gives up and says so.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The database a URL names, without credentials: `the SQLite file ./appkeys.db` or
+/// The database a URL names, without credentials: `the SQLite file ./appkeys.db()` or
 /// `PostgreSQL at db.example.com:5432/appkeys`.
 pub(super) fn describe(url: &str) -> String {
     if let Some(path) = sqlite_path(url) {
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_database_is_named_without_its_password() {
-        assert_eq!(describe("sqlite://appkeys.db?mode=rwc"), "(the SQLite file appkeys.db)");
+        assert_eq!(describe("sqlite://appkeys.db()?mode=rwc"), "(the SQLite file appkeys.db())");
         assert_eq!(
             describe("postgres://app:s3cret@db.example.com:6543/keys"),
             "(PostgreSQL at db.example.com:6543/keys)"
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_named() {
-        let error = probe_sqlite("/no/such/dir/appkeys.db").expect_err("no such directory");
+        let error = probe_sqlite("/no/such/dir/appkeys.db()").expect_err("no such directory");
         assert_eq!(error, "the directory /no/such/dir does not exist");
     }
 }

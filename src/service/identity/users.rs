@@ -1,15 +1,20 @@
 //! Users of an account: add (with a one-time password), set roles, remove. An account always keeps
 //! at least one Owner, and nobody grants or takes away more than it holds.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use std::collections::HashMap;
 
-use super::page::{self, PageRequest, Paged};
-use super::roles::{self, RoleView};
-use super::{is_id, links, new_id, Ctx, Store};
 use crate::domain::{Email, Password};
 use crate::entity::{role, user, user_role};
 use crate::error::{AppError, AppResult};
+use crate::service::events::audit::Ctx;
+use crate::service::identity::passwords;
+use crate::service::identity::roles::{self, RoleView};
+use crate::service::store::is_id;
+use crate::service::store::links;
+use crate::service::store::new_id;
+use crate::service::store::page::{self, PageRequest, Paged};
+use crate::service::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct UserView {
@@ -87,7 +92,16 @@ async fn with_roles<C: ConnectionTrait>(db: &C, users: Vec<user::Model>) -> AppR
         .collect())
 }
 
-pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) -> AppResult<UserView> {
+/// A user of the account, with roles.
+pub async fn get(store: &Store, account_id: &str, user_id: &str) -> AppResult<UserView> {
+    get_in(store.db(), account_id, user_id).await
+}
+
+pub(in crate::service) async fn get_in<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    user_id: &str,
+) -> AppResult<UserView> {
     if !is_id(user_id) {
         return Err(AppError::NotFound(format!("no user {user_id:?} in this account")));
     }
@@ -99,7 +113,8 @@ pub async fn get<C: ConnectionTrait>(db: &C, account_id: &str, user_id: &str) ->
     Ok(with_roles(db, vec![model]).await?.remove(0))
 }
 
-pub async fn list(db: &DatabaseConnection, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
+pub async fn list(store: &Store, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
+    let db = store.db();
     let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
     let mut paged = page::fetch(db, select, user::Column::Id, page).await?;
     let items = with_roles(db, std::mem::take(&mut paged.items)).await?;
@@ -119,10 +134,10 @@ async fn ensure_an_owner_remains<C: ConnectionTrait>(db: &C, account_id: &str) -
 pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String]) -> AppResult<(UserView, Password)> {
     let email = Email::parse(email).map_err(|e| e.at("input.email"))?;
     let account_id = &ctx.principal.account_id;
-    let granted = roles::by_ids(&store.db, account_id, role_ids, "input.roleIds").await?;
+    let granted = roles::by_ids(store.db(), account_id, role_ids, "input.roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &granted)?;
     let password = Password::generate();
-    let hash = store.hash_password(password.clone()).await?;
+    let hash = passwords::hash(store, password.clone()).await?;
     let txn = store.begin_account_write(account_id).await?;
     let clash = user::Entity::find()
         .filter(user::Column::AccountId.eq(account_id.as_str()))
@@ -146,13 +161,13 @@ pub async fn add(store: &Store, ctx: &Ctx<'_>, email: &str, role_ids: &[String])
 pub async fn set_roles(store: &Store, ctx: &Ctx<'_>, user_id: &str, role_ids: &[String]) -> AppResult<UserView> {
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
-    let before = get(&*txn, account_id, user_id).await?;
+    let before = get_in(&*txn, account_id, user_id).await?;
     let wanted = roles::by_ids(&*txn, account_id, role_ids, "roleIds").await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &wanted)?;
     let ids: Vec<String> = wanted.iter().map(|r| r.id.clone()).collect();
     link_roles(&*txn, user_id, &ids).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;
-    let after = get(&*txn, account_id, user_id).await?;
+    let after = get_in(&*txn, account_id, user_id).await?;
     let states = (json!({ "roles": before.role_names() }), json!({ "roles": after.role_names() }));
     ctx.audit(&txn, "user.set_roles", &after.email, Some(states.0), Some(states.1)).await?;
     txn.commit().await?;
@@ -162,7 +177,7 @@ pub async fn set_roles(store: &Store, ctx: &Ctx<'_>, user_id: &str, role_ids: &[
 pub async fn remove(store: &Store, ctx: &Ctx<'_>, user_id: &str) -> AppResult<()> {
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
-    let before = get(&*txn, account_id, user_id).await?;
+    let before = get_in(&*txn, account_id, user_id).await?;
     roles::ensure_can_change_roles(&ctx.principal.resources, &before.roles, &[])?;
     user::Entity::delete_by_id(user_id).exec(&*txn).await?;
     ensure_an_owner_remains(&*txn, account_id).await?;

@@ -107,9 +107,9 @@ pub async fn fetch_from<T: DeserializeOwned>(store: &super::Store, folded: &Fold
         }
     }
     if folded.rows.db_backend == DatabaseBackend::Postgres {
-        return fetch_rows(&store.db, folded).await;
+        return fetch_rows(store.db(), folded).await;
     }
-    fetch(&store.db, folded.statement.clone()).await
+    fetch(store.db(), folded.statement.clone()).await
 }
 
 /// PostgreSQL: the rows a `Folded` folds, each read as a `T` as `fetch` reads its folded row.
@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn rows_read_inline_are_the_rows_the_fold_gives() {
         let dir = tempfile::tempdir().expect("a directory");
-        let path = dir.path().join("rows.db");
+        let path = dir.path().join("rows.db()");
         let db = rusqlite::Connection::open(&path).expect("open");
         db.execute_batch(
             "CREATE TABLE t (id INTEGER, name TEXT, on_ INTEGER, at TEXT, until TEXT, note TEXT);

@@ -10,13 +10,36 @@ use tokio::sync::Semaphore;
 
 use crate::domain::{HashMemory, Password};
 use crate::error::{AppError, AppResult};
+use crate::service::store::Store;
 
+/// The hasher, installed in the store at start (`service::open`).
 pub struct Passwords {
     permits: Semaphore,
     limit: usize,
     /// One buffer per permit. Taken from the front and put back at the end, so every buffer is
     /// used in turn.
     memory: Mutex<VecDeque<HashMemory>>,
+}
+
+/// Hashes a password off the async threads, within the argon2 concurrency bound.
+pub async fn hash(store: &Store, password: Password) -> AppResult<String> {
+    store.installed::<Passwords>()?.hash(password).await
+}
+
+/// Verifies a password off the async threads, within the argon2 concurrency bound; `None` (an
+/// unknown user) costs the same and never verifies.
+pub async fn verify(store: &Store, password: Password, phc: Option<String>) -> AppResult<bool> {
+    store.installed::<Passwords>()?.verify(password, phc).await
+}
+
+/// Computes the unknown-user dummy hash now, off the async threads, not in the first login.
+pub async fn prepare(store: &Store) -> AppResult<()> {
+    store.installed::<Passwords>()?.prepare().await
+}
+
+/// Password verifications running now (each holds one of the bounded permits).
+pub fn in_progress(store: &Store) -> usize {
+    store.installed::<Passwords>().map(|p| p.in_progress()).unwrap_or(0)
 }
 
 impl Passwords {

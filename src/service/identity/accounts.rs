@@ -5,12 +5,17 @@ use sea_orm::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::audit::{self, AuditEntry};
-use super::{new_id, roles, users, RequestMeta, Store};
 use crate::config::Settings;
 use crate::domain::{AccountName, Email, Password};
 use crate::entity::{account, audit_event, session, user};
 use crate::error::{AppError, AppResult};
+use crate::service::events::audit::RequestMeta;
+use crate::service::events::audit::{self, AuditEntry};
+use crate::service::identity::passwords;
+use crate::service::identity::roles;
+use crate::service::identity::users;
+use crate::service::store::new_id;
+use crate::service::store::Store;
 
 /// A newly created account and its owner. `generated_password` is set only when appkeys chose the
 /// password, so it can be shown once.
@@ -27,14 +32,6 @@ pub async fn find_by_name<C: ConnectionTrait>(db: &C, name: &str) -> AppResult<O
     Ok(account::Entity::find().filter(account::Column::Name.eq(name)).one(db).await?)
 }
 
-pub async fn name_of<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<String> {
-    account::Entity::find_by_id(account_id)
-        .one(db)
-        .await?
-        .map(|a| a.name)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("account {account_id} vanished")))
-}
-
 /// Creates an account, its predefined roles and its owner, in one transaction.
 pub async fn create(
     store: &Store,
@@ -48,7 +45,7 @@ pub async fn create(
         Some(raw) => (Password::parse(raw).map_err(|e| e.at("ownerPassword"))?, false),
         None => (Password::generate(), true),
     };
-    let hash = store.hash_password(password.clone()).await?;
+    let hash = passwords::hash(store, password.clone()).await?;
     let txn = store.begin_write().await?;
     if find_by_name(&*txn, name.as_str()).await?.is_some() {
         return Err(AppError::Conflict(format!("account {name} already exists")));
@@ -89,7 +86,7 @@ pub async fn create(
 /// the owner never locks the operator out. Once the owner has logged in, it does nothing.
 pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<CreatedAccount>> {
     let chosen = settings.bootstrap_password.as_ref().map(|p| p.expose_secret().to_owned());
-    if account::Entity::find().count(&store.db).await? == 0 {
+    if account::Entity::find().count(store.db()).await? == 0 {
         return create(store, &settings.bootstrap_account, &settings.bootstrap_email, chosen.as_deref())
             .await
             .map(Some);
@@ -97,24 +94,24 @@ pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<C
     if chosen.is_some() {
         return Ok(None);
     }
-    let Some(account) = find_by_name(&store.db, &settings.bootstrap_account).await? else {
+    let Some(account) = find_by_name(store.db(), &settings.bootstrap_account).await? else {
         return Ok(None);
     };
     let Some(owner) = user::Entity::find()
         .filter(user::Column::AccountId.eq(account.id.as_str()))
         .order_by_asc(user::Column::Id)
-        .one(&store.db)
+        .one(store.db())
         .await?
     else {
         return Ok(None);
     };
-    if session::Entity::find().filter(session::Column::UserId.eq(owner.id.as_str())).count(&store.db).await? > 0 {
+    if session::Entity::find().filter(session::Column::UserId.eq(owner.id.as_str())).count(store.db()).await? > 0 {
         return Ok(None);
     }
     let created = audit_event::Entity::find()
         .filter(audit_event::Column::AccountId.eq(account.id.as_str()))
         .filter(audit_event::Column::Action.eq("account.create"))
-        .one(&store.db)
+        .one(store.db())
         .await?;
     let generated = created
         .and_then(|event| event.after)
@@ -124,7 +121,7 @@ pub async fn bootstrap(store: &Store, settings: &Settings) -> AppResult<Option<C
         return Ok(None);
     }
     let password = Password::generate();
-    let hash = store.hash_password(password.clone()).await?;
+    let hash = passwords::hash(store, password.clone()).await?;
     let txn = store.begin_write().await?;
     let mut active: user::ActiveModel = owner.into();
     active.password_hash = Set(hash);

@@ -6,10 +6,14 @@ use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{is_id, links, new_id, Ctx, Store};
 use crate::domain::{PredefinedRole, Resource, ResourceId, ResourceName, RoleName};
 use crate::entity::{resource, role, role_resource};
 use crate::error::{AppError, AppResult};
+use crate::service::events::audit::Ctx;
+use crate::service::store::is_id;
+use crate::service::store::links;
+use crate::service::store::new_id;
+use crate::service::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceView {
@@ -41,7 +45,7 @@ pub async fn seed_catalogue(store: &Store) -> AppResult<()> {
                 .update_columns([resource::Column::Name, resource::Column::Builtin])
                 .to_owned(),
         )
-        .exec(&store.db)
+        .exec(store.db())
         .await?;
     Ok(())
 }
@@ -68,7 +72,20 @@ pub async fn register_resource(store: &Store, id: &str, name: &str) -> AppResult
 }
 
 /// The catalogue as read at an instant.
-pub(crate) type CachedCatalogue = (std::time::Instant, std::sync::Arc<Vec<ResourceView>>);
+type CachedCatalogue = (std::time::Instant, std::sync::Arc<Vec<ResourceView>>);
+
+/// The roles room's part of the store: the catalogue as last read, and each account's roles with
+/// the change sequence read before them.
+struct RoleCaches {
+    catalogue: std::sync::RwLock<Option<CachedCatalogue>>,
+    facts: moka::sync::Cache<String, (u64, Arc<AccountRoles>)>,
+}
+
+impl Default for RoleCaches {
+    fn default() -> Self {
+        Self { catalogue: std::sync::RwLock::default(), facts: moka::sync::Cache::new(10_000) }
+    }
+}
 
 /// How long the catalogue is served from memory. It changes only when an operator registers a
 /// resource (which refreshes it on that replica at once); names are not what access is decided on.
@@ -77,25 +94,34 @@ const CATALOGUE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// The catalogue, from memory when read less than `CATALOGUE_TTL` ago: `viewer` and `/auth`'s
 /// checks then cost no database work.
 pub async fn cached_catalogue(store: &Store) -> AppResult<std::sync::Arc<Vec<ResourceView>>> {
-    if let Ok(cached) = store.catalogue.read() {
-        if let Some((_, catalogue)) = cached.as_ref().filter(|(read_at, _)| read_at.elapsed() < CATALOGUE_TTL) {
+    let caches = store.part::<RoleCaches>();
+    if let Ok(cached) = caches.catalogue.read() {
+        if let Some((_, catalogue)) = cached
+            .as_ref()
+            .filter(|(read_at, _)| store.clock().instant().saturating_duration_since(*read_at) < CATALOGUE_TTL)
+        {
             return Ok(catalogue.clone());
         }
     }
-    let fresh = std::sync::Arc::new(catalogue(&store.db).await?);
-    if let Ok(mut cached) = store.catalogue.write() {
-        *cached = Some((std::time::Instant::now(), fresh.clone()));
+    let fresh = std::sync::Arc::new(catalogue_in(store.db()).await?);
+    if let Ok(mut cached) = caches.catalogue.write() {
+        *cached = Some((store.clock().instant(), fresh.clone()));
     }
     Ok(fresh)
 }
 
 fn forget_catalogue(store: &Store) {
-    if let Ok(mut cached) = store.catalogue.write() {
+    if let Ok(mut cached) = store.part::<RoleCaches>().catalogue.write() {
         *cached = None;
     }
 }
 
-pub async fn catalogue<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView>> {
+/// The resource catalogue, read now.
+pub async fn catalogue(store: &Store) -> AppResult<Vec<ResourceView>> {
+    catalogue_in(store.db()).await
+}
+
+async fn catalogue_in<C: ConnectionTrait>(db: &C) -> AppResult<Vec<ResourceView>> {
     let rows = resource::Entity::find().order_by_asc(resource::Column::Id).all(db).await?;
     Ok(rows.into_iter().map(|r| ResourceView { id: r.id, name: r.name }).collect())
 }
@@ -167,7 +193,7 @@ pub type AccountRoles = HashMap<String, RoleFacts>;
 /// since they were read (every role change is one, and stamps its account: see `versions`; another
 /// replica's change arrives by its notification). A listing page then reads only its keys' role ids.
 pub async fn cached_facts(store: &Store, account_id: &str) -> AppResult<std::sync::Arc<AccountRoles>> {
-    if let Some((since, roles)) = store.role_cache().get(account_id) {
+    if let Some((since, roles)) = store.part::<RoleCaches>().facts.get(account_id) {
         if store.versions().unchanged_since(since, account_id, None) {
             return Ok(roles);
         }
@@ -178,8 +204,8 @@ pub async fn cached_facts(store: &Store, account_id: &str) -> AppResult<std::syn
 /// The account's roles read now (and remembered for `cached_facts`).
 pub async fn fresh_facts(store: &Store, account_id: &str) -> AppResult<std::sync::Arc<AccountRoles>> {
     let since = store.versions().snapshot();
-    let rows = role::Entity::find().filter(role::Column::AccountId.eq(account_id)).all(&store.db).await?;
-    let mut held = custom_resources(&store.db, &rows).await?;
+    let rows = role::Entity::find().filter(role::Column::AccountId.eq(account_id)).all(store.db()).await?;
+    let mut held = custom_resources(store.db(), &rows).await?;
     let roles: AccountRoles = rows
         .into_iter()
         .map(|r| {
@@ -189,14 +215,24 @@ pub async fn fresh_facts(store: &Store, account_id: &str) -> AppResult<std::sync
         })
         .collect();
     let roles = std::sync::Arc::new(roles);
-    store.role_cache().insert(account_id.to_owned(), (since, roles.clone()));
+    store.part::<RoleCaches>().facts.insert(account_id.to_owned(), (since, roles.clone()));
     Ok(roles)
 }
 
 /// Every role of the account, in display order.
-pub async fn list<C: ConnectionTrait>(db: &C, account_id: &str) -> AppResult<Vec<RoleView>> {
+pub async fn list(store: &Store, account_id: &str) -> AppResult<Vec<RoleView>> {
+    let db = store.db();
     let rows = in_display_order(role::Entity::find().filter(role::Column::AccountId.eq(account_id))).all(db).await?;
     views(db, rows).await
+}
+
+/// The role `id` of the account, if there is one.
+pub async fn find(store: &Store, account_id: &str, id: &str) -> AppResult<Option<RoleView>> {
+    match by_ids(store.db(), account_id, &[id.to_owned()], "id").await {
+        Ok(mut found) => Ok(found.pop()),
+        Err(AppError::BadUserInput { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
 }
 
 /// The roles with these ids in this account. Unknown ids (including other accounts' roles) are
@@ -257,7 +293,7 @@ pub async fn views_with<C: ConnectionTrait>(
     }
     let catalogue = match known_catalogue {
         Some(known) => std::borrow::Cow::Borrowed(known),
-        None => std::borrow::Cow::Owned(catalogue(db).await?),
+        None => std::borrow::Cow::Owned(catalogue_in(db).await?),
     };
     let mut custom = custom_resources(db, &rows).await?;
     Ok(rows
@@ -316,7 +352,7 @@ fn resource_ids(raw: &[String]) -> AppResult<Vec<String>> {
 }
 
 async fn ensure_resources_exist<C: ConnectionTrait>(db: &C, ids: &[String]) -> AppResult<()> {
-    let known: BTreeSet<String> = catalogue(db).await?.into_iter().map(|r| r.id).collect();
+    let known: BTreeSet<String> = catalogue_in(db).await?.into_iter().map(|r| r.id).collect();
     let unknown: Vec<&str> = ids.iter().filter(|id| !known.contains(*id)).map(String::as_str).collect();
     if unknown.is_empty() {
         Ok(())

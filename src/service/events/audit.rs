@@ -1,13 +1,50 @@
 //! The audit log: one event per change, written in the change's own transaction. Events carry
 //! identifiers and before/after states, never a token or a password.
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value};
 
-use super::events::{self, EventType};
-use super::page::{self, PageRequest, Paged};
-use super::{new_id, query_text, truncate_chars, RequestMeta, WriteTxn};
+use super::outbox::{self, EventType};
 use crate::entity::audit_event;
 use crate::error::AppResult;
+use crate::principal::Principal;
+use crate::service::store::page::{self, PageRequest, Paged};
+use crate::service::store::Store;
+use crate::service::store::{new_id, query_text, truncate_chars, WriteTxn};
+
+/// Who did something and from where: what every audit event records besides the change itself.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// The acting principal and the request it came in, handed to every mutation.
+pub struct Ctx<'a> {
+    pub principal: &'a Principal,
+    pub meta: &'a RequestMeta,
+}
+
+impl Ctx<'_> {
+    /// Records, in the change's own transaction, that this principal did `action` to `target`.
+    pub async fn audit(
+        &self,
+        txn: &WriteTxn,
+        action: &'static str,
+        target: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AppResult<()> {
+        let entry = AuditEntry {
+            account_id: &self.principal.account_id,
+            actor: &self.principal.actor(),
+            action,
+            target,
+            before,
+            after,
+        };
+        record(txn, self.meta, entry).await
+    }
+}
 
 /// One change to record.
 pub struct AuditEntry<'a> {
@@ -25,7 +62,7 @@ pub struct AuditEntry<'a> {
 pub async fn record(txn: &WriteTxn, meta: &RequestMeta, entry: AuditEntry<'_>) -> AppResult<()> {
     if let Some(event_type) = EventType::for_audit_action(entry.action) {
         let details = json!({ "before": entry.before, "after": entry.after });
-        events::record(txn, entry.account_id, event_type, entry.target, entry.actor, details).await?;
+        outbox::record(txn, entry.account_id, event_type, entry.target, entry.actor, details).await?;
     }
     audit_event::ActiveModel {
         id: Set(new_id()),
@@ -65,8 +102,9 @@ pub struct AuditFilter {
 }
 
 /// One event of the account by id (Relay `node`), or `None`.
-pub async fn get(db: &DatabaseConnection, account_id: &str, id: &str) -> AppResult<Option<AuditEventView>> {
-    if !super::is_id(id) {
+pub async fn get(store: &Store, account_id: &str, id: &str) -> AppResult<Option<AuditEventView>> {
+    let db = store.db();
+    if !crate::service::store::is_id(id) {
         return Ok(None);
     }
     let event =
@@ -89,11 +127,12 @@ fn view(e: audit_event::Model) -> AuditEventView {
 }
 
 pub async fn list(
-    db: &DatabaseConnection,
+    store: &Store,
     account_id: &str,
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<AuditEventView>> {
+    let db = store.db();
     let mut select = audit_event::Entity::find().filter(audit_event::Column::AccountId.eq(account_id));
     if let Some(action) = &filter.action {
         select = select.filter(audit_event::Column::Action.eq(query_text(action, "filter.action")?));

@@ -11,8 +11,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -20,41 +20,17 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::events::EventType;
-use super::page::{self, PageRequest, Paged};
-use super::{is_id, new_id, query_text, truncate_chars, Ctx, Store};
 use crate::entity::{key_event, server_secret, webhook_delivery, webhook_endpoint};
 use crate::error::{AppError, AppResult};
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    /// Not delivered yet; attempted when due.
-    Pending,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Not delivered within the retry window; no more attempts.
-    Failed,
-}
-
-impl DeliveryStatus {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "PENDING",
-            DeliveryStatus::Delivered => "DELIVERED",
-            DeliveryStatus::Failed => "FAILED",
-        }
-    }
-
-    fn stored(raw: &str) -> Self {
-        match raw {
-            "DELIVERED" => DeliveryStatus::Delivered,
-            "FAILED" => DeliveryStatus::Failed,
-            _ => DeliveryStatus::Pending,
-        }
-    }
-}
+use crate::service::events::audit::Ctx;
+use crate::service::events::outbox::DeliveryStatus;
+use crate::service::events::EventType;
+use crate::service::store::is_id;
+use crate::service::store::new_id;
+use crate::service::store::page::{self, PageRequest, Paged};
+use crate::service::store::query_text;
+use crate::service::store::truncate_chars;
+use crate::service::store::Store;
 
 const PENDING: DeliveryStatus = DeliveryStatus::Pending;
 
@@ -73,6 +49,29 @@ pub fn backoff(attempts: u32) -> chrono::Duration {
 /// Seals webhook secrets at rest with ChaCha20-Poly1305 under the server's key (`--secrets-key`, or
 /// a key generated once and kept in `server_secrets`). The endpoint id is bound in as associated
 /// data, so a sealed secret cannot be moved to another endpoint.
+/// The key that seals webhook secrets, loaded at start (`load_secret_box`): the webhooks' part of the
+/// store.
+#[derive(Default)]
+struct SecretSlot(std::sync::OnceLock<SecretBox>);
+
+/// Loads (or on first start creates) the key that seals webhook secrets, for this store.
+pub async fn load_secret_box(store: &Store, configured: Option<&SecretString>) -> AppResult<()> {
+    let loaded = SecretBox::load(store, configured).await?;
+    let _ = store.part::<SecretSlot>().0.set(loaded);
+    Ok(())
+}
+
+/// What seals webhook secrets at rest (loaded by `load_secret_box`).
+fn secret_box(store: &Store) -> AppResult<SecretBox> {
+    store
+        .part::<SecretSlot>()
+        .0
+        .get()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the webhook secret key is not loaded")))
+}
+
+#[derive(Clone)]
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
 }
@@ -92,7 +91,7 @@ impl SecretBox {
             })?;
             return Ok(Self::new(key));
         }
-        if let Some(row) = server_secret::Entity::find_by_id(GENERATED_KEY_NAME).one(&store.db).await? {
+        if let Some(row) = server_secret::Entity::find_by_id(GENERATED_KEY_NAME).one(store.db()).await? {
             let key = parse_key(&row.value)
                 .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the stored webhook secrets key is malformed")))?;
             return Ok(Self::new(key));
@@ -104,7 +103,7 @@ impl SecretBox {
             value: Set(hex(&key)),
             created_at: Set(store.now()),
         }
-        .insert(&store.db)
+        .insert(store.db())
         .await?;
         Ok(Self::new(key))
     }
@@ -275,7 +274,8 @@ pub struct CreatedEndpoint {
     pub secret: SecretString,
 }
 
-pub async fn list_endpoints(db: &DatabaseConnection, account_id: &str) -> AppResult<Vec<EndpointView>> {
+pub async fn list_endpoints(store: &Store, account_id: &str) -> AppResult<Vec<EndpointView>> {
+    let db = store.db();
     let rows = webhook_endpoint::Entity::find()
         .filter(webhook_endpoint::Column::AccountId.eq(account_id))
         .order_by_asc(webhook_endpoint::Column::Id)
@@ -284,7 +284,8 @@ pub async fn list_endpoints(db: &DatabaseConnection, account_id: &str) -> AppRes
     Ok(rows.into_iter().map(endpoint_view).collect())
 }
 
-pub async fn get_endpoint(db: &DatabaseConnection, account_id: &str, id: &str) -> AppResult<Option<EndpointView>> {
+pub async fn get_endpoint(store: &Store, account_id: &str, id: &str) -> AppResult<Option<EndpointView>> {
+    let db = store.db();
     if !is_id(id) {
         return Ok(None);
     }
@@ -330,7 +331,7 @@ pub async fn create_endpoint(
 ) -> AppResult<CreatedEndpoint> {
     let url = check_url(query_text(url, "input.url")?, allow_private)?;
     let events = event_list(events)?;
-    let secret_box = store.secret_box()?;
+    let secret_box = secret_box(store)?;
     let account_id = &ctx.principal.account_id;
     let txn = store.begin_account_write(account_id).await?;
     let count = webhook_endpoint::Entity::find()
@@ -407,11 +408,12 @@ pub struct DeliveryFilter {
 
 /// The account's deliveries, newest first; each with its event's type and key (one more query per page).
 pub async fn list_deliveries(
-    db: &DatabaseConnection,
+    store: &Store,
     account_id: &str,
     filter: &DeliveryFilter,
     page: &PageRequest,
 ) -> AppResult<Paged<DeliveryView>> {
+    let db = store.db();
     let mut select = webhook_delivery::Entity::find().filter(webhook_delivery::Column::AccountId.eq(account_id));
     if let Some(endpoint_id) = &filter.endpoint_id {
         if !is_id(endpoint_id) {
@@ -430,7 +432,8 @@ pub async fn list_deliveries(
     }))
 }
 
-pub async fn get_delivery(db: &DatabaseConnection, account_id: &str, id: &str) -> AppResult<Option<DeliveryView>> {
+pub async fn get_delivery(store: &Store, account_id: &str, id: &str) -> AppResult<Option<DeliveryView>> {
+    let db = store.db();
     if !is_id(id) {
         return Ok(None);
     }
@@ -505,7 +508,7 @@ pub async fn claim_due(
     };
     // Read first, outside any write: the deliverer polls every second and most polls find nothing
     // (on SQLite a write would take the one writer's lock each time).
-    if due_rows().one(&store.db).await?.is_none() {
+    if due_rows().one(store.db()).await?.is_none() {
         return Ok(Vec::new());
     }
     let txn = store.begin_write().await?;
@@ -540,7 +543,7 @@ pub async fn claim_due(
         .collect();
     let events = events_by_id(&*txn, due.iter().map(|d| d.event_id.as_str())).await?;
     txn.commit_without_credential_change().await?;
-    let secret_box = store.secret_box()?;
+    let secret_box = secret_box(store)?;
     Ok(due
         .into_iter()
         .filter_map(|d| {
@@ -602,7 +605,8 @@ pub async fn record_outcome(store: &Store, claimed: &Claimed, outcome: Outcome) 
 }
 
 /// Deliveries waiting to be sent, on every replica (for `/metrics`).
-pub async fn backlog(db: &DatabaseConnection) -> AppResult<u64> {
+pub async fn backlog(store: &Store) -> AppResult<u64> {
+    let db = store.db();
     Ok(webhook_delivery::Entity::find().filter(webhook_delivery::Column::Status.eq(PENDING.as_str())).count(db).await?)
 }
 

@@ -2,12 +2,19 @@
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
-use super::audit::{self, AuditEntry};
-use super::users::{self, UserView};
-use super::{accounts, new_id, Ctx, RequestMeta, Store};
 use crate::domain::{AccountName, Email, Password, SessionToken};
 use crate::entity::{session, user};
 use crate::error::{AppError, AppResult};
+use crate::service::events::audit::Ctx;
+use crate::service::events::audit::RequestMeta;
+use crate::service::events::audit::{self, AuditEntry};
+use crate::service::identity::accounts;
+use crate::service::identity::passwords;
+use crate::service::identity::roles;
+use crate::service::identity::users::{self, UserView};
+use crate::service::store::account_name;
+use crate::service::store::new_id;
+use crate::service::store::Store;
 
 pub struct LoginOutcome {
     pub token: SessionToken,
@@ -28,7 +35,7 @@ pub async fn login(
 ) -> AppResult<LoginOutcome> {
     let password = Password::for_verification(password);
     let account = match AccountName::parse(account) {
-        Ok(name) => accounts::find_by_name(&store.db, name.as_str()).await?,
+        Ok(name) => accounts::find_by_name(store.db(), name.as_str()).await?,
         Err(_) => None,
     };
     let email = Email::parse(email).ok();
@@ -37,13 +44,20 @@ pub async fn login(
             user::Entity::find()
                 .filter(user::Column::AccountId.eq(account.id.as_str()))
                 .filter(user::Column::Email.eq(email.as_str()))
-                .one(&store.db)
+                .one(store.db())
                 .await?
         }
         _ => None,
     };
-    let verified = store.verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-    let (Some(account), Some(user), true) = (account.as_ref(), user, verified) else {
+    let verified = passwords::verify(store, password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let (Some(account), Some(user), true) = (account.as_ref(), user.as_ref(), verified) else {
+        // The caller gets one generic answer; the server's log says which check failed.
+        let cause = match (&account, &user) {
+            (None, _) => "no such account",
+            (Some(_), None) => "no such user in the account",
+            (Some(_), Some(_)) => "wrong password",
+        };
+        tracing::debug!(cause, "login refused");
         if let Some(account) = &account {
             let txn = store.begin_write().await?;
             let target = email.as_ref().map_or("(invalid email)", Email::as_str);
@@ -90,13 +104,50 @@ pub async fn login(
         },
     )
     .await?;
-    let view = users::get(&*txn, &account.id, &user.id).await?;
+    let view = users::get_in(&*txn, &account.id, &user.id).await?;
     txn.commit_without_credential_change().await?;
     Ok(LoginOutcome { token, expires_at, user: view, account: account.name.clone() })
 }
 
+/// What a live session grants: its user, the account and the resources the user's roles hold there.
+pub struct SessionGrant {
+    pub session_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub resources: std::collections::BTreeSet<String>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The grant of a live session token, in `account` if one is asked for (`None` for every kind of
+/// failure, as for keys).
+pub async fn grant(
+    store: &Store,
+    token: &SessionToken,
+    account: Option<&AccountName>,
+) -> AppResult<Option<SessionGrant>> {
+    let Some((session, user)) = resolve(store.db(), token, store.now()).await? else {
+        return Ok(None);
+    };
+    let account_name = account_name(store.db(), &user.account_id).await?;
+    if account.is_some_and(|requested| requested.as_str() != account_name) {
+        return Ok(None);
+    }
+    let view = users::get_in(store.db(), &user.account_id, &user.id).await?;
+    Ok(Some(SessionGrant {
+        session_id: session.id,
+        user_id: user.id,
+        email: user.email,
+        account_id: user.account_id,
+        account_name,
+        resources: roles::union_resources(&view.roles),
+        expires_at: session.expires_at,
+    }))
+}
+
 /// The live (unexpired, unrevoked) session behind a token, with its user.
-pub async fn resolve<C: ConnectionTrait>(
+async fn resolve<C: ConnectionTrait>(
     db: &C,
     token: &SessionToken,
     now: chrono::DateTime<chrono::Utc>,

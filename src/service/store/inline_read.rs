@@ -13,7 +13,6 @@
 //! with a value this module does not bind exactly as sqlx would (`bind`), or one that fails for any
 //! reason: the usual way then gives the usual answer or error. `appkeys_sqlite_inline_reads_total`
 //! counts the reads by outcome.
-use chrono::SecondsFormat;
 use rusqlite::types::{ToSqlOutput, Value as Owned, ValueRef};
 use rusqlite::OpenFlags;
 use sea_orm::{Statement, Value};
@@ -208,7 +207,7 @@ fn bind(value: &Value) -> Option<ToSqlOutput<'_>> {
         Value::String(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
         Value::String(None) => owned(None),
         // sqlx writes an instant with a zone as RFC 3339, seconds' fraction as needed.
-        Value::ChronoDateTimeUtc(t) => owned(t.map(|t| Owned::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)))),
+        Value::ChronoDateTimeUtc(t) => owned(t.map(|t| Owned::Text(crate::domain::instant::as_sqlx_writes_it(t)))),
         _ => return None,
     })
 }
@@ -230,7 +229,7 @@ mod tests {
     /// A SQLite file in WAL mode holding `table`, with a sqlx connection to it.
     async fn database(table: &'static str) -> (tempfile::TempDir, String, sea_orm::sqlx::SqliteConnection) {
         let dir = tempfile::tempdir().expect("a directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("inline.db").display());
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("inline.db()").display());
         let mut sqlx = sea_orm::sqlx::SqliteConnection::connect(&url).await.expect("connect");
         sea_orm::sqlx::query("PRAGMA journal_mode = WAL").execute(&mut sqlx).await.expect("wal");
         sea_orm::sqlx::query(table).execute(&mut sqlx).await.expect("table");
@@ -241,9 +240,9 @@ mod tests {
     fn only_a_sqlite_file_is_read_inline() {
         assert!(InlineReader::for_url("postgres://localhost/appkeys", 0).is_none());
         assert!(InlineReader::for_url("sqlite::memory:", 0).is_none());
-        assert!(InlineReader::for_url("sqlite://x.db?mode=memory", 0).is_none());
-        let reader = InlineReader::for_url("sqlite://data/appkeys.db?mode=rwc", 0).expect("a file");
-        assert_eq!(reader.path, PathBuf::from("data/appkeys.db"));
+        assert!(InlineReader::for_url("sqlite://x.db()?mode=memory", 0).is_none());
+        let reader = InlineReader::for_url("sqlite://data/appkeys.db()?mode=rwc", 0).expect("a file");
+        assert_eq!(reader.path, PathBuf::from("data/appkeys.db()"));
     }
 
     /// Every value bound here compares in SQL exactly as the same value bound by sqlx: each is
