@@ -2,26 +2,19 @@
 //! server: GraphiQL loads from the binary alone — no request leaves the server's origin — and runs a
 //! query through its UI with a session header. Runs when `APPKEYS_TEST_CHROMEDRIVER` names the
 //! chromedriver binary at build time (CI installs chromium and chromium-driver and sets it).
-use crate::helpers::binary::free_port;
+use crate::helpers::process::{free_port, listening, ChildGuard};
 use crate::helpers::{Auth, Backend, TestApp};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHROMEDRIVER_ENV: &str = "APPKEYS_TEST_CHROMEDRIVER";
 
 /// chromedriver on a free port; killed when dropped.
 pub struct Driver {
-    child: Child,
+    _child: ChildGuard,
     pub url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Driver {
@@ -29,20 +22,13 @@ impl Driver {
         let binary =
             std::env::var(CHROMEDRIVER_ENV).unwrap_or_else(|_| panic!("{CHROMEDRIVER_ENV} names chromedriver"));
         let port = free_port();
-        let child = Command::new(&binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{CHROMEDRIVER_ENV} is set but chromedriver did not start: {e}"));
-        let driver = Self { child, url: format!("http://127.0.0.1:{port}") };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return driver;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("chromedriver did not listen on {port}");
+        let child = ChildGuard::spawn(
+            Command::new(&binary).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()),
+            &format!("chromedriver ({CHROMEDRIVER_ENV})"),
+        );
+        let driver = Self { _child: child, url: format!("http://127.0.0.1:{port}") };
+        assert!(listening(port, Duration::from_secs(5)).await, "chromedriver did not listen on {port}");
+        driver
     }
 
     /// A headless chromium session.

@@ -2,7 +2,7 @@
 //! errors, `extensions.field` on bad input), no-op changes that write nothing, `/auth`'s answers to
 //! gateway mistakes, CORS exposure, a first start that cannot lock the operator out, and a CLI that
 //! says what is wrong.
-use crate::helpers::binary::free_port;
+use crate::helpers::process::{free_port, poll_until, ChildGuard};
 use crate::helpers::{Auth, Backend, TestApp};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -221,8 +221,7 @@ async fn a_first_start_cannot_lock_the_owner_out() {
 
     let (mut first, _, first_out) = start().await;
     let lost = one_time_password(&first_out);
-    first.kill().expect("killed before anyone logged in");
-    first.wait().expect("stopped");
+    first.kill();
 
     let (mut second, address, second_out) = start().await;
     let password = one_time_password(&second_out);
@@ -231,13 +230,11 @@ async fn a_first_start_cannot_lock_the_owner_out() {
     assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     let logged_in = login(address, password).await;
     assert!(logged_in["data"]["login"]["token"].is_string(), "{logged_in}");
-    second.kill().expect("killed");
-    second.wait().expect("stopped");
+    second.kill();
 
     // Once the owner has logged in, a start prints no password.
     let (mut third, _, third_out) = start().await;
-    third.kill().expect("killed");
-    third.wait().expect("stopped");
+    third.kill();
     let printed = std::fs::read_to_string(third_out).expect("its output");
     assert!(!printed.contains("password"), "{printed}");
     drop(busy);
@@ -245,10 +242,7 @@ async fn a_first_start_cannot_lock_the_owner_out() {
 
 /// Starts `appkeys serve` in `dir` on a free port, its stdout in `out`, and waits until it serves.
 /// A port taken by someone else in the meantime just means another try.
-async fn start_serving(
-    dir: std::path::PathBuf,
-    out: std::path::PathBuf,
-) -> (std::process::Child, String, std::path::PathBuf) {
+async fn start_serving(dir: std::path::PathBuf, out: std::path::PathBuf) -> (ChildGuard, String, std::path::PathBuf) {
     start_serving_url(dir, out, "sqlite://appkeys.db?mode=rwc").await
 }
 
@@ -257,33 +251,39 @@ async fn start_serving_url(
     dir: std::path::PathBuf,
     out: std::path::PathBuf,
     url: &str,
-) -> (std::process::Child, String, std::path::PathBuf) {
+) -> (ChildGuard, String, std::path::PathBuf) {
     for _ in 0..5 {
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_appkeys"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", url])
-            .current_dir(&dir)
-            .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("an output file"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
+        let mut child = ChildGuard::spawn(
+            Command::new(env!("CARGO_BIN_EXE_appkeys"))
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", url])
+                .current_dir(&dir)
+                .env_remove("APPKEYS_BOOTSTRAP_PASSWORD")
+                .env_remove("DATABASE_URL")
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).expect("an output file"))
+                .stderr(Stdio::null()),
+            "appkeys serve",
+        );
         let address = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if child.try_wait().expect("its status").is_some() {
-                break; // it could not start (the port was taken): try another
+        let client = reqwest::Client::new();
+        let mut exited = false;
+        let serving = poll_until(Duration::from_secs(60), || {
+            // A start that exited could not bind (the port was taken): try another.
+            exited = child.has_exited();
+            let request = (!exited).then(|| client.get(format!("{address}/readyz")).send());
+            async move {
+                match request {
+                    Some(request) => request.await.is_ok_and(|r| r.status().is_success()),
+                    None => true,
+                }
             }
-            if reqwest::get(format!("{address}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
-                return (child, address, out);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if serving && !exited {
+            return (child, address, out);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
     panic!("appkeys serve did not start");
 }
@@ -358,6 +358,5 @@ async fn a_chosen_bootstrap_password_is_kept() {
         .await
         .expect("json");
     assert!(logged_in["data"]["login"]["token"].is_string(), "{logged_in}");
-    child.kill().expect("killed");
-    child.wait().expect("stopped");
+    child.kill();
 }

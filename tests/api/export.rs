@@ -237,12 +237,12 @@ async fn chunk_boundaries_never_split_a_key(app: &TestApp) {
         }
     }
     let account_id =
-        appkeys::service::accounts::find_by_name(&app.store().db, "main").await.expect("query").expect("main").id;
+        appkeys::service::identity::accounts::find_by_name(app.db(), "main").await.expect("query").expect("main").id;
     for chunk in [1, 2, 3, 4, 7] {
         use futures::StreamExt;
         let mut body = Vec::new();
         let mut stream =
-            Box::pin(appkeys::service::export::stream_in_chunks(app.store().clone(), account_id.clone(), chunk));
+            Box::pin(appkeys::service::keys::export::stream_in_chunks(app.store().clone(), account_id.clone(), chunk));
         while let Some(part) = stream.next().await {
             body.extend(part.expect("chunk"));
         }
@@ -271,12 +271,12 @@ async fn an_abandoned_export_leaves_the_pool_sound(backend: crate::helpers::Back
         app.generate_key(&owner, None, std::slice::from_ref(&restricted)).await;
     }
     let account_id =
-        appkeys::service::accounts::find_by_name(&app.store().db, "main").await.expect("query").expect("main").id;
+        appkeys::service::identity::accounts::find_by_name(app.db(), "main").await.expect("query").expect("main").id;
     for _ in 0..3 {
         // One key per part, and the reader waits once two parts are unread: it is mid-copy when
         // the client goes.
         let mut stream =
-            Box::pin(appkeys::service::export::stream_in_chunks(app.store().clone(), account_id.clone(), 1));
+            Box::pin(appkeys::service::keys::export::stream_in_chunks(app.store().clone(), account_id.clone(), 1));
         let first = stream.next().await.expect("a first part").expect("no error");
         assert!(!first.is_empty());
         drop(stream);

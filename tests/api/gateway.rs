@@ -6,22 +6,17 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::helpers::process::{free_port, listening, ChildGuard};
 
 const NGINX_ENV: &str = "APPKEYS_TEST_NGINX";
 
 struct Nginx {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The upstream echoes the identity headers the gateway added.
@@ -42,10 +37,6 @@ async fn start_upstream() -> u16 {
         let _ = axum::serve(listener, router).await;
     });
     port
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// The snippet the README ships, with this test's ports.
@@ -109,26 +100,22 @@ async fn start_nginx(binary: &str, appkeys: &str, upstream: u16) -> Nginx {
     let port = free_port();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, nginx_conf(dir.path(), port, appkeys, upstream)).expect("nginx.conf");
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf)
-        .arg("-g")
-        .arg("daemon off; master_process off;")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{NGINX_ENV} is set but nginx did not start: {e}"));
-    let nginx = Nginx { child, port, _dir: dir };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return nginx;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nginx did not listen on {port}");
+    let child = ChildGuard::spawn(
+        Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-g")
+            .arg("daemon off; master_process off;")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        &format!("nginx ({NGINX_ENV})"),
+    );
+    let nginx = Nginx { _child: child, port, _dir: dir };
+    assert!(listening(port, Duration::from_secs(5)).await, "nginx did not listen on {port}");
+    nginx
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

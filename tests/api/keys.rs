@@ -273,7 +273,23 @@ async fn one_hundred_keys_page_at_most_one_hundred(app: &TestApp) {
     assert_eq!(unique.len(), 100, "key values are unique");
 }
 
+/// The snapshot that proves "nothing changed" sees a changed value, not only a changed row count.
+async fn the_snapshot_sees_a_value_change_in_a_row(app: &TestApp) {
+    let owner = app.owner().await;
+    let (key, _) = app.generate_key(&owner, None, &[]).await;
+    let before = app.snapshot().await;
+    assert!(before.contains("seaql_migrations") && before.contains(&key), "every table, with its values");
+    app.graphql(&owner, "mutation($k: String!) { deactivateAppKey(key: $k) { key } }", json!({ "k": key }))
+        .await
+        .data("deactivateAppKey");
+    let audit_free = |snapshot: &str| -> String {
+        snapshot.lines().filter(|l| !l.contains("key.deactivate") && !l.contains("app_key.deactivated")).collect()
+    };
+    assert_ne!(audit_free(&app.snapshot().await), audit_free(&before), "the key's `active` changed");
+}
+
 crate::backend_tests!(
+    the_snapshot_sees_a_value_change_in_a_row,
     a_new_key_has_the_key_as_label_no_roles_and_no_access,
     labels_are_trimmed_bounded_and_free_of_control_characters,
     a_key_with_roles_calls_the_api_with_their_resources,

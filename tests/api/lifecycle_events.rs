@@ -80,7 +80,32 @@ async fn time_based_events_are_produced_once_each(app: &TestApp) {
     assert!(announced(app, &owner).await.contains(&pair("app_key.auto_deactivated", &lasting)));
 }
 
-crate::backend_tests!(time_based_events_are_produced_once_each);
+/// `app_key.renewal_due` turns at the instant `renewalAlert` leaves NONE: a token exactly
+/// `renewalPeriodDays` old is not due yet, one a microsecond older is.
+async fn renewal_is_due_at_the_instant_the_alert_turns(app: &TestApp) {
+    let owner = app.owner().await;
+    let create = "mutation { createWebhookEndpoint(input: {url: \"https://hooks.example.com/all\"}) { secret } }";
+    app.graphql(&owner, create, json!({})).await.data("createWebhookEndpoint");
+    let role = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, None, std::slice::from_ref(&role)).await;
+    let made =
+        app.graphql(&owner, "query($k: String!) { appKey(key: $k) { tokenCreatedAt } }", json!({ "k": key })).await;
+    let made = made.data("appKey.tokenCreatedAt");
+    let made: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_rfc3339(made.as_str().expect("an instant")).expect("RFC 3339").into();
+    let period = made + chrono::Duration::days(90);
+    let announce = |at| appkeys::service::keys::announce::announce_due(app.store(), at);
+    assert_eq!(announce(period).await.expect("a round"), 0, "exactly the renewal period old: not due");
+    assert!(!announced(app, &owner).await.contains(&pair("app_key.renewal_due", &key)));
+    assert_eq!(
+        announce(period + chrono::Duration::microseconds(1)).await.expect("a round"),
+        1,
+        "a microsecond older: due"
+    );
+    assert!(announced(app, &owner).await.contains(&pair("app_key.renewal_due", &key)));
+}
+
+crate::backend_tests!(time_based_events_are_produced_once_each, renewal_is_due_at_the_instant_the_alert_turns);
 
 /// Two PostgreSQL replicas announcing at once produce each event once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,14 +124,14 @@ async fn postgres_replicas_announce_each_event_once() {
     let other = replica.state().clone();
     let later = app.store().now() + chrono::Duration::days(2);
     let (a, b) = tokio::join!(
-        appkeys::service::events::announce_due(app.store(), later),
-        appkeys::service::events::announce_due(&other.store, later)
+        appkeys::service::keys::announce::announce_due(app.store(), later),
+        appkeys::service::keys::announce::announce_due(&other.store, later)
     );
     let (a, b) = (a.expect("first"), b.expect("second"));
     assert_eq!(a + b, 5, "five keys expired, announced once each ({a} + {b})");
     let (a, b) = tokio::join!(
-        appkeys::service::events::announce_due(app.store(), later),
-        appkeys::service::events::announce_due(&other.store, later)
+        appkeys::service::keys::announce::announce_due(app.store(), later),
+        appkeys::service::keys::announce::announce_due(&other.store, later)
     );
     assert_eq!(a.expect("first") + b.expect("second"), 0, "and never again");
     app.cleanup().await;

@@ -253,17 +253,17 @@ crate::backend_tests!(
 async fn sqlite_pages_are_read_inline_and_a_long_one_through_the_pool() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let owner = app.owner().await;
-    let reader = app.store().inline_reader().expect("a SQLite file is read inline");
+    let reader = || app.store().inline_read_counts().expect("a SQLite file is read inline");
     let (key, _) = app.generate_key(&owner, Some("just made"), &[]).await;
-    let before = reader.counts();
+    let before = reader();
     let first = app.graphql(&owner, "{ myKeys(first: 5) { edges { node { key } } } }", json!({})).await.data("myKeys");
     assert_eq!(keys_of(&first)[0], key, "a key committed a moment ago is on the page");
-    let after_page = reader.counts();
+    let after_page = reader();
     assert_eq!((after_page.inline, after_page.declined), (before.inline + 1, before.declined));
 
     // 5 000 copies of the key, written in SQL; one of them is the needle a search looks for.
     let copies = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)";
-    let db = &app.store().db;
+    let db = app.db();
     for sql in [
         format!(
             "{copies} INSERT INTO app_keys (id, key, account_id, label, label_search, token_digest, active, created_at, \
@@ -283,7 +283,7 @@ async fn sqlite_pages_are_read_inline_and_a_long_one_through_the_pool() {
     let search = r#"{ myKeys(first: 5, filter: {search: "needle"}) { edges { node { key label } } } }"#;
     let found = app.graphql(&owner, search, json!({})).await.data("myKeys");
     assert_eq!(keys_of(&found), vec![format!("{key}-1234")], "{found}");
-    let after_search = reader.counts();
+    let after_search = reader();
     assert_eq!((after_search.inline, after_search.declined), (after_page.inline, after_page.declined + 1));
     app.cleanup().await;
 }

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the Prometheus text format with requests per route and operation, authentication
 //! outcomes, the credential cache and the pool; on its own listener with `--metrics-bind`.
-use crate::helpers::binary::free_port;
+use crate::helpers::process::free_port;
 use crate::helpers::{Auth, Backend, TestApp};
 use serde_json::json;
 

@@ -11,7 +11,7 @@ async fn the_round_two_migrations_upgrade_existing_keys(app: &TestApp) {
     let (key, token) = app.generate_key(&owner, None, &[restricted]).await;
     // The server stops first (an upgrade does not run under a live server's background jobs).
     app.kill_server().await;
-    let db = &app.store().db;
+    let db = app.db();
     Migrator::down(db, Some(4)).await.expect("the renewal, expiry, last-use, events and index migrations go down");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await; // created and updated times differ from now
     Migrator::up(db, None).await.expect("and up again");

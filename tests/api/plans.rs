@@ -2,9 +2,9 @@
 //! without a cursor — its `totalCount` and the export's chunks reach an account's rows through an
 //! index, never by reading a whole table, on a database with many other accounts' keys and fresh
 //! statistics. Both backends: the sweeper's retention round finds old rows by index.
-use appkeys::service::export::Keys;
+use appkeys::service::keys::export::Keys;
 use appkeys::service::keys::{self, KeyFilter, KeyOrder, Lister, Listing};
-use appkeys::service::page::{Direction, PageRequest};
+use appkeys::service::store::page::{Direction, PageRequest};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use serde_json::json;
 
@@ -14,7 +14,7 @@ const SEEDED: i64 = 30_000;
 
 /// `n` internal keys (with access rows, holding the predefined roles) in an account, by SQL in bulk.
 async fn bulk_keys(app: &TestApp, account_id: &str, prefix: &str, n: i64) {
-    let db = &app.store().db;
+    let db = app.db();
     let run = |sql: String| async move {
         db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("seeding");
     };
@@ -56,7 +56,7 @@ fn lines(rows: &[sea_orm::QueryResult]) -> String {
 /// no higher (a page's LIMIT is written into its SQL so that it can: `page::with_literal_limit`);
 /// and the plan it actually runs after five executions with these parameters.
 async fn plans(app: &TestApp, statement: &Statement) -> [(&'static str, String); 3] {
-    let db = &app.store().db;
+    let db = app.db();
     let explain = Statement { sql: format!("EXPLAIN {}", statement.sql), ..statement.clone() };
     let custom = lines(&db.query_all_raw(explain).await.expect("EXPLAIN runs"));
     let builder = sea_orm::sea_query::PostgresQueryBuilder;
@@ -108,7 +108,7 @@ async fn every_listing_reaches_its_rows_through_an_index() {
     let big = account_id(&app, "big").await;
     bulk_keys(&app, &big, "appkey-big", SEEDED).await;
     bulk_keys(&app, &account_id(&app, "partner").await, "appkey-partner-bulk", SEEDED).await;
-    let db = &app.store().db;
+    let db = app.db();
     db.execute_raw(Statement::from_string(db.get_database_backend(), "ANALYZE".to_owned())).await.expect("ANALYZE");
 
     let main = account_id(&app, "main").await;
@@ -173,7 +173,7 @@ async fn every_listing_reaches_its_rows_through_an_index() {
 
     // The export's copy, for a small account among big ones: each key and its role links by index.
     for which in [Keys::All, Keys::Internal, Keys::External] {
-        let copy = appkeys::service::export::copy_statement(&main, which);
+        let copy = appkeys::service::keys::export::copy_statement(&main, which);
         let select = copy
             .strip_prefix("COPY (")
             .and_then(|rest| rest.strip_suffix(") TO STDOUT WITH (FORMAT csv)"))
@@ -206,9 +206,9 @@ async fn sqlite_is_built_with_a_stable_query_planner() {
 /// did every round in a write transaction: as SQLite plans it, and on PostgreSQL with sequential
 /// scans discouraged (its tables here are too small for a plan of their own to mean anything).
 async fn the_retention_round_finds_old_rows_through_an_index(app: &TestApp) {
-    let db = &app.store().db;
+    let db = app.db();
     let backend = db.get_database_backend();
-    let [deliveries, events] = appkeys::service::events::prune_statements(backend, chrono::Utc::now());
+    let [deliveries, events] = appkeys::service::events::outbox::prune_statements(backend, chrono::Utc::now());
     for (statement, tables) in
         [(&deliveries, &["webhook_deliveries"][..]), (&events, &["key_events", "webhook_deliveries"][..])]
     {

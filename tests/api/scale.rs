@@ -190,7 +190,7 @@ async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
     let bootstrapped = [first.take_bootstrapped().is_some(), second.take_bootstrapped().is_some()];
     assert_eq!(bootstrapped.iter().filter(|b| **b).count(), 1, "exactly one replica bootstraps");
     use sea_orm::{ConnectionTrait, Statement};
-    let db = &first.state().store.db;
+    let db = &sea_orm::Database::connect(url.as_str()).await.expect("the test connects");
     let count = |sql: &'static str| async move {
         let row = db
             .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
@@ -204,8 +204,9 @@ async fn postgres_replicas_starting_together_migrate_and_bootstrap_once() {
     assert_eq!(count("SELECT COUNT(*) FROM roles").await, 2);
     let migrations = <migration::Migrator as migration::MigratorTrait>::migrations().len();
     assert_eq!(count("SELECT COUNT(*) FROM seaql_migrations").await, migrations as i64, "each migration ran once");
-    first.state().store.db.clone().close().await.ok();
-    second.state().store.db.clone().close().await.ok();
+    first.state().store.close().await.ok();
+    second.state().store.close().await.ok();
+    db.clone().close().await.ok();
     drop((first, second));
 }
 
@@ -320,7 +321,7 @@ async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp)
     // round's start) could reach its maximum age during the round, a miss that B did not cause.
     let mut counted = 0;
     for round in 0..6 {
-        tokio::time::sleep(appkeys::auth::cache::MAX_AGE).await;
+        app.advance_clock(chrono::Duration::from_std(appkeys::auth::cache::MAX_AGE).expect("a short age"));
         app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
         let cached_at = Instant::now();
         let (busy_key, _) = app.generate_key(&other, None, std::slice::from_ref(&other_role)).await;
@@ -352,7 +353,7 @@ async fn concurrent_misses_of_one_credential_share_one_lookup(app: &TestApp) {
     let stats = app.state.auth.cache().stats();
     for round in 0..3 {
         // A cold cache: the last round's entry has expired.
-        tokio::time::sleep(appkeys::auth::cache::MAX_AGE).await;
+        app.advance_clock(chrono::Duration::from_std(appkeys::auth::cache::MAX_AGE).expect("a short age"));
         let (misses, shared) = (stats.misses.load(Ordering::SeqCst), stats.shared.load(Ordering::SeqCst));
         let answers = join_all((0..24).map(|_| app.get("/auth", &as_key))).await;
         assert!(answers.iter().all(|a| a.status() == 200), "round {round}: every request passes");

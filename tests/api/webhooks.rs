@@ -166,7 +166,7 @@ async fn an_endpoint_never_receives_another_accounts_events(backend: Backend) {
 async fn a_restart_between_the_change_and_the_delivery_loses_nothing(backend: Backend) {
     let (app, owner) = spawn(backend).await;
     // The receiver is down when the change happens: the first attempt cannot connect.
-    let port = crate::helpers::binary::free_port();
+    let port = crate::helpers::process::free_port();
     let url = format!("http://127.0.0.1:{port}/hooks");
     let (_, secret) = endpoint(&app, &owner, &url, Some(&["app_key.deactivated"])).await;
     deactivated_key(&app, &owner).await;
@@ -232,7 +232,7 @@ async fn old_events_and_finished_deliveries_are_pruned(backend: Backend) {
     let (app, owner) = spawn(backend).await;
     let receiver = Receiver::start(0).await;
     endpoint(&app, &owner, &receiver.url, None).await;
-    let dead = format!("http://127.0.0.1:{}/hooks", crate::helpers::binary::free_port());
+    let dead = format!("http://127.0.0.1:{}/hooks", crate::helpers::process::free_port());
     endpoint(&app, &owner, &dead, Some(&["app_key.deactivated"])).await;
     deactivated_key(&app, &owner).await;
     receiver.wait_for(2, Duration::from_secs(2)).await;
@@ -240,11 +240,13 @@ async fn old_events_and_finished_deliveries_are_pruned(backend: Backend) {
     let count = |table: &str| app.scalar::<i64>(format!("SELECT COUNT(*) FROM {table}"));
     assert_eq!((count("key_events").await, count("webhook_deliveries").await), (2, 3));
     // Nothing is young enough to go yet.
-    appkeys::service::events::prune(app.store(), app.store().now() - chrono::Duration::days(30)).await.expect("pruned");
+    appkeys::service::events::outbox::prune(app.store(), app.store().now() - chrono::Duration::days(30))
+        .await
+        .expect("pruned");
     assert_eq!((count("key_events").await, count("webhook_deliveries").await), (2, 3));
     // A month on, the delivered ones and the generation event go; the pending delivery keeps its event.
     let later = app.store().now() + chrono::Duration::days(1);
-    let pruned = appkeys::service::events::prune(app.store(), later).await.expect("pruned");
+    let pruned = appkeys::service::events::outbox::prune(app.store(), later).await.expect("pruned");
     assert_eq!(pruned, 1);
     assert_eq!((count("key_events").await, count("webhook_deliveries").await), (1, 1));
     let left = deliveries(&app, &owner).await;

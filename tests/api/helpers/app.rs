@@ -1,6 +1,6 @@
 //! `TestApp`: the real server on port 0 over a fresh database, driven over real HTTP.
 use appkeys::config::Settings;
-use appkeys::service::Store;
+use appkeys::service::store::Store;
 use appkeys::{AppState, Application};
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
@@ -16,9 +16,19 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     pub sqlite_path: Option<PathBuf>,
+    /// The test's own connection to the server's database, for what a test reads or writes in SQL.
+    db: sea_orm::DatabaseConnection,
     server: tokio::task::JoinHandle<()>,
     /// Last, so it is dropped after the server: the database goes when the test ends, however it ends.
     _database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    /// However the test ended (passed, or a failed assertion unwinding), its server stops; the
+    /// database goes after it (`TestDatabase`, the last field).
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl TestApp {
@@ -42,7 +52,9 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = app.run_until_stopped(std::future::pending()).await;
         });
+        let db = sea_orm::Database::connect(database.url.as_str()).await.expect("the test connects to the database");
         Self {
+            db,
             backend,
             address,
             client: reqwest::Client::new(),
@@ -69,6 +81,11 @@ impl TestApp {
         (format!("http://{}", app.local_addr().expect("bound address")), app)
     }
 
+    /// The test's own connection to the database (not the server's pool).
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.db
+    }
+
     pub fn store(&self) -> &Store {
         &self.state.store
     }
@@ -86,11 +103,15 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and closes its pool; the database itself goes with `TestDatabase`'s drop.
+    /// Stops the server and closes its pools now; the database itself goes with `TestDatabase`'s drop.
+    /// A test that ends without it (a failed assertion) is cleaned up by `Drop` all the same.
     pub async fn cleanup(self) {
         self.server.abort();
-        let _ = self.server.await;
-        self.state.store.db.clone().close().await.ok();
+        while !self.server.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.state.store.close().await.ok();
+        self.db.clone().close().await.ok();
     }
 
     pub async fn graphql(&self, auth: &Auth, query: &str, variables: Value) -> Gql {
@@ -115,7 +136,7 @@ impl TestApp {
     /// The first column of the first row of `sql`, run directly on the database.
     pub async fn scalar<T: sea_orm::TryGetable>(&self, sql: impl AsRef<str>) -> T {
         let sql = sql.as_ref();
-        let db = &self.store().db;
+        let db = &self.db;
         let row = db
             .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned()))
             .await
@@ -124,33 +145,42 @@ impl TestApp {
         row.try_get_by_index(0).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
     }
 
-    /// Every table's rows as text, to prove a refused mutation changed nothing.
+    /// Every table's rows as text, to prove a refused mutation changed nothing. The tables come from
+    /// the database's own catalogue, so a new table is in the snapshot without a change here.
     pub async fn snapshot(&self) -> String {
-        let db = &self.store().db;
+        let db = &self.db;
+        let backend = db.get_database_backend();
+        let query = |sql: String| db.query_all_raw(sea_orm::Statement::from_string(backend, sql));
+        let tables = match backend {
+            sea_orm::DatabaseBackend::Postgres => {
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+            }
+            _ => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+        };
+        let tables: Vec<String> = (query(tables.to_owned()).await.expect("the tables").iter())
+            .map(|row| row.try_get_by_index(0).expect("a table name"))
+            .collect();
+        assert!(tables.len() >= 17, "every table of the schema: {tables:?}");
         let mut out = String::new();
-        for (table, order) in [
-            ("accounts", "id"),
-            ("roles", "id"),
-            ("role_resources", "role_id, resource_id"),
-            ("users", "id"),
-            ("user_roles", "user_id, role_id"),
-            ("app_keys", "id"),
-            ("key_access", "id"),
-            ("key_access_roles", "key_access_id, role_id"),
-            ("audit_events", "id"),
-            ("account_settings", "account_id"),
-            ("key_events", "id"),
-            ("webhook_endpoints", "id"),
-            ("webhook_deliveries", "id"),
-        ] {
-            let rows = db
-                .query_all_raw(sea_orm::Statement::from_string(
-                    db.get_database_backend(),
-                    format!("SELECT * FROM {table} ORDER BY {order}"),
-                ))
-                .await
-                .expect("snapshot query");
-            out.push_str(&format!("{table}: {rows:?}\n"));
+        for table in tables {
+            // Each row as JSON text written by the database (a row's Debug shows no values).
+            let as_text = match backend {
+                sea_orm::DatabaseBackend::Postgres => format!("SELECT row_to_json(t)::text FROM \"{table}\" t"),
+                _ => {
+                    let columns =
+                        query(format!("SELECT name FROM pragma_table_info('{table}')")).await.expect("columns");
+                    let columns: Vec<String> = (columns.iter())
+                        .map(|row| format!("'{0}', \"{0}\"", row.try_get_by_index::<String>(0).expect("a column")))
+                        .collect();
+                    format!("SELECT json_object({}) FROM \"{table}\"", columns.join(", "))
+                }
+            };
+            let rows = query(as_text).await.expect("snapshot query");
+            // Rows in no stated order, so sorted.
+            let mut rows: Vec<String> =
+                rows.iter().map(|row| row.try_get_by_index(0).expect("a row as text")).collect();
+            rows.sort();
+            out.push_str(&format!("{table}: {}\n", rows.join("\n  ")));
         }
         out
     }

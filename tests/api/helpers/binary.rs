@@ -1,22 +1,16 @@
 //! The real `appkeys` binary as a child process, for tests that kill it (SIGKILL) or stop it
 //! (SIGTERM) and start it again on the same database.
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::process::{free_port, ready, ChildGuard};
 use super::{Auth, OWNER_EMAIL, OWNER_PASSWORD};
 
 /// A running binary; dropping it kills it with SIGKILL.
 pub struct Server {
-    child: Child,
+    child: ChildGuard,
     pub address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -37,35 +31,16 @@ impl Server {
         for (name, value) in env {
             command.env(name, value);
         }
-        let child = command.spawn().expect("the appkeys binary starts");
+        let child = ChildGuard::spawn(&mut command, "the appkeys binary");
         let server = Server { child, address: format!("http://127.0.0.1:{port}") };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client.get(format!("{}/readyz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the appkeys binary did not become ready");
+        assert!(ready(&server.address, Duration::from_secs(10)).await, "the appkeys binary did not become ready");
+        server
     }
 
     /// Asks the binary to stop (SIGTERM) and waits until it has.
     pub async fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-        assert!(sent.success(), "SIGTERM was not delivered");
-        for _ in 0..200 {
-            if self.child.try_wait().expect("the child's status").is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the appkeys binary did not stop on SIGTERM");
+        assert!(self.child.terminate(Duration::from_secs(10)).await, "the appkeys binary did not stop on SIGTERM");
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// A GraphQL request that tolerates a server that is gone (`None`).

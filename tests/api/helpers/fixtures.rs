@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Auth, Gql, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
-use appkeys::service::accounts;
+use appkeys::service::identity::accounts;
 
 impl TestApp {
     pub async fn login(&self, account: &str, email: &str, password: &str) -> Gql {

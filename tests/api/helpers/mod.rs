@@ -7,6 +7,7 @@ pub mod binary;
 mod client;
 mod fixtures;
 mod logs;
+pub mod process;
 pub mod receiver;
 pub mod subscriber;
 
