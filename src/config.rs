@@ -1,4 +1,4 @@
-//! Typed settings, from flags or their environment variables (README: "Configuration").
+//! Typed settings, from flags or their environment variables (docs/reference.md: "Configuration").
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;

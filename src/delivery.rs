@@ -57,12 +57,16 @@ impl Deliverer {
         let permits = Arc::new(Semaphore::new(this.concurrency));
         let lease = chrono::Duration::from_std(this.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::minutes(1));
         let mut tasks = JoinSet::new();
-        let mut backlog_checked = std::time::Instant::now() - Duration::from_secs(60);
+        let clock = this.store.clock().clone();
+        let mut backlog_checked =
+            clock.instant().checked_sub(Duration::from_secs(60)).unwrap_or_else(|| clock.instant());
         while !*stop.borrow() {
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits() as u64;
+            let mut idle = false;
             match webhooks::claim_due(&this.store, this.store.now(), free, lease).await {
                 Ok(claimed) => {
+                    idle = claimed.is_empty() && tasks.is_empty();
                     for delivery in claimed {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
@@ -76,13 +80,16 @@ impl Deliverer {
                 }
                 Err(error) => error.log_if_internal(),
             }
-            if backlog_checked.elapsed() >= Duration::from_secs(10) {
-                backlog_checked = std::time::Instant::now();
+            if clock.instant().saturating_duration_since(backlog_checked) >= Duration::from_secs(10) {
+                backlog_checked = clock.instant();
                 if let Ok(backlog) = webhooks::backlog(&this.store).await {
                     metrics::gauge!("appkeys_webhook_backlog").set(backlog as f64);
                 }
             }
             let bus = crate::service::events::outbox::bus(&this.store);
+            if idle {
+                bus.note_idle_round();
+            }
             tokio::select! {
                 _ = stop.changed() => break,
                 () = bus.deliveries_woken() => {}

@@ -1,6 +1,6 @@
 //! The one error type of appkeys, and its policy.
 //!
-//! - Every error a client can see carries a stable `extensions.code` (README: "Errors").
+//! - Every error a client can see carries a stable `extensions.code` (docs/reference.md: "Errors").
 //! - Messages are written for the caller and never say more than it may know: every authentication
 //!   failure reads the same, whether the key exists or not.
 //! - Database and other unexpected failures are logged here, with their context, and reach the client

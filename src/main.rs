@@ -3,7 +3,7 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: under load the server's many threads (tokio workers, the
 /// SQLite connection threads, argon2's blocking threads) contended on glibc's arena locks, and
-/// memory grew through fragmentation (BENCHMARKS.md, round 2).
+/// memory grew through fragmentation (benches/HISTORY.md: "Round 2").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -573,3 +573,50 @@ fn the_checker_finds_a_circle_and_a_forbidden_edge() {
     );
     assert_eq!(wrong.len(), 2, "comments, strings, test items and allowed edges are not edges: {wrong:?}");
 }
+
+/// The documents (`*.md`) that the comments of `src/` cite, each with the heading it names if any
+/// (`docs/reference.md: "Errors"`), and the file it is cited in.
+fn cited_documents(src: &Path) -> Vec<(String, Option<String>, PathBuf)> {
+    let mut found = Vec::new();
+    for file in modules(src).into_values() {
+        let source = fs::read_to_string(&file).expect("a source file");
+        for line in source.lines().map(str::trim_start).filter(|l| l.starts_with("//")) {
+            // `README: "…"` names the README too.
+            let line = line.replace("README: \"", "README.md: \"");
+            let mut rest = line.as_str();
+            while let Some(at) = rest.find(".md") {
+                let before = &rest[..at];
+                let start = before
+                    .rfind(|c: char| !(c.is_alphanumeric() || matches!(c, '/' | '_' | '-' | '.')))
+                    .map_or(0, |i| i + 1);
+                let document = format!("{}.md", &before[start..]);
+                rest = &rest[at + 3..];
+                let heading =
+                    rest.strip_prefix(": \"").and_then(|h| h.split_once('"')).map(|(heading, _)| heading.to_owned());
+                found.push((document, heading, file.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_document_a_module_comment_cites_exists_with_the_heading_it_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cited = cited_documents(&root.join("src"));
+    assert!(cited.len() >= 5, "module comments cite documents: {cited:?}");
+    let mut wrong = Vec::new();
+    for (document, heading, file) in cited {
+        let Ok(text) = fs::read_to_string(root.join(&document)) else {
+            wrong.push(format!("{} cites {document}, which does not exist", file.display()));
+            continue;
+        };
+        if let Some(heading) = heading {
+            let headings = text.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim());
+            if !headings.clone().any(|h| h.starts_with(&heading)) {
+                wrong.push(format!("{} cites {document}: \"{heading}\", which has no such heading", file.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -1,5 +1,5 @@
-//! Who is calling: principal resolution from request headers (README: "How a request is
-//! authenticated"), credential checks, and the permission set of the principal in the account the
+//! Who is calling: principal resolution from request headers (ARCHITECTURE.md:
+//! "Reading"), credential checks, and the permission set of the principal in the account the
 //! request acts on.
 //!
 //! The facade is `Authenticator::resolve(headers, ip)`, backed by a credential cache (`cache.rs`).

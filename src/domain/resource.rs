@@ -1,4 +1,4 @@
-//! The resource catalogue (README: "Resources and roles") and the predefined roles built from it.
+//! The resource catalogue (docs/walkthrough.md: "Resources and roles") and the predefined roles built from it.
 use super::Invalid;
 
 /// A built-in resource. Its id is a stable string stored in the database; operators may register

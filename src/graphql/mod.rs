@@ -1,4 +1,4 @@
-//! The GraphQL schema (README: "The GraphQL API"): query and mutation objects per area, merged here.
+//! The GraphQL schema (schema.graphql; docs/walkthrough.md): query and mutation objects per area, merged here.
 mod access;
 mod audit;
 pub mod events;

@@ -1,4 +1,4 @@
-//! HTTP routes (README: "HTTP routes") and the layers around them: request ids, tracing without
+//! HTTP routes (docs/reference.md: "HTTP routes") and the layers around them: request ids, tracing without
 //! secrets, body limit.
 mod assets;
 mod export;

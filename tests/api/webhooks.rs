@@ -101,7 +101,7 @@ async fn a_refused_delivery_is_retried_after_its_backoff(backend: Backend) {
     assert!(failed["lastError"].as_str().expect("an error").contains("500"));
     assert!(failed["nextAttemptAt"].is_string());
     // Nothing more happens before the backoff (5 s) has passed...
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.deliverer_caught_up().await;
     assert_eq!(receiver.received().len(), 2);
     // ...and once it has, the same event comes again, with the same id.
     app.advance_clock(chrono::Duration::seconds(6));
@@ -135,7 +135,7 @@ async fn deliveries_fail_for_good_after_twenty_four_hours(backend: Backend) {
     assert_eq!(failed.data("webhookDeliveries.totalCount"), 1);
     // Another day later nothing is attempted any more.
     app.advance_clock(chrono::Duration::hours(25));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.deliverer_caught_up().await;
     assert_eq!(receiver.received().len(), 2);
     app.cleanup().await;
 }
@@ -148,7 +148,7 @@ async fn an_endpoint_never_receives_another_accounts_events(backend: Backend) {
     let (their_endpoint, _) = endpoint(&app, &partner, &theirs.url, None).await;
     deactivated_key(&app, &owner).await;
     ours.wait_for(2, Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.deliverer_caught_up().await;
     assert!(theirs.received().is_empty(), "the partner's endpoint got main's events: {:?}", theirs.received());
     assert!(deliveries(&app, &partner).await.is_empty());
     // Each account sees, and can delete, only its own endpoints.
@@ -282,7 +282,7 @@ async fn postgres_replicas_send_each_delivery_once() {
         app.generate_key(&owner, Some(&format!("k{i}")), std::slice::from_ref(&role)).await;
     }
     receiver.wait_for(20, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.deliverer_caught_up().await;
     let mut ids: Vec<String> = receiver.received().into_iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), 20, "each event once");
     ids.sort();

@@ -149,11 +149,20 @@ pub struct KeyEvent {
 pub struct EventBus {
     sender: broadcast::Sender<Arc<KeyEvent>>,
     deliveries: Arc<Notify>,
+    /// Rounds in which the deliverer found nothing due and had nothing in flight, and a signal for
+    /// each (`caught_up`).
+    idle_rounds: Arc<std::sync::atomic::AtomicU64>,
+    idle: Arc<Notify>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self { sender: broadcast::channel(1024).0, deliveries: Arc::new(Notify::new()) }
+        Self {
+            sender: broadcast::channel(1024).0,
+            deliveries: Arc::new(Notify::new()),
+            idle_rounds: Arc::default(),
+            idle: Arc::new(Notify::new()),
+        }
     }
 }
 
@@ -175,6 +184,27 @@ impl EventBus {
     /// Resolves when `wake_deliveries` was called (or had been, since the last wait).
     pub async fn deliveries_woken(&self) {
         self.deliveries.notified().await;
+    }
+
+    /// The deliverer ended a round with nothing due and nothing in flight.
+    pub fn note_idle_round(&self) {
+        self.idle_rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.idle.notify_waiters();
+    }
+
+    /// Resolves once the deliverer has caught up: woken now, it has since ended two rounds with
+    /// nothing due and nothing in flight (the first may have begun before the wake), so every
+    /// delivery due by then has been attempted. What a test waits for instead of sleeping.
+    pub async fn caught_up(&self) {
+        let seen = self.idle_rounds.load(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            self.wake_deliveries();
+            if self.idle_rounds.load(std::sync::atomic::Ordering::SeqCst) >= seen + 2 {
+                return;
+            }
+            idle.await;
+        }
     }
 }
 

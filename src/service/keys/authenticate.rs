@@ -1,4 +1,4 @@
-//! Whether a key and token may act on an account (README: "How a request is authenticated"). The
+//! Whether a key and token may act on an account (ARCHITECTURE.md: "Reading"). The
 //! answer is a plain `KeyGrant`; the `auth` layer turns it into a principal.
 use sea_orm::EntityTrait;
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! The CSV export of the "Application Keys" listing (README: "Export"), streamed page by page, and the
+//! The CSV export of the "Application Keys" listing (docs/walkthrough.md: "Export"), streamed page by page, and the
 //! single-use download tickets that let a browser fetch it with a plain link.
 use bytes::Bytes;
 use futures::Stream;

@@ -95,6 +95,15 @@ impl TestApp {
         self.store().clock().advance(by);
     }
 
+    /// Waits until this server's webhook deliverer has attempted every delivery due now (two of its
+    /// rounds found nothing due and nothing in flight), instead of sleeping for it.
+    pub async fn deliverer_caught_up(&self) {
+        let bus = appkeys::service::events::outbox::bus(self.store());
+        tokio::time::timeout(std::time::Duration::from_secs(10), bus.caught_up())
+            .await
+            .expect("the deliverer caught up within 10 s");
+    }
+
     /// Stops this server abruptly (a crash), keeping its database for another server.
     pub async fn kill_server(&self) {
         self.server.abort();
