@@ -9,18 +9,18 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, Set,
     Statement,
 };
-use serde::Deserialize;
 use serde_json::json;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
+use super::row::{KeyRow, KeySource, EXPORTED};
 use crate::domain::DownloadToken;
 use crate::entity::{account, app_key, download_ticket, key_access, key_access_role, role};
 use crate::error::{AppError, AppResult};
 use crate::service::events::audit::Ctx;
 use crate::service::identity::roles;
 use crate::service::keys;
-use crate::service::store::folded::{self, opt_instant, Flag, Instant};
+use crate::service::store::folded::{self, opt_instant};
 use crate::service::store::new_id;
 use crate::service::store::Store;
 
@@ -65,110 +65,29 @@ pub enum Keys {
     External,
 }
 
-/// One key of the export, read in bulk (`read_range`, `copy_rows`); its roles' and its owner's
-/// names are filled in from `Names` (ids are cheaper to read than joined rows).
+/// One key of the export: its read model (`KeyRow`, the columns through `expires_at`, read in bulk
+/// by `read_range` or `copy_rows`, one line per role it holds), its roles' names in display order
+/// and its owner's name filled in from `Names` (ids are cheaper to read than joined rows).
 #[derive(Debug)]
 struct ExportRow {
-    access_id: String,
-    key: String,
-    owner_id: String,
-    owner: String,
-    external: bool,
-    removed: bool,
-    active: bool,
-    created_at: DateTime<Utc>,
-    role_ids: Vec<String>,
-    /// The roles' names, in display order (filled in by `Names::resolve`).
-    roles: Vec<String>,
-    label: String,
-    token_created_at: DateTime<Utc>,
-    renewal_started_at: Option<DateTime<Utc>>,
-    old_token_expires_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
+    row: KeyRow,
+    role_names: Vec<String>,
 }
 
-/// A folded chunk's row: `COLUMNS`, in order.
-#[derive(Deserialize)]
-struct FoldedRow {
-    access_id: String,
-    key: String,
-    owner_id: String,
-    external: Flag,
-    removed: Flag,
-    active: Flag,
-    created_at: Instant,
-    role_id: String,
-    label: String,
-    token_created_at: Instant,
-    renewal_started_at: Option<Instant>,
-    old_token_expires_at: Option<Instant>,
-    last_used_at: Option<Instant>,
-    expires_at: Option<Instant>,
-}
-
-impl From<FoldedRow> for ExportRow {
-    fn from(row: FoldedRow) -> Self {
-        Self {
-            access_id: row.access_id,
-            key: row.key,
-            owner_id: row.owner_id,
-            owner: String::new(),
-            external: row.external.0,
-            removed: row.removed.0,
-            active: row.active.0,
-            created_at: row.created_at.0,
-            role_ids: vec![row.role_id],
-            roles: Vec::new(),
-            label: row.label,
-            token_created_at: row.token_created_at.0,
-            renewal_started_at: opt_instant(row.renewal_started_at),
-            old_token_expires_at: opt_instant(row.old_token_expires_at),
-            last_used_at: opt_instant(row.last_used_at),
-            expires_at: opt_instant(row.expires_at),
-        }
+impl From<KeyRow> for ExportRow {
+    fn from(row: KeyRow) -> Self {
+        Self { row, role_names: Vec::new() }
     }
 }
 
-/// The columns of a chunk, in the order the database folds them (see `chunk_statement`).
-const COLUMNS: [&str; 14] = [
-    "access_id",
-    "key",
-    "owner_id",
-    "external",
-    "removed",
-    "active",
-    "created_at",
-    "role_id",
-    "label",
-    "token_created_at",
-    "renewal_started_at",
-    "old_token_expires_at",
-    "last_used_at",
-    "expires_at",
-];
+/// The export's columns: the key's read model through `expires_at` (`row::EXPORTED`).
+fn exported() -> &'static [(&'static str, KeySource)] {
+    &KeyRow::COLUMNS[..EXPORTED]
+}
 
-/// Where each of `COLUMNS` comes from, as (table, column): `w` is the access rows, `l` their links
-/// to roles (one role id per row: a key holding several roles has a row for each).
-const SOURCES: [(&str, &str); 14] = [
-    ("w", "id"),
-    ("app_keys", "key"),
-    ("app_keys", "account_id"),
-    ("w", "external"),
-    ("w", "removed"),
-    ("app_keys", "active"),
-    ("app_keys", "created_at"),
-    ("l", "role_id"),
-    ("app_keys", "label"),
-    ("app_keys", "token_created_at"),
-    ("app_keys", "renewal_started_at"),
-    ("app_keys", "previous_token_expires_at"),
-    ("w", "last_used_at"),
-    ("app_keys", "expires_at"),
-];
-
-/// The access rows in `window` (as `w`) with their keys and role links, one row per (key, role),
-/// with `COLUMNS` as aliases. A key holding no role has none (the export lists keys holding roles).
+/// The access rows in `window` (as `w`) with their keys and role links (`l`), one row per (key,
+/// role), the exported columns of `KeyRow` as aliases. A key holding no role has none (the export
+/// lists keys holding roles).
 fn lines_select(window: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_query::SelectStatement {
     let col = |table: &'static str, column: &'static str| Expr::col((table, column));
     let mut lines = Query::select();
@@ -179,8 +98,15 @@ fn lines_select(window: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_que
         col("l", "key_access_id").equals(("w", "id")),
     );
     lines.inner_join(app_key::Entity, col("app_keys", "id").equals(("w", "app_key_id")));
-    for (alias, (table, column)) in COLUMNS.into_iter().zip(SOURCES) {
-        lines.expr_as(col(table, column), alias);
+    for &(alias, source) in exported() {
+        match source {
+            KeySource::RoleIds => _ = lines.expr_as(col("l", "role_id"), alias),
+            source => {
+                if let Some(cell) = source.column("w") {
+                    lines.expr_as(cell, alias);
+                }
+            }
+        }
     }
     lines
 }
@@ -190,14 +116,13 @@ fn lines_select(window: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_que
 fn access_window(account_id: &str, which: Keys, after: Option<&str>) -> sea_orm::sea_query::SelectStatement {
     let access = |column: key_access::Column| Expr::col((key_access::Entity, column));
     let mut window = Query::select();
+    // The access columns the export reads, and the key's id to join it.
+    let read = exported().iter().filter_map(|(_, source)| match source {
+        KeySource::Access(column) => Some(*column),
+        _ => None,
+    });
     window
-        .columns([
-            (key_access::Entity, key_access::Column::Id),
-            (key_access::Entity, key_access::Column::AppKeyId),
-            (key_access::Entity, key_access::Column::External),
-            (key_access::Entity, key_access::Column::Removed),
-            (key_access::Entity, key_access::Column::LastUsedAt),
-        ])
+        .columns(std::iter::once(key_access::Column::AppKeyId).chain(read).map(|c| (key_access::Entity, c)))
         .from(key_access::Entity)
         .and_where(access(key_access::Column::AccountId).eq(account_id));
     match which {
@@ -231,7 +156,7 @@ fn chunk_statement(account_id: &str, which: Keys, after: Option<&str>, last: &st
     let mut window = access_window(account_id, which, after);
     window.and_where(Expr::col((key_access::Entity, key_access::Column::Id)).gte(last));
     let lines = lines_select(window);
-    let columns: Vec<folded::Column> = COLUMNS.into_iter().map(folded::Column::plain).collect();
+    let columns: Vec<folded::Column> = exported().iter().map(|(alias, _)| folded::Column::plain(*alias)).collect();
     let backend = DatabaseBackend::Sqlite;
     folded::fold(backend, backend.build(&lines), &columns, None)
 }
@@ -379,14 +304,14 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
             return Ok(Vec::new());
         }
         Batch::Folded(json) => {
-            let folded: Vec<FoldedRow> = folded::parse(&json)?;
-            let mut lines: Vec<ExportRow> = folded.into_iter().map(Into::into).collect();
+            let folded: Vec<KeyRow> = folded::parse(&json)?;
+            let mut lines: Vec<ExportRow> = folded.into_iter().map(ExportRow::from).collect();
             // An aggregate need not keep any order: newest first, a key's lines together. (COPY's
             // lines come in its ORDER BY.) SQLite folds them oldest first: reversed, not sorted.
-            if lines.is_sorted_by(|a, b| a.access_id <= b.access_id) {
+            if lines.is_sorted_by(|a, b| a.row.access_id <= b.row.access_id) {
                 lines.reverse();
             } else {
-                lines.sort_by(|a, b| b.access_id.cmp(&a.access_id));
+                lines.sort_by(|a, b| b.row.access_id.cmp(&a.row.access_id));
             }
             let mut rows = Vec::with_capacity(lines.len());
             for line in lines {
@@ -412,37 +337,19 @@ async fn parse_batch(db: &DatabaseConnection, names: &mut Names, batch: Batch) -
 /// their role id to its row.
 fn merge_roles(rows: &mut Vec<ExportRow>, line: ExportRow) {
     match rows.last_mut() {
-        Some(last) if last.access_id == line.access_id => last.role_ids.extend(line.role_ids),
+        Some(last) if last.row.access_id == line.row.access_id => last.row.roles.0.extend(line.row.roles.0),
         _ => rows.push(line),
     }
 }
 
 impl ExportRow {
-    /// A line of `copy_statement`: `COLUMNS` as CSV (one role id), booleans as `t`/`f`, null as an
-    /// empty cell.
+    /// A line of `copy_statement`: the exported columns as CSV (one role id), booleans as `t`/`f`,
+    /// null as an empty cell, read as `KeyRow` reads any row.
     fn from_record(record: &csv::StringRecord) -> AppResult<Self> {
-        let mut cells = record.iter();
-        let mut next = || cells.next().ok_or_else(|| AppError::Internal(anyhow::anyhow!("a copied line is short")));
-        let time = |cell: &str| (!cell.is_empty()).then(|| folded::parse_instant(cell)).transpose();
-        let missing = || AppError::Internal(anyhow::anyhow!("a copied instant is missing"));
-        Ok(Self {
-            access_id: next()?.to_owned(),
-            key: next()?.to_owned(),
-            owner_id: next()?.to_owned(),
-            owner: String::new(),
-            external: next()? == "t",
-            removed: next()? == "t",
-            active: next()? == "t",
-            created_at: time(next()?)?.ok_or_else(missing)?,
-            role_ids: vec![next()?.to_owned()],
-            roles: Vec::new(),
-            label: next()?.to_owned(),
-            token_created_at: time(next()?)?.ok_or_else(missing)?,
-            renewal_started_at: time(next()?)?,
-            old_token_expires_at: time(next()?)?,
-            last_used_at: time(next()?)?,
-            expires_at: time(next()?)?,
-        })
+        let row: KeyRow = record
+            .deserialize(None)
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading a copied line")))?;
+        Ok(row.into())
     }
 }
 
@@ -460,7 +367,7 @@ impl Names {
     async fn resolve(&mut self, db: &DatabaseConnection, rows: Vec<ExportRow>) -> AppResult<Vec<ExportRow>> {
         let unknown_roles: BTreeSet<&str> = rows
             .iter()
-            .flat_map(|r| r.role_ids.iter().map(String::as_str))
+            .flat_map(|r| r.row.roles.0.iter().map(String::as_str))
             .filter(|id| !self.roles.contains_key(*id))
             .collect();
         if !unknown_roles.is_empty() {
@@ -469,7 +376,7 @@ impl Names {
             }
         }
         let unknown_owners: BTreeSet<&str> =
-            rows.iter().map(|r| r.owner_id.as_str()).filter(|id| !self.owners.contains_key(*id)).collect();
+            rows.iter().map(|r| r.row.owner_id.as_str()).filter(|id| !self.owners.contains_key(*id)).collect();
         if !unknown_owners.is_empty() {
             for found in account::Entity::find().filter(account::Column::Id.is_in(unknown_owners)).all(db).await? {
                 self.owners.insert(found.id, found.name);
@@ -478,13 +385,14 @@ impl Names {
         Ok(rows
             .into_iter()
             .filter_map(|mut row| {
-                let mut held: Vec<&(String, bool)> = row.role_ids.iter().filter_map(|id| self.roles.get(id)).collect();
+                let mut held: Vec<&(String, bool)> =
+                    row.row.roles.0.iter().filter_map(|id| self.roles.get(id)).collect();
                 if held.is_empty() {
                     return None;
                 }
                 held.sort_by(|a, b| roles::display_key(a.1, &a.0).cmp(&roles::display_key(b.1, &b.0)));
-                row.roles = held.into_iter().map(|(name, _)| name.clone()).collect();
-                row.owner = self.owners.get(&row.owner_id).cloned().unwrap_or_default();
+                row.role_names = held.into_iter().map(|(name, _)| name.clone()).collect();
+                row.row.owner = self.owners.get(&row.row.owner_id).cloned().unwrap_or_default();
                 Some(row)
             })
             .collect())
@@ -528,29 +436,33 @@ struct Scratch {
 
 /// A row's cells, in `HEADER` order, its roles in display order. Another account's label is never
 /// exported.
-fn cells<'a>(row: &'a ExportRow, now: DateTime<Utc>, scratch: &'a mut Scratch) -> [&'a str; 11] {
-    let status = keys::effective_status(row.active, row.removed, row.expires_at, now);
-    let pending = keys::renewal_pending(row.renewal_started_at, row.old_token_expires_at, now).is_some();
+fn cells<'a>(export: &'a ExportRow, now: DateTime<Utc>, scratch: &'a mut Scratch) -> [&'a str; 11] {
+    let row = &export.row;
+    let (external, expires_at) = (row.external.0, opt_instant(row.expires_at));
+    let status = keys::effective_status(row.active.0, row.removed.0, expires_at, now);
+    let pending =
+        keys::renewal_pending(opt_instant(row.renewal_started_at), opt_instant(row.previous_token_expires_at), now)
+            .is_some();
     let Scratch { roles, instants: [created, token_created, last_used, expires] } = scratch;
     roles.clear();
-    for (i, role) in row.roles.iter().enumerate() {
+    for (i, role) in export.role_names.iter().enumerate() {
         if i > 0 {
             roles.push(';');
         }
         roles.push_str(role);
     }
-    write_instant(created, Some(row.created_at));
-    write_instant(token_created, Some(row.token_created_at));
-    write_instant(last_used, row.last_used_at);
-    write_instant(expires, row.expires_at);
+    write_instant(created, Some(row.created_at.0));
+    write_instant(token_created, Some(row.token_created_at.0));
+    write_instant(last_used, opt_instant(row.last_used_at));
+    write_instant(expires, expires_at);
     [
         &row.key,
         &row.owner,
-        if row.external { "EXTERNAL" } else { "INTERNAL" },
+        if external { "EXTERNAL" } else { "INTERNAL" },
         status.as_str(),
         roles,
         created,
-        keys::visible_label(row.external, row.label.as_str()).unwrap_or_default(),
+        keys::visible_label(external, row.label.as_str()).unwrap_or_default(),
         token_created,
         if pending { "true" } else { "false" },
         last_used,
@@ -833,12 +745,14 @@ mod tests {
         for (access, role) in [("b", "r1"), ("b", "r2"), ("a", "r1"), ("c", "r3")] {
             merge_roles(&mut rows, line(access, role));
         }
-        let read: Vec<(&str, Vec<&str>)> =
-            rows.iter().map(|r| (r.access_id.as_str(), r.role_ids.iter().map(String::as_str).collect())).collect();
+        let read: Vec<(&str, Vec<&str>)> = rows
+            .iter()
+            .map(|r| (r.row.access_id.as_str(), r.row.roles.0.iter().map(String::as_str).collect()))
+            .collect();
         assert_eq!(read, [("b", vec!["r1", "r2"]), ("a", vec!["r1"]), ("c", vec!["r3"])]);
-        assert_eq!(rows[0].label, "a, label");
-        assert_eq!(rows[0].created_at.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
-        assert_eq!(rows[0].last_used_at, None);
+        assert_eq!(rows[0].row.label, "a, label");
+        assert_eq!(rows[0].row.created_at.0.to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
+        assert_eq!(rows[0].row.last_used_at, None);
     }
 
     #[test]

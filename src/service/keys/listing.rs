@@ -9,8 +9,8 @@ use sea_orm::{
     sea_query, ColumnTrait, Condition, DatabaseBackend, EntityTrait, JoinType, QueryFilter, QuerySelect, QueryTrait,
     RelationTrait, Select,
 };
-use serde::Deserialize;
 
+use super::row::{KeyRow, KeySource};
 use super::usage::unused_since_condition;
 use super::{
     has_roles, locate, renewal_alert_condition, status_condition, view_of, visible_label_matches, visible_label_search,
@@ -19,7 +19,7 @@ use super::{
 use crate::entity::{account, app_key, key_access};
 use crate::error::{AppError, AppResult};
 use crate::service::identity::roles;
-use crate::service::store::folded::{self, opt_instant, Flag, Instant};
+use crate::service::store::folded::{self, opt_instant, Instant};
 use crate::service::store::page::{self, Cursor, Direction, PageRequest, Paged, SortBy};
 use crate::service::store::query_text;
 use crate::service::store::Store;
@@ -109,66 +109,6 @@ pub struct Lister<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// One row of a page as the fold writes it: the cells `page_cells` selects, in this order. A page
-/// reads only what a view shows (not the token digests, nor the sweepers' bookkeeping).
-#[derive(Deserialize)]
-struct PageRow {
-    access_id: String,
-    removed: Flag,
-    access_updated_at: Instant,
-    last_used_at: Option<Instant>,
-    last_used_ip: Option<String>,
-    last_used_user_agent: Option<String>,
-    id: String,
-    key: String,
-    owner_id: String,
-    label: String,
-    active: Flag,
-    created_at: Instant,
-    created_by: String,
-    token_created_at: Instant,
-    previous_token: Flag,
-    renewal_started_at: Option<Instant>,
-    previous_token_expires_at: Option<Instant>,
-    expires_at: Option<Instant>,
-    updated_at: Instant,
-    owner: String,
-    /// The ids of the roles held here (their names and resources come from `roles::cached_facts`).
-    roles: Vec<String>,
-    /// SQLite: the row's sort value, when the listing has one (see `page_statements`).
-    #[serde(default)]
-    sort: Option<String>,
-}
-
-/// The cells of a page's row before its owner's name and roles, in `PageRow`'s order.
-fn page_cells() -> [Expr; 19] {
-    use app_key::Column as K;
-    use key_access::Column as A;
-    let access = |column: A| Expr::col((key_access::Entity, column));
-    let key = |column: K| Expr::col((app_key::Entity, column));
-    [
-        access(A::Id),
-        access(A::Removed),
-        access(A::UpdatedAt),
-        access(A::LastUsedAt),
-        access(A::LastUsedIp),
-        access(A::LastUsedUserAgent),
-        key(K::Id),
-        key(K::Key),
-        key(K::AccountId),
-        key(K::Label),
-        key(K::Active),
-        key(K::CreatedAt),
-        key(K::CreatedBy),
-        key(K::TokenCreatedAt),
-        key(K::PreviousTokenDigest).is_not_null(),
-        key(K::RenewalStartedAt),
-        key(K::PreviousTokenExpiresAt),
-        key(K::ExpiresAt),
-        key(K::UpdatedAt),
-    ]
-}
-
 /// An access row's role ids as a JSON array, read through the link table's key (which leads with
 /// the access id) without touching the roles themselves.
 fn role_ids_json(backend: DatabaseBackend) -> &'static str {
@@ -185,6 +125,9 @@ fn role_ids_json(backend: DatabaseBackend) -> &'static str {
 /// A page's statement and its `totalCount`'s, as `list` keeps them (see `memo_key`).
 pub type BuiltPage = (folded::Folded, Arc<sea_query::SelectStatement>);
 
+/// The table a listing reads access rows from.
+const TABLE: &str = "key_access";
+
 /// A listing page as one query: the page's access rows, each with its key, the key's owner's name
 /// and its roles here, kept with the same rows folded into one row of JSON (`folded::fetch_from`
 /// picks which to run). Also the statement behind `totalCount`.
@@ -199,18 +142,29 @@ fn page_statements(
     let base = access_select(at, listing, filter)?;
     let count = Arc::new(base.clone().into_query());
     let mut select = base.select_only().join(JoinType::InnerJoin, app_key::Relation::Owner.def());
-    let mut columns = Vec::new();
-    for (i, cell) in page_cells().into_iter().enumerate() {
-        let alias = format!("c{i}");
-        select = select.expr_as(cell, alias.as_str());
-        columns.push(folded::Column::plain(alias));
-    }
-    columns.push(folded::Column::plain("owner"));
-    columns.push(folded::Column::json("roles"));
-    select = select.column_as(account::Column::Name, "owner").expr_as(Expr::cust(role_ids_json(backend)), "roles");
     let sort = order.sort_by();
-    if let Some(sort) = &sort {
-        select = select.expr_as(sort.expr.clone(), "s");
+    // The key's read model, column by column (`KeyRow`); on SQLite the sort value is folded too
+    // (see below), so it is the last column there.
+    let mut columns = Vec::new();
+    for &(alias, source) in KeyRow::COLUMNS {
+        let (cell, column) = match source {
+            KeySource::RoleIds => (Expr::cust(role_ids_json(backend)), folded::Column::json(alias)),
+            KeySource::OwnerName => (Expr::col((account::Entity, account::Column::Name)), folded::Column::plain(alias)),
+            KeySource::SortValue => match (&sort, backend) {
+                (Some(sort), DatabaseBackend::Postgres) => {
+                    select = select.expr_as(sort.expr.clone(), alias);
+                    continue;
+                }
+                (Some(sort), _) => (sort.expr.clone(), folded::Column::plain(alias)),
+                (None, _) => continue,
+            },
+            source => match source.column(TABLE) {
+                Some(cell) => (cell, folded::Column::plain(alias)),
+                None => continue,
+            },
+        };
+        select = select.expr_as(cell, alias);
+        columns.push(column);
     }
     let rows = page::arrange(select, sort.as_ref(), key_access::Column::Id, direction, page)?;
     let rows = page::with_literal_limit(rows.build(backend));
@@ -219,13 +173,9 @@ fn page_statements(
     // is folded too and `list` sorts the rows by it (SQLite compares text bytewise, as Rust does).
     let way = if page::reads_descending(direction, page) { "DESC" } else { "ASC" };
     let order_sql = match (backend, &sort) {
-        (DatabaseBackend::Postgres, Some(_)) => Some(format!("\"s\" {way}, \"c0\" {way}")),
-        (DatabaseBackend::Postgres, None) => Some(format!("\"c0\" {way}")),
-        (_, Some(_)) => {
-            columns.push(folded::Column::plain("s"));
-            None
-        }
-        (_, None) => None,
+        (DatabaseBackend::Postgres, Some(_)) => Some(format!("\"sort\" {way}, \"access_id\" {way}")),
+        (DatabaseBackend::Postgres, None) => Some(format!("\"access_id\" {way}")),
+        (_, _) => None,
     };
     Ok((folded::fold_keeping_rows(backend, rows, columns, order_sql.as_deref()), count))
 }
@@ -234,13 +184,14 @@ fn page_statements(
 /// (each role's view made once a page, in `views`, and shared by the keys that hold it).
 fn view_of_row(
     at: &Viewpoint,
-    row: PageRow,
+    row: KeyRow,
     known: &roles::AccountRoles,
     catalogue: &[roles::ResourceView],
     views: &mut HashMap<String, roles::RoleView>,
 ) -> AppKeyView {
     let mut roles: Vec<roles::RoleView> = row
         .roles
+        .0
         .into_iter()
         .filter_map(|id| {
             let view = match views.entry(id) {
@@ -356,7 +307,7 @@ pub async fn list(
         Some(known) => std::borrow::Cow::Borrowed(known.as_slice()),
         None => std::borrow::Cow::Owned(roles::catalogue(store).await?),
     };
-    let mut rows: Vec<PageRow> = folded::fetch_from(store, &built.0).await?;
+    let mut rows: Vec<KeyRow> = folded::fetch_from(store, &built.0).await?;
     if store.backend() != DatabaseBackend::Postgres {
         let descending = page::reads_descending(order.1, page);
         rows.sort_by(|a, b| {
@@ -371,7 +322,7 @@ pub async fn list(
     // A role the remembered ones lack was made since they were read: read them again (a role
     // deleted since the page was read is left out, as the link went with it).
     let mut known = roles::cached_facts(store, who.account_id).await?;
-    if rows.iter().flat_map(|row| &row.roles).any(|id| !known.contains_key(id)) {
+    if rows.iter().flat_map(|row| &row.roles.0).any(|id| !known.contains_key(id)) {
         known = roles::fresh_facts(store, who.account_id).await?;
     }
     let mut views = HashMap::new();

@@ -16,6 +16,7 @@ mod changes;
 pub mod export;
 mod listing;
 mod renewal;
+mod row;
 pub mod settings;
 mod usage;
 

@@ -137,8 +137,30 @@ pub fn parse<T: DeserializeOwned>(json: &str) -> AppResult<Vec<T>> {
     serde_json::from_str(json).map_err(|e| AppError::Internal(anyhow::Error::new(e).context("reading folded rows")))
 }
 
-/// A boolean cell: SQLite writes 0/1, PostgreSQL true/false.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Declares a read model once: the struct its rows are read into and, in the same order, each
+/// field's column — its alias (the field's name) and where it is read from (a source of the model's
+/// own type). Every way of reading a row reads the fields in declaration order, by the aliases: a
+/// folded JSON row (`fetch`, `parse`), a row as it is (`fetch_from`), a CSV line
+/// (`csv::StringRecord::deserialize`). A reader that reads fewer columns reads a prefix of them;
+/// the fields after it must then be `#[serde(default)]`.
+macro_rules! read_model {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident from $source:ty {
+        $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $from:expr ),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Deserialize)]
+        $vis struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
+
+        impl $name {
+            /// Each field's column, in the struct's order: its alias and its source.
+            pub const COLUMNS: &'static [(&'static str, $source)] = &[$( (stringify!($field), $from) ),*];
+        }
+    };
+}
+pub(in crate::service) use read_model;
+
+/// A boolean cell: SQLite writes 0/1, PostgreSQL true/false (`t`/`f` as text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
@@ -158,6 +180,14 @@ impl<'de> Deserialize<'de> for Flag {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
                 Ok(Flag(v != 0))
             }
+            /// PostgreSQL's text form (`t`/`f`, as its COPY writes booleans).
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v {
+                    "t" | "true" | "1" => Ok(Flag(true)),
+                    "f" | "false" | "0" => Ok(Flag(false)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
         }
         deserializer.deserialize_any(Visitor)
     }
@@ -166,7 +196,7 @@ impl<'de> Deserialize<'de> for Flag {
 /// An instant cell, as the database's JSON writes it (SQLite: the stored RFC 3339 text, with `T`
 /// or a space; PostgreSQL: ISO 8601), or as microseconds since the Unix epoch (a PostgreSQL row
 /// read as it is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Instant(pub DateTime<Utc>);
 
 impl<'de> Deserialize<'de> for Instant {
