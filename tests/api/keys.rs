@@ -288,7 +288,27 @@ async fn the_snapshot_sees_a_value_change_in_a_row(app: &TestApp) {
     assert_ne!(audit_free(&app.snapshot().await), audit_free(&before), "the key's `active` changed");
 }
 
+/// A refused key gets the one generic answer; the server's log says which check failed (at debug),
+/// never with the token presented.
+async fn a_refused_key_gets_the_generic_answer_and_the_log_says_why(app: &TestApp) {
+    let owner = app.owner().await;
+    let (key, token) = app.generate_key(&owner, None, &[]).await;
+    let wrong = "akt_wrongwrongwrongwrongwrongwrongwrongwrong000000";
+    for (presented, cause) in [(wrong, "wrong token"), (token.as_str(), "no role in the account")] {
+        let answer = app.get("/auth", &Auth::key(&key, presented)).await;
+        assert_eq!(answer.status(), 401);
+        let body: serde_json::Value = answer.json().await.expect("a JSON body");
+        assert_eq!(body["errors"][0]["message"], "authentication failed: missing, invalid or unauthorised credentials");
+        let logs = crate::helpers::captured_logs();
+        let logged =
+            logs.lines().any(|l| l.contains("key authentication refused") && l.contains(&key) && l.contains(cause));
+        assert!(logged, "the cause {cause:?} is logged for {key}");
+        assert!(!logs.contains(presented), "a token in the logs");
+    }
+}
+
 crate::backend_tests!(
+    a_refused_key_gets_the_generic_answer_and_the_log_says_why,
     the_snapshot_sees_a_value_change_in_a_row,
     a_new_key_has_the_key_as_label_no_roles_and_no_access,
     labels_are_trimmed_bounded_and_free_of_control_characters,

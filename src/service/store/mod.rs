@@ -260,7 +260,7 @@ impl Store {
     }
 
     /// The reader of listing pages on the calling thread, on a SQLite file (see `inline_read`).
-    pub(in crate::service) fn inline_reader(&self) -> Option<&inline_read::InlineReader> {
+    pub(in crate::service::store) fn inline_reader(&self) -> Option<&inline_read::InlineReader> {
         self.inline_reader.as_deref()
     }
 
