@@ -293,8 +293,9 @@ async fn the_snapshot_sees_a_value_change_in_a_row(app: &TestApp) {
 async fn a_refused_key_gets_the_generic_answer_and_the_log_says_why(app: &TestApp) {
     let owner = app.owner().await;
     let (key, token) = app.generate_key(&owner, None, &[]).await;
-    let wrong = "akt_wrongwrongwrongwrongwrongwrongwrongwrong000000";
-    for (presented, cause) in [(wrong, "wrong token"), (token.as_str(), "no role in the account")] {
+    // A well-formed token (its checksum holds), but another key's.
+    let (_, wrong) = app.generate_key(&owner, None, &[]).await;
+    for (presented, cause) in [(wrong.as_str(), "wrong token"), (token.as_str(), "no role in the account")] {
         let answer = app.get("/auth", &Auth::key(&key, presented)).await;
         assert_eq!(answer.status(), 401);
         let body: serde_json::Value = answer.json().await.expect("a JSON body");
