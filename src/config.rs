@@ -119,6 +119,21 @@ pub struct Settings {
     /// Maximum database connections in this process's pool.
     #[arg(long, env = "APPKEYS_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered `UNAVAILABLE`
+    /// (503), in milliseconds: with the database away, requests fail this fast instead of piling up.
+    #[arg(long, env = "APPKEYS_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+    /// The longest one statement may run before the database cancels it (answered `UNAVAILABLE`),
+    /// in milliseconds: PostgreSQL's `statement_timeout` on the pool's connections (not on
+    /// migrations, nor on exports, which stream as long as the client reads); on SQLite, the longest
+    /// a write waits for the file's lock.
+    #[arg(long, env = "APPKEYS_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_statement_timeout_ms: u64,
+    /// How long a stop (SIGTERM, Ctrl-C) may take, in seconds: requests in flight finish, the last
+    /// uses are written and the pool closes within it; whatever could not (the database away) is
+    /// logged and given up, so a replica always stops.
+    #[arg(long, env = "APPKEYS_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
     /// SQLite only: how much of the database file each connection reads through a memory map
     /// (MiB; 0 turns it off). Reads then cost no system call per page; the mapped pages are the
     /// kernel's page cache, shared, and show in the process's resident size as file pages.
@@ -214,6 +229,23 @@ fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl Settings {
+    /// `--db-acquire-timeout-ms` (at least 1 ms).
+    pub fn db_acquire_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.db_acquire_timeout_ms.max(1))
+    }
+
+    /// `--db-statement-timeout-ms` (at least 1 ms).
+    pub fn db_statement_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.db_statement_timeout_ms.max(1))
+    }
+
+    /// The longest a request's handler may take before it is answered `UNAVAILABLE`: a connection's
+    /// wait and one statement's limit, and a second more. It bounds what no database timeout can, a
+    /// connection whose packets go nowhere (the database's network cut without a reset).
+    pub fn request_deadline(&self) -> std::time::Duration {
+        self.db_acquire_timeout() + self.db_statement_timeout() + std::time::Duration::from_secs(1)
+    }
+
     /// Settings for tests and embedding: defaults, with this database.
     pub fn for_database(database_url: &str) -> Self {
         Cli::parse_from(["appkeys", "--database-url", database_url]).settings

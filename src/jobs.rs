@@ -85,6 +85,12 @@ impl LastUseFlusher {
             let stopping = wait_or_stop(self.every, &mut stop).await;
             if let Err(error) = self.recorder.flush(&self.store).await {
                 error.log_if_internal();
+                if stopping {
+                    tracing::warn!(
+                        unwritten = self.recorder.pending(),
+                        "stopping without writing these keys' last uses"
+                    );
+                }
             }
             if stopping {
                 return;

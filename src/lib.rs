@@ -19,7 +19,7 @@ pub mod state;
 pub mod telemetry;
 
 use anyhow::Context as _;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
@@ -84,21 +84,61 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, with the background jobs; then stops accepting, lets
-    /// in-flight requests finish, stops the jobs (writing the last uses they hold) and closes the pool.
+    /// in-flight requests finish, stops the jobs (writing the last uses they hold) and closes the
+    /// pool — all within `--shutdown-grace-secs` of the signal. Whatever has not finished by then
+    /// (the database away) is logged and given up: a replica always stops.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let jobs = jobs::Jobs::start(&self.state);
         let store = self.state.store.clone();
+        let recorder = self.state.auth.last_use().clone();
+        let grace = std::time::Duration::from_secs(self.state.settings.shutdown_grace_secs);
         let metrics_server = self.metrics_listener.map(|listener| {
             let router = http::metrics_router(self.state.clone());
             tokio::spawn(async move { axum::serve(listener, router).await })
         });
         let router = http::router(self.state, self.schema).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        };
+        let mut serving =
+            tokio::spawn(axum::serve(self.listener, router).with_graceful_shutdown(shutdown).into_future());
+        // Serving ends by itself only on an error; otherwise the grace period starts at the signal.
+        let served = tokio::select! {
+            served = &mut serving => Some(served),
+            _ = on_signal => None,
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        let served = match served {
+            Some(served) => served.context("the HTTP server stopped")?.context("serving HTTP"),
+            None => match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(served) => served.context("the HTTP server stopped")?.context("serving HTTP"),
+                Err(_) => {
+                    serving.abort();
+                    tracing::warn!(
+                        grace_secs = grace.as_secs(),
+                        "requests still in flight at the end of the grace period were dropped"
+                    );
+                    Ok(())
+                }
+            },
+        };
         if let Some(server) = metrics_server {
             server.abort();
         }
-        jobs.stop().await;
-        store.close().await.map_err(AppError::into_anyhow).context("closing the database pool")?;
+        if tokio::time::timeout_at(deadline, jobs.stop()).await.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                unwritten_last_uses = recorder.pending(),
+                "background jobs did not finish within the grace period; the last uses not yet written are lost"
+            );
+        }
+        match tokio::time::timeout_at(deadline, store.close()).await {
+            Ok(closed) => closed.map_err(AppError::into_anyhow).context("closing the database pool")?,
+            Err(_) => tracing::warn!("the database pool did not close within the grace period"),
+        }
+        tracing::info!("stopped");
         served
     }
 }

@@ -7,8 +7,7 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -16,5 +15,10 @@ async fn main() -> anyhow::Result<()> {
         // escape codes that no one sees).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    appkeys::cli::run(appkeys::config::Cli::parse()).await
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(appkeys::cli::run(appkeys::config::Cli::parse()));
+    // A stop has had its grace period (`--shutdown-grace-secs`); work still blocked then (a call
+    // into an unreachable database) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -58,16 +58,19 @@ enum Outcome {
     OkDatabase,
     Unauthenticated,
     RateLimited,
+    /// The database was needed and away.
+    Unavailable,
     Error,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::OkCached,
         Outcome::OkShared,
         Outcome::OkDatabase,
         Outcome::Unauthenticated,
         Outcome::RateLimited,
+        Outcome::Unavailable,
         Outcome::Error,
     ];
 
@@ -78,6 +81,7 @@ impl Outcome {
             Outcome::OkDatabase => "ok_database",
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::RateLimited => "rate_limited",
+            Outcome::Unavailable => "unavailable",
             Outcome::Error => "error",
         }
     }
@@ -250,6 +254,7 @@ impl Authenticator {
         self.outcomes.increment(match &error {
             AppError::Unauthenticated => Outcome::Unauthenticated,
             AppError::RateLimited { .. } => Outcome::RateLimited,
+            AppError::Unavailable(_) => Outcome::Unavailable,
             _ => Outcome::Error,
         } as usize);
         if !matches!(error, AppError::Unauthenticated) {

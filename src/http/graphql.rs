@@ -292,7 +292,27 @@ async fn execute(
         }
         single => shape(single, parse_errors.first().and_then(Option::as_deref)),
     };
-    respond_json(media_type, failed_before_execution, &body)
+    let mut response = respond_json(media_type, failed_before_execution, &body);
+    if any_unavailable(&body) {
+        // The database was away: the client (or a gateway in front) retries rather than reading
+        // an answer that only says "not now".
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        super::set_retry_after(&mut response, crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
+    }
+    response
+}
+
+/// Whether any error of a response (or of any response in a batch) is `UNAVAILABLE`.
+fn any_unavailable(body: &serde_json::Value) -> bool {
+    let unavailable = |one: &serde_json::Value| {
+        one["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|error| error["extensions"]["code"] == crate::error::AppError::UNAVAILABLE)
+        })
+    };
+    match body {
+        serde_json::Value::Array(items) => items.iter().any(unavailable),
+        single => unavailable(single),
+    }
 }
 
 const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";

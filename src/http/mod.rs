@@ -70,6 +70,7 @@ pub fn router(app: AppState, schema: Schemas) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(settings.request_deadline(), within_deadline))
         .layer(middleware::from_fn(count_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -212,6 +213,19 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
+/// Answers `UNAVAILABLE` when a handler has not answered within `deadline` (`Settings::
+/// request_deadline`): the database's timeouts bound every wait it knows of, this one the rest (a
+/// connection whose packets go nowhere). A response already begun (an export's stream) is not cut.
+async fn within_deadline(State(deadline): State<std::time::Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(&AppError::Unavailable(anyhow::anyhow!(
+            "the request was not answered within {} ms",
+            deadline.as_millis()
+        ))),
+    }
+}
+
 /// Counts every request and its latency by route (the matched pattern, never the raw path) and status.
 async fn count_requests(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -242,17 +256,23 @@ pub(crate) fn error_response(error: &AppError) -> Response {
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::RemovedExternalKey => StatusCode::CONFLICT,
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let graphql = async_graphql::ErrorExtensions::extend(error);
     let extensions = serde_json::to_value(&graphql.extensions).unwrap_or_default();
     let mut response = (status, Json(error_body(&graphql.message, extensions))).into_response();
-    if let AppError::RateLimited { retry_after_secs } = error {
-        if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-            response.headers_mut().insert("retry-after", value);
-        }
+    if let Some(seconds) = error.retry_after_secs() {
+        set_retry_after(&mut response, seconds);
     }
     response
+}
+
+/// Sets `Retry-After` (seconds).
+pub(crate) fn set_retry_after(response: &mut Response, seconds: u64) {
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
 }
 
 #[cfg(test)]

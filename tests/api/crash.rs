@@ -1,7 +1,8 @@
 //! Crash safety: the real binary is killed with SIGKILL in the middle of a burst of
 //! `generateAppKey` and `setAppKeyRoles`; after a restart every key exists whole (its access, its
-//! roles, its audit event) or not at all, and every roles change is there with its event or not at all.
-use crate::helpers::binary::{gql, owner_session, Server};
+//! roles, its audit event) or not at all, and every roles change is there with its event or not at all;
+//! and every token renewal and webhook endpoint answered with success is there after the kill.
+use crate::helpers::binary::{generate_key, gql, owner_session, restricted_role, Server};
 use crate::helpers::{row_id, Backend, TestDatabase};
 use futures::future::join_all;
 use serde_json::json;
@@ -112,7 +113,97 @@ async fn killed_mid_burst_leaves_every_key_whole_or_absent(backend: Backend) {
     db.close().await.ok();
 }
 
+/// What the burst of `acknowledged_changes_survive_a_kill` was told was saved.
+#[derive(Default)]
+struct Acknowledged {
+    /// Keys renewed, with the new token the renewal showed.
+    renewals: Vec<(String, String)>,
+    /// Webhook endpoints created, by id.
+    endpoints: Vec<String>,
+}
+
+/// Token renewals and webhook endpoints answered with success are all there after SIGKILL: each
+/// renewed key's new token passes `/auth` on the restarted server, each endpoint is listed.
+async fn acknowledged_changes_survive_a_kill(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let database_url = database.url.clone();
+    let client = reqwest::Client::new();
+    let env = [("APPKEYS_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let server = Server::start(&database_url, &env).await;
+    let owner = owner_session(&client, &server.address).await;
+    let role = restricted_role(&client, &server.address, &owner).await;
+    let mut keys = Vec::new();
+    for _ in 0..40 {
+        keys.push(generate_key(&client, &server.address, &owner, &role).await.0);
+    }
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Acknowledged::default()));
+    let address = server.address.clone();
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let (client, address, owner, keys, acknowledged) =
+                (client.clone(), address.clone(), owner.clone(), keys.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if task % 2 == 0 {
+                        // Each key renewed once, by one task: keys 0, 2, 4 … and 1, 3, 5 ….
+                        let Some(key) = keys.get(i * 2 + task / 2) else { break };
+                        let renew = "mutation($k: String!) { renewAppKeyToken(key: $k) { appToken } }";
+                        let Some(done) = gql(&client, &address, &owner, renew, json!({ "k": key })).await else {
+                            break;
+                        };
+                        if let Some(token) = done["data"]["renewAppKeyToken"]["appToken"].as_str() {
+                            acknowledged.lock().expect("acks").renewals.push((key.clone(), token.to_owned()));
+                        }
+                    } else {
+                        let create =
+                            "mutation($u: String!) { createWebhookEndpoint(input: {url: $u}) { endpoint { id } } }";
+                        let url = format!("http://127.0.0.1:9/hook-{task}-{i}");
+                        let Some(done) = gql(&client, &address, &owner, create, json!({ "u": url })).await else {
+                            break;
+                        };
+                        if let Some(id) = done["data"]["createWebhookEndpoint"]["endpoint"]["id"].as_str() {
+                            acknowledged.lock().expect("acks").endpoints.push(id.to_owned());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..500 {
+        let enough = {
+            let acks = acknowledged.lock().expect("acks");
+            acks.renewals.len() >= 10 && acks.endpoints.len() >= 10
+        };
+        if enough {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(server); // SIGKILL, with requests in flight
+    join_all(tasks).await;
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("acks"));
+    assert!(!acknowledged.renewals.is_empty() && !acknowledged.endpoints.is_empty(), "the burst was acknowledged");
+
+    let server = Server::start(&database_url, &[]).await;
+    for (key, token) in &acknowledged.renewals {
+        let auth = crate::helpers::Auth::key(key, token);
+        let checked = auth.apply(client.get(format!("{}/auth", server.address))).send().await.expect("sent");
+        assert_eq!(checked.status(), 200, "{key}: its acknowledged renewal's token is refused after the kill");
+    }
+    let listed = gql(&client, &server.address, &owner, "{ webhookEndpoints { id } }", json!({})).await.expect("list");
+    let listed: BTreeSet<&str> = listed["data"]["webhookEndpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    for id in &acknowledged.endpoints {
+        assert!(listed.contains(id.as_str()), "the acknowledged endpoint {id} is gone after the kill");
+    }
+    drop(server);
+}
+
 mod cases {
     use super::*;
-    crate::backend_cases!(killed_mid_burst_leaves_every_key_whole_or_absent);
+    crate::backend_cases!(killed_mid_burst_leaves_every_key_whole_or_absent, acknowledged_changes_survive_a_kill);
 }

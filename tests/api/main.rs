@@ -12,6 +12,7 @@ mod deletion;
 mod expiry;
 mod export;
 mod external_keys;
+mod faults;
 mod gateway;
 mod guards;
 mod hardening;

@@ -84,6 +84,28 @@ async fn the_last_owner_can_be_neither_demoted_nor_removed(app: &TestApp) {
     app.graphql(&owner, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
 }
 
+/// A refused change rolls back before the next writer begins: one refused right after another
+/// (each reads, then writes), however many at once, is refused for its rule, never for a database still locked by the first.
+async fn refused_changes_in_a_row_are_each_refused_for_their_rule(app: &TestApp) {
+    let owner = app.owner().await;
+    let me = owner_user_id(app, &owner).await;
+    let restricted = app.restricted_role(&owner).await;
+    let before = app.snapshot().await;
+    for _ in 0..20 {
+        let demote = json!({ "id": me, "roles": [restricted] });
+        let remove = json!({ "id": me });
+        let answers = futures::future::join_all([
+            app.graphql(&owner, SET, demote.clone()),
+            app.graphql(&owner, REMOVE, remove.clone()),
+            app.graphql(&owner, SET, demote),
+            app.graphql(&owner, REMOVE, remove),
+        ])
+        .await;
+        answers.iter().for_each(|answer| answer.assert_code("BAD_USER_INPUT"));
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
 async fn role_changes_apply_to_the_very_next_request(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
@@ -101,5 +123,6 @@ crate::backend_tests!(
     a_duplicate_or_malformed_email_is_refused,
     a_restricted_administrator_cannot_hand_out_owner,
     the_last_owner_can_be_neither_demoted_nor_removed,
+    refused_changes_in_a_row_are_each_refused_for_their_rule,
     role_changes_apply_to_the_very_next_request,
 );

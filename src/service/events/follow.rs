@@ -1,8 +1,9 @@
 //! Follows what other replicas commit, on PostgreSQL: credential changes (each notification stamps
 //! the scopes it names, see `versions`) and key events (each notification carries an event id; the
-//! event is read and handed to this replica's subscribers, and the deliverer is woken). Every
-//! (re)connection stamps everything, since notifications sent while disconnected are lost. Stops,
-//! closing its connection, when asked to.
+//! event is read and handed to this replica's subscribers, and the deliverer is woken). A heartbeat
+//! on the feed's connection finds one gone silent; every (re)connection stamps everything, since
+//! notifications sent while disconnected are lost, and reads back the events committed meanwhile.
+//! Stops, closing its connection, when asked to.
 use sea_orm::sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,19 +23,66 @@ fn scopes_of(payload: &str) -> Vec<Scope> {
     scopes.unwrap_or_default()
 }
 
+/// How often the feed's connection is asked whether it is alive, and how long it may take to say
+/// so: a connection whose packets go nowhere tells nothing by itself, and notifications sent to it
+/// are lost. Within this, and while the feed is away (every retry), every cached credential is
+/// stamped stale, so a change another replica made is seen here within a second.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How far before the feed was last known alive its catch-up reads events back.
+const CATCH_UP_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Whether the change feed is listening now (a store part; tests wait for it).
+#[derive(Default)]
+pub struct Feed {
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl Feed {
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set(&self, listening: bool) {
+        self.listening.store(listening, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<bool>) {
     let everything_changed = || store.versions().changed(&[]);
+    let feed = store.part::<Feed>();
+    // When the feed was last known to hear everything (`None`: never yet, nothing to catch up on).
+    let mut alive_at: Option<chrono::DateTime<chrono::Utc>> = None;
     while !*stop.borrow() {
-        match listen(&database_url).await {
-            Ok((pool, mut listener)) => {
+        match tokio::time::timeout(HEARTBEAT * 4, listen(&database_url)).await {
+            Ok(Ok((pool, mut listener))) => {
                 everything_changed();
-                loop {
+                feed.set(true);
+                if let Some(since) = alive_at {
+                    catch_up(&store, since - CATCH_UP_MARGIN).await;
+                }
+                alive_at = Some(store.now());
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let lost = loop {
                     let received = tokio::select! {
                         received = listener.try_recv() => received,
+                        _ = heartbeat.tick() => {
+                            let asked = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
+                            match tokio::time::timeout(HEARTBEAT, asked).await {
+                                Ok(Ok(_)) => {
+                                    alive_at = Some(store.now());
+                                    continue;
+                                }
+                                Ok(Err(error)) => break format!("the feed's connection failed: {error}"),
+                                Err(_) => break "the feed's connection did not answer its heartbeat".to_owned(),
+                            }
+                        }
                         _ = stop.changed() => {
+                            feed.set(false);
                             // Close the connection properly (PostgreSQL logs a reset otherwise).
                             drop(listener);
-                            pool.close().await;
+                            let _ = tokio::time::timeout(HEARTBEAT, pool.close()).await;
                             return;
                         }
                     };
@@ -46,23 +94,32 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
                                 announce(&store, notification.payload()).await;
                             }
                         }
-                        // The connection dropped; the next call reconnects. Anything missed in
-                        // between is covered by treating the drop itself as a change.
-                        Ok(None) => everything_changed(),
-                        Err(error) => {
-                            tracing::warn!(error = %error, "change listener failed; reconnecting");
+                        // The connection dropped and was made again (LISTEN included): what was
+                        // sent in between is covered by treating the drop itself as a change.
+                        Ok(None) => {
                             everything_changed();
-                            drop(listener);
-                            pool.close().await;
-                            break;
+                            if let Some(since) = alive_at {
+                                catch_up(&store, since - CATCH_UP_MARGIN).await;
+                            }
                         }
+                        Err(error) => break format!("the change listener failed: {error}"),
                     }
-                }
+                };
+                feed.set(false);
+                tracing::warn!(cause = %lost, "change feed lost; reconnecting");
+                everything_changed();
+                drop(listener);
+                // A connection gone silent may not close quickly either: not waited for long.
+                let _ = tokio::time::timeout(HEARTBEAT, pool.close()).await;
             }
-            Err(error) => tracing::warn!(error = %error, "LISTEN failed; retrying"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "LISTEN failed; retrying"),
+            Err(_) => tracing::warn!("LISTEN did not connect in time; retrying"),
         }
+        // Away: whatever this replica caches meanwhile is read from the database, and stamped
+        // stale again at each retry, since changes made meanwhile reach no one here.
+        everything_changed();
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(HEARTBEAT) => {}
             _ = stop.changed() => return,
         }
     }
@@ -70,10 +127,25 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
 
 /// A listener on its own one-connection pool, which `run` closes when stopping.
 async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sqlx::Error> {
-    let pool = PgPoolOptions::new().max_connections(1).connect(database_url).await?;
+    let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(HEARTBEAT * 4).connect(database_url).await?;
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen_all([CREDENTIALS_CHANNEL, outbox::EVENTS_CHANNEL]).await?;
     Ok((pool, listener))
+}
+
+/// Publishes the events committed since `since` that this replica has not published (the bus
+/// publishes each once), and wakes the deliverer: what the feed missed while it was away.
+async fn catch_up(store: &Store, since: chrono::DateTime<chrono::Utc>) {
+    match outbox::ids_since(store.db(), since, 10_000).await {
+        Ok(ids) => {
+            for id in &ids {
+                announce(store, id).await;
+            }
+            tracing::info!(events = ids.len(), "change feed caught up");
+        }
+        Err(error) => error.log_if_internal(),
+    }
+    outbox::bus(store).wake_deliveries();
 }
 
 /// Hands a committed event (by id) to this replica's subscribers and wakes the deliverer.

@@ -153,6 +153,34 @@ pub struct EventBus {
     /// each (`caught_up`).
     idle_rounds: Arc<std::sync::atomic::AtomicU64>,
     idle: Arc<Notify>,
+    /// The ids of the events published lately (at most `RECENT`), so an event published twice (at
+    /// its commit, and again by the change feed catching up) reaches subscribers once.
+    recent: Arc<std::sync::Mutex<Recent>>,
+}
+
+/// How many published event ids `EventBus` remembers.
+const RECENT: usize = 4096;
+
+#[derive(Default)]
+struct Recent {
+    order: std::collections::VecDeque<String>,
+    ids: std::collections::HashSet<String>,
+}
+
+impl Recent {
+    /// Remembers `id`; `false` when it was remembered already.
+    fn remember(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > RECENT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+        true
+    }
 }
 
 impl Default for EventBus {
@@ -162,6 +190,7 @@ impl Default for EventBus {
             deliveries: Arc::new(Notify::new()),
             idle_rounds: Arc::default(),
             idle: Arc::new(Notify::new()),
+            recent: Arc::default(),
         }
     }
 }
@@ -171,9 +200,13 @@ impl EventBus {
         self.sender.subscribe()
     }
 
+    /// Hands `event` to this replica's subscribers, once however often it is published.
     pub fn publish(&self, event: KeyEvent) {
-        // No subscriber is not an error.
-        let _ = self.sender.send(Arc::new(event));
+        let fresh = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remember(&event.id);
+        if fresh {
+            // No subscriber is not an error.
+            let _ = self.sender.send(Arc::new(event));
+        }
     }
 
     /// Tells the deliverer that deliveries may be due.
@@ -326,6 +359,22 @@ pub async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<Option<KeyE
     }))
 }
 
+/// The ids of the events stored at or after `since`, oldest first (at most `limit`): what a change
+/// feed that was away may have missed.
+pub async fn ids_since<C: ConnectionTrait>(db: &C, since: DateTime<Utc>, limit: u64) -> AppResult<Vec<String>> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let ids = key_event::Entity::find()
+        .select_only()
+        .column(key_event::Column::Id)
+        .filter(key_event::Column::At.gte(since))
+        .order_by_asc(key_event::Column::At)
+        .limit(limit)
+        .into_tuple::<String>()
+        .all(db)
+        .await?;
+    Ok(ids)
+}
+
 /// Deletes finished deliveries (delivered or failed) and events made before `before`, keeping every
 /// event a pending delivery still needs. Returns how many events went.
 pub async fn prune(store: &Store, before: DateTime<Utc>) -> AppResult<u64> {
@@ -362,6 +411,18 @@ pub fn prune_statements(backend: sea_orm::DatabaseBackend, before: DateTime<Utc>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_id_is_remembered_once_and_forgotten_past_the_bound() {
+        let mut recent = Recent::default();
+        assert!(recent.remember("a"));
+        assert!(!recent.remember("a"));
+        for n in 0..RECENT {
+            recent.remember(&n.to_string());
+        }
+        assert!(recent.remember("a"), "the oldest id is forgotten");
+        assert_eq!(recent.order.len(), RECENT);
+    }
 
     #[test]
     fn every_event_type_has_one_name_and_parses_back() {

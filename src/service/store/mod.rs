@@ -14,8 +14,8 @@ pub mod versions;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, Statement,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_orm::{EntityTrait, QuerySelect};
 use secrecy::ExposeSecret;
@@ -81,8 +81,7 @@ pub const EVERYTHING: &str = "*";
 
 /// A write transaction; on SQLite it also holds the process's write lock until commit or drop.
 pub struct WriteTxn {
-    txn: DatabaseTransaction,
-    _guard: Option<OwnedMutexGuard<()>>,
+    held: Held,
     versions: Arc<CredentialVersions>,
     /// What this change touches, for the credential caches (none recorded: anything).
     scopes: Vec<Scope>,
@@ -91,6 +90,38 @@ pub struct WriteTxn {
     /// (after the credentials' one), and work to do in this process after the commit.
     on_commit: std::sync::Mutex<OnCommit>,
     parts: Arc<Parts>,
+}
+
+/// A write transaction and, on SQLite, this process's writer turn (`Store::write_lock`).
+///
+/// Dropped without a commit (a rule refused the change midway), the transaction is not rolled back
+/// at once: sqlx only queues the `ROLLBACK` for the connection's next use, and until then the file
+/// stays locked for writing. So the turn is passed on only once the rollback has run; otherwise the
+/// next writer would begin while the file is still locked and could fail with "database is locked".
+struct Held {
+    txn: Option<DatabaseTransaction>,
+    turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Held {
+    fn txn(&self) -> &DatabaseTransaction {
+        // Taken only by `WriteTxn::finish`, which consumes the `WriteTxn`.
+        self.txn.as_ref().expect("a write transaction lives until it commits")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (Some(txn), Some(turn)) = (self.txn.take(), self.turn.take()) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = txn.rollback().await {
+                    tracing::warn!(error = %error, "rolling back a refused write");
+                }
+                drop(turn);
+            });
+        }
+    }
 }
 
 type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -104,7 +135,7 @@ struct OnCommit {
 impl Deref for WriteTxn {
     type Target = DatabaseTransaction;
     fn deref(&self) -> &Self::Target {
-        &self.txn
+        self.held.txn()
     }
 }
 
@@ -128,7 +159,7 @@ impl WriteTxn {
     /// On PostgreSQL, sends `payload` on `channel` when (and only if) this change commits, after the
     /// credentials' notification; nothing on SQLite.
     pub fn notify_on_commit(&self, channel: &'static str, payload: String) {
-        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+        if self.is_postgres() {
             self.on_commit
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -149,7 +180,7 @@ impl WriteTxn {
 
     /// Whether this change runs on PostgreSQL (so other replicas learn of it through NOTIFY).
     pub fn is_postgres(&self) -> bool {
-        self.txn.get_database_backend() == DatabaseBackend::Postgres
+        self.held.txn().get_database_backend() == DatabaseBackend::Postgres
     }
 
     /// Commits, and tells every auth cache (this replica's at once, others' through NOTIFY, which
@@ -164,21 +195,23 @@ impl WriteTxn {
         self.finish(false).await
     }
 
-    async fn finish(self, credentials_changed: bool) -> AppResult<()> {
+    async fn finish(mut self, credentials_changed: bool) -> AppResult<()> {
         let postgres = self.is_postgres();
-        let on_commit = self.on_commit.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let on_commit = std::mem::take(self.on_commit.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
         if postgres && credentials_changed {
             let payload = if self.scopes.is_empty() {
                 EVERYTHING.to_owned()
             } else {
                 self.scopes.iter().map(Scope::encode).collect::<Vec<_>>().join(";")
             };
-            notify(&self.txn, CREDENTIALS_CHANNEL, payload).await?;
+            notify(self.held.txn(), CREDENTIALS_CHANNEL, payload).await?;
         }
         for (channel, payload) in on_commit.notifications {
-            notify(&self.txn, channel, payload).await?;
+            notify(self.held.txn(), channel, payload).await?;
         }
-        self.txn.commit().await?;
+        if let Some(txn) = self.held.txn.take() {
+            txn.commit().await?;
+        }
         if credentials_changed {
             self.versions.changed(&self.scopes);
         }
@@ -221,8 +254,14 @@ impl Store {
         options
             .max_connections(settings.db_max_connections.max(1))
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(settings.db_acquire_timeout())
+            .connect_timeout(settings.db_acquire_timeout())
             .sqlx_logging(false);
+        // A statement past its limit is cancelled by the server (answered `UNAVAILABLE`), for every
+        // connection of the pool; migrations (`migrate`) and exports lift it.
+        let statement_ms = settings.db_statement_timeout().as_millis().to_string();
+        options.map_sqlx_postgres_opts(move |opts| opts.options([("statement_timeout", statement_ms.as_str())]));
+        let busy = settings.db_statement_timeout();
         // sqlx pings a connection on every checkout by default: a round trip to the SQLite
         // connection's thread, or to PostgreSQL, before each query. A SQLite file cannot hang up;
         // a PostgreSQL connection is pinged only once idle for a second (one used a moment ago is
@@ -239,7 +278,7 @@ impl Store {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(busy)
                 .create_if_missing(true)
                 .pragma("mmap_size", mmap_bytes.clone())
         });
@@ -335,10 +374,15 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let txn = self.db.begin().await?;
+        // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits out a holder (busy
+        // timeout); a deferred transaction that has read and then writes is refused at once instead.
+        let immediate = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = self.db.begin_with_options(immediate).await?;
         Ok(WriteTxn {
-            txn,
-            _guard: guard,
+            held: Held { txn: Some(txn), turn: guard },
             versions: self.versions.clone(),
             scopes: Vec::new(),
             clock: self.clock.clone(),
@@ -366,8 +410,17 @@ impl Store {
 
     /// Runs pending migrations. On PostgreSQL under an advisory lock held until `StartupLock::release`
     /// (see `service::prepare`), so replicas starting together migrate once, never twice and never half.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.db, None).await.context("running migrations")
+    ///
+    /// On PostgreSQL the migrations run on a connection of their own, without the pool's statement
+    /// limit: building an index over millions of keys may take minutes.
+    pub async fn migrate(&self, url: &str) -> anyhow::Result<()> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Migrator::up(&self.db, None).await.context("running migrations");
+        }
+        let single = single_connection(url).await.context("opening the migration connection")?;
+        let migrated = Migrator::up(&single, None).await.context("running migrations");
+        single.close().await.context("closing the migration connection")?;
+        migrated
     }
 
     /// Takes the start-up lock (PostgreSQL: a session-level advisory lock on a connection of its own).
@@ -395,6 +448,13 @@ impl Store {
     }
 }
 
+/// One dedicated connection of its own (not the pool's, and without its statement limit).
+async fn single_connection(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    Database::connect(options).await
+}
+
 /// A PostgreSQL session-level advisory lock held on one dedicated connection; nothing on SQLite,
 /// where the file is owned by one process.
 pub struct StartupLock(Option<DatabaseConnection>);
@@ -408,13 +468,7 @@ impl StartupLock {
         }
         // The lock belongs to one connection, and a pool could hand the unlock to another: hold a
         // dedicated single connection for the duration.
-        let single = Database::connect({
-            let mut options = ConnectOptions::new(url.to_owned());
-            options.max_connections(1).min_connections(1).sqlx_logging(false);
-            options
-        })
-        .await
-        .context("opening the start-up lock connection")?;
+        let single = single_connection(url).await.context("opening the start-up lock connection")?;
         single
             .execute_raw(Statement::from_string(
                 DatabaseBackend::Postgres,

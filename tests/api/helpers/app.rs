@@ -53,6 +53,16 @@ impl TestApp {
             let _ = app.run_until_stopped(std::future::pending()).await;
         });
         let db = sea_orm::Database::connect(database.url.as_str()).await.expect("the test connects to the database");
+        if backend == Backend::Postgres {
+            // The change feed stamps every cached credential when it connects: a test counting
+            // cache hits starts once it has.
+            let feed = state.store.part::<appkeys::service::events::follow::Feed>();
+            let listening = super::process::poll_until(std::time::Duration::from_secs(10), || {
+                std::future::ready(feed.is_listening())
+            })
+            .await;
+            assert!(listening, "the change feed listens within 10 s");
+        }
         Self {
             db,
             backend,
@@ -139,7 +149,12 @@ impl TestApp {
 
     /// A GET with auth headers.
     pub async fn get(&self, path: &str, auth: &Auth) -> reqwest::Response {
-        auth.apply(self.client.get(format!("{}{path}", self.address))).send().await.expect("the request is sent")
+        self.get_at(&self.address, path, auth).await
+    }
+
+    /// A GET with auth headers to another server (a replica).
+    pub async fn get_at(&self, address: &str, path: &str, auth: &Auth) -> reqwest::Response {
+        auth.apply(self.client.get(format!("{address}{path}"))).send().await.expect("the request is sent")
     }
 
     /// The first column of the first row of `sql`, run directly on the database.

@@ -41,6 +41,11 @@ impl Server {
     pub async fn terminate(mut self) {
         assert!(self.child.terminate(Duration::from_secs(10)).await, "the appkeys binary did not stop on SIGTERM");
     }
+
+    /// Asks the binary to stop (SIGTERM); whether it did within `grace` (it is killed otherwise).
+    pub async fn terminate_within(&mut self, grace: Duration) -> bool {
+        self.child.terminate(grace).await
+    }
 }
 
 /// A GraphQL request that tolerates a server that is gone (`None`).
@@ -62,4 +67,18 @@ pub async fn owner_session(client: &reqwest::Client, address: &str) -> Auth {
     .await
     .expect("login");
     Auth::Bearer(login["data"]["login"]["token"].as_str().expect("token").to_owned())
+}
+
+/// The id of the account's second predefined role (User Administrator - RESTRICTED).
+pub async fn restricted_role(client: &reqwest::Client, address: &str, owner: &Auth) -> String {
+    let roles = gql(client, address, owner, "{ roles { id } }", json!({})).await.expect("roles");
+    roles["data"]["roles"][1]["id"].as_str().expect("a role").to_owned()
+}
+
+/// Generates a key holding `role`: its value and token.
+pub async fn generate_key(client: &reqwest::Client, address: &str, owner: &Auth, role: &str) -> (String, String) {
+    let generate = "mutation($r: [ID!]!) { generateAppKey(input: {roleIds: $r}) { appKey { key } appToken } }";
+    let made = gql(client, address, owner, generate, json!({ "r": [role] })).await.expect("a key");
+    let made = &made["data"]["generateAppKey"];
+    (made["appKey"]["key"].as_str().expect("key").to_owned(), made["appToken"].as_str().expect("token").to_owned())
 }

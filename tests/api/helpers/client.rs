@@ -62,8 +62,20 @@ impl Gql {
         self.0["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Fails unless the first error has `code`; an unexpected internal error shows the servers'
+    /// latest error lines, which hold its cause (the client only ever sees "internal server error").
     pub fn assert_code(&self, code: &str) {
-        assert_eq!(self.code(), code, "response: {:#}", self.0);
+        let got = self.code();
+        if got != code && got == "INTERNAL_SERVER_ERROR" {
+            let logs = super::captured_logs();
+            let errors: Vec<&str> = logs.lines().filter(|line| line.contains("ERROR")).collect();
+            let latest = errors[errors.len().saturating_sub(5)..].join("\n");
+            panic!(
+                "expected {code}, got an internal error: {:#}\nlatest server errors in this test binary:\n{latest}",
+                self.0
+            );
+        }
+        assert_eq!(got, code, "response: {:#}", self.0);
     }
 }
 
