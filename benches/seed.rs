@@ -137,6 +137,9 @@ async fn insert(
     Ok(())
 }
 
+/// Writes row `i` of a `COPY` as one CSV line.
+type CopyRow<'a> = dyn Fn(usize, &mut String) + 'a;
+
 /// Rows handed to one `COPY` message.
 const COPY_CHUNK: usize = 20_000;
 
@@ -158,7 +161,7 @@ async fn copy_seed(
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut connection = PgConnection::connect(url).await?;
     sea_orm::sqlx::query("BEGIN").execute(&mut connection).await?;
-    let passes: [(&str, &dyn Fn(usize, &mut String)); 3] = [
+    let passes: [(&str, &CopyRow); 3] = [
         (
             "COPY app_keys (id, label, label_search, key, account_id, token_digest, active, created_at, created_by, token_created_at, updated_at) FROM STDIN WITH (FORMAT csv)",
             &|i, out: &mut String| {
