@@ -109,37 +109,40 @@ impl Application {
             served = &mut serving => Some(served),
             _ = on_signal => None,
         };
-        let deadline = tokio::time::Instant::now() + grace;
-        let served = match served {
-            Some(served) => served.context("the HTTP server stopped")?.context("serving HTTP"),
-            None => match tokio::time::timeout_at(deadline, &mut serving).await {
-                Ok(served) => served.context("the HTTP server stopped")?.context("serving HTTP"),
-                Err(_) => {
-                    serving.abort();
-                    tracing::warn!(
-                        grace_secs = grace.as_secs(),
-                        "requests still in flight at the end of the grace period were dropped"
-                    );
-                    Ok(())
-                }
-            },
-        };
         if let Some(server) = metrics_server {
             server.abort();
         }
-        if tokio::time::timeout_at(deadline, jobs.stop()).await.is_err() {
+        let early = served.is_some();
+        // One grace period for the whole stop: what is still running when it ends is given up.
+        let mut step = "requests in flight";
+        let mut closed = Ok(());
+        let mut result = Ok(());
+        let stopped = tokio::time::timeout(grace, async {
+            let served = match served {
+                Some(served) => served,
+                None => (&mut serving).await,
+            };
+            result = served.context("the HTTP server stopped").and_then(|s| s.context("serving HTTP"));
+            step = "background jobs (the last uses not yet written)";
+            jobs.stop().await;
+            step = "closing the database pool";
+            closed = store.close().await.map_err(AppError::into_anyhow).context("closing the database pool");
+        })
+        .await;
+        if stopped.is_err() {
+            serving.abort();
             tracing::warn!(
                 grace_secs = grace.as_secs(),
+                given_up = step,
                 unwritten_last_uses = recorder.pending(),
-                "background jobs did not finish within the grace period; the last uses not yet written are lost"
+                "the stop did not finish within its grace period; the rest is given up"
             );
+        } else if early {
+            tracing::warn!("the HTTP server stopped by itself");
         }
-        match tokio::time::timeout_at(deadline, store.close()).await {
-            Ok(closed) => closed.map_err(AppError::into_anyhow).context("closing the database pool")?,
-            Err(_) => tracing::warn!("the database pool did not close within the grace period"),
-        }
+        closed?;
         tracing::info!("stopped");
-        served
+        result
     }
 }
 
