@@ -56,9 +56,10 @@ fn assert_never_internal(answers: &[Answer]) {
     }
 }
 
-/// The server's PostgreSQL connections are killed three times under load: no request is answered
-/// 500, the server heals without a restart, and a key deactivated while a replica's change feed
-/// was dead is refused by that replica within a second.
+/// The server's PostgreSQL connections are killed three times under load (reads and key
+/// generation): no request is answered 500, every key is whole or absent and every acknowledged one
+/// is there, the server heals without a restart, and a key deactivated while a replica's change
+/// feed was dead is refused by that replica within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
 async fn killed_connections_are_unavailable_never_500_and_the_server_heals() {
@@ -100,12 +101,44 @@ async fn killed_connections_are_unavailable_never_500_and_the_server_heals() {
             })
         })
         .collect();
+    // And mutations: each key generated whole (its access, its roles, its audit event) or not at all,
+    // and every one answered with success is there.
+    let generated = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (client, answers, owner, generated) = (client.clone(), answers.clone(), owner.clone(), generated.clone());
+        let (address, role) = (app.address.clone(), restricted.clone());
+        tokio::spawn(async move {
+            let generate = "mutation($r: [ID!]!) { generateAppKey(input: {roleIds: $r}) { appKey { key } } }";
+            while Instant::now() < until {
+                let request = owner
+                    .apply(client.post(format!("{address}/graphql")))
+                    .json(&json!({ "query": generate, "variables": { "r": [role] } }));
+                let made = answer(request.send().await.expect("sent")).await;
+                if let Some(key) = made.body["data"]["generateAppKey"]["appKey"]["key"].as_str() {
+                    generated.lock().expect("generated").push(key.to_owned());
+                }
+                answers.lock().expect("answers").push(made);
+            }
+        })
+    };
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(terminate_backends(&app.database_url).await >= 1, "the servers' connections were ended");
     }
     for task in load {
         task.await.expect("the load ran");
+    }
+    writer.await.expect("the writer ran");
+    let generated = std::mem::take(&mut *generated.lock().expect("generated"));
+    assert!(!generated.is_empty(), "keys were generated during the kills");
+    let whole = "SELECT count(*) FROM app_keys k WHERE EXISTS (SELECT 1 FROM key_access a \
+                 JOIN key_access_roles r ON r.key_access_id = a.id WHERE a.app_key_id = k.id) \
+                 AND EXISTS (SELECT 1 FROM audit_events e WHERE e.action = 'key.generate' AND e.target = k.key)";
+    let (all, whole): (i64, i64) = (app.scalar("SELECT count(*) FROM app_keys").await, app.scalar(whole).await);
+    assert_eq!(all, whole, "every key is whole: its access, its roles and its audit event");
+    for key in &generated {
+        let there: i64 = app.scalar(format!("SELECT count(*) FROM app_keys WHERE key = '{key}'")).await;
+        assert_eq!(there, 1, "{key} was acknowledged and is gone");
     }
     let answers = std::mem::take(&mut *answers.lock().expect("answers"));
     assert!(answers.len() >= 8, "the load ran: {} answers", answers.len());
