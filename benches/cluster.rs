@@ -6,7 +6,8 @@
 //!     bench-cluster fault --through URL --replicas URL,… --database-url URL --pg-cluster "15 main" --password P
 //!         A fault round under load through the gateway: PostgreSQL's backends killed, then
 //!         PostgreSQL restarted (fast shutdown); answers counted by status in each phase, the time
-//!         from PostgreSQL back to the first success, and a revocation after recovery.
+//!         from PostgreSQL back to the first success, a revocation after recovery, and whether every
+//!         key generated through the gateway meanwhile and acknowledged is there, whole.
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -198,6 +199,30 @@ async fn fault(
             })
         })
         .collect();
+    // One writer through the gateway all along: every key it was told was generated must be there
+    // afterwards, whole.
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writer = {
+        let (client, through, role, acknowledged) =
+            (client.clone(), through.clone(), role.clone(), acknowledged.clone());
+        let (phase, counts, stop) = (phase.clone(), counts.clone(), stop.clone());
+        tokio::spawn(async move {
+            let generate = "mutation($r: [ID!]!) { generateAppKey(input: {roleIds: $r}) { appKey { key } } }";
+            while !stop.load(Ordering::Relaxed) {
+                let request = client.http.post(format!("{through}/graphql")).bearer_auth(&client.session);
+                let request = request.json(&json!({ "query": generate, "variables": { "r": [role] } }));
+                let (status, body) = match request.send().await {
+                    Ok(response) => (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null)),
+                    Err(_) => (0, Value::Null),
+                };
+                if let Some(key) = body["data"]["generateAppKey"]["appKey"]["key"].as_str() {
+                    acknowledged.lock().expect("acknowledged").push(key.to_owned());
+                }
+                let now = *phase.lock().expect("phase");
+                *counts.lock().expect("counts").entry((now, status)).or_default() += 1;
+            }
+        })
+    };
     let set_phase = |name: &'static str| *phase.lock().expect("phase") = name;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -236,6 +261,26 @@ async fn fault(
     for task in load {
         task.await?;
     }
+    writer.await?;
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("acknowledged"));
+    let db = sea_orm::sqlx::PgPool::connect(database_url).await?;
+    let mut missing = 0;
+    for key in &acknowledged {
+        let (there,): (i64,) =
+            sea_orm::sqlx::query_as("SELECT count(*) FROM app_keys WHERE key = $1").bind(key).fetch_one(&db).await?;
+        if there != 1 {
+            missing += 1;
+        }
+    }
+    let (partial,): (i64,) = sea_orm::sqlx::query_as(
+        "SELECT count(*) FROM app_keys k WHERE k.created_by <> 'system:bench-seed' AND (NOT EXISTS \
+         (SELECT 1 FROM key_access a JOIN key_access_roles r ON r.key_access_id = a.id WHERE a.app_key_id = k.id) \
+         OR NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.action = 'key.generate' AND e.target = k.key))",
+    )
+    .fetch_one(&db)
+    .await?;
+    db.close().await;
+    println!("FAULT_ACKNOWLEDGED generated={} missing={missing} keys_not_whole={partial}", acknowledged.len());
     let revoked = revoke_once(&client, &replicas, &role).await?;
     let worst = revoked.iter().map(|d| d.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1_000.0)).fold(0.0, f64::max);
     for ((phase, status), count) in counts.lock().expect("counts").iter() {

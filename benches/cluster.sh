@@ -14,7 +14,8 @@
 #               nginx; each polled on every other replica until refused (p50 / p99 / max)
 #   fault       under load through nginx: PostgreSQL's backends killed, then PostgreSQL restarted
 #               (fast shutdown); answers by status in each phase, time to the first success once
-#               PostgreSQL is back, a revocation after recovery
+#               PostgreSQL is back, a revocation after recovery, and every key generated through
+#               nginx meanwhile and acknowledged: there, whole
 #   big         one replica on KEYS keys and one on BIG_KEYS keys (seeded with COPY), served at once
 #               and measured alternately: /auth, viewer and myKeys(first: 20), small ÷ big per round.
 #               The big database is kept (REUSE_BIG=1 measures it again without seeding; drop
