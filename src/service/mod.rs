@@ -34,7 +34,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Store> {
 pub async fn prepare(store: &Store, settings: &Settings) -> anyhow::Result<Option<CreatedAccount>> {
     let lock = store.startup_lock(settings.database_url.expose_secret()).await?;
     let result = async {
-        store.migrate(settings.database_url.expose_secret()).await?;
+        store.migrate(&lock).await?;
         identity::roles::seed_catalogue(store)
             .await
             .map_err(AppError::into_anyhow)

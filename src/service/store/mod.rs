@@ -258,7 +258,7 @@ impl Store {
             .connect_timeout(settings.db_acquire_timeout())
             .sqlx_logging(false);
         // A statement past its limit is cancelled by the server (answered `UNAVAILABLE`), for every
-        // connection of the pool; migrations (`migrate`) and exports lift it.
+        // connection of the pool (migrations run outside it, `migrate`; exports lift it).
         let statement_ms = settings.db_statement_timeout().as_millis().to_string();
         options.map_sqlx_postgres_opts(move |opts| opts.options([("statement_timeout", statement_ms.as_str())]));
         let busy = settings.db_statement_timeout();
@@ -411,16 +411,11 @@ impl Store {
     /// Runs pending migrations. On PostgreSQL under an advisory lock held until `StartupLock::release`
     /// (see `service::prepare`), so replicas starting together migrate once, never twice and never half.
     ///
-    /// On PostgreSQL the migrations run on a connection of their own, without the pool's statement
-    /// limit: building an index over millions of keys may take minutes.
-    pub async fn migrate(&self, url: &str) -> anyhow::Result<()> {
-        if self.backend() != DatabaseBackend::Postgres {
-            return Migrator::up(&self.db, None).await.context("running migrations");
-        }
-        let single = single_connection(url).await.context("opening the migration connection")?;
-        let migrated = Migrator::up(&single, None).await.context("running migrations");
-        single.close().await.context("closing the migration connection")?;
-        migrated
+    /// On PostgreSQL the migrations run on the start-up lock's own connection, without the pool's
+    /// statement limit: building an index over millions of keys may take minutes.
+    pub async fn migrate(&self, lock: &StartupLock) -> anyhow::Result<()> {
+        let connection = lock.0.as_ref().unwrap_or(&self.db);
+        Migrator::up(connection, None).await.context("running migrations")
     }
 
     /// Takes the start-up lock (PostgreSQL: a session-level advisory lock on a connection of its own).
