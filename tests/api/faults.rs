@@ -12,18 +12,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MY_KEYS: &str = "{ myKeys(first: 5) { totalCount } }";
 
-/// Ends every connection to the test's database but the caller's own (`pg_terminate_backend`).
-async fn terminate_backends(database_url: &str) -> i64 {
-    use sea_orm::ConnectionTrait;
-    let admin = sea_orm::Database::connect(database_url).await.expect("connected");
-    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    let row = admin.query_one_raw(sea_orm::Statement::from_string(admin.get_database_backend(), terminate)).await;
-    let ended: i64 = row.expect("terminated").expect("a row").try_get_by_index(0).expect("a count");
-    admin.close().await.ok();
-    ended
-}
-
 /// What one request got: its HTTP status, its body, and whether it carried `Retry-After`.
 #[derive(Debug)]
 struct Answer {
@@ -123,7 +111,7 @@ async fn killed_connections_are_unavailable_never_500_and_the_server_heals() {
     };
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert!(terminate_backends(&app.database_url).await >= 1, "the servers' connections were ended");
+        assert!(app.terminate_backends().await >= 1, "the servers' connections were ended");
     }
     for task in load {
         task.await.expect("the load ran");
@@ -159,7 +147,7 @@ async fn killed_connections_are_unavailable_never_500_and_the_server_heals() {
     for _ in 0..3 {
         assert_eq!(app.get_at(&replica, "/auth", &as_key).await.status(), 200);
     }
-    terminate_backends(&app.database_url).await;
+    app.terminate_backends().await;
     let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { status } }";
     let deactivated = loop {
         let request = owner

@@ -184,19 +184,12 @@ async fn a_document_validated_once_is_still_checked_for_each_variables(app: &Tes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(appkeys_postgres_tests), ignore = "needs APPKEYS_TEST_POSTGRES_URL at build time")]
 async fn postgres_connections_dropped_by_the_server_are_replaced() {
-    use sea_orm::ConnectionTrait;
     let app = TestApp::spawn(Backend::Postgres).await;
     let owner = app.owner().await;
     // A listing reads the database every time (a cached principal would not).
     let page = "{ myKeys(first: 5) { totalCount } }";
     let total = app.graphql(&owner, page, json!({})).await.data("myKeys.totalCount");
-    let admin = sea_orm::Database::connect(app.database_url.as_str()).await.expect("connected");
-    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    let row = admin.query_one_raw(sea_orm::Statement::from_string(admin.get_database_backend(), terminate)).await;
-    let ended: i64 = row.expect("terminated").expect("a row").try_get_by_index(0).expect("a count");
-    assert!(ended >= 1, "the server's connections were ended");
-    admin.close().await.expect("closed");
+    assert!(app.terminate_backends().await >= 1, "the server's connections were ended");
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     for _ in 0..5 {
         assert_eq!(app.graphql(&owner, page, json!({})).await.data("myKeys.totalCount"), total);

@@ -91,6 +91,19 @@ impl TestApp {
         (format!("http://{}", app.local_addr().expect("bound address")), app)
     }
 
+    /// Ends every PostgreSQL connection to this test's database but the caller's own (the servers'
+    /// pools, their change feeds) with `pg_terminate_backend`; how many it ended.
+    pub async fn terminate_backends(&self) -> i64 {
+        use sea_orm::ConnectionTrait;
+        let admin = sea_orm::Database::connect(self.database_url.as_str()).await.expect("connected");
+        let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        let row = admin.query_one_raw(sea_orm::Statement::from_string(admin.get_database_backend(), terminate)).await;
+        let ended: i64 = row.expect("terminated").expect("a row").try_get_by_index(0).expect("a count");
+        admin.close().await.expect("closed");
+        ended
+    }
+
     /// The test's own connection to the database (not the server's pool).
     pub fn db(&self) -> &sea_orm::DatabaseConnection {
         &self.db
