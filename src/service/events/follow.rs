@@ -56,11 +56,8 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
     while !*stop.borrow() {
         match tokio::time::timeout(HEARTBEAT * 4, listen(&database_url)).await {
             Ok(Ok((pool, mut listener))) => {
-                everything_changed();
                 feed.set(true);
-                if let Some(since) = alive_at {
-                    catch_up(&store, since - CATCH_UP_MARGIN).await;
-                }
+                after_a_gap(&store, alive_at).await;
                 alive_at = Some(store.now());
                 let mut heartbeat = tokio::time::interval(HEARTBEAT);
                 heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,12 +93,7 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
                         }
                         // The connection dropped and was made again (LISTEN included): what was
                         // sent in between is covered by treating the drop itself as a change.
-                        Ok(None) => {
-                            everything_changed();
-                            if let Some(since) = alive_at {
-                                catch_up(&store, since - CATCH_UP_MARGIN).await;
-                            }
-                        }
+                        Ok(None) => after_a_gap(&store, alive_at).await,
                         Err(error) => break format!("the change listener failed: {error}"),
                     }
                 };
@@ -133,10 +125,14 @@ async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sql
     Ok((pool, listener))
 }
 
-/// Publishes the events committed since `since` that this replica has not published (the bus
-/// publishes each once), and wakes the deliverer: what the feed missed while it was away.
-async fn catch_up(store: &Store, since: chrono::DateTime<chrono::Utc>) {
-    match outbox::ids_since(store.db(), since, 10_000).await {
+/// What a (re)subscribed feed does about what it may have missed since it was last known alive
+/// (`None`: never yet): every cached credential stamped stale, and the events committed meanwhile
+/// that this replica has not published handed to its subscribers (the bus publishes each once),
+/// the deliverer woken.
+async fn after_a_gap(store: &Store, alive_at: Option<chrono::DateTime<chrono::Utc>>) {
+    store.versions().changed(&[]);
+    let Some(alive_at) = alive_at else { return };
+    match outbox::ids_since(store.db(), alive_at - CATCH_UP_MARGIN, 10_000).await {
         Ok(ids) => {
             for id in &ids {
                 announce(store, id).await;
