@@ -112,7 +112,6 @@ impl Application {
         if let Some(server) = metrics_server {
             server.abort();
         }
-        let early = served.is_some();
         // One grace period for the whole stop: what is still running when it ends is given up.
         let mut step = "requests in flight";
         let mut closed = Ok(());
@@ -137,8 +136,6 @@ impl Application {
                 unwritten_last_uses = recorder.pending(),
                 "the stop did not finish within its grace period; the rest is given up"
             );
-        } else if early {
-            tracing::warn!("the HTTP server stopped by itself");
         }
         closed?;
         tracing::info!("stopped");
