@@ -54,32 +54,37 @@ async fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let probe = AppToken::generate();
     let probe_key = format!("appkey-main-{}", suffix(keys));
-    if std::env::args().any(|a| a == "--copy") && url.starts_with("postgres") {
+    let copy = std::env::args().any(|a| a == "--copy") && url.starts_with("postgres");
+    let probe_digest = probe.digest();
+    let row = |i: usize| seeded_key(i, keys, &probe_key, &probe_digest);
+    if copy {
         db.close().await?;
-        copy_seed(&url, &main.id, &restricted.id, keys, &probe_key, &probe.digest()).await?;
-        eprintln!("seeded {} keys with COPY in {:.1} s", keys + 1, started.elapsed().as_secs_f64());
-        println!("PROBE_KEY={probe_key}");
-        println!("PROBE_TOKEN={}", probe.expose_secret());
-        return Ok(());
-    }
-    let txn = db.begin().await?;
-    let mut batch = Vec::with_capacity(CHUNK);
-    for i in 0..=keys {
-        let (key, digest) = if i == keys {
-            (probe_key.clone(), probe.digest())
-        } else {
-            (format!("appkey-main-{}", suffix(i)), TokenDigest::of(&format!("bench-token-{i}")))
-        };
-        batch.push((key, digest));
-        if batch.len() == CHUNK || i == keys {
-            insert(&txn, &main.id, &restricted.id, std::mem::take(&mut batch)).await?;
+        copy_seed(&url, &main.id, &restricted.id, keys, &row).await?;
+    } else {
+        let txn = db.begin().await?;
+        let mut batch = Vec::with_capacity(CHUNK);
+        for i in 0..=keys {
+            batch.push(row(i));
+            if batch.len() == CHUNK || i == keys {
+                insert(&txn, &main.id, &restricted.id, std::mem::take(&mut batch)).await?;
+            }
         }
+        txn.commit().await?;
     }
-    txn.commit().await?;
-    eprintln!("seeded {} keys in {:.1} s", keys + 1, started.elapsed().as_secs_f64());
+    let how = if copy { " with COPY" } else { "" };
+    eprintln!("seeded {} keys{how} in {:.1} s", keys + 1, started.elapsed().as_secs_f64());
     println!("PROBE_KEY={probe_key}");
     println!("PROBE_TOKEN={}", probe.expose_secret());
     Ok(())
+}
+
+/// The `i`-th seeded key and its token's digest; the last (`i == keys`) is the probe.
+fn seeded_key(i: usize, keys: usize, probe_key: &str, probe_digest: &TokenDigest) -> (String, TokenDigest) {
+    if i == keys {
+        (probe_key.to_owned(), probe_digest.clone())
+    } else {
+        (format!("appkey-main-{}", suffix(i)), TokenDigest::of(&format!("bench-token-{i}")))
+    }
 }
 
 async fn insert(
@@ -151,8 +156,7 @@ async fn copy_seed(
     account_id: &str,
     role_id: &str,
     keys: usize,
-    probe_key: &str,
-    probe_digest: &TokenDigest,
+    seeded: &dyn Fn(usize) -> (String, TokenDigest),
 ) -> anyhow::Result<()> {
     use sea_orm::sqlx::{Connection, PgConnection};
     let base = uuid::Uuid::now_v7().as_u128() & !0xFFFF_FFFF_u128;
@@ -165,12 +169,8 @@ async fn copy_seed(
         (
             "COPY app_keys (id, label, label_search, key, account_id, token_digest, active, created_at, created_by, token_created_at, updated_at) FROM STDIN WITH (FORMAT csv)",
             &|i, out: &mut String| {
-                let (key, digest) = if i == keys {
-                    (probe_key.to_owned(), probe_digest.as_str().to_owned())
-                } else {
-                    let key = format!("appkey-main-{}", suffix(i));
-                    (key, TokenDigest::of(&format!("bench-token-{i}")).as_str().to_owned())
-                };
+                let (key, digest) = seeded(i);
+                let digest = digest.as_str();
                 let label = format!("bench {key}");
                 let search = label.to_lowercase();
                 let id = key_id(i);
