@@ -133,6 +133,7 @@ async fn insert(
             last_used_at: Set(None),
             last_used_ip: Set(None),
             last_used_user_agent: Set(None),
+            ..Default::default()
         });
         roles.push(key_access_role::ActiveModel { key_access_id: Set(access_id), role_id: Set(role_id.to_owned()) });
     }

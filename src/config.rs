@@ -196,6 +196,11 @@ pub struct Settings {
     /// default: the client is the peer address.
     #[arg(long, env = "APPKEYS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redis (`redis://host:6379`) through which every replica shares one budget per rate limit.
+    /// Without it each replica keeps its own (N replicas admit up to N × a limit). When Redis does
+    /// not answer, replicas fall back to their own budgets until it does.
+    #[arg(long, env = "APPKEYS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
     /// Serve `GET /metrics` (Prometheus) on this address instead of on `--bind`.
     #[arg(long, env = "APPKEYS_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,

@@ -30,8 +30,17 @@ pub enum AppError {
     NotFound(String),
     Conflict(String),
     RemovedExternalKey,
+    /// Too many requests: failed authentications of one subject (`limit: None`), or a key's named
+    /// rate limit in its policy.
     RateLimited {
         retry_after_secs: u64,
+        limit: Option<String>,
+    },
+    /// The client's address is not in the key's allowlist here (FORBIDDEN, `reason: IP_NOT_ALLOWED`).
+    IpNotAllowed,
+    /// The key's credits here do not cover the request; `retry_after_secs`: until the next refill.
+    UsageExceeded {
+        retry_after_secs: Option<u64>,
     },
     /// The database is away or too slow (unreachable, its connections cut, the pool's wait or a
     /// statement's time limit run out): nothing was changed, and the same request may succeed in a
@@ -52,12 +61,13 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::Forbidden { .. } | AppError::NotAllowed(_) => "FORBIDDEN",
+            AppError::Forbidden { .. } | AppError::NotAllowed(_) | AppError::IpNotAllowed => "FORBIDDEN",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Conflict(_) => "CONFLICT",
             AppError::RemovedExternalKey => "REMOVED_EXTERNAL_KEY",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::UsageExceeded { .. } => "USAGE_EXCEEDED",
             AppError::Unavailable(_) => Self::UNAVAILABLE,
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -75,7 +85,17 @@ impl AppError {
             AppError::RemovedExternalKey => {
                 "this external key was removed from the account; add it again instead of activating it".into()
             }
-            AppError::RateLimited { retry_after_secs } => format!("too many attempts; retry in {retry_after_secs} s"),
+            AppError::RateLimited { retry_after_secs, limit: None } => {
+                format!("too many attempts; retry in {retry_after_secs} s")
+            }
+            AppError::RateLimited { retry_after_secs, limit: Some(name) } => {
+                format!("the key's rate limit {name:?} is reached; retry in {retry_after_secs} s")
+            }
+            AppError::IpNotAllowed => "the key may not be used from this address".into(),
+            AppError::UsageExceeded { retry_after_secs: Some(secs) } => {
+                format!("the key's credits are used up; they are refilled in {secs} s")
+            }
+            AppError::UsageExceeded { retry_after_secs: None } => "the key's credits are used up".into(),
             AppError::Unavailable(_) => {
                 format!("the service is unavailable for a moment; retry in {UNAVAILABLE_RETRY_AFTER_SECS} s")
             }
@@ -108,7 +128,8 @@ impl AppError {
     /// The seconds a client should wait before trying again, when the answer says so.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            AppError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            AppError::UsageExceeded { retry_after_secs } => *retry_after_secs,
             AppError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         }
@@ -201,7 +222,14 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code());
             match self {
                 AppError::Forbidden { missing } => ext.set("missingResources", missing.clone()),
-                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::RateLimited { retry_after_secs, limit } => {
+                    ext.set("retryAfter", *retry_after_secs);
+                    if let Some(name) = limit {
+                        ext.set("limit", name.as_str());
+                    }
+                }
+                AppError::IpNotAllowed => ext.set("reason", "IP_NOT_ALLOWED"),
+                AppError::UsageExceeded { retry_after_secs: Some(secs) } => ext.set("retryAfter", *secs),
                 AppError::Unavailable(_) => ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS),
                 AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
                 _ => {}

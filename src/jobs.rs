@@ -133,5 +133,9 @@ pub async fn sweep(store: &Store, recorder: &LastUseRecorder) -> crate::error::A
     if announced > 0 {
         tracing::info!(announced, "announced expiring, expired and renewal-due keys");
     }
+    let credits = keys::policy::refill_and_announce(store, store.now()).await?;
+    if credits > 0 {
+        tracing::info!(credits, "refilled credits and announced low and exhausted credits");
+    }
     Ok(deactivated)
 }

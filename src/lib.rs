@@ -65,7 +65,7 @@ impl Application {
             .await
             .map_err(AppError::into_anyhow)
             .context("preparing the dummy hash")?;
-        let state = AppState::new(store, key_prefix, settings);
+        let state = AppState::new(store, key_prefix, settings)?;
         let schema = Schemas::build(state.clone());
         Ok(Self { listener, metrics_listener, state, schema, bootstrapped })
     }

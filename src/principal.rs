@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderName, HeaderValue};
 
-use crate::domain::Resource;
+use crate::domain::{KeyPolicy, Resource};
 
 /// What kind of caller a principal is.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct Principal {
     /// The headers `/auth` answers with for this principal, written on its first answer and kept
     /// with it (a cached principal answers many requests).
     pub forward_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
+    /// An app key's policy in this account (`None`: the empty policy, or not a key).
+    pub policy: Option<std::sync::Arc<KeyPolicy>>,
 }
 
 impl Principal {

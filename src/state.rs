@@ -2,7 +2,7 @@
 //! this state as its data, and the router holds both (`http::HttpState`).
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, LastUseRecorder};
+use crate::auth::{Authenticator, Gate, LastUseRecorder};
 use crate::config::Settings;
 use crate::domain::KeyPrefix;
 use crate::service::store::Store;
@@ -30,17 +30,20 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, key_prefix: KeyPrefix, settings: Settings) -> Self {
-        Self(Arc::new(Shared {
+    pub fn new(store: Store, key_prefix: KeyPrefix, settings: Settings) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        let gate = Gate::new(store.clone(), settings.redis_url.as_ref().map(|url| url.expose_secret()))?;
+        Ok(Self(Arc::new(Shared {
             auth: Authenticator::new(
                 store.clone(),
                 settings.failures_per_minute,
                 LastUseRecorder::new(settings.last_used_flush_secs > 0),
+                gate,
             ),
             store,
             key_prefix,
             session_ttl: chrono::Duration::seconds(settings.session_ttl_secs),
             settings: Arc::new(settings),
-        }))
+        })))
     }
 }

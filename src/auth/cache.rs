@@ -235,6 +235,7 @@ mod tests {
             account_name: account.into(),
             resources: Default::default(),
             forward_headers: Default::default(),
+            policy: None,
         })
     }
 

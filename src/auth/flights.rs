@@ -101,6 +101,7 @@ mod tests {
             account_name: "main".into(),
             resources: Default::default(),
             forward_headers: Default::default(),
+            policy: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! exists); a malformed token is refused before any lookup; failures are throttled (`throttle.rs`).
 pub mod cache;
 mod flights;
+pub mod gate;
 mod headers;
 pub mod last_use;
 pub mod throttle;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use cache::{CacheKey, Credential, CredentialCache};
 use flights::{Flight, Flights};
+pub use gate::{Admission, Gate, LimitStatus, Refusal};
 pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
@@ -47,6 +49,8 @@ pub struct Authenticator {
     /// `appkeys_auth_outcomes_total` by `Outcome` (registering the series on every request cost a
     /// cached `/auth` more than its cache lookup).
     outcomes: Arc<LabelledCounter<{ Outcome::ALL.len() }>>,
+    /// Rate limits and credits of keys' policies.
+    gate: Arc<Gate>,
 }
 
 /// How a request's authentication ended, as counted in `appkeys_auth_outcomes_total`.
@@ -88,7 +92,7 @@ impl Outcome {
 }
 
 impl Authenticator {
-    pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder) -> Self {
+    pub fn new(store: Store, failures_per_minute: u32, last_use: LastUseRecorder, gate: Gate) -> Self {
         let clock = store.clock().clone();
         Self {
             store,
@@ -101,6 +105,7 @@ impl Authenticator {
                 "outcome",
                 Outcome::ALL.map(Outcome::label),
             )),
+            gate: Arc::new(gate),
         }
     }
 
@@ -114,6 +119,23 @@ impl Authenticator {
 
     pub fn last_use(&self) -> &LastUseRecorder {
         &self.last_use
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The rest of the gate for a granted principal (after the resources it asked for): its key's
+    /// rate limits, then its credits, charged `cost` units. Callers without a policy pass at once.
+    pub async fn admit(&self, principal: &Principal, cost: u32) -> Admission {
+        match (&principal.kind, &principal.policy) {
+            (PrincipalKind::AppKey { access_id, .. }, Some(policy))
+                if !policy.rate_limits.is_empty() || policy.credits.is_some() =>
+            {
+                self.gate.admit(&principal.account_id, access_id, policy, cost).await
+            }
+            _ => Admission::default(),
+        }
     }
 
     /// Notes a key's use `at` (cheaply: in memory) for its account's last-use fields.
@@ -243,6 +265,13 @@ impl Authenticator {
         if outcome == Outcome::OkShared {
             self.cache.stats().shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        if let Some(policy) = &principal.policy {
+            // The allowlist comes right after the roles: a request from elsewhere is no use.
+            if !policy.allows(client_ip) {
+                self.gate.refused(Refusal::IpNotAllowed);
+                return Err(AppError::IpNotAllowed);
+            }
+        }
         self.used(&principal, at, headers, client_ip);
         self.outcomes.increment(outcome as usize);
         Ok(Some(principal))
@@ -287,6 +316,7 @@ async fn resolve_uncached(
                 account_name: grant.account_name,
                 resources: grant.resources,
                 forward_headers: Default::default(),
+                policy: None,
             };
             Ok((principal, Some(grant.expires_at)))
         }
@@ -300,6 +330,7 @@ async fn resolve_uncached(
                 account_name: grant.account_name,
                 resources: grant.resources,
                 forward_headers: Default::default(),
+                policy: grant.policy,
             };
             Ok((principal, valid_until))
         }

@@ -65,7 +65,7 @@ impl Throttle {
             .map(|until| until - now)
             .max();
         match wait {
-            Some(wait) => Err(AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }),
+            Some(wait) => Err(AppError::RateLimited { retry_after_secs: wait.as_secs().max(1), limit: None }),
             None => Ok(()),
         }
     }
@@ -111,7 +111,7 @@ mod tests {
         assert!(throttle.check(&["login:main/a@example.com"]).is_ok(), "three failures are within the quota");
         throttle.record_failure(Some("login:main/a@example.com"), None);
         let refused = throttle.check(&["login:main/a@example.com"]);
-        assert!(matches!(refused, Err(AppError::RateLimited { retry_after_secs }) if retry_after_secs >= 1));
+        assert!(matches!(refused, Err(AppError::RateLimited { retry_after_secs, .. }) if retry_after_secs >= 1));
         assert!(throttle.check(&["login:main/b@example.com"]).is_ok());
     }
 

@@ -8,6 +8,7 @@ mod key;
 mod label;
 mod name;
 mod password;
+pub mod policy;
 mod resource;
 mod token;
 
@@ -18,6 +19,7 @@ pub use key::{AppKeyValue, KeyPrefix};
 pub use label::KeyLabel;
 pub use name::{ResourceName, RoleName};
 pub use password::{HashMemory, Password};
+pub use policy::{KeyPolicy, PolicyInput, PolicyInvalid};
 pub use resource::{PredefinedRole, Resource, ResourceId};
 pub use token::{AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};
 

@@ -17,6 +17,14 @@ pub struct Model {
     pub last_used_at: Option<DateTimeUtc>,
     pub last_used_ip: Option<String>,
     pub last_used_user_agent: Option<String>,
+    /// The key's policy here (`domain::KeyPolicy` as JSON); NULL is the empty policy.
+    pub policy: Option<String>,
+    /// The credits left here; NULL is unlimited. Decremented by the gate, set by the policy and refills.
+    pub credits_remaining: Option<i64>,
+    /// When the credits were last set (the anchor of refills and of the credits events).
+    pub credits_reset_at: Option<DateTimeUtc>,
+    pub credits_low_announced_for: Option<DateTimeUtc>,
+    pub credits_exhausted_announced_for: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

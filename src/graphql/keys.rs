@@ -130,6 +130,7 @@ impl KeyMutation {
             label: input.label,
             role_ids: local_ids(NodeKind::Role, input.role_ids.unwrap_or_default()),
             expires_at: input.expires_at,
+            policy: input.policy.map(Into::into),
         };
         let generated = keys::generate(&state.store, &sctx, &state.key_prefix, &new).await?;
         Ok(GeneratedAppKey { app_key: generated.key.into(), app_token: generated.token.expose_secret().to_owned() })

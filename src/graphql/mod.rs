@@ -5,6 +5,7 @@ pub mod events;
 pub mod guard;
 mod keys;
 mod node;
+mod policy;
 pub mod types;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery, eve
 /// Changes: sessions, keys, roles, users and webhooks. Each validates first and writes in one transaction.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(access::AccessMutation, keys::KeyMutation, events::EventMutation);
+pub struct MutationRoot(access::AccessMutation, keys::KeyMutation, policy::PolicyMutation, events::EventMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -4,9 +4,11 @@ use async_graphql::{ComplexObject, Enum, InputObject, Json, MaybeUndefined, Obje
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+use crate::domain::policy::{self as rules, RefillInterval as Interval};
 use crate::service::events::audit::AuditEventView;
 use crate::service::identity::roles::{ResourceView, RoleView};
 use crate::service::identity::users::UserView;
+use crate::service::keys::policy::PolicyView;
 use crate::service::keys::settings::KeySettings;
 use crate::service::keys::{AppKeyView, Renewal};
 use crate::service::store::page::{Cursor, Paged, Total};
@@ -137,7 +139,11 @@ impl From<Renewal> for AppKeyRenewal {
 
 /// An application key as seen from the request's account. Its token is never shown here.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct AppKey {
+    /// The key's access row in the request's account (where its policy is kept).
+    #[graphql(skip)]
+    pub access_id: String,
     /// Key id.
     pub id: ID,
     /// The public key value, e.g. `appkey-mystore-ORYNWX`; send it as `X-API-AppKey`.
@@ -181,6 +187,7 @@ pub struct AppKey {
 impl From<AppKeyView> for AppKey {
     fn from(k: AppKeyView) -> Self {
         Self {
+            access_id: k.access_id,
             id: global_id(NodeKind::AppKey, &k.id),
             key: k.key,
             key_type: k.key_type.into(),
@@ -504,6 +511,9 @@ pub struct GenerateAppKeyInput {
     /// When the key stops working by itself: in the future and within the account's
     /// `maxLifetimeDays`; omitted: never, or `maxLifetimeDays` ahead when the account has a maximum.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key's policy in this account; omitted: the empty policy (any address, no limit,
+    /// unlimited).
+    pub policy: Option<AppKeyPolicyInput>,
 }
 
 /// Another account's key to grant roles to.
@@ -598,5 +608,166 @@ pub fn local_id(kind: NodeKind, id: &ID) -> String {
     match parse_global_id(id) {
         Some((found, local)) if found == kind => local,
         _ => id.0.clone(),
+    }
+}
+
+// A key's policy (`AppKey.policy`, `setAppKeyPolicy`, `GenerateAppKeyInput.policy`).
+
+/// Where, how fast and how much a key may be used in one account. The empty policy (no
+/// allowlist, no limit, no credits) admits any address, at any rate, without end.
+#[derive(SimpleObject)]
+pub struct AppKeyPolicy {
+    /// CIDR ranges (IPv4 and IPv6) the key may be used from, normalised (`10.0.0.0/8`,
+    /// `203.0.113.7/32`); empty: any address. A request whose address is not known fails a
+    /// non-empty list.
+    pub allowed_ips: Vec<String>,
+    /// Named rate limits; every one must admit a request (RATE_LIMITED, HTTP 429, otherwise).
+    pub rate_limits: Vec<RateLimit>,
+    /// The key's credits here; null: unlimited.
+    pub credits: Option<Credits>,
+}
+
+/// At most `limit` requests (or units of `/auth?cost=`) per `periodSeconds`, as a sliding window.
+#[derive(SimpleObject)]
+pub struct RateLimit {
+    /// Unique among the key's limits; named in RATE_LIMITED errors and the `RateLimit` headers.
+    pub name: String,
+    /// Requests (or cost units) per period, at least 1.
+    pub limit: i32,
+    /// The period, from 1 second to 31 days.
+    pub period_seconds: i32,
+}
+
+/// Credits: each request costs 1 (or `/auth?cost=N`); none left is USAGE_EXCEEDED (HTTP 429).
+#[derive(SimpleObject)]
+pub struct Credits {
+    /// Credits left now.
+    pub remaining: i64,
+    /// How the credits come back; null: never (set a new policy to give more).
+    pub refill: Option<CreditRefill>,
+}
+
+/// Credits set back to `amount` at 00:00 UTC every day (DAILY) or on `day` of every month
+/// (MONTHLY; the month's last day when it is shorter).
+#[derive(SimpleObject)]
+pub struct CreditRefill {
+    /// The credits after a refill.
+    pub amount: i64,
+    /// DAILY or MONTHLY.
+    pub interval: RefillInterval,
+    /// The day of the month of a MONTHLY refill (1–31, default 1); null for DAILY.
+    pub day: Option<i32>,
+}
+
+/// How often credits are refilled.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum RefillInterval {
+    /// Every day at 00:00 UTC.
+    Daily,
+    /// Every month, on the refill's `day` at 00:00 UTC.
+    Monthly,
+}
+
+impl From<RefillInterval> for Interval {
+    fn from(value: RefillInterval) -> Self {
+        match value {
+            RefillInterval::Daily => Interval::Daily,
+            RefillInterval::Monthly => Interval::Monthly,
+        }
+    }
+}
+
+impl From<PolicyView> for AppKeyPolicy {
+    fn from(view: PolicyView) -> Self {
+        let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        Self {
+            allowed_ips: view.policy.allowed_ips.iter().map(ToString::to_string).collect(),
+            rate_limits: view
+                .policy
+                .rate_limits
+                .iter()
+                .map(|l| RateLimit {
+                    name: l.name.clone(),
+                    limit: clamp(l.limit),
+                    period_seconds: clamp(l.period_secs),
+                })
+                .collect(),
+            credits: view.policy.credits.as_ref().map(|credits| Credits {
+                remaining: view.remaining.unwrap_or(0),
+                refill: credits.refill.map(|r| CreditRefill {
+                    amount: r.amount,
+                    interval: match r.interval {
+                        Interval::Daily => RefillInterval::Daily,
+                        Interval::Monthly => RefillInterval::Monthly,
+                    },
+                    day: r.day.map(i32::from),
+                }),
+            }),
+        }
+    }
+}
+
+/// A whole policy; what is omitted is empty (any address, no limit, unlimited).
+#[derive(InputObject, Default)]
+pub struct AppKeyPolicyInput {
+    /// CIDR ranges or single addresses, IPv4 or IPv6; at most 100. Empty: any address.
+    #[graphql(default)]
+    pub allowed_ips: Vec<String>,
+    /// Named rate limits (at most 10, names unique).
+    #[graphql(default)]
+    pub rate_limits: Vec<RateLimitInput>,
+    /// Credits; omitted: unlimited.
+    pub credits: Option<CreditsInput>,
+}
+
+/// One named rate limit.
+#[derive(InputObject)]
+pub struct RateLimitInput {
+    /// 1 to 64 letters, digits, `_`, `-`, `.` or `:`; unique among the key's limits.
+    pub name: String,
+    /// Requests (or cost units) per period, at least 1.
+    pub limit: i64,
+    /// The period in seconds, from 1 to 2678400 (31 days).
+    pub period_seconds: i64,
+}
+
+/// The credits a key starts with, and their refill.
+#[derive(InputObject)]
+pub struct CreditsInput {
+    /// Credits to start with, 0 or more.
+    pub remaining: i64,
+    /// How they come back; omitted: never.
+    pub refill: Option<CreditRefillInput>,
+}
+
+/// A refill of credits.
+#[derive(InputObject)]
+pub struct CreditRefillInput {
+    /// The credits after a refill, at least 1.
+    pub amount: i64,
+    /// DAILY (00:00 UTC) or MONTHLY.
+    pub interval: RefillInterval,
+    /// MONTHLY only: the day of the month, 1–31 (the last day in shorter months); default 1.
+    pub day: Option<i64>,
+}
+
+impl From<AppKeyPolicyInput> for rules::PolicyInput {
+    fn from(input: AppKeyPolicyInput) -> Self {
+        Self {
+            allowed_ips: input.allowed_ips,
+            rate_limits: input
+                .rate_limits
+                .into_iter()
+                .map(|l| rules::RateLimitInput { name: l.name, limit: l.limit, period_seconds: l.period_seconds })
+                .collect(),
+            credits: input.credits.map(|c| rules::CreditsInput {
+                remaining: c.remaining,
+                refill: c.refill.map(|r| rules::RefillInput {
+                    amount: r.amount,
+                    interval: r.interval.into(),
+                    day: r.day,
+                }),
+            }),
+        }
     }
 }

@@ -31,7 +31,10 @@ async fn account_to_export(
     match state.auth.resolve(headers, peer.0).await {
         // Like the listing it exports.
         Ok(Some(principal)) if Resource::READ_KEYS.iter().any(|r| principal.holds(*r)) => {
-            Ok(principal.account_id.clone())
+            match state.auth.admit(&principal, 1).await.refused {
+                Some(refused) => Err(error_response(&refused)),
+                None => Ok(principal.account_id.clone()),
+            }
         }
         Ok(Some(_)) => Err(error_response(&AppError::forbidden(Resource::READ_KEYS.iter().map(|r| r.id())))),
         Ok(None) => Err(error_response(&AppError::Unauthenticated)),

@@ -4,7 +4,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{error_response, ClientAddr};
-use crate::auth::{Principal, PrincipalKind, ACCOUNT_HEADER};
+use crate::auth::{Admission, Principal, PrincipalKind, ACCOUNT_HEADER};
+use crate::domain::policy::MAX_COST;
 use crate::error::AppError;
 use crate::service::identity::roles;
 use crate::state::AppState;
@@ -12,16 +13,25 @@ use crate::state::AppState;
 const X_RESOURCES: HeaderName = HeaderName::from_static("x-resources");
 const X_APPKEY: HeaderName = HeaderName::from_static("x-appkey");
 const X_USER: HeaderName = HeaderName::from_static("x-user");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-credits-remaining");
 
-/// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good and
-/// hold every `?resource=` asked for; 401 or 403 otherwise.
+/// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good,
+/// hold every `?resource=` asked for and the key's policy admits the request (its address, rate
+/// limits and credits, charged `?cost=`); 401, 403 or 429 otherwise.
 pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Request) -> Response {
     // The request is taken whole, so its headers are moved here rather than copied.
     let (parts, _) = request.into_parts();
-    let required: Vec<String> = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
-        Ok(Query(params)) => params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect(),
+    let params = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+        Ok(Query(params)) => params,
         Err(rejection) => return rejection.into_response(),
     };
+    let cost = match cost_of(&params) {
+        Ok(cost) => cost,
+        Err(error) => return error_response(&error),
+    };
+    let required: Vec<String> = params.into_iter().filter(|(k, _)| k == "resource").map(|(_, v)| v).collect();
     let headers = account_from(parts.headers, &state.settings.auth_account_header);
     let principal = match state.auth.resolve(&headers, peer.0).await {
         Ok(Some(principal)) => principal,
@@ -57,10 +67,46 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
         }
         return error_response(&AppError::forbidden(missing));
     }
-    let mut response = StatusCode::OK.into_response();
-    let answer = principal.forward_headers.get_or_init(|| forward_headers(&principal));
-    response.headers_mut().extend(answer.iter().cloned());
+    let admission = state.auth.admit(&principal, cost).await;
+    let mut response = match &admission.refused {
+        Some(error) => error_response(error),
+        None => {
+            let mut response = StatusCode::OK.into_response();
+            let answer = principal.forward_headers.get_or_init(|| forward_headers(&principal));
+            response.headers_mut().extend(answer.iter().cloned());
+            response
+        }
+    };
+    limit_headers(&admission, response.headers_mut());
     response
+}
+
+/// `?cost=N`: the credits and rate-limit units a request costs (0–1000, default 1).
+fn cost_of(params: &[(String, String)]) -> Result<u32, AppError> {
+    let Some((_, raw)) = params.iter().rev().find(|(k, _)| k == "cost") else {
+        return Ok(1);
+    };
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|cost| *cost <= MAX_COST)
+        .ok_or_else(|| AppError::bad_input("cost", format!("cost is a whole number from 0 to {MAX_COST}")))
+}
+
+/// The IETF `RateLimit-Policy` and `RateLimit` fields of the tightest limit, and
+/// `X-Credits-Remaining` when the key has credits.
+fn limit_headers(admission: &Admission, headers: &mut HeaderMap) {
+    if let Some(limit) = &admission.tightest {
+        let policy = format!("\"{}\";q={};w={}", limit.name, limit.limit, limit.period_secs);
+        let state = format!("\"{}\";r={};t={}", limit.name, limit.remaining, limit.reset_secs);
+        if let (Ok(policy), Ok(state)) = (HeaderValue::from_str(&policy), HeaderValue::from_str(&state)) {
+            headers.insert(RATELIMIT_POLICY, policy);
+            headers.insert(RATELIMIT, state);
+        }
+    }
+    if let Some(credits) = admission.credits {
+        headers.insert(X_CREDITS_REMAINING, HeaderValue::from(credits));
+    }
 }
 
 /// `X-Account`, `X-Resources` and `X-AppKey` or `X-User` for a principal (a value that is not a

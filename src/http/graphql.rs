@@ -261,7 +261,15 @@ async fn execute(
     }
     let started = std::time::Instant::now();
     let meta = request_meta(headers, &peer);
-    let auth_state = Arc::new(state.auth.resolve(headers, peer.0).await);
+    let auth_state = state.auth.resolve(headers, peer.0).await;
+    if let Ok(Some(principal)) = &auth_state {
+        // A key's rate limits and credits: one unit per operation, before any runs.
+        let cost = u32::try_from(operations.len()).unwrap_or(u32::MAX);
+        if let Some(refused) = state.auth.admit(principal, cost).await.refused {
+            return super::error_response(&refused);
+        }
+    }
+    let auth_state = Arc::new(auth_state);
     let batch = batch.data(auth_state).data(meta);
     let response = schema.execute_batch(batch).await;
     for operation in operations {

@@ -250,12 +250,12 @@ async fn method_not_allowed() -> Response {
 pub(crate) fn error_response(error: &AppError) -> Response {
     let status = match error {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden { .. } | AppError::NotAllowed(_) => StatusCode::FORBIDDEN,
+        AppError::Forbidden { .. } | AppError::NotAllowed(_) | AppError::IpNotAllowed => StatusCode::FORBIDDEN,
         AppError::BadUserInput { .. } => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::RemovedExternalKey => StatusCode::CONFLICT,
-        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::RateLimited { .. } | AppError::UsageExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

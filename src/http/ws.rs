@@ -45,7 +45,11 @@ async fn connection_init(
     let headers = credential_headers(&payload);
     let resolved = app.auth.resolve(&headers, client_ip).await;
     match &resolved {
-        Ok(Some(_)) => {}
+        Ok(Some(principal)) => {
+            if let Some(refused) = app.auth.admit(principal, 1).await.refused {
+                return Err(refused.extend());
+            }
+        }
         Ok(None) => return Err(AppError::Unauthenticated.extend()),
         Err(error) => return Err(error.extend()),
     }

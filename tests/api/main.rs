@@ -25,6 +25,7 @@ mod listings;
 mod metrics;
 mod migrations;
 mod plans;
+mod policies;
 mod properties;
 mod renewal;
 mod roles;

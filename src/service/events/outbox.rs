@@ -37,10 +37,12 @@ pub enum EventType {
     Expired,
     RenewalDue,
     AutoDeactivated,
+    CreditsLow,
+    CreditsExhausted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 16] = [
         EventType::Generated,
         EventType::Renewed,
         EventType::RenewalFinished,
@@ -55,6 +57,8 @@ impl EventType {
         EventType::Expired,
         EventType::RenewalDue,
         EventType::AutoDeactivated,
+        EventType::CreditsLow,
+        EventType::CreditsExhausted,
     ];
 
     /// The name receivers and subscribers see, e.g. `app_key.deactivated`.
@@ -74,6 +78,8 @@ impl EventType {
             EventType::Expired => "app_key.expired",
             EventType::RenewalDue => "app_key.renewal_due",
             EventType::AutoDeactivated => "app_key.auto_deactivated",
+            EventType::CreditsLow => "app_key.credits_low",
+            EventType::CreditsExhausted => "app_key.credits_exhausted",
         }
     }
 

@@ -24,6 +24,8 @@ pub struct KeyGrant {
     /// When this grant stops by itself (a previous token whose renewal overlap runs out), so a cache
     /// of it must not outlive it.
     pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The key's policy in that account; `None` for the empty policy (nothing to decide).
+    pub policy: Option<std::sync::Arc<crate::domain::KeyPolicy>>,
 }
 
 /// Authenticates a key for an account (its own by default). `None` for every kind of failure, so no
@@ -73,7 +75,9 @@ pub async fn authenticate(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    let policy = super::policy::stored_policy(access.policy.as_deref());
     Ok(Some(KeyGrant {
+        policy: (!policy.is_empty()).then(|| std::sync::Arc::new(policy)),
         key_id: key.id,
         key: key.key,
         access_id: access.id,

@@ -40,10 +40,16 @@ pub struct NewKey {
     pub label: Option<String>,
     pub role_ids: Vec<String>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The key's policy in its own account (`None`: the empty policy).
+    pub policy: Option<crate::domain::PolicyInput>,
 }
 
 pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &NewKey) -> AppResult<GeneratedKey> {
     let label = KeyLabel::parse(new.label.as_deref()).map_err(|e| e.at("input.label"))?;
+    let (policy, credits) = match &new.policy {
+        Some(input) => super::policy::parse(input, "input.policy")?,
+        None => Default::default(),
+    };
     let role_ids_raw = &new.role_ids;
     let account_id = &ctx.principal.account_id;
     let account = AccountName::parse(&ctx.principal.account_name)
@@ -89,7 +95,7 @@ pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &Ne
     }
     .insert(&*txn)
     .await?;
-    let access = key_access::ActiveModel {
+    let mut access = key_access::ActiveModel {
         id: Set(new_id()),
         app_key_id: Set(key.id.clone()),
         account_id: Set(account_id.clone()),
@@ -101,9 +107,10 @@ pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &Ne
         last_used_at: Set(None),
         last_used_ip: Set(None),
         last_used_user_agent: Set(None),
-    }
-    .insert(&*txn)
-    .await?;
+        ..Default::default()
+    };
+    super::policy::apply(&mut access, &policy, credits, now);
+    let access = access.insert(&*txn).await?;
     replace_roles(&*txn, &access.id, &role_ids(&granted)).await?;
     let view = Located { key, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.generate", &view.key, None, Some(view.audit_state())).await?;
@@ -169,6 +176,11 @@ pub async fn add_external(
                 last_used_at: Set(None),
                 last_used_ip: Set(None),
                 last_used_user_agent: Set(None),
+                policy: Set(None),
+                credits_remaining: Set(None),
+                credits_reset_at: Set(None),
+                credits_low_announced_for: Set(None),
+                credits_exhausted_announced_for: Set(None),
             }
             .insert(&*txn)
             .await?;

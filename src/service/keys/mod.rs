@@ -6,6 +6,7 @@
 //! - `renewal`: renewing a key's token, finishing and undoing a renewal;
 //! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`;
 //! - `usage`: last uses and deactivating unused keys; `announce`: the time-based key events;
+//! - `policy`: a key's policy in an account, its credits charged, refilled and announced;
 //! - `settings`: an account's key settings; `export`: the CSV and XLSX exports.
 //!
 //! A key is owned by one account (`app_keys`); each account it may act on has one `key_access` row
@@ -15,6 +16,7 @@ mod authenticate;
 mod changes;
 pub mod export;
 mod listing;
+pub mod policy;
 mod renewal;
 mod row;
 pub mod settings;
