@@ -4,7 +4,7 @@
 #
 #   bash benches/run.sh                         # DURATION=10s CONNS=32 by default, every section
 #   SECTIONS="last_used" bash benches/run.sh    # only some sections: core big export last_used
-#                                               #   writes pinned soak
+#                                               #   writes policies pinned soak
 #   BACKEND=postgres bash benches/run.sh        # the same against PostgreSQL (PG_URL, ANALYZE after seeding)
 #   PAIRS=5 PAIR_DURATION=5s ...                # core: alternated healthz/figure pairs (default 3 of 5 s)
 set -euo pipefail
@@ -18,7 +18,7 @@ EXPORT_KEYS=${EXPORT_KEYS:-100000}
 BIG=${BIG:-1000000}
 PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
-SECTIONS=${SECTIONS:-"core big export last_used writes pinned soak"}
+SECTIONS=${SECTIONS:-"core big export last_used writes policies pinned soak"}
 BACKEND=${BACKEND:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 SOAK_SECS=${SOAK_SECS:-600}
@@ -222,6 +222,44 @@ grep -q "Non-2xx" "$WORK/writes-paced.out" && { echo "the paced writer got error
 stop_server
 fi
 
+if want policies; then
+# /auth of the probe key under each policy, 10 000 keys: every variant alternated with /healthz on
+# the same server, PAIRS rounds. Limits and credits are set so high that nothing is refused (a
+# refusal would show as non-2xx). The shared limit runs on a second server with REDIS_URL (the
+# machine's Redis by default).
+echo "== /auth under policies" >&2
+seed policies 10000
+policy() { # policy NAME JSON: sets the probe key's policy
+  local out; out=$(gql "Authorization: Bearer $SESSION" "{\"query\":\"mutation(\$k: String!, \$p: AppKeyPolicyInput!) { setAppKeyPolicy(key: \$k, input: \$p) { key } }\",\"variables\":{\"k\":\"$PROBE_KEY\",\"p\":$2}}")
+  [[ "$out" == *'"errors"'* ]] && { echo "policy $1: $out" >&2; exit 1; }
+  sleep 1 # past the credential cache's age: the next requests read the new policy
+}
+ranges=$(for i in $(seq 0 98); do printf '"10.%d.0.0/16",' "$i"; done)
+CIDR100="{\"allowedIps\":[${ranges}\"127.0.0.0/8\"]}"
+LIMITS3='{"rateLimits":[{"name":"second","limit":2000000000,"periodSeconds":1},{"name":"minute","limit":2000000000,"periodSeconds":60},{"name":"hour","limit":2000000000,"periodSeconds":3600}]}'
+SHARED='{"rateLimits":[{"name":"shared","limit":2000000000,"periodSeconds":60}]}'
+CREDITS='{"credits":{"remaining":2000000000}}'
+pairs() { # pairs NAME: PAIRS alternated healthz / auth runs
+  for round in $(seq 1 "$PAIRS"); do
+    DURATION=$PAIR_DURATION run "pol_healthz_${1}_$round" "$BASE/healthz"
+    DURATION=$PAIR_DURATION run "pol_auth_${1}_$round" "${KEY[@]}" "$BASE/auth"
+  done
+}
+start_server
+SESSION=$(login)
+pairs none
+policy cidr100 "$CIDR100"; pairs cidr100
+policy limits3 "$LIMITS3"; pairs limits3
+policy credits "$CREDITS"; pairs credits
+policy none '{}'
+stop_server
+start_server APPKEYS_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+SESSION=$(login)
+policy shared "$SHARED"; pairs shared
+curl -fs "$BASE/metrics" | grep -E '^appkeys_rate_limit_redis_fallbacks_total' >&2 || echo "no Redis fallbacks" >&2
+stop_server
+fi
+
 if want pinned; then
 echo "== /auth latency, server on core 0, wrk on core 1" >&2
 seed pinned 1000
@@ -335,6 +373,19 @@ awk '
 fi
 if want writes; then
 awk '{ v[$1] = $2 } END { printf "auth while another account writes %s changes/s: %.2f of quiet (%s vs %s rps; quiet auth/healthz %.2f); paced writer %s changes/s: %.2f of quiet (%s rps)\n", v["writes_per_sec"], v["auth_writes"] / v["auth_quiet"], v["auth_writes"], v["auth_quiet"], v["auth_quiet"] / v["healthz_w"], v["writes_paced_per_sec"], v["auth_writes_paced"] / v["auth_quiet"], v["auth_writes_paced"] }' "$WORK/results"
+fi
+if want policies; then
+awk '
+  $1 ~ /^pol_/ { split($1, part, "_"); kind = part[2]; name = part[3]; round = part[4]; v[kind, name, round] = $2; names[name] = 1; if (round > rounds) rounds = round }
+  END {
+    for (name in names) {
+      n = 0; list = ""
+      for (i = 1; i <= rounds; i++) if (v["healthz", name, i] > 0) { n++; r[n] = v["auth", name, i] / v["healthz", name, i]; list = list sprintf("%s%.3f", n > 1 ? ", " : "", r[n]) }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+      median = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+      printf "auth with policy %s / healthz, alternated pairs: median %.3f (%s)\n", name, median, list
+    }
+  }' "$WORK/results"
 fi
 if want pinned; then
 awk '{ v[$1] = $2; p50[$1] = $3; p99[$1] = $4 } END { printf "pinned: auth p50 / p99 %s / %s us (%s rps); healthz p50 / p99 %s / %s us (%s rps)\n", p50["auth_pinned"], p99["auth_pinned"], v["auth_pinned"], p50["healthz_pinned"], p99["healthz_pinned"], v["healthz_pinned"] }' "$WORK/results"

@@ -16,6 +16,7 @@ const X_USER: HeaderName = HeaderName::from_static("x-user");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const X_CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-credits-remaining");
+const X_APPKEYS_CODE: HeaderName = HeaderName::from_static("x-appkeys-code");
 
 /// 200 with `X-Account`, `X-AppKey` (or `X-User`) and `X-Resources` when the credentials are good,
 /// hold every `?resource=` asked for and the key's policy admits the request (its address, rate
@@ -69,7 +70,13 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
     }
     let admission = state.auth.admit(&principal, cost).await;
     let mut response = match &admission.refused {
-        Some(error) => error_response(error),
+        Some(error) => {
+            // A gateway's error page cannot read the body of an `auth_request` answer: the code
+            // goes in a header too (`RATE_LIMITED`, `USAGE_EXCEEDED`, …).
+            let mut response = error_response(error);
+            response.headers_mut().insert(X_APPKEYS_CODE, HeaderValue::from_static(error.code()));
+            response
+        }
         None => {
             let mut response = StatusCode::OK.into_response();
             let answer = principal.forward_headers.get_or_init(|| forward_headers(&principal));

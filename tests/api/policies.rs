@@ -251,6 +251,38 @@ async fn credits_are_charged_exactly_announced_and_refused_when_spent(app: &Test
     assert_eq!(app.scalar::<i64>(sql).await, 2, "the sweep makes no second announcement");
 }
 
+/// Subscriptions' `connection_init` and the exports meet the same gate: the allowlist, the rate
+/// limits, the credits.
+async fn subscriptions_and_exports_meet_the_same_gate(app: &TestApp) {
+    use crate::helpers::subscriber::{Frame, Subscriber};
+    let owner = app.owner().await;
+    let init = |key: &str, token: &str| json!({ "X-API-AppKey": key, "X-API-AppToken": token });
+    let refused_with = |frame: &Frame, code_message: &str| matches!(frame, Frame::Closed(Some(_), reason) if reason.contains(code_message));
+    let (fenced, fenced_token) = key_with(app, &owner, json!({ "allowedIps": ["192.0.2.0/24"] })).await;
+    let (_, answer) = Subscriber::connect(&app.address, init(&fenced, &fenced_token)).await;
+    assert!(refused_with(&answer, "may not be used from this address"), "{answer:?}");
+    let one_a_minute = json!({ "rateLimits": [{ "name": "minute", "limit": 1, "periodSeconds": 60 }] });
+    let (limited, limited_token) = key_with(app, &owner, one_a_minute.clone()).await;
+    let (_, answer) = Subscriber::connect(&app.address, init(&limited, &limited_token)).await;
+    assert!(matches!(answer, Frame::Message(ref m) if m["type"] == "connection_ack"), "{answer:?}");
+    let (_, answer) = Subscriber::connect(&app.address, init(&limited, &limited_token)).await;
+    assert!(refused_with(&answer, "rate limit \"minute\""), "{answer:?}");
+    let (metered, metered_token) = key_with(app, &owner, json!({ "credits": { "remaining": 0 } })).await;
+    let (_, answer) = Subscriber::connect(&app.address, init(&metered, &metered_token)).await;
+    assert!(refused_with(&answer, "credits are used up"), "{answer:?}");
+
+    let (exporter, exporter_token) = key_with(app, &owner, one_a_minute).await;
+    let as_exporter = Auth::key(&exporter, &exporter_token);
+    assert_eq!(app.get("/export/app-keys.csv", &as_exporter).await.status(), 200);
+    let refused = app.get("/export/app-keys.xlsx", &as_exporter).await;
+    assert_eq!(refused.status(), 429);
+    assert!(header(&refused, "retry-after").is_some());
+    assert_eq!(body(refused).await["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    let spent = app.get("/export/app-keys.csv", &Auth::key(&metered, &metered_token)).await;
+    assert_eq!(spent.status(), 429);
+    assert_eq!(body(spent).await["errors"][0]["extensions"]["code"], "USAGE_EXCEEDED");
+}
+
 /// 100 credits, 400 concurrent requests over two replicas: exactly 100 admitted.
 async fn credits_are_exact_across_two_replicas(app: &TestApp) {
     let owner = app.owner().await;
@@ -426,6 +458,7 @@ crate::backend_tests!(
     rate_limits_answer_429_with_headers_and_slide_with_time,
     credits_are_charged_exactly_announced_and_refused_when_spent,
     credits_are_exact_across_two_replicas,
+    subscriptions_and_exports_meet_the_same_gate,
     credits_refill_on_the_last_day_of_february,
     a_policy_change_reaches_every_replica_within_a_second,
     without_redis_each_replica_keeps_its_own_budget,
