@@ -431,8 +431,13 @@ async fn redis_shares_one_budget_across_replicas_and_falls_back_when_it_stops(ba
     redis.restart().await;
     let back = poll_until(Duration::from_secs(10), || std::future::ready(app.state.auth.gate().sharing())).await;
     assert!(back, "replica A shares again");
-    // Replica B learns on its own; until it does, its answers are its own budget's.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Replica B learns on its own (its /metrics says when); until then it decides alone.
+    let b_back = poll_until(Duration::from_secs(10), || async {
+        let metrics = app.get_at(&b, "/metrics", &Auth::None).await.text().await.unwrap_or_default();
+        metrics.lines().any(|line| line == "appkeys_rate_limit_shared 1")
+    })
+    .await;
+    assert!(b_back, "replica B shares again");
     let (key, token) = key_with(&app, &owner, shared).await;
     let (admitted, _, failed) = burst(&app, &[&app.address, &b], &key, &token, 200).await;
     assert_eq!((admitted, failed), (50, 0), "one budget again");
