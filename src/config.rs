@@ -188,6 +188,14 @@ pub struct Settings {
     /// in seconds; 0 turns last-use tracking off.
     #[arg(long, env = "APPKEYS_LAST_USED_FLUSH_SECS", default_value_t = 60)]
     pub last_used_flush_secs: u64,
+    /// How often the counted decisions about keys (usage) are written, in seconds (each replica
+    /// adds its own; a graceful stop writes the rest).
+    #[arg(long, env = "APPKEYS_USAGE_FLUSH_SECS", default_value_t = 60)]
+    pub usage_flush_secs: u64,
+    /// How long daily usage points are kept, in days (hourly points: 35 days, then rolled up into
+    /// their day).
+    #[arg(long, env = "APPKEYS_USAGE_RETENTION_DAYS", default_value_t = 400)]
+    pub usage_retention_days: u32,
     /// How often the sweeper deactivates keys unused for longer than their account allows, in seconds.
     #[arg(long, env = "APPKEYS_SWEEP_INTERVAL_SECS", default_value_t = 300)]
     pub sweep_interval_secs: u64,

@@ -1,4 +1,4 @@
-//! Background work, each job a small struct with `run(stop)`: the last-use flusher, the sweeper
+//! Background work, each job a small struct with `run(stop)`: the last-use and usage flushers, the sweeper
 //! (inactive keys, time-based events), the webhook deliverer and, on PostgreSQL, the follower of
 //! other replicas' changes. `Jobs::start` spawns them; `Jobs::stop` asks them to finish (the flusher
 //! writes what it holds, the deliverer lets attempts in flight end, the follower closes its
@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::LastUseRecorder;
+use crate::auth::{LastUseRecorder, UsageCounter};
 use crate::delivery::Deliverer;
 use crate::service::events::follow;
 use crate::service::events::outbox;
@@ -34,7 +34,14 @@ impl Jobs {
             };
             handles.push(tokio::spawn(flusher.run(stopped.clone())));
         }
+        let usage = UsageFlusher {
+            counter: state.auth.usage().clone(),
+            store: state.store.clone(),
+            every: Duration::from_secs(settings.usage_flush_secs.max(1)),
+        };
+        handles.push(tokio::spawn(usage.run(stopped.clone())));
         let sweeper = Sweeper {
+            usage_retention_days: settings.usage_retention_days,
             recorder,
             store: state.store.clone(),
             every: Duration::from_secs(settings.sweep_interval_secs.max(1)),
@@ -99,10 +106,35 @@ impl LastUseFlusher {
     }
 }
 
+/// Writes the counted decisions every interval, and once more when stopping.
+struct UsageFlusher {
+    counter: UsageCounter,
+    store: Store,
+    every: Duration,
+}
+
+impl UsageFlusher {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let stopping = wait_or_stop(self.every, &mut stop).await;
+            if let Err(error) = self.counter.flush(&self.store).await {
+                error.log_if_internal();
+                if stopping {
+                    tracing::warn!(unwritten = self.counter.pending(), "stopping without writing these keys' usage");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
 /// Deactivates keys unused for longer than their account allows and produces the time-based key
 /// events that are due. On PostgreSQL one replica at a time does each (the others skip the round);
 /// every replica first writes its own noted uses, so a key just used here is not taken for unused.
 struct Sweeper {
+    usage_retention_days: u32,
     recorder: LastUseRecorder,
     store: Store,
     every: Duration,
@@ -116,6 +148,11 @@ impl Sweeper {
                 error.log_if_internal();
             }
             if let Err(error) = outbox::prune(&self.store, self.store.now() - self.retention).await {
+                error.log_if_internal();
+            }
+            if let Err(error) =
+                keys::meter::roll_up_and_prune(&self.store, self.store.now(), self.usage_retention_days).await
+            {
                 error.log_if_internal();
             }
         }

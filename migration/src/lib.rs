@@ -19,6 +19,7 @@ mod m20261126_000011_add_expiry_and_last_use;
 mod m20261126_000012_add_events;
 mod m20261126_000013_add_retention_indexes;
 mod m20261204_000014_add_key_policies;
+mod m20261204_000015_add_usage;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000012_add_events::Migration),
             Box::new(m20261126_000013_add_retention_indexes::Migration),
             Box::new(m20261204_000014_add_key_policies::Migration),
+            Box::new(m20261204_000015_add_usage::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod gate;
 mod headers;
 pub mod last_use;
 pub mod throttle;
+pub mod usage;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,12 +25,14 @@ pub use gate::{Admission, Gate, LimitStatus, Refusal};
 pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
+pub use usage::UsageCounter;
 
 use crate::domain::AccountName;
 use crate::error::{AppError, AppResult};
 pub use crate::principal::{Principal, PrincipalKind};
 use crate::service::identity::sessions;
 use crate::service::keys;
+use crate::service::keys::meter::Outcome as UsageOutcome;
 use crate::service::store::Store;
 use crate::telemetry::LabelledCounter;
 
@@ -51,6 +54,8 @@ pub struct Authenticator {
     outcomes: Arc<LabelledCounter<{ Outcome::ALL.len() }>>,
     /// Rate limits and credits of keys' policies.
     gate: Arc<Gate>,
+    /// Every decision about a known key, counted by outcome.
+    usage: UsageCounter,
 }
 
 /// How a request's authentication ended, as counted in `appkeys_auth_outcomes_total`.
@@ -106,6 +111,7 @@ impl Authenticator {
                 Outcome::ALL.map(Outcome::label),
             )),
             gate: Arc::new(gate),
+            usage: UsageCounter::default(),
         }
     }
 
@@ -125,16 +131,49 @@ impl Authenticator {
         &self.gate
     }
 
+    pub fn usage(&self) -> &UsageCounter {
+        &self.usage
+    }
+
     /// The rest of the gate for a granted principal (after the resources it asked for): its key's
-    /// rate limits, then its credits, charged `cost` units. Callers without a policy pass at once.
+    /// rate limits, then its credits, charged `cost` units; the decision is counted. Callers
+    /// without a policy pass at once.
     pub async fn admit(&self, principal: &Principal, cost: u32) -> Admission {
-        match (&principal.kind, &principal.policy) {
-            (PrincipalKind::AppKey { access_id, .. }, Some(policy))
-                if !policy.rate_limits.is_empty() || policy.credits.is_some() =>
-            {
+        let PrincipalKind::AppKey { access_id, .. } = &principal.kind else {
+            return Admission::default();
+        };
+        let admission = match &principal.policy {
+            Some(policy) if !policy.rate_limits.is_empty() || policy.credits.is_some() => {
                 self.gate.admit(&principal.account_id, access_id, policy, cost).await
             }
             _ => Admission::default(),
+        };
+        let outcome = match &admission.refused {
+            None => Some(UsageOutcome::Valid),
+            Some(AppError::RateLimited { .. }) => Some(UsageOutcome::RateLimited),
+            Some(AppError::UsageExceeded { .. }) => Some(UsageOutcome::UsageExceeded),
+            Some(_) => None, // the database away: no decision was made
+        };
+        if let Some(outcome) = outcome {
+            self.usage.count(access_id, &principal.account_id, self.store.now(), outcome);
+        }
+        admission
+    }
+
+    /// A key's request lacked a resource it asked for: counted as forbidden.
+    pub fn refused_resources(&self, principal: &Principal) {
+        if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
+            self.usage.count(access_id, &principal.account_id, self.store.now(), UsageOutcome::Forbidden);
+        }
+    }
+
+    /// A key's request needed these resources, and held them: each is marked as used now.
+    pub fn used_resources<'r>(&self, principal: &Principal, resources: impl IntoIterator<Item = &'r str>) {
+        if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
+            let now = self.store.now();
+            for resource in resources {
+                self.usage.used_resource(access_id, &principal.account_id, resource, now);
+            }
         }
     }
 
@@ -242,7 +281,8 @@ impl Authenticator {
         presented: Presented,
         leader: Option<flights::Leader>,
     ) -> AppResult<cache::Found> {
-        let resolved = resolve_uncached(&self.store, presented).await.map(|(p, until)| (Arc::new(p), until));
+        let resolved =
+            resolve_uncached(&self.store, &self.usage, presented).await.map(|(p, until)| (Arc::new(p), until));
         if let Ok((principal, valid_until)) = &resolved {
             self.cache.insert(key.clone(), since, principal.clone(), *valid_until);
         }
@@ -269,6 +309,9 @@ impl Authenticator {
             // The allowlist comes right after the roles: a request from elsewhere is no use.
             if !policy.allows(client_ip) {
                 self.gate.refused(Refusal::IpNotAllowed);
+                if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
+                    self.usage.count(access_id, &principal.account_id, at, UsageOutcome::IpNotAllowed);
+                }
                 return Err(AppError::IpNotAllowed);
             }
         }
@@ -304,6 +347,7 @@ impl Authenticator {
 /// a previous token's end of overlap).
 async fn resolve_uncached(
     store: &Store,
+    usage: &UsageCounter,
     presented: Presented,
 ) -> AppResult<(Principal, Option<chrono::DateTime<chrono::Utc>>)> {
     match presented {
@@ -321,8 +365,15 @@ async fn resolve_uncached(
             Ok((principal, Some(grant.expires_at)))
         }
         Presented::AppKey { key, token, account } => {
-            let grant = keys::authenticate(store, &key, &token, account.as_ref()).await?;
-            let grant = grant.ok_or(AppError::Unauthenticated)?;
+            let grant = match keys::authenticate(store, &key, &token, account.as_ref()).await? {
+                Ok(grant) => grant,
+                Err(refused) => {
+                    if let Some(refused) = refused {
+                        usage.count(&refused.access_id, &refused.account_id, store.now(), refused.outcome);
+                    }
+                    return Err(AppError::Unauthenticated);
+                }
+            };
             let valid_until = grant.valid_until;
             let principal = Principal {
                 kind: PrincipalKind::AppKey { key_id: grant.key_id, key: grant.key, access_id: grant.access_id },

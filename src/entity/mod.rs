@@ -7,6 +7,8 @@ pub mod download_ticket;
 pub mod key_access;
 pub mod key_access_role;
 pub mod key_event;
+pub mod key_permission_use;
+pub mod key_usage;
 pub mod resource;
 pub mod role;
 pub mod role_resource;

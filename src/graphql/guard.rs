@@ -47,8 +47,23 @@ impl PermissionGuard {
 }
 
 impl Guard for PermissionGuard {
+    /// A key's request is counted in its usage: the resource that let it through is marked as used,
+    /// a refusal is counted as forbidden.
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        require_any(principal(ctx)?, &self.any_of).map_err(|e| e.extend())
+        let principal = principal(ctx)?;
+        let checked = require_any(principal, &self.any_of);
+        if principal.app_key_id().is_some() {
+            if let Ok(state) = ctx.data::<crate::state::AppState>() {
+                match &checked {
+                    Ok(()) => {
+                        let used = self.any_of.iter().find(|r| principal.holds(**r)).map(|r| r.id());
+                        state.auth.used_resources(principal, used);
+                    }
+                    Err(_) => state.auth.refused_resources(principal),
+                }
+            }
+        }
+        checked.map_err(|e| e.extend())
     }
 }
 

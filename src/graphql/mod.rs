@@ -2,10 +2,10 @@
 mod access;
 mod audit;
 pub mod events;
+mod gate;
 pub mod guard;
 mod keys;
 mod node;
-mod policy;
 pub mod types;
 
 use std::sync::Arc;
@@ -19,12 +19,19 @@ use crate::state::AppState;
 /// Reads: who am I, keys, roles, resources, users, the audit log, webhooks, and any object by global id.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(access::AccessQuery, keys::KeyQuery, audit::AuditQuery, events::EventQuery, node::NodeQuery);
+pub struct QueryRoot(
+    access::AccessQuery,
+    keys::KeyQuery,
+    gate::GateQuery,
+    audit::AuditQuery,
+    events::EventQuery,
+    node::NodeQuery,
+);
 
 /// Changes: sessions, keys, roles, users and webhooks. Each validates first and writes in one transaction.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(access::AccessMutation, keys::KeyMutation, policy::PolicyMutation, events::EventMutation);
+pub struct MutationRoot(access::AccessMutation, keys::KeyMutation, gate::GateMutation, events::EventMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

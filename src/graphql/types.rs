@@ -8,6 +8,7 @@ use crate::domain::policy::{self as rules, RefillInterval as Interval};
 use crate::service::events::audit::AuditEventView;
 use crate::service::identity::roles::{ResourceView, RoleView};
 use crate::service::identity::users::UserView;
+use crate::service::keys::meter;
 use crate::service::keys::policy::PolicyView;
 use crate::service::keys::settings::KeySettings;
 use crate::service::keys::{AppKeyView, Renewal};
@@ -770,4 +771,93 @@ impl From<AppKeyPolicyInput> for rules::PolicyInput {
             }),
         }
     }
+}
+
+// Usage (`AppKey.usage`, `AppKey.permissionUsage`, `accountUsage`).
+
+/// Hourly or daily points.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+pub enum UsageGranularity {
+    /// One point per hour (UTC); hourly points are kept 35 days.
+    #[default]
+    Hour,
+    /// One point per day (UTC); kept `--usage-retention-days` (default 400).
+    Day,
+}
+
+impl From<UsageGranularity> for meter::Granularity {
+    fn from(value: UsageGranularity) -> Self {
+        match value {
+            UsageGranularity::Hour => meter::Granularity::Hour,
+            UsageGranularity::Day => meter::Granularity::Day,
+        }
+    }
+}
+
+/// Decisions about a key in one bucket (an hour or a day), by outcome.
+#[derive(SimpleObject)]
+pub struct UsagePoint {
+    /// The bucket's start (UTC).
+    pub at: DateTime<Utc>,
+    /// Admitted requests.
+    pub valid: u64,
+    /// Refused for a missing resource (or no role here).
+    pub forbidden: u64,
+    /// Refused: the address was not in the key's allowlist.
+    pub ip_not_allowed: u64,
+    /// Refused by a rate limit.
+    pub rate_limited: u64,
+    /// Refused: no credits left.
+    pub usage_exceeded: u64,
+    /// Refused: the key was inactive, expired or removed here.
+    pub disabled: u64,
+    /// The right key with a wrong token (counted in the key's own account only): someone is guessing.
+    pub invalid_token: u64,
+}
+
+impl UsagePoint {
+    pub fn of(at: DateTime<Utc>, c: &meter::Counts) -> Self {
+        Self {
+            at,
+            valid: c[0],
+            forbidden: c[1],
+            ip_not_allowed: c[2],
+            rate_limited: c[3],
+            usage_exceeded: c[4],
+            disabled: c[5],
+            invalid_token: c[6],
+        }
+    }
+}
+
+/// A resource the key holds here, when one of its requests last needed it, and the roles that grant it.
+#[derive(SimpleObject)]
+pub struct PermissionUsage {
+    /// The resource.
+    pub resource: Resource,
+    /// When a request of the key last needed it (`/auth?resource=`, a guarded field); null: never
+    /// (as far as the kept usage goes). Written off the hot path, so it may lag by the flush interval.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The key's roles here that grant it: remove it from all of them to drop it.
+    pub granted_by: Vec<Role>,
+}
+
+/// An account's usage over a range: totals, a series, and the busiest keys.
+#[derive(SimpleObject)]
+pub struct AccountUsage {
+    /// Every decision about the account's keys in the range, by outcome (`at`: the range's start).
+    pub totals: UsagePoint,
+    /// The same, per bucket of the granularity asked for (zero points included).
+    pub series: Vec<UsagePoint>,
+    /// The keys with the most decisions in the range, busiest first.
+    pub top_keys: Vec<KeyUsageTotal>,
+}
+
+/// One key's decisions in a range.
+#[derive(SimpleObject)]
+pub struct KeyUsageTotal {
+    /// The key value.
+    pub key: String,
+    /// Its totals by outcome (`at`: the range's start).
+    pub totals: UsagePoint,
 }

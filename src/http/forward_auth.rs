@@ -42,8 +42,9 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
     if matches!(principal.kind, PrincipalKind::User { .. }) && !state.settings.auth_allow_sessions {
         return error_response(&AppError::Unauthenticated);
     }
-    let missing: Vec<String> = required.into_iter().filter(|r| !principal.resources.contains(r)).collect();
+    let missing: Vec<String> = required.iter().filter(|r| !principal.resources.contains(*r)).cloned().collect();
     if !missing.is_empty() {
+        state.auth.refused_resources(&principal);
         // Held resources exist; only on this failure path is the catalogue read, to tell a typo in
         // the gateway's configuration (400, named) from a missing permission (403).
         let known = match roles::cached_catalogue(&state.store).await {
@@ -68,6 +69,7 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
         }
         return error_response(&AppError::forbidden(missing));
     }
+    state.auth.used_resources(&principal, required.iter().map(String::as_str));
     let admission = state.auth.admit(&principal, cost).await;
     let mut response = match &admission.refused {
         Some(error) => {

@@ -205,6 +205,7 @@ fn render_metrics(state: &AppState) -> String {
     metrics::gauge!("appkeys_logins_in_progress")
         .set(crate::service::identity::passwords::in_progress(&state.store) as f64);
     metrics::gauge!("appkeys_last_use_pending").set(state.auth.last_use().pending() as f64);
+    metrics::gauge!("appkeys_usage_pending").set(state.auth.usage().pending() as f64);
     if state.settings.redis_url.is_some() {
         metrics::gauge!("appkeys_rate_limit_shared").set(if state.auth.gate().sharing() { 1.0 } else { 0.0 });
     }

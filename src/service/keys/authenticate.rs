@@ -3,6 +3,7 @@
 use sea_orm::EntityTrait;
 use std::collections::BTreeSet;
 
+use super::meter::Outcome;
 use super::{effective_status, find_access, find_key, has_access, pending_renewal, roles_of_accesses, KeyStatus};
 use crate::domain::{AccountName, AppKeyValue, AppToken};
 use crate::entity::account;
@@ -28,22 +29,33 @@ pub struct KeyGrant {
     pub policy: Option<std::sync::Arc<crate::domain::KeyPolicy>>,
 }
 
-/// Authenticates a key for an account (its own by default). `None` for every kind of failure, so no
-/// caller can tell which check failed; the server logs which one at debug (never the token).
+/// Why a known key was refused, for its usage: the access row (key in account) it is counted
+/// under, that account, and the outcome.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub access_id: String,
+    pub account_id: String,
+    pub outcome: Outcome,
+}
+
+/// Authenticates a key for an account (its own by default). `Err(None)` for an unknown key or
+/// account, `Err(Some(refused))` for a known key refused: either way the caller answers one generic
+/// refusal, so no client can tell which check failed; the server logs which one at debug (never
+/// the token).
 pub async fn authenticate(
     store: &Store,
     value: &AppKeyValue,
     token: &AppToken,
     account: Option<&AccountName>,
-) -> AppResult<Option<KeyGrant>> {
+) -> AppResult<Result<KeyGrant, Option<Refused>>> {
     let db = store.db();
     let now = store.now();
-    let refused = |cause: &'static str| {
+    let refused = |cause: &'static str, counted: Option<Refused>| {
         tracing::debug!(key = %value.as_str(), cause, "key authentication refused");
-        Ok(None)
+        Ok(Err(counted))
     };
     let Some(key) = find_key(db, value).await? else {
-        return refused("no such key");
+        return refused("no such key", None);
     };
     // The current token, or, while a renewal is pending, the previous one until its overlap ends.
     let valid_until = if token.digest().matches(&key.token_digest) {
@@ -51,7 +63,16 @@ pub async fn authenticate(
     } else {
         match (pending_renewal(&key, now), key.previous_token_digest.as_deref()) {
             (Some(renewal), Some(previous)) if token.digest().matches(previous) => renewal.old_token_expires_at,
-            _ => return refused("wrong token"),
+            _ => {
+                // Someone holds the key but not its token: its owner learns of it, no one else.
+                let own = find_access(db, &key.id, &key.account_id).await?;
+                let counted = own.map(|access| Refused {
+                    access_id: access.id,
+                    account_id: key.account_id.clone(),
+                    outcome: Outcome::InvalidToken,
+                });
+                return refused("wrong token", counted);
+            }
         }
     };
     let target = match account {
@@ -59,16 +80,22 @@ pub async fn authenticate(
         None => account::Entity::find_by_id(key.account_id.as_str()).one(db).await?,
     };
     let Some(target) = target else {
-        return refused("no such account");
+        return refused("no such account", None);
     };
     let Some(access) = find_access(db, &key.id, &target.id).await? else {
-        return refused("no access to the account");
+        return refused("no access to the account", None);
     };
     let roles =
         roles_of_accesses(db, std::slice::from_ref(&access), None).await?.remove(&access.id).unwrap_or_default();
     let status = effective_status(key.active, access.removed, key.expires_at, now);
     if !has_access(status, roles.len()) {
-        return refused(if status == KeyStatus::Active { "no role in the account" } else { status.cause() });
+        let (cause, outcome) = if status == KeyStatus::Active {
+            ("no role in the account", Outcome::Forbidden)
+        } else {
+            (status.cause(), Outcome::Disabled)
+        };
+        let counted = Refused { access_id: access.id, account_id: target.id, outcome };
+        return refused(cause, Some(counted));
     }
     // Whichever ends first: the key's expiry or the previous token's overlap.
     let valid_until = match (valid_until, key.expires_at) {
@@ -76,7 +103,7 @@ pub async fn authenticate(
         (a, b) => a.or(b),
     };
     let policy = super::policy::stored_policy(access.policy.as_deref());
-    Ok(Some(KeyGrant {
+    Ok(Ok(KeyGrant {
         policy: (!policy.is_empty()).then(|| std::sync::Arc::new(policy)),
         key_id: key.id,
         key: key.key,

@@ -6,6 +6,7 @@
 //! - `renewal`: renewing a key's token, finishing and undoing a renewal;
 //! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`;
 //! - `usage`: last uses and deactivating unused keys; `announce`: the time-based key events;
+//! - `meter`: decisions counted by outcome per hour and day, permission use, roll-up and retention;
 //! - `policy`: a key's policy in an account, its credits charged, refilled and announced;
 //! - `settings`: an account's key settings; `export`: the CSV and XLSX exports.
 //!
@@ -16,6 +17,7 @@ mod authenticate;
 mod changes;
 pub mod export;
 mod listing;
+pub mod meter;
 pub mod policy;
 mod renewal;
 mod row;
@@ -28,7 +30,7 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter}
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
-pub use authenticate::{authenticate, KeyGrant};
+pub use authenticate::{authenticate, KeyGrant, Refused};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
 };

@@ -1,0 +1,413 @@
+//! Usage: every decision about a key in an account counted by outcome per hour (written as
+//! additive upserts, so replicas and flushes add up), rolled up into days, kept for a while; and
+//! when each resource a key holds was last needed.
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::entity::{key_permission_use, key_usage};
+use crate::error::{AppError, AppResult};
+use crate::service::store::Store;
+
+/// How a decision about a known key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Valid = 0,
+    /// It lacked a resource (or any role) in the account.
+    Forbidden = 1,
+    IpNotAllowed = 2,
+    RateLimited = 3,
+    UsageExceeded = 4,
+    /// Inactive, expired or removed in the account.
+    Disabled = 5,
+    /// The right key with a wrong token: counted in the key's own account.
+    InvalidToken = 6,
+}
+
+/// The counts of one bucket, indexed by `Outcome`.
+pub type Counts = [u64; 7];
+
+/// The columns of `key_usage` in `Outcome` order.
+const COLUMNS: [key_usage::Column; 7] = [
+    key_usage::Column::Valid,
+    key_usage::Column::Forbidden,
+    key_usage::Column::IpNotAllowed,
+    key_usage::Column::RateLimited,
+    key_usage::Column::UsageExceeded,
+    key_usage::Column::Disabled,
+    key_usage::Column::InvalidToken,
+];
+const NAMES: [&str; 7] =
+    ["valid", "forbidden", "ip_not_allowed", "rate_limited", "usage_exceeded", "disabled", "invalid_token"];
+
+/// Hour or day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour = 1,
+    Day = 2,
+}
+
+impl Granularity {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Granularity::Hour => 3600,
+            Granularity::Day => 86_400,
+        }
+    }
+
+    /// The start of the bucket holding `at`.
+    pub fn bucket_of(self, at: DateTime<Utc>) -> i64 {
+        at.timestamp().div_euclid(self.seconds()) * self.seconds()
+    }
+}
+
+/// Counted decisions of one key access in one hour, as the hot path gathered them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedHour {
+    pub access_id: String,
+    pub account_id: String,
+    /// The hour's start (seconds since the epoch).
+    pub hour: i64,
+    pub counts: Counts,
+}
+
+/// A resource a key's request needed, at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionUse {
+    pub access_id: String,
+    pub resource: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Most rows one statement upserts.
+const CHUNK: usize = 500;
+
+/// Adds counted hours to the stored ones and moves permission uses forward, in one transaction.
+pub async fn record(store: &Store, hours: &[CountedHour], uses: &[PermissionUse]) -> AppResult<()> {
+    if hours.is_empty() && uses.is_empty() {
+        return Ok(());
+    }
+    let txn = store.begin_write().await?;
+    for chunk in hours.chunks(CHUNK) {
+        add_counts(
+            &*txn,
+            chunk.iter().map(|h| (h.access_id.as_str(), h.account_id.as_str(), Granularity::Hour, h.hour, h.counts)),
+        )
+        .await?;
+    }
+    for chunk in uses.chunks(CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(key_permission_use::Entity).columns([
+            key_permission_use::Column::AccessId,
+            key_permission_use::Column::Resource,
+            key_permission_use::Column::LastUsedAt,
+        ]);
+        for used in chunk {
+            insert.values_panic([used.access_id.clone().into(), used.resource.clone().into(), used.at.into()]);
+        }
+        // The newest use wins, whichever replica writes first.
+        insert.on_conflict(
+            OnConflict::columns([key_permission_use::Column::AccessId, key_permission_use::Column::Resource])
+                .value(
+                    key_permission_use::Column::LastUsedAt,
+                    Expr::cust(
+                        "CASE WHEN excluded.last_used_at > key_permission_use.last_used_at \
+                         THEN excluded.last_used_at ELSE key_permission_use.last_used_at END",
+                    ),
+                )
+                .to_owned(),
+        );
+        txn.execute(&insert).await?;
+    }
+    txn.commit_without_credential_change().await
+}
+
+/// One additive upsert of buckets.
+async fn add_counts<'a, C: ConnectionTrait>(
+    db: &C,
+    rows: impl Iterator<Item = (&'a str, &'a str, Granularity, i64, Counts)>,
+) -> AppResult<()> {
+    let mut insert = Query::insert();
+    insert.into_table(key_usage::Entity).columns(
+        [
+            key_usage::Column::AccessId,
+            key_usage::Column::AccountId,
+            key_usage::Column::Granularity,
+            key_usage::Column::Bucket,
+        ]
+        .into_iter()
+        .chain(COLUMNS),
+    );
+    let mut any = false;
+    for (access_id, account_id, granularity, bucket, counts) in rows {
+        let mut values: Vec<sea_orm::sea_query::SimpleExpr> =
+            vec![access_id.into(), account_id.into(), (granularity as i16).into(), bucket.into()];
+        values.extend(counts.iter().map(|c| i64::try_from(*c).unwrap_or(i64::MAX).into()));
+        insert.values_panic(values);
+        any = true;
+    }
+    if !any {
+        return Ok(());
+    }
+    let mut conflict =
+        OnConflict::columns([key_usage::Column::AccessId, key_usage::Column::Granularity, key_usage::Column::Bucket]);
+    for (column, name) in COLUMNS.into_iter().zip(NAMES) {
+        conflict.value(column, Expr::cust(format!("key_usage.{name} + excluded.{name}")));
+    }
+    insert.on_conflict(conflict.to_owned());
+    db.execute(&insert).await?;
+    Ok(())
+}
+
+/// One point of a usage series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePoint {
+    pub at: DateTime<Utc>,
+    pub counts: Counts,
+}
+
+/// Most points one series may have.
+pub const MAX_POINTS: i64 = 1000;
+
+fn counts_of(row: &key_usage::Model) -> Counts {
+    let c = |v: i64| u64::try_from(v).unwrap_or(0);
+    [
+        c(row.valid),
+        c(row.forbidden),
+        c(row.ip_not_allowed),
+        c(row.rate_limited),
+        c(row.usage_exceeded),
+        c(row.disabled),
+        c(row.invalid_token),
+    ]
+}
+
+fn add(into: &mut Counts, from: &Counts) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// The buckets from `from` to `to` (the bucket holding `from` up to the one holding `to`), as a dense
+/// series: a point per bucket, zero where nothing was counted. Days are read from the daily rows
+/// plus the hours not rolled up yet. More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
+pub async fn series(
+    store: &Store,
+    access_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    granularity: Granularity,
+) -> AppResult<Vec<UsagePoint>> {
+    if to < from {
+        return Err(AppError::bad_input("to", "to is before from"));
+    }
+    let step = granularity.seconds();
+    let (first, last) = (granularity.bucket_of(from), granularity.bucket_of(to));
+    if (last - first) / step + 1 > MAX_POINTS {
+        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
+    }
+    let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
+    // Hours always (a day's hours until they are rolled up); days when a day is asked for.
+    let mut kinds = vec![Granularity::Hour as i16];
+    if granularity == Granularity::Day {
+        kinds.push(Granularity::Day as i16);
+    }
+    for kind in kinds {
+        let rows = key_usage::Entity::find()
+            .filter(key_usage::Column::AccessId.eq(access_id))
+            .filter(key_usage::Column::Granularity.eq(kind))
+            .filter(key_usage::Column::Bucket.gte(first))
+            .filter(key_usage::Column::Bucket.lt(last + step))
+            .order_by_asc(key_usage::Column::Bucket)
+            .all(store.db())
+            .await?;
+        for row in rows {
+            add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(&row));
+        }
+    }
+    Ok((0..=(last - first) / step)
+        .map(|i| {
+            let bucket = first + i * step;
+            UsagePoint {
+                at: DateTime::from_timestamp(bucket, 0).unwrap_or_default(),
+                counts: sums.get(&bucket).copied().unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// When each resource was last needed by the key access's requests.
+pub async fn permission_uses(store: &Store, access_id: &str) -> AppResult<HashMap<String, DateTime<Utc>>> {
+    Ok(key_permission_use::Entity::find()
+        .filter(key_permission_use::Column::AccessId.eq(access_id))
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|row| (row.resource, row.last_used_at))
+        .collect())
+}
+
+/// An account's usage over a range: totals, a dense series, and the key values of its busiest keys
+/// with their totals, busiest first (at most `first`).
+pub struct AccountUsage {
+    pub totals: Counts,
+    pub series: Vec<UsagePoint>,
+    pub top_keys: Vec<(String, Counts)>,
+}
+
+pub async fn account_usage(
+    store: &Store,
+    account_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    granularity: Granularity,
+    first: usize,
+) -> AppResult<AccountUsage> {
+    if to < from {
+        return Err(AppError::bad_input("to", "to is before from"));
+    }
+    let step = granularity.seconds();
+    let (first_bucket, last_bucket) = (granularity.bucket_of(from), granularity.bucket_of(to));
+    if (last_bucket - first_bucket) / step + 1 > MAX_POINTS {
+        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
+    }
+    let (totals, rows, by_access) = account_rows(store, account_id, from, to).await?;
+    let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
+    for row in &rows {
+        // An hourly series cannot split a rolled-up day: it shows the hours that are kept.
+        if granularity == Granularity::Hour && row.granularity != Granularity::Hour as i16 {
+            continue;
+        }
+        add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(row));
+    }
+    let series = (0..=(last_bucket - first_bucket) / step)
+        .map(|i| {
+            let bucket = first_bucket + i * step;
+            UsagePoint {
+                at: DateTime::from_timestamp(bucket, 0).unwrap_or_default(),
+                counts: sums.get(&bucket).copied().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let busiest: Vec<(String, Counts)> = by_access.into_iter().take(first).collect();
+    let ids: Vec<&str> = busiest.iter().map(|(id, _)| id.as_str()).collect();
+    let values: HashMap<String, String> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        let pairs: Vec<(String, String)> = crate::entity::key_access::Entity::find()
+            .select_only()
+            .column(crate::entity::key_access::Column::Id)
+            .column_as(Expr::col((crate::entity::app_key::Entity, crate::entity::app_key::Column::Key)), "key")
+            .inner_join(crate::entity::app_key::Entity)
+            .filter(crate::entity::key_access::Column::Id.is_in(ids))
+            .into_tuple()
+            .all(store.db())
+            .await?;
+        pairs.into_iter().collect()
+    };
+    let top_keys = busiest.into_iter().filter_map(|(id, counts)| Some((values.get(&id)?.clone(), counts))).collect();
+    Ok(AccountUsage { totals, series, top_keys })
+}
+
+/// An account's rows over a range, their totals, and the totals per access row, busiest first.
+async fn account_rows(
+    store: &Store,
+    account_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<(Counts, Vec<key_usage::Model>, Vec<(String, Counts)>)> {
+    let rows = key_usage::Entity::find()
+        .filter(key_usage::Column::AccountId.eq(account_id))
+        .filter(
+            sea_orm::Condition::any()
+                .add(
+                    sea_orm::Condition::all()
+                        .add(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
+                        .add(key_usage::Column::Bucket.gte(Granularity::Hour.bucket_of(from)))
+                        .add(key_usage::Column::Bucket.lte(Granularity::Hour.bucket_of(to))),
+                )
+                .add(
+                    sea_orm::Condition::all()
+                        .add(key_usage::Column::Granularity.eq(Granularity::Day as i16))
+                        .add(key_usage::Column::Bucket.gte(Granularity::Day.bucket_of(from)))
+                        .add(key_usage::Column::Bucket.lte(Granularity::Day.bucket_of(to))),
+                ),
+        )
+        .all(store.db())
+        .await?;
+    let mut total = Counts::default();
+    let mut by_access: HashMap<String, Counts> = HashMap::new();
+    for row in &rows {
+        let counts = counts_of(row);
+        add(&mut total, &counts);
+        add(by_access.entry(row.access_id.clone()).or_default(), &counts);
+    }
+    let mut keys: Vec<(String, Counts)> = by_access.into_iter().collect();
+    keys.sort_by(|a, b| b.1.iter().sum::<u64>().cmp(&a.1.iter().sum::<u64>()).then_with(|| a.0.cmp(&b.0)));
+    Ok((total, rows, keys))
+}
+
+/// Lock id of the usage round (roll-up and retention), one replica at a time.
+const USAGE_LOCK_ID: i64 = 0x0061_7070_6b65_7905;
+/// Hourly points are kept this long, then only their day.
+pub const HOURLY_RETENTION_DAYS: i64 = 35;
+
+/// The sweeper's usage round: hours of days older than 35 days are added into their day (rolled
+/// up, not recomputed) and deleted; days older than `retention_days` are deleted. Returns the rows
+/// it rolled up and deleted.
+pub async fn roll_up_and_prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> AppResult<u64> {
+    let Some(lease) = store.try_lease(USAGE_LOCK_ID).await? else {
+        return Ok(0);
+    };
+    // Whole days only: the day holding the cut-off keeps its hours.
+    let cutoff = Granularity::Day.bucket_of(now - chrono::Duration::days(HOURLY_RETENTION_DAYS));
+    let mut done = 0;
+    loop {
+        let txn = store.begin_write().await?;
+        let hours = key_usage::Entity::find()
+            .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
+            .filter(key_usage::Column::Bucket.lt(cutoff))
+            .order_by_asc(key_usage::Column::Bucket)
+            .limit(CHUNK as u64)
+            .all(&*txn)
+            .await?;
+        if hours.is_empty() {
+            txn.commit_without_credential_change().await?;
+            break;
+        }
+        let mut days: BTreeMap<(String, i64), (String, Counts)> = BTreeMap::new();
+        for hour in &hours {
+            let day = Granularity::Day.bucket_of(DateTime::from_timestamp(hour.bucket, 0).unwrap_or_default());
+            let entry = days
+                .entry((hour.access_id.clone(), day))
+                .or_insert_with(|| (hour.account_id.clone(), Counts::default()));
+            add(&mut entry.1, &counts_of(hour));
+        }
+        add_counts(
+            &*txn,
+            days.iter().map(|((access_id, day), (account_id, counts))| {
+                (access_id.as_str(), account_id.as_str(), Granularity::Day, *day, *counts)
+            }),
+        )
+        .await?;
+        for hour in &hours {
+            key_usage::Entity::delete_many()
+                .filter(key_usage::Column::AccessId.eq(hour.access_id.as_str()))
+                .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
+                .filter(key_usage::Column::Bucket.eq(hour.bucket))
+                .exec(&*txn)
+                .await?;
+        }
+        txn.commit_without_credential_change().await?;
+        done += hours.len() as u64;
+    }
+    let oldest = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
+    let pruned = key_usage::Entity::delete_many()
+        .filter(key_usage::Column::Granularity.eq(Granularity::Day as i16))
+        .filter(key_usage::Column::Bucket.lt(oldest))
+        .exec(store.db())
+        .await?;
+    lease.release().await?;
+    Ok(done + pruned.rows_affected)
+}
