@@ -34,5 +34,6 @@ mod schema;
 mod secrets;
 mod sessions;
 mod subscriptions;
+mod usage;
 mod users;
 mod webhooks;

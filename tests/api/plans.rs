@@ -238,4 +238,59 @@ async fn the_retention_round_finds_old_rows_through_an_index(app: &TestApp) {
     }
 }
 
-crate::backend_tests!(the_retention_round_finds_old_rows_through_an_index);
+/// A key's usage over 400 days is one range read of `key_usage`'s primary key, with 40 keys'
+/// worth of hourly and daily points in the table (analysed), on both backends.
+async fn a_keys_usage_series_is_one_range_read(app: &TestApp) {
+    let db = app.db();
+    let backend = db.get_database_backend();
+    // 40 keys with 400 daily and 35 × 24 hourly points each, so the planner has a table to plan for.
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    for _ in 0..40 {
+        app.generate_key(&owner, None, std::slice::from_ref(&role)).await;
+    }
+    let today = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
+    let numbers = if backend == sea_orm::DatabaseBackend::Postgres {
+        "SELECT generate_series(0, 839) AS i"
+    } else {
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 839) SELECT i FROM c"
+    };
+    let seed = format!(
+        "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid) \
+         SELECT a.id, a.account_id, g.granularity, {today} - g.step * n.i, 1 FROM key_access a \
+         CROSS JOIN (SELECT 2 AS granularity, 86400 AS step UNION ALL SELECT 1, 3600) g \
+         CROSS JOIN ({numbers}) n WHERE (g.granularity = 2 AND n.i < 400) OR (g.granularity = 1 AND n.i < 840)"
+    );
+    db.execute_raw(Statement::from_string(backend, seed)).await.expect("usage seeded");
+    db.execute_raw(Statement::from_string(backend, "ANALYZE".to_owned())).await.expect("ANALYZE");
+    let access_id: String = app.scalar("SELECT id FROM key_access ORDER BY id LIMIT 1").await;
+    let statement = appkeys::service::keys::meter::series_statement(backend, &access_id, chrono::Utc::now());
+    let plan = if backend == sea_orm::DatabaseBackend::Postgres {
+        let txn = db.begin().await.expect("a transaction");
+        let explain = Statement { sql: format!("EXPLAIN {}", statement.sql), ..statement.clone() };
+        let plan = lines(&txn.query_all_raw(explain).await.expect("EXPLAIN runs"));
+        txn.rollback().await.expect("rollback");
+        assert!(
+            plan.contains("Index Scan using key_usage_pkey")
+                || plan.contains("Index Only Scan using key_usage_pkey")
+                || plan.contains("Bitmap Index Scan on key_usage_pkey"),
+            "{plan}"
+        );
+        plan
+    } else {
+        let explain = Statement { sql: format!("EXPLAIN QUERY PLAN {}", statement.sql), ..statement.clone() };
+        let rows = db.query_all_raw(explain).await.expect("EXPLAIN QUERY PLAN runs");
+        let plan =
+            rows.iter().map(|r| r.try_get::<String>("", "detail").expect("a plan line")).collect::<Vec<_>>().join("\n");
+        let range = "access_id=? AND granularity=? AND bucket>? AND bucket<?";
+        assert!(plan.contains("SEARCH key_usage USING") && plan.contains(range), "{plan}");
+        plan
+    };
+    assert!(
+        !plan.contains("Seq Scan on key_usage") && !plan.contains("SCAN key_usage"),
+        "reads all of key_usage:\n{plan}"
+    );
+    assert!(!plan.contains("Sort"), "no sort: the key's order is the series' order\n{plan}");
+}
+
+crate::backend_tests!(the_retention_round_finds_old_rows_through_an_index, a_keys_usage_series_is_one_range_read);

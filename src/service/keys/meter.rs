@@ -214,14 +214,7 @@ pub async fn series(
         kinds.push(Granularity::Day as i16);
     }
     for kind in kinds {
-        let rows = key_usage::Entity::find()
-            .filter(key_usage::Column::AccessId.eq(access_id))
-            .filter(key_usage::Column::Granularity.eq(kind))
-            .filter(key_usage::Column::Bucket.gte(first))
-            .filter(key_usage::Column::Bucket.lt(last + step))
-            .order_by_asc(key_usage::Column::Bucket)
-            .all(store.db())
-            .await?;
+        let rows = series_query(access_id, kind, first, last + step).all(store.db()).await?;
         for row in rows {
             add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(&row));
         }
@@ -235,6 +228,26 @@ pub async fn series(
             }
         })
         .collect())
+}
+
+/// One key access's buckets of one granularity in `[from, until)`: a range of the primary key
+/// (unordered: the series is put in order in memory).
+fn series_query(access_id: &str, granularity: i16, from: i64, until: i64) -> sea_orm::Select<key_usage::Entity> {
+    key_usage::Entity::find()
+        .filter(key_usage::Column::AccessId.eq(access_id))
+        .filter(key_usage::Column::Granularity.eq(granularity))
+        .filter(key_usage::Column::Bucket.gte(from))
+        .filter(key_usage::Column::Bucket.lt(until))
+}
+
+/// The statement of a 400-day daily series, for the plan tests.
+pub fn series_statement(
+    backend: sea_orm::DatabaseBackend,
+    access_id: &str,
+    until: DateTime<Utc>,
+) -> sea_orm::Statement {
+    let to = Granularity::Day.bucket_of(until);
+    sea_orm::QueryTrait::build(&series_query(access_id, Granularity::Day as i16, to - 400 * 86_400, to), backend)
 }
 
 /// When each resource was last needed by the key access's requests.

@@ -1,0 +1,289 @@
+//! Usage: every decision about a known key counted by outcome per hour, on two replicas, read back
+//! as dense series, rolled up into days and kept for a while; the resources a key needs.
+use crate::helpers::{Auth, TestApp};
+use appkeys::service::keys::meter;
+use serde_json::{json, Value};
+
+const USAGE: &str = "query($k: String!, $from: DateTime!, $to: DateTime!, $g: UsageGranularity) { appKey(key: $k) { \
+                     usage(from: $from, to: $to, granularity: $g) { at valid forbidden ipNotAllowed rateLimited \
+                     usageExceeded disabled invalidToken } } }";
+const SET: &str = "mutation($k: String!, $p: AppKeyPolicyInput!) { setAppKeyPolicy(key: $k, input: $p) { key } }";
+const OUTCOMES: [&str; 7] =
+    ["valid", "forbidden", "ipNotAllowed", "rateLimited", "usageExceeded", "disabled", "invalidToken"];
+
+async fn status(app: &TestApp, address: &str, auth: &Auth, query: &str) -> u16 {
+    auth.apply(app.client.get(format!("{address}/auth{query}"))).send().await.expect("sent").status().as_u16()
+}
+
+/// The sums of a key's hourly series over the last and next hour, by outcome, as this account sees it.
+async fn totals(app: &TestApp, viewer: &Auth, key: &str) -> Value {
+    let now = app.store().now();
+    let variables = json!({
+        "k": key,
+        "from": now - chrono::Duration::hours(1),
+        "to": now + chrono::Duration::hours(1),
+        "g": "HOUR",
+    });
+    let points = app.graphql(viewer, USAGE, variables).await.data("appKey.usage");
+    let mut sums = serde_json::Map::new();
+    for outcome in OUTCOMES {
+        let sum: u64 = points.as_array().expect("points").iter().map(|p| p[outcome].as_u64().expect("a count")).sum();
+        if sum > 0 {
+            sums.insert(outcome.into(), sum.into());
+        }
+    }
+    Value::Object(sums)
+}
+
+/// A well-formed token that is no key's (a malformed one is refused before any lookup).
+fn wrong_token() -> String {
+    appkeys::domain::AppToken::generate().expose_secret().to_owned()
+}
+
+async fn flush(app: &TestApp) {
+    app.state.auth.usage().flush(app.store()).await.expect("the usage is written");
+}
+
+async fn every_outcome_is_counted_exactly_across_two_replicas(app: &TestApp) {
+    let owner = app.owner().await;
+    let (b, replica) = app.another_server().await;
+    let b_state = replica.state().clone();
+    tokio::spawn(replica.run_until_stopped(std::future::pending()));
+    let viewer = app.custom_role(&owner, "Viewer", &["ApiKeys.View"]).await;
+    let key = |policy: Value| {
+        let (owner, viewer) = (owner.clone(), viewer.clone());
+        async move {
+            let (key, token) = app.generate_key(&owner, None, &[viewer]).await;
+            app.graphql(&owner, SET, json!({ "k": key, "p": policy })).await.data("setAppKeyPolicy");
+            (key, token)
+        }
+    };
+    let (v, v_token) = key(json!({})).await;
+    let (l, l_token) = key(json!({ "rateLimits": [{ "name": "m", "limit": 2, "periodSeconds": 60 }] })).await;
+    let (c, c_token) = key(json!({ "credits": { "remaining": 1 } })).await;
+    let (i, i_token) = key(json!({ "allowedIps": ["10.0.0.0/8"] })).await;
+    let (d, d_token) = key(json!({})).await;
+    let deactivate = "mutation($k: String!) { deactivateAppKey(key: $k) { key } }";
+    app.graphql(&owner, deactivate, json!({ "k": d })).await.data("deactivateAppKey");
+    let a = app.address.clone();
+    let as_v = Auth::key(&v, &v_token);
+    for (address, auth, query, expected) in [
+        (&a, &as_v, "", 200),
+        (&a, &as_v, "", 200),
+        (&b, &as_v, "", 200),
+        (&b, &as_v, "", 200),
+        (&a, &as_v, "?resource=ApiKeys.View", 200),
+        (&a, &as_v, "?resource=ApiKeys.Edit", 403),
+        (&b, &as_v, "?resource=ApiKeys.Edit", 403),
+        (&b, &Auth::key(&v, &wrong_token()), "", 401),
+        (&a, &Auth::key(&l, &l_token), "", 200),
+        (&a, &Auth::key(&l, &l_token), "", 200),
+        (&a, &Auth::key(&l, &l_token), "", 429),
+        (&b, &Auth::key(&c, &c_token), "", 200),
+        (&b, &Auth::key(&c, &c_token), "", 429),
+        (&a, &Auth::key(&i, &i_token), "", 403),
+        (&b, &Auth::key(&i, &i_token), "", 403),
+        (&b, &Auth::key(&d, &d_token), "", 401),
+        (&a, &Auth::key(&d, &d_token), "", 401),
+    ] {
+        assert_eq!(status(app, address, auth, query).await, expected, "{address}/auth{query}");
+    }
+    // An unknown key is counted in /metrics only: no row per guessed key.
+    let rows_before: i64 = app.scalar("SELECT COUNT(*) FROM key_usage").await;
+    assert_eq!(rows_before, 0, "nothing is written before a flush");
+    let unknown = Auth::key("appkey-main-ZZZZZZ", &wrong_token());
+    assert_eq!(status(app, &a, &unknown, "").await, 401);
+    flush(app).await;
+    b_state.auth.usage().flush(&b_state.store).await.expect("replica B writes its own");
+    let valid_and = |more: Value| {
+        let mut all = json!({ "valid": 1 });
+        all.as_object_mut().expect("object").extend(more.as_object().expect("object").clone());
+        all
+    };
+    assert_eq!(totals(app, &owner, &v).await, json!({ "valid": 5, "forbidden": 2, "invalidToken": 1 }));
+    assert_eq!(totals(app, &owner, &l).await, json!({ "valid": 2, "rateLimited": 1 }));
+    assert_eq!(totals(app, &owner, &c).await, valid_and(json!({ "usageExceeded": 1 })));
+    assert_eq!(totals(app, &owner, &i).await, json!({ "ipNotAllowed": 2 }));
+    assert_eq!(totals(app, &owner, &d).await, json!({ "disabled": 2 }));
+    let rows: i64 = app.scalar("SELECT COUNT(*) FROM key_usage").await;
+    assert!(rows <= 10, "one row per key and hour on each replica at most: {rows}");
+    // A second flush adds: replicas' and flushes' counts are additive.
+    assert_eq!(status(app, &b, &as_v, "").await, 200);
+    b_state.auth.usage().flush(&b_state.store).await.expect("written");
+    assert_eq!(totals(app, &owner, &v).await["valid"], 6);
+    let summary = "query($from: DateTime!, $to: DateTime!) { accountUsage(from: $from, to: $to, granularity: HOUR) \
+                   { totals { valid forbidden ipNotAllowed rateLimited usageExceeded disabled invalidToken } \
+                   topKeys { key totals { valid } } } }";
+    let now = app.store().now();
+    let variables = json!({ "from": now - chrono::Duration::hours(1), "to": now + chrono::Duration::hours(1) });
+    let account = app.graphql(&owner, summary, variables).await.data("accountUsage");
+    assert_eq!(
+        account["totals"],
+        json!({ "valid": 9, "forbidden": 2, "ipNotAllowed": 2, "rateLimited": 1, "usageExceeded": 1, "disabled": 2, "invalidToken": 1 })
+    );
+    assert_eq!(account["topKeys"][0]["key"], v.as_str(), "the busiest key first");
+    let metrics = app.get("/metrics", &Auth::None).await.text().await.expect("text");
+    assert!(metrics.contains("appkeys_usage_pending"), "{metrics}");
+}
+
+/// A wrong token for a real key is its owner's to see; an external key's use in an account is that
+/// account's.
+async fn usage_belongs_to_the_account_it_happened_in(app: &TestApp) {
+    let owner = app.owner().await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let (external, token) = app.generate_key(&partner, None, &[partner_role]).await;
+    let restricted = app.restricted_role(&owner).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    app.graphql(&owner, add, json!({ "k": external, "r": [restricted] })).await.data("addExternalAppKey");
+    let in_main = Auth::key_for(&external, &token, "main");
+    for _ in 0..3 {
+        assert_eq!(status(app, &app.address, &in_main, "").await, 200);
+    }
+    assert_eq!(status(app, &app.address, &Auth::key(&external, &token), "").await, 200, "in its own account");
+    let wrong = Auth::key_for(&external, &wrong_token(), "main");
+    assert_eq!(status(app, &app.address, &wrong, "").await, 401);
+    flush(app).await;
+    assert_eq!(totals(app, &owner, &external).await, json!({ "valid": 3 }), "main sees its own only");
+    assert_eq!(totals(app, &partner, &external).await, json!({ "valid": 1, "invalidToken": 1 }));
+}
+
+async fn series_are_dense_across_a_day_and_a_month_end(app: &TestApp) {
+    let start: chrono::DateTime<chrono::Utc> = "2027-01-31T22:30:00Z".parse().expect("instant");
+    app.advance_clock(start - app.store().now());
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[role]).await;
+    let as_key = Auth::key(&key, &token);
+    assert_eq!(status(app, &app.address, &as_key, "").await, 200); // 22:30 on 31 January
+    app.advance_clock(chrono::Duration::hours(2)); // 00:30 on 1 February
+    assert_eq!(status(app, &app.address, &as_key, "").await, 200);
+    assert_eq!(status(app, &app.address, &as_key, "").await, 200);
+    flush(app).await;
+    let owner = app.owner().await;
+    let hours = app
+        .graphql(
+            &owner,
+            USAGE,
+            json!({ "k": key, "from": "2027-01-31T21:10:00Z", "to": "2027-02-01T01:59:59Z", "g": "HOUR" }),
+        )
+        .await
+        .data("appKey.usage");
+    let valid: Vec<(String, u64)> = hours
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| (p["at"].as_str().expect("at").to_owned(), p["valid"].as_u64().expect("valid")))
+        .collect();
+    let at = |h: &str| format!("2027-{h}:00:00+00:00");
+    let expected =
+        vec![(at("01-31T21"), 0), (at("01-31T22"), 1), (at("01-31T23"), 0), (at("02-01T00"), 2), (at("02-01T01"), 0)];
+    let normalise = |v: Vec<(String, u64)>| {
+        v.into_iter()
+            .map(|(t, n)| (chrono::DateTime::parse_from_rfc3339(&t).expect("rfc3339").to_utc(), n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(normalise(valid), normalise(expected));
+    let days = app
+        .graphql(
+            &owner,
+            USAGE,
+            json!({ "k": key, "from": "2027-01-30T00:00:00Z", "to": "2027-02-01T12:00:00Z", "g": "DAY" }),
+        )
+        .await
+        .data("appKey.usage");
+    let valid: Vec<u64> = days.as_array().expect("points").iter().map(|p| p["valid"].as_u64().expect("n")).collect();
+    assert_eq!(valid, vec![0, 1, 2]);
+    // More than 1000 points: refused, naming `to`.
+    let refused = app
+        .graphql(
+            &owner,
+            USAGE,
+            json!({ "k": key, "from": "2026-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z", "g": "HOUR" }),
+        )
+        .await;
+    refused.assert_code("BAD_USER_INPUT");
+    assert_eq!(refused.0["errors"][0]["extensions"]["field"], "to");
+}
+
+async fn hours_roll_up_into_days_and_old_days_are_pruned(app: &TestApp) {
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[role]).await;
+    let as_key = Auth::key(&key, &token);
+    for _ in 0..4 {
+        assert_eq!(status(app, &app.address, &as_key, "").await, 200);
+    }
+    let used_at = app.store().now();
+    flush(app).await;
+    app.advance_clock(chrono::Duration::days(37));
+    let rolled = meter::roll_up_and_prune(app.store(), app.store().now(), 400).await.expect("a round");
+    assert!(rolled >= 1);
+    let hours: i64 = app.scalar("SELECT COUNT(*) FROM key_usage WHERE granularity = 1").await;
+    assert_eq!(hours, 0, "hours older than 35 days are rolled up");
+    let owner = app.owner().await;
+    let variables = json!({
+        "k": key,
+        "from": used_at - chrono::Duration::days(1),
+        "to": used_at + chrono::Duration::days(1),
+        "g": "DAY",
+    });
+    let days = app.graphql(&owner, USAGE, variables).await.data("appKey.usage");
+    let total: u64 = days.as_array().expect("points").iter().map(|p| p["valid"].as_u64().expect("n")).sum();
+    assert_eq!(total, 4, "the roll-up keeps the totals");
+    app.advance_clock(chrono::Duration::days(400));
+    meter::roll_up_and_prune(app.store(), app.store().now(), 400).await.expect("a round");
+    let rows: i64 = app.scalar("SELECT COUNT(*) FROM key_usage").await;
+    assert_eq!(rows, 0, "days older than the retention are pruned");
+}
+
+async fn permission_usage_marks_exactly_the_resources_used(app: &TestApp) {
+    let owner = app.owner().await;
+    let reader = app.custom_role(&owner, "Reader", &["ApiKeys.View"]).await;
+    let editor = app.custom_role(&owner, "Editor", &["ApiKeys.View", "ApiKeys.Edit"]).await;
+    let (key, token) = app.generate_key(&owner, None, &[reader, editor]).await;
+    assert_eq!(status(app, &app.address, &Auth::key(&key, &token), "?resource=ApiKeys.View").await, 200);
+    flush(app).await;
+    let query =
+        "query($k: String!) { appKey(key: $k) { permissionUsage { resource { id } lastUsedAt grantedBy { name } } } }";
+    let usage = app.graphql(&owner, query, json!({ "k": key })).await.data("appKey.permissionUsage");
+    let by_id =
+        |id: &str| usage.as_array().expect("list").iter().find(|p| p["resource"]["id"] == id).cloned().expect(id);
+    let view = by_id("ApiKeys.View");
+    assert!(view["lastUsedAt"].is_string(), "{view}");
+    let mut granted: Vec<&str> =
+        view["grantedBy"].as_array().expect("roles").iter().filter_map(|r| r["name"].as_str()).collect();
+    granted.sort_unstable();
+    assert_eq!(granted, ["Editor", "Reader"]);
+    let edit = by_id("ApiKeys.Edit");
+    assert_eq!(edit["lastUsedAt"], Value::Null, "never needed");
+    assert_eq!(edit["grantedBy"], json!([{ "name": "Editor" }]));
+    assert_eq!(usage.as_array().expect("list").len(), 2, "every resource held, no other");
+}
+
+/// A graceful stop writes what was counted.
+async fn a_graceful_stop_writes_the_usage(app: &TestApp) {
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[role]).await;
+    let (b, replica) = app.another_server().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(replica.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..3 {
+        assert_eq!(status(app, &b, &Auth::key(&key, &token), "").await, 200);
+    }
+    let _ = stop.send(());
+    running.await.expect("joined").expect("stopped cleanly");
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 3 }));
+}
+
+crate::backend_tests!(
+    every_outcome_is_counted_exactly_across_two_replicas,
+    usage_belongs_to_the_account_it_happened_in,
+    series_are_dense_across_a_day_and_a_month_end,
+    hours_roll_up_into_days_and_old_days_are_pruned,
+    permission_usage_marks_exactly_the_resources_used,
+    a_graceful_stop_writes_the_usage,
+);
