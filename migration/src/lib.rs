@@ -20,6 +20,7 @@ mod m20261126_000012_add_events;
 mod m20261126_000013_add_retention_indexes;
 mod m20261204_000014_add_key_policies;
 mod m20261204_000015_add_usage;
+mod m20261204_000016_add_client_addresses;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000013_add_retention_indexes::Migration),
             Box::new(m20261204_000014_add_key_policies::Migration),
             Box::new(m20261204_000015_add_usage::Migration),
+            Box::new(m20261204_000016_add_client_addresses::Migration),
         ]
     }
 }

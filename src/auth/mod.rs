@@ -138,7 +138,7 @@ impl Authenticator {
     /// The rest of the gate for a granted principal (after the resources it asked for): its key's
     /// rate limits, then its credits, charged `cost` units; the decision is counted. Callers
     /// without a policy pass at once.
-    pub async fn admit(&self, principal: &Principal, cost: u32) -> Admission {
+    pub async fn admit(&self, principal: &Principal, client_ip: Option<IpAddr>, cost: u32) -> Admission {
         let PrincipalKind::AppKey { access_id, .. } = &principal.kind else {
             return Admission::default();
         };
@@ -149,7 +149,10 @@ impl Authenticator {
             _ => Admission::default(),
         };
         let outcome = match &admission.refused {
-            None => Some(UsageOutcome::Valid),
+            None => {
+                self.usage.count_valid(access_id, &principal.account_id, self.store.now(), client_ip);
+                None
+            }
             Some(AppError::RateLimited { .. }) => Some(UsageOutcome::RateLimited),
             Some(AppError::UsageExceeded { .. }) => Some(UsageOutcome::UsageExceeded),
             Some(_) => None, // the database away: no decision was made

@@ -4,10 +4,11 @@
 //! next one. Unknown keys are counted only in `/metrics`, so guessing writes no rows.
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::error::AppResult;
-use crate::service::keys::meter::{self, CountedHour, Granularity, Outcome, PermissionUse};
+use crate::service::keys::meter::{self, AddressSeen, CountedHour, Granularity, Outcome, PermissionUse};
 use crate::service::store::Store;
 
 #[derive(Default)]
@@ -17,6 +18,8 @@ struct Pending {
     hours: Vec<(i64, meter::Counts)>,
     /// Resource → when it was last needed.
     resources: Vec<(String, DateTime<Utc>)>,
+    /// (day, address; `None` beyond the day's places) → valid requests, last seen.
+    addresses: Vec<(i64, Option<IpAddr>, u64, DateTime<Utc>)>,
 }
 
 /// Counts decisions until they are flushed.
@@ -40,6 +43,27 @@ impl UsageCounter {
     /// Counts one decision about the key access `access_id` (of `account_id`) at `at`.
     pub fn count(&self, access_id: &str, account_id: &str, at: DateTime<Utc>, outcome: Outcome) {
         self.add(access_id, account_id, Granularity::Hour.bucket_of(at), outcome as usize, 1);
+    }
+
+    /// Counts a valid request, and the address it came from (at most `MAX_ADDRESSES_A_DAY` a day
+    /// are told apart, here and where they are stored).
+    pub fn count_valid(&self, access_id: &str, account_id: &str, at: DateTime<Utc>, client: Option<IpAddr>) {
+        let hour = Granularity::Hour.bucket_of(at);
+        let day = Granularity::Day.bucket_of(at);
+        self.with(access_id, account_id, |entry| {
+            match entry.hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, counts)) => counts[Outcome::Valid as usize] += 1,
+                None => {
+                    let mut counts = meter::Counts::default();
+                    counts[Outcome::Valid as usize] = 1;
+                    entry.hours.push((hour, counts));
+                }
+            }
+            let Some(client) = client.map(|ip| ip.to_canonical()) else {
+                return;
+            };
+            add_address(&mut entry.addresses, day, Some(client), 1, at);
+        });
     }
 
     fn add(&self, access_id: &str, account_id: &str, hour: i64, index: usize, n: u64) {
@@ -66,12 +90,22 @@ impl UsageCounter {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    fn take(&self) -> (Vec<CountedHour>, Vec<PermissionUse>) {
+    fn take(&self) -> (Vec<CountedHour>, Vec<PermissionUse>, Vec<AddressSeen>) {
         let drained: Vec<(String, Pending)> =
             self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
         let mut hours = Vec::new();
         let mut uses = Vec::new();
+        let mut addresses = Vec::new();
         for (access_id, entry) in drained {
+            for (day, address, count, last_seen) in entry.addresses {
+                addresses.push(AddressSeen {
+                    access_id: access_id.clone(),
+                    day,
+                    address: address.map(|a| a.to_string()),
+                    count,
+                    last_seen,
+                });
+            }
             for (hour, counts) in entry.hours {
                 hours.push(CountedHour {
                     access_id: access_id.clone(),
@@ -84,19 +118,19 @@ impl UsageCounter {
                 uses.push(PermissionUse { access_id: access_id.clone(), resource, at });
             }
         }
-        (hours, uses)
+        (hours, uses, addresses)
     }
 
     /// Writes everything counted. What could not be written is counted again for the next flush,
     /// so a database away loses nothing (and nothing is added twice: a failed transaction wrote
     /// nothing).
     pub async fn flush(&self, store: &Store) -> AppResult<usize> {
-        let (hours, uses) = self.take();
-        if hours.is_empty() && uses.is_empty() {
+        let (hours, uses, addresses) = self.take();
+        if hours.is_empty() && uses.is_empty() && addresses.is_empty() {
             return Ok(0);
         }
         let started = std::time::Instant::now();
-        let written = meter::record(store, &hours, &uses).await;
+        let written = meter::record(store, &hours, &uses, &addresses).await;
         metrics::histogram!("appkeys_usage_flush_duration_seconds").record(started.elapsed());
         match written {
             Ok(()) => Ok(hours.len() + uses.len()),
@@ -106,6 +140,12 @@ impl UsageCounter {
                     for (index, n) in hour.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
                         self.add(&hour.access_id, &hour.account_id, hour.hour, index, *n);
                     }
+                }
+                for seen in &addresses {
+                    let address = seen.address.as_deref().and_then(|a| a.parse().ok());
+                    self.with(&seen.access_id, "", |entry| {
+                        add_address(&mut entry.addresses, seen.day, address, seen.count, seen.last_seen)
+                    });
                 }
                 for used in uses {
                     // The account is the hour's, or found again on the next count; a use alone
@@ -117,6 +157,26 @@ impl UsageCounter {
             }
         }
     }
+}
+
+/// Adds requests from an address on a day; past the day's places they go to `None` (`other`).
+fn add_address(
+    addresses: &mut Vec<(i64, Option<IpAddr>, u64, DateTime<Utc>)>,
+    day: i64,
+    address: Option<IpAddr>,
+    n: u64,
+    at: DateTime<Utc>,
+) {
+    if let Some(slot) = addresses.iter_mut().find(|(d, a, ..)| *d == day && *a == address) {
+        slot.2 += n;
+        slot.3 = slot.3.max(at);
+        return;
+    }
+    let places = addresses.iter().filter(|(d, a, ..)| *d == day && a.is_some()).count();
+    if address.is_some() && places >= meter::MAX_ADDRESSES_A_DAY {
+        return add_address(addresses, day, None, n, at);
+    }
+    addresses.push((day, address, n, at));
 }
 
 #[cfg(test)]
@@ -133,7 +193,7 @@ mod tests {
         counter.count("b", "acc", at, Outcome::InvalidToken);
         counter.used_resource("a", "acc", "ApiKeys.View", at);
         counter.used_resource("a", "acc", "ApiKeys.View", at - chrono::Duration::seconds(5));
-        let (mut hours, uses) = counter.take();
+        let (mut hours, uses, _) = counter.take();
         hours.sort_by_key(|h| (h.access_id.clone(), h.hour));
         assert_eq!(hours.len(), 3, "two hours of a, one of b");
         assert_eq!(hours[0].counts[Outcome::Valid as usize], 2);
@@ -141,6 +201,6 @@ mod tests {
         assert_eq!(hours[1].hour - hours[0].hour, 3600);
         assert_eq!(hours[2].counts[Outcome::InvalidToken as usize], 1);
         assert_eq!(uses, vec![PermissionUse { access_id: "a".into(), resource: "ApiKeys.View".into(), at }]);
-        assert_eq!(counter.take(), (Vec::new(), Vec::new()));
+        assert_eq!(counter.take(), (Vec::new(), Vec::new(), Vec::new()));
     }
 }

@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod download_ticket;
 pub mod key_access;
 pub mod key_access_role;
+pub mod key_client_address;
 pub mod key_event;
 pub mod key_permission_use;
 pub mod key_usage;

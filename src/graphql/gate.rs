@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::guard::{principal, service_ctx, PermissionGuard};
 use super::types::{
-    AccountUsage, AppKey, AppKeyPolicy, AppKeyPolicyInput, KeyUsageTotal, PermissionUsage, Role, UsageGranularity,
-    UsagePoint,
+    AccountUsage, AppKey, AppKeyPolicy, AppKeyPolicyInput, ClientAddress, KeyUsageTotal, PermissionUsage, Role,
+    UsageGranularity, UsagePoint,
 };
 use crate::domain::Resource as R;
 use crate::error::AppError;
@@ -40,6 +40,18 @@ impl AppKey {
         Ok(points.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect())
     }
 
+    /// The client addresses its valid requests here came from in the last `days` days (1–35,
+    /// default 30), with counts and when each was last seen; at most 100 addresses a day are told
+    /// apart, the rest are counted as `other`.
+    #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)")]
+    async fn client_addresses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many days back, today included (1–35).", default = 30)] days: i32,
+    ) -> Result<Vec<ClientAddress>> {
+        client_addresses_of(ctx, &self.access_id, days).await
+    }
+
     /// Every resource the key holds in this account through its roles, when one of its requests last
     /// needed it, and the roles that grant it: what was never needed can be taken away.
     #[graphql(guard = "PermissionGuard::any_of(R::READ_KEYS)")]
@@ -64,6 +76,21 @@ impl AppKey {
             })
             .collect())
     }
+}
+
+/// The addresses the key's valid requests here came from in the last `days` days (whole UTC
+/// days), busiest first, `other` last; at most 100 addresses a day are told apart — the evidence an
+/// allowlist can be built from.
+async fn client_addresses_of(ctx: &Context<'_>, access_id: &str, days: i32) -> Result<Vec<ClientAddress>> {
+    let state = ctx.data::<AppState>()?;
+    let max = meter::HOURLY_RETENTION_DAYS;
+    let days = i64::from(days);
+    if !(1..=max).contains(&days) {
+        return Err(AppError::bad_input("days", format!("days is from 1 to {max}")).into());
+    }
+    let since = state.store.now() - chrono::Duration::days(days - 1);
+    let list = meter::client_addresses(&state.store, access_id, since).await?;
+    Ok(list.into_iter().map(|(address, count, last_seen_at)| ClientAddress { address, count, last_seen_at }).collect())
 }
 
 #[derive(Default)]

@@ -861,3 +861,15 @@ pub struct KeyUsageTotal {
     /// Its totals by outcome (`at`: the range's start).
     pub totals: UsagePoint,
 }
+
+/// An address a key's valid requests came from, over the days asked for.
+#[derive(SimpleObject)]
+pub struct ClientAddress {
+    /// The client's IP address (behind a trusted gateway, the one it forwards), or `other`: the
+    /// requests beyond the 100 addresses kept for a key each day.
+    pub address: String,
+    /// Valid requests from it.
+    pub count: u64,
+    /// Its latest valid request.
+    pub last_seen_at: DateTime<Utc>,
+}

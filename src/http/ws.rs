@@ -46,7 +46,7 @@ async fn connection_init(
     let resolved = app.auth.resolve(&headers, client_ip).await;
     match &resolved {
         Ok(Some(principal)) => {
-            if let Some(refused) = app.auth.admit(principal, 1).await.refused {
+            if let Some(refused) = app.auth.admit(principal, client_ip, 1).await.refused {
                 return Err(refused.extend());
             }
         }

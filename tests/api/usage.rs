@@ -279,6 +279,60 @@ async fn a_graceful_stop_writes_the_usage(app: &TestApp) {
     assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 3 }));
 }
 
+/// The addresses a key's valid requests came from: 100 told apart a day, the rest as `other`.
+async fn client_addresses_are_counted_and_capped(backend: crate::helpers::Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")]).await;
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[role]).await;
+    let from = |ip: String| {
+        Auth::key(&key, &token).apply(app.client.get(format!("{}/auth", app.address))).header("x-forwarded-for", ip)
+    };
+    for _ in 0..3 {
+        assert_eq!(from("203.0.113.9".into()).send().await.expect("sent").status(), 200);
+    }
+    assert_eq!(from("2001:db8::7".into()).send().await.expect("sent").status(), 200);
+    // A wrong token from elsewhere is no valid request: not listed.
+    let wrong = Auth::key(&key, &wrong_token()).apply(app.client.get(format!("{}/auth", app.address)));
+    assert_eq!(wrong.header("x-forwarded-for", "198.51.100.66").send().await.expect("sent").status(), 401);
+    flush(&app).await;
+    // 100 more addresses: two of them (in whichever flush fills the day) are `other`.
+    for i in 0..50 {
+        assert_eq!(from(format!("10.0.0.{i}")).send().await.expect("sent").status(), 200);
+    }
+    flush(&app).await;
+    for i in 50..100 {
+        assert_eq!(from(format!("10.0.0.{i}")).send().await.expect("sent").status(), 200);
+    }
+    flush(&app).await;
+    let query = "query($k: String!) { appKey(key: $k) { clientAddresses { address count lastSeenAt } } }";
+    let list = app.graphql(&owner, query, json!({ "k": key })).await.data("appKey.clientAddresses");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list[0]["address"], "203.0.113.9", "the busiest first");
+    assert_eq!(list[0]["count"], 3);
+    assert!(list.iter().any(|a| a["address"] == "2001:db8::7"));
+    assert!(!list.iter().any(|a| a["address"] == "198.51.100.66"));
+    assert_eq!(list.len(), 101, "100 addresses and other");
+    assert_eq!(list[100]["address"], "other");
+    assert_eq!(list[100]["count"], 2);
+    let total: u64 = list.iter().map(|a| a["count"].as_u64().expect("n")).sum();
+    assert_eq!(total, 104, "every valid request is counted");
+    let refused = app
+        .graphql(
+            &owner,
+            "query($k: String!) { appKey(key: $k) { clientAddresses(days: 36) { address } } }",
+            json!({ "k": key }),
+        )
+        .await;
+    refused.assert_code("BAD_USER_INPUT");
+    app.cleanup().await;
+}
+
+mod addresses {
+    crate::backend_cases!(client_addresses_are_counted_and_capped);
+    use super::client_addresses_are_counted_and_capped;
+}
+
 crate::backend_tests!(
     every_outcome_is_counted_exactly_across_two_replicas,
     usage_belongs_to_the_account_it_happened_in,

@@ -80,15 +80,38 @@ pub struct PermissionUse {
     pub at: DateTime<Utc>,
 }
 
+/// Valid requests of a key access from one address on one day, as the hot path gathered them;
+/// `address: None` stands for the requests beyond the day's `MAX_ADDRESSES_A_DAY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressSeen {
+    pub access_id: String,
+    pub day: i64,
+    pub address: Option<String>,
+    pub count: u64,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Most addresses kept for one key access on one day; the rest are counted as `other`.
+pub const MAX_ADDRESSES_A_DAY: usize = 100;
+/// The stored name of the requests beyond a day's addresses.
+pub const OTHER_ADDRESSES: &str = "other";
+
 /// Most rows one statement upserts.
 const CHUNK: usize = 500;
 
-/// Adds counted hours to the stored ones and moves permission uses forward, in one transaction.
-pub async fn record(store: &Store, hours: &[CountedHour], uses: &[PermissionUse]) -> AppResult<()> {
-    if hours.is_empty() && uses.is_empty() {
+/// Adds counted hours to the stored ones, moves permission uses forward and adds the addresses
+/// seen, in one transaction.
+pub async fn record(
+    store: &Store,
+    hours: &[CountedHour],
+    uses: &[PermissionUse],
+    addresses: &[AddressSeen],
+) -> AppResult<()> {
+    if hours.is_empty() && uses.is_empty() && addresses.is_empty() {
         return Ok(());
     }
     let txn = store.begin_write().await?;
+    record_addresses(&*txn, store.backend(), addresses).await?;
     for chunk in hours.chunks(CHUNK) {
         add_counts(
             &*txn,
@@ -121,6 +144,106 @@ pub async fn record(store: &Store, hours: &[CountedHour], uses: &[PermissionUse]
         txn.execute(&insert).await?;
     }
     txn.commit_without_credential_change().await
+}
+
+/// Adds addresses seen. A day keeps at most `MAX_ADDRESSES_A_DAY` addresses per key access: an
+/// address not among them once they are full is added to `other` (on PostgreSQL the access row is
+/// locked first, so two replicas flushing at once cannot both take the last place).
+async fn record_addresses<C: ConnectionTrait>(
+    db: &C,
+    backend: sea_orm::DatabaseBackend,
+    addresses: &[AddressSeen],
+) -> AppResult<()> {
+    use crate::entity::{key_access, key_client_address as kca};
+    let mut by_day: BTreeMap<(&str, i64), Vec<&AddressSeen>> = BTreeMap::new();
+    for seen in addresses {
+        by_day.entry((seen.access_id.as_str(), seen.day)).or_default().push(seen);
+    }
+    for ((access_id, day), seen) in by_day {
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            key_access::Entity::find_by_id(access_id).lock_exclusive().one(db).await?;
+        }
+        let kept: Vec<String> = kca::Entity::find()
+            .select_only()
+            .column(kca::Column::Address)
+            .filter(kca::Column::AccessId.eq(access_id))
+            .filter(kca::Column::Day.eq(day))
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut places = MAX_ADDRESSES_A_DAY.saturating_sub(kept.iter().filter(|a| *a != OTHER_ADDRESSES).count());
+        let mut rows: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+        for one in seen {
+            let address = match &one.address {
+                Some(address) if kept.contains(address) || rows.contains_key(address) => address.clone(),
+                Some(address) if places > 0 => {
+                    places -= 1;
+                    address.clone()
+                }
+                _ => OTHER_ADDRESSES.to_owned(),
+            };
+            let row = rows.entry(address).or_insert((0, one.last_seen));
+            row.0 += one.count;
+            row.1 = row.1.max(one.last_seen);
+        }
+        let mut insert = Query::insert();
+        insert.into_table(kca::Entity).columns([
+            kca::Column::AccessId,
+            kca::Column::Day,
+            kca::Column::Address,
+            kca::Column::Count,
+            kca::Column::LastSeenAt,
+        ]);
+        for (address, (count, last_seen)) in rows {
+            insert.values_panic([
+                access_id.into(),
+                day.into(),
+                address.into(),
+                i64::try_from(count).unwrap_or(i64::MAX).into(),
+                last_seen.into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::columns([kca::Column::AccessId, kca::Column::Day, kca::Column::Address])
+                .value(kca::Column::Count, Expr::cust("key_client_addresses.count + excluded.count"))
+                .value(
+                    kca::Column::LastSeenAt,
+                    Expr::cust(
+                        "CASE WHEN excluded.last_seen_at > key_client_addresses.last_seen_at \
+                         THEN excluded.last_seen_at ELSE key_client_addresses.last_seen_at END",
+                    ),
+                )
+                .to_owned(),
+        );
+        db.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// The addresses a key access's valid requests came from since `since` (whole days), busiest
+/// first, with `other` last.
+pub async fn client_addresses(
+    store: &Store,
+    access_id: &str,
+    since: DateTime<Utc>,
+) -> AppResult<Vec<(String, u64, DateTime<Utc>)>> {
+    use crate::entity::key_client_address as kca;
+    let rows = kca::Entity::find()
+        .filter(kca::Column::AccessId.eq(access_id))
+        .filter(kca::Column::Day.gte(Granularity::Day.bucket_of(since)))
+        .all(store.db())
+        .await?;
+    let mut sums: HashMap<String, (u64, DateTime<Utc>)> = HashMap::new();
+    for row in rows {
+        let entry = sums.entry(row.address).or_insert((0, row.last_seen_at));
+        entry.0 += u64::try_from(row.count).unwrap_or(0);
+        entry.1 = entry.1.max(row.last_seen_at);
+    }
+    let mut list: Vec<(String, u64, DateTime<Utc>)> = sums.into_iter().map(|(a, (n, at))| (a, n, at)).collect();
+    list.sort_by(|a, b| {
+        (a.0 == OTHER_ADDRESSES).cmp(&(b.0 == OTHER_ADDRESSES)).then(b.1.cmp(&a.1)).then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(list)
 }
 
 /// One additive upsert of buckets.
@@ -367,7 +490,8 @@ const USAGE_LOCK_ID: i64 = 0x0061_7070_6b65_7905;
 pub const HOURLY_RETENTION_DAYS: i64 = 35;
 
 /// The sweeper's usage round: hours of days older than 35 days are added into their day (rolled
-/// up, not recomputed) and deleted; days older than `retention_days` are deleted. Returns the rows
+/// up, not recomputed) and deleted, as are client addresses of those days; days older than
+/// `retention_days` are deleted. Returns the rows
 /// it rolled up and deleted.
 pub async fn roll_up_and_prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> AppResult<u64> {
     let Some(lease) = store.try_lease(USAGE_LOCK_ID).await? else {
@@ -415,6 +539,11 @@ pub async fn roll_up_and_prune(store: &Store, now: DateTime<Utc>, retention_days
         txn.commit_without_credential_change().await?;
         done += hours.len() as u64;
     }
+    let addresses = crate::entity::key_client_address::Entity::delete_many()
+        .filter(crate::entity::key_client_address::Column::Day.lt(cutoff))
+        .exec(store.db())
+        .await?;
+    done += addresses.rows_affected;
     let oldest = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
     let pruned = key_usage::Entity::delete_many()
         .filter(key_usage::Column::Granularity.eq(Granularity::Day as i16))
