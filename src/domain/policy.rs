@@ -31,6 +31,64 @@ pub struct KeyPolicy {
     /// `None`: unlimited. The remaining credits are kept beside the policy (they change per request).
     #[serde(default)]
     pub credits: Option<CreditsRule>,
+    /// `allowed_ips` as sorted, merged integer ranges, searched in O(log n) per request; made by
+    /// `parse` and `compiled` (an empty one falls back to scanning `allowed_ips`).
+    #[serde(skip)]
+    ranges: Ranges,
+}
+
+/// Sorted, non-overlapping inclusive ranges of addresses, one list per family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Ranges {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Ranges {
+    fn of(nets: &[IpNet]) -> Self {
+        fn merged<T: Ord + Copy>(mut ranges: Vec<(T, T)>, next: impl Fn(T) -> Option<T>) -> Vec<(T, T)> {
+            ranges.sort_unstable();
+            let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+            for (start, end) in ranges {
+                match out.last_mut() {
+                    Some(last) if next(last.1).is_none_or(|after| start <= after) => last.1 = last.1.max(end),
+                    _ => out.push((start, end)),
+                }
+            }
+            out
+        }
+        let v4 = nets
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.broadcast()))),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let v6 = nets
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V6(n) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
+                IpNet::V4(_) => None,
+            })
+            .collect();
+        Self { v4: merged(v4, |x: u32| x.checked_add(1)), v6: merged(v6, |x: u128| x.checked_add(1)) }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        fn find<T: Ord + Copy>(ranges: &[(T, T)], x: T) -> bool {
+            // The last range starting at or before x.
+            let after = ranges.partition_point(|(start, _)| *start <= x);
+            after > 0 && x <= ranges[after - 1].1
+        }
+        match ip {
+            IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
+            IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
+        }
+    }
 }
 
 /// A named limit: at most `limit` units per `period_secs` (a sliding window, see `auth::gate`).
@@ -171,7 +229,15 @@ impl KeyPolicy {
                 (Some(CreditsRule { initial: credits.remaining, refill }), Some(credits.remaining))
             }
         };
-        Ok((Self { allowed_ips, rate_limits, credits }, remaining))
+        let ranges = Ranges::of(&allowed_ips);
+        Ok((Self { allowed_ips, rate_limits, credits, ranges }, remaining))
+    }
+
+    /// The policy ready for the gate (its allowlist's search ranges made), as read back from its
+    /// stored form.
+    pub fn compiled(mut self) -> Self {
+        self.ranges = Ranges::of(&self.allowed_ips);
+        self
     }
 
     /// Whether the policy decides nothing (no allowlist, no limit, unlimited).
@@ -190,7 +256,10 @@ impl KeyPolicy {
         };
         // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
         let client = client.to_canonical();
-        self.allowed_ips.iter().any(|net| net.contains(&client))
+        if self.ranges.is_empty() {
+            return self.allowed_ips.iter().any(|net| net.contains(&client));
+        }
+        self.ranges.contains(client)
     }
 
     /// The credits that count as "10 % left": a tenth of what a refill gives, or of what the
@@ -326,6 +395,44 @@ mod tests {
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert_eq!(KeyPolicy::parse(&ips(&refs)).expect_err("too many").field, "allowedIps");
         assert!(KeyPolicy::parse(&ips(&refs[..100])).is_ok(), "100 is allowed");
+        // Search ranges answer as the networks do, at every edge, merged or not.
+        let nets = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "11.0.0.0/8",
+            "192.168.1.0/24",
+            "192.168.3.0/24",
+            "0.0.0.0/32",
+            "255.255.255.255/32",
+            "2001:db8::/32",
+            "::/128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+        ];
+        let (compiled, _) = KeyPolicy::parse(&ips(&nets)).expect("valid");
+        let scanned = KeyPolicy { ranges: Ranges::default(), ..compiled.clone() };
+        for probe in [
+            "9.255.255.255",
+            "10.0.0.0",
+            "11.255.255.255",
+            "12.0.0.0",
+            "192.168.1.255",
+            "192.168.2.0",
+            "192.168.3.0",
+            "0.0.0.0",
+            "0.0.0.1",
+            "255.255.255.255",
+            "255.255.255.254",
+            "2001:db8::",
+            "2001:db7:ffff::",
+            "2001:db9::",
+            "::",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip = Some(probe.parse().expect("ip"));
+            assert_eq!(compiled.allows(ip), scanned.allows(ip), "{probe}");
+        }
+        assert_eq!(compiled.ranges.v4.len(), 5, "10/8 and 11/8 merge, 10.1/16 inside");
     }
 
     fn limit(name: &str, limit: i64, period_seconds: i64) -> RateLimitInput {
@@ -385,7 +492,7 @@ mod tests {
         };
         let (policy, _) = KeyPolicy::parse(&input).expect("valid");
         let stored = serde_json::to_string(&policy).expect("json");
-        assert_eq!(serde_json::from_str::<KeyPolicy>(&stored).expect("back"), policy);
+        assert_eq!(serde_json::from_str::<KeyPolicy>(&stored).expect("back").compiled(), policy);
         assert!(serde_json::from_str::<KeyPolicy>("{}").expect("empty").is_empty());
     }
 }

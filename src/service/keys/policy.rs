@@ -62,7 +62,7 @@ impl PolicyView {
 pub(crate) fn stored_policy(raw: Option<&str>) -> KeyPolicy {
     match raw {
         None => KeyPolicy::default(),
-        Some(raw) => serde_json::from_str(raw).unwrap_or_else(|error| {
+        Some(raw) => serde_json::from_str::<KeyPolicy>(raw).map(KeyPolicy::compiled).unwrap_or_else(|error| {
             tracing::error!(%error, "a stored key policy is unreadable; treated as empty");
             KeyPolicy::default()
         }),
