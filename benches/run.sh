@@ -4,7 +4,7 @@
 #
 #   bash benches/run.sh                         # DURATION=10s CONNS=32 by default, every section
 #   SECTIONS="last_used" bash benches/run.sh    # only some sections: core big export last_used
-#                                               #   writes policies pinned soak
+#                                               #   writes policies usage pinned soak
 #   BACKEND=postgres bash benches/run.sh        # the same against PostgreSQL (PG_URL, ANALYZE after seeding)
 #   PAIRS=5 PAIR_DURATION=5s ...                # core: alternated healthz/figure pairs (default 3 of 5 s)
 set -euo pipefail
@@ -18,7 +18,7 @@ EXPORT_KEYS=${EXPORT_KEYS:-100000}
 BIG=${BIG:-1000000}
 PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
-SECTIONS=${SECTIONS:-"core big export last_used writes policies pinned soak"}
+SECTIONS=${SECTIONS:-"core big export last_used writes policies usage pinned soak"}
 BACKEND=${BACKEND:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 SOAK_SECS=${SOAK_SECS:-600}
@@ -260,6 +260,34 @@ curl -fs "$BASE/metrics" | grep -E '^appkeys_rate_limit_redis_fallbacks_total' >
 stop_server
 fi
 
+
+if want usage; then
+# Usage: the flush of 10 000 active keys' counters (database time, three rounds), and one key's
+# usage over 400 days (daily points) with 10 000 keys x 30 days of hourly points seeded, alternated
+# with /healthz.
+echo "== usage" >&2
+if [ "$BACKEND" = postgres ]; then
+  psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS appkeys_bench_usage WITH (FORCE)" -qc "CREATE DATABASE appkeys_bench_usage"
+  DB_URL="$PG_URL/appkeys_bench_usage"
+else
+  DB_URL="sqlite://$WORK/usage.db?mode=rwc"
+fi
+eval "$("$SEED" --database-url "$DB_URL" --keys 10000 --password "$PASSWORD" --usage-days 30 --time-usage-flush)"
+echo "usage_rows $USAGE_ROWS" | tee -a "$WORK/results"
+for round in 1 2 3; do v="USAGE_FLUSH_${round}_SECS"; echo "usage_flush_${round}_secs ${!v}" | tee -a "$WORK/results"; done
+KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
+start_server
+SESSION=$(login)
+from=$(date -u -d '-399 days' +%Y-%m-%dT00:00:00Z); to=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+USAGE400="{\"query\":\"{ appKey(key: \\\"$PROBE_KEY\\\") { usage(from: \\\"$from\\\", to: \\\"$to\\\", granularity: DAY) { at valid forbidden invalidToken } } }\"}"
+gql "Authorization: Bearer $SESSION" "$USAGE400" | head -c 300 >&2; echo >&2
+for round in $(seq 1 "$PAIRS"); do
+  DURATION=$PAIR_DURATION run "use_healthz_$round" "$BASE/healthz"
+  BODY=$USAGE400 DURATION=$PAIR_DURATION run "use_usage400_$round" -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
+done
+stop_server
+fi
+
 if want pinned; then
 echo "== /auth latency, server on core 0, wrk on core 1" >&2
 seed pinned 1000
@@ -385,6 +413,16 @@ awk '
       median = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
       printf "auth with policy %s / healthz, alternated pairs: median %.3f (%s)\n", name, median, list
     }
+  }' "$WORK/results"
+fi
+if want usage; then
+awk '
+  { v[$1] = $2 }
+  $1 ~ /^use_usage400_/ { split($1, p, "_"); r = p[3]; n++; ratio[n] = $2 / v["use_healthz_" r]; list = list sprintf("%s%.3f", n > 1 ? ", " : "", ratio[n]) }
+  END {
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ratio[j] < ratio[i]) { t = ratio[i]; ratio[i] = ratio[j]; ratio[j] = t }
+    median = (n % 2) ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
+    printf "usage of one key over 400 days (%s hourly rows seeded) / healthz: median %.3f (%s); flush of 10 000 active keys: %s / %s / %s s\n", v["usage_rows"], median, list, v["usage_flush_1_secs"], v["usage_flush_2_secs"], v["usage_flush_3_secs"]
   }' "$WORK/results"
 fi
 if want pinned; then

@@ -73,8 +73,83 @@ async fn main() -> anyhow::Result<()> {
     }
     let how = if copy { " with COPY" } else { "" };
     eprintln!("seeded {} keys{how} in {:.1} s", keys + 1, started.elapsed().as_secs_f64());
+    if let Some(days) = arg("--usage-days").map(|d| d.parse::<i64>()).transpose()? {
+        seed_usage(&url, days).await?;
+    }
+    if std::env::args().any(|a| a == "--time-usage-flush") {
+        time_usage_flush(&settings).await?;
+    }
     println!("PROBE_KEY={probe_key}");
     println!("PROBE_TOKEN={}", probe.expose_secret());
+    Ok(())
+}
+
+/// `--usage-days N`: N days of hourly usage points for every key, ending this hour (one SQL
+/// statement on the database itself).
+async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let started = std::time::Instant::now();
+    let db = sea_orm::Database::connect(url).await?;
+    let backend = db.get_database_backend();
+    let hours = days * 24;
+    let this_hour = chrono::Utc::now().timestamp().div_euclid(3600) * 3600;
+    let numbers = if backend == sea_orm::DatabaseBackend::Postgres {
+        format!("SELECT generate_series(0, {}) AS i", hours - 1)
+    } else {
+        format!("WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {}) SELECT i FROM c", hours - 1)
+    };
+    let seed = format!(
+        "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden, invalid_token) \
+         SELECT a.id, a.account_id, 1, {this_hour} - 3600 * n.i, 1 + n.i % 7, n.i % 3, n.i % 11 \
+         FROM key_access a CROSS JOIN ({numbers}) n"
+    );
+    let inserted = db.execute_raw(sea_orm::Statement::from_string(backend, seed)).await?.rows_affected();
+    db.execute_raw(sea_orm::Statement::from_string(backend, "ANALYZE".to_owned())).await?;
+    db.close().await?;
+    eprintln!("seeded {inserted} hourly usage rows ({days} days) in {:.1} s", started.elapsed().as_secs_f64());
+    println!("USAGE_ROWS={inserted}");
+    Ok(())
+}
+
+/// `--time-usage-flush`: one replica's flush with every key active this minute (a counted hour, a
+/// resource used and an address for each), as the usage flusher writes it, three times: the
+/// hour's first flush inserts, the next ones add. Prints the database time of each.
+async fn time_usage_flush(settings: &Settings) -> anyhow::Result<()> {
+    use appkeys::service::keys::meter::{self, AddressSeen, CountedHour, PermissionUse};
+    let store = appkeys::service::open(settings).await?;
+    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&settings.database_url)).await?;
+    let accesses: Vec<key_access::Model> = key_access::Entity::find().all(&db).await?;
+    db.close().await?;
+    let now = chrono::Utc::now();
+    let hour = now.timestamp().div_euclid(3600) * 3600;
+    let day = now.timestamp().div_euclid(86_400) * 86_400;
+    let hours: Vec<CountedHour> = accesses
+        .iter()
+        .map(|a| CountedHour { access_id: a.id.clone(), account_id: a.account_id.clone(), hour, counts: [5, 1, 0, 0, 0, 0, 1] })
+        .collect();
+    let uses: Vec<PermissionUse> = accesses
+        .iter()
+        .map(|a| PermissionUse { access_id: a.id.clone(), resource: "LicenseManager.SaveUser".into(), at: now })
+        .collect();
+    let addresses: Vec<AddressSeen> = accesses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AddressSeen {
+            access_id: a.id.clone(),
+            day,
+            address: Some(format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)),
+            count: 5,
+            last_seen: now,
+        })
+        .collect();
+    for round in 1..=3 {
+        let started = std::time::Instant::now();
+        meter::record(&store, &hours, &uses, &addresses).await.map_err(appkeys::error::AppError::into_anyhow)?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("usage flush {round} of {} active keys: {secs:.3} s", hours.len());
+        println!("USAGE_FLUSH_{round}_SECS={secs:.3}");
+    }
+    store.close().await.map_err(appkeys::error::AppError::into_anyhow)?;
     Ok(())
 }
 
