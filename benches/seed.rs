@@ -96,7 +96,10 @@ async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
     let numbers = if backend == sea_orm::DatabaseBackend::Postgres {
         format!("SELECT generate_series(0, {}) AS i", hours - 1)
     } else {
-        format!("WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {}) SELECT i FROM c", hours - 1)
+        format!(
+            "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {}) SELECT i FROM c",
+            hours - 1
+        )
     };
     let seed = format!(
         "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden, invalid_token) \
@@ -125,7 +128,12 @@ async fn time_usage_flush(settings: &Settings) -> anyhow::Result<()> {
     let day = now.timestamp().div_euclid(86_400) * 86_400;
     let hours: Vec<CountedHour> = accesses
         .iter()
-        .map(|a| CountedHour { access_id: a.id.clone(), account_id: a.account_id.clone(), hour, counts: [5, 1, 0, 0, 0, 0, 1] })
+        .map(|a| CountedHour {
+            access_id: a.id.clone(),
+            account_id: a.account_id.clone(),
+            hour,
+            counts: [5, 1, 0, 0, 0, 0, 1],
+        })
         .collect();
     let uses: Vec<PermissionUse> = accesses
         .iter()

@@ -147,8 +147,9 @@ pub async fn record(
 }
 
 /// Adds addresses seen. A day keeps at most `MAX_ADDRESSES_A_DAY` addresses per key access: an
-/// address not among them once they are full is added to `other` (on PostgreSQL the access row is
-/// locked first, so two replicas flushing at once cannot both take the last place).
+/// address not among them once they are full is added to `other`. Per chunk of key accesses: their
+/// access rows locked (PostgreSQL, in id order, so two replicas flushing at once cannot both take
+/// a day's last place), the addresses they keep read in one statement, all rows upserted in one.
 async fn record_addresses<C: ConnectionTrait>(
     db: &C,
     backend: sea_orm::DatabaseBackend,
@@ -159,32 +160,40 @@ async fn record_addresses<C: ConnectionTrait>(
     for seen in addresses {
         by_day.entry((seen.access_id.as_str(), seen.day)).or_default().push(seen);
     }
-    for ((access_id, day), seen) in by_day {
+    let groups: Vec<((&str, i64), Vec<&AddressSeen>)> = by_day.into_iter().collect();
+    for chunk in groups.chunks(CHUNK) {
+        let mut ids: Vec<&str> = chunk.iter().map(|((id, _), _)| *id).collect();
+        ids.dedup();
+        let days: Vec<i64> = {
+            let mut days: Vec<i64> = chunk.iter().map(|((_, day), _)| *day).collect();
+            days.sort_unstable();
+            days.dedup();
+            days
+        };
         if backend == sea_orm::DatabaseBackend::Postgres {
-            key_access::Entity::find_by_id(access_id).lock_exclusive().one(db).await?;
+            key_access::Entity::find()
+                .select_only()
+                .column(key_access::Column::Id)
+                .filter(key_access::Column::Id.is_in(ids.iter().copied()))
+                .order_by_asc(key_access::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<String>()
+                .all(db)
+                .await?;
         }
-        let kept: Vec<String> = kca::Entity::find()
+        let kept_rows: Vec<(String, i64, String)> = kca::Entity::find()
             .select_only()
+            .column(kca::Column::AccessId)
+            .column(kca::Column::Day)
             .column(kca::Column::Address)
-            .filter(kca::Column::AccessId.eq(access_id))
-            .filter(kca::Column::Day.eq(day))
+            .filter(kca::Column::AccessId.is_in(ids.iter().copied()))
+            .filter(kca::Column::Day.is_in(days))
             .into_tuple()
             .all(db)
             .await?;
-        let mut places = MAX_ADDRESSES_A_DAY.saturating_sub(kept.iter().filter(|a| *a != OTHER_ADDRESSES).count());
-        let mut rows: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
-        for one in seen {
-            let address = match &one.address {
-                Some(address) if kept.contains(address) || rows.contains_key(address) => address.clone(),
-                Some(address) if places > 0 => {
-                    places -= 1;
-                    address.clone()
-                }
-                _ => OTHER_ADDRESSES.to_owned(),
-            };
-            let row = rows.entry(address).or_insert((0, one.last_seen));
-            row.0 += one.count;
-            row.1 = row.1.max(one.last_seen);
+        let mut kept: HashMap<(String, i64), Vec<String>> = HashMap::new();
+        for (access_id, day, address) in kept_rows {
+            kept.entry((access_id, day)).or_default().push(address);
         }
         let mut insert = Query::insert();
         insert.into_table(kca::Entity).columns([
@@ -194,14 +203,33 @@ async fn record_addresses<C: ConnectionTrait>(
             kca::Column::Count,
             kca::Column::LastSeenAt,
         ]);
-        for (address, (count, last_seen)) in rows {
-            insert.values_panic([
-                access_id.into(),
-                day.into(),
-                address.into(),
-                i64::try_from(count).unwrap_or(i64::MAX).into(),
-                last_seen.into(),
-            ]);
+        for ((access_id, day), seen) in chunk {
+            let none = Vec::new();
+            let kept = kept.get(&((*access_id).to_owned(), *day)).unwrap_or(&none);
+            let mut places = MAX_ADDRESSES_A_DAY.saturating_sub(kept.iter().filter(|a| *a != OTHER_ADDRESSES).count());
+            let mut rows: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+            for one in seen {
+                let address = match &one.address {
+                    Some(address) if kept.contains(address) || rows.contains_key(address) => address.clone(),
+                    Some(address) if places > 0 => {
+                        places -= 1;
+                        address.clone()
+                    }
+                    _ => OTHER_ADDRESSES.to_owned(),
+                };
+                let row = rows.entry(address).or_insert((0, one.last_seen));
+                row.0 += one.count;
+                row.1 = row.1.max(one.last_seen);
+            }
+            for (address, (count, last_seen)) in rows {
+                insert.values_panic([
+                    (*access_id).into(),
+                    (*day).into(),
+                    address.into(),
+                    i64::try_from(count).unwrap_or(i64::MAX).into(),
+                    last_seen.into(),
+                ]);
+            }
         }
         insert.on_conflict(
             OnConflict::columns([kca::Column::AccessId, kca::Column::Day, kca::Column::Address])
@@ -337,8 +365,15 @@ pub async fn series(
         kinds.push(Granularity::Day as i16);
     }
     for kind in kinds {
-        let rows = series_query(access_id, kind, first, last + step).all(store.db()).await?;
-        for row in rows {
+        let query = series_query(access_id, kind, first, last + step);
+        if granularity == Granularity::Day && kind == Granularity::Hour as i16 {
+            // A day's hours not rolled up yet are summed by the database: one row per day, not 24.
+            for (bucket, counts) in summed_by_day(store, query).await? {
+                add(sums.entry(bucket).or_default(), &counts);
+            }
+            continue;
+        }
+        for row in query.all(store.db()).await? {
             add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(&row));
         }
     }
@@ -351,6 +386,19 @@ pub async fn series(
             }
         })
         .collect())
+}
+
+/// The rows of `query` summed per UTC day: (the day's start, its counts).
+async fn summed_by_day(store: &Store, query: sea_orm::Select<key_usage::Entity>) -> AppResult<Vec<(i64, Counts)>> {
+    let day = Expr::cust("(bucket - bucket % 86400)");
+    let mut select = query.select_only().column_as(day.clone(), "day");
+    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
+    for name in NAMES {
+        select = select.column_as(Expr::cust(format!("CAST(SUM({name}) AS BIGINT)")), name);
+    }
+    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64, i64)> = select.group_by(day).into_tuple().all(store.db()).await?;
+    let c = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(rows.into_iter().map(|(day, a, b, d, e, f, g, h)| (day, [c(a), c(b), c(d), c(e), c(f), c(g), c(h)])).collect())
 }
 
 /// One key access's buckets of one granularity in `[from, until)`: a range of the primary key
