@@ -396,7 +396,8 @@ async fn summed_by_day(store: &Store, query: sea_orm::Select<key_usage::Entity>)
     for name in NAMES {
         select = select.column_as(Expr::cust(format!("CAST(SUM({name}) AS BIGINT)")), name);
     }
-    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64, i64)> = select.group_by(day).into_tuple().all(store.db()).await?;
+    type DaySums = (i64, i64, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<DaySums> = select.group_by(day).into_tuple().all(store.db()).await?;
     let c = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok(rows.into_iter().map(|(day, a, b, d, e, f, g, h)| (day, [c(a), c(b), c(d), c(e), c(f), c(g), c(h)])).collect())
 }
