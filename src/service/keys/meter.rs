@@ -112,12 +112,24 @@ pub async fn record(
     }
     let txn = store.begin_write().await?;
     record_addresses(&*txn, store.backend(), addresses).await?;
-    for chunk in hours.chunks(CHUNK) {
+    let chunk_size = if store.backend() == sea_orm::DatabaseBackend::Postgres { usize::MAX } else { CHUNK };
+    for chunk in hours.chunks(chunk_size) {
         add_counts(
             &*txn,
             chunk.iter().map(|h| (h.access_id.as_str(), h.account_id.as_str(), Granularity::Hour, h.hour, h.counts)),
         )
         .await?;
+    }
+    if store.backend() == sea_orm::DatabaseBackend::Postgres {
+        let rows = uses
+            .iter()
+            .map(|u| serde_json::json!({ "access_id": u.access_id, "resource": u.resource, "last_used_at": u.at }))
+            .collect();
+        let set = "last_used_at = CASE WHEN excluded.last_used_at > key_permission_use.last_used_at \
+                   THEN excluded.last_used_at ELSE key_permission_use.last_used_at END";
+        let columns = [("access_id", "text"), ("resource", "text"), ("last_used_at", "timestamptz")];
+        upsert_json(&*txn, "key_permission_use", &columns, "access_id, resource", set, rows).await?;
+        return txn.commit_without_credential_change().await;
     }
     for chunk in uses.chunks(CHUNK) {
         let mut insert = Query::insert();
@@ -203,6 +215,7 @@ async fn record_addresses<C: ConnectionTrait>(
             kca::Column::Count,
             kca::Column::LastSeenAt,
         ]);
+        let mut json_rows = Vec::new();
         for ((access_id, day), seen) in chunk {
             let none = Vec::new();
             let kept = kept.get(&((*access_id).to_owned(), *day)).unwrap_or(&none);
@@ -222,6 +235,13 @@ async fn record_addresses<C: ConnectionTrait>(
                 row.1 = row.1.max(one.last_seen);
             }
             for (address, (count, last_seen)) in rows {
+                if backend == sea_orm::DatabaseBackend::Postgres {
+                    json_rows.push(serde_json::json!({
+                        "access_id": access_id, "day": day, "address": address,
+                        "count": count, "last_seen_at": last_seen,
+                    }));
+                    continue;
+                }
                 insert.values_panic([
                     (*access_id).into(),
                     (*day).into(),
@@ -230,6 +250,20 @@ async fn record_addresses<C: ConnectionTrait>(
                     last_seen.into(),
                 ]);
             }
+        }
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            let columns = [
+                ("access_id", "text"),
+                ("day", "bigint"),
+                ("address", "text"),
+                ("count", "bigint"),
+                ("last_seen_at", "timestamptz"),
+            ];
+            let set = "count = key_client_addresses.count + excluded.count, last_seen_at = CASE WHEN \
+                       excluded.last_seen_at > key_client_addresses.last_seen_at THEN excluded.last_seen_at \
+                       ELSE key_client_addresses.last_seen_at END";
+            upsert_json(db, "key_client_addresses", &columns, "access_id, day, address", set, json_rows).await?;
+            continue;
         }
         insert.on_conflict(
             OnConflict::columns([kca::Column::AccessId, kca::Column::Day, kca::Column::Address])
@@ -279,6 +313,25 @@ async fn add_counts<'a, C: ConnectionTrait>(
     db: &C,
     rows: impl Iterator<Item = (&'a str, &'a str, Granularity, i64, Counts)>,
 ) -> AppResult<()> {
+    if is_postgres(db) {
+        let rows: Vec<serde_json::Value> = rows
+            .map(|(access_id, account_id, granularity, bucket, counts)| {
+                let mut row = serde_json::json!({
+                    "access_id": access_id, "account_id": account_id,
+                    "granularity": granularity as i16, "bucket": bucket,
+                });
+                for (name, count) in NAMES.iter().zip(counts) {
+                    row[*name] = count.into();
+                }
+                row
+            })
+            .collect();
+        let mut columns =
+            vec![("access_id", "text"), ("account_id", "text"), ("granularity", "smallint"), ("bucket", "bigint")];
+        columns.extend(NAMES.iter().map(|name| (*name, "bigint")));
+        let set = NAMES.iter().map(|n| format!("{n} = key_usage.{n} + excluded.{n}")).collect::<Vec<_>>().join(", ");
+        return upsert_json(db, "key_usage", &columns, "access_id, granularity, bucket", &set, rows).await;
+    }
     let mut insert = Query::insert();
     insert.into_table(key_usage::Entity).columns(
         [
@@ -309,6 +362,36 @@ async fn add_counts<'a, C: ConnectionTrait>(
     insert.on_conflict(conflict.to_owned());
     db.execute(&insert).await?;
     Ok(())
+}
+
+/// PostgreSQL: upserts every row (JSON objects keyed by column) in one statement that reads them
+/// from one JSON parameter (`json_to_recordset`): a flush sends one statement per table, rather
+/// than many multi-row `VALUES` statements of thousands of parameters, each prepared anew.
+async fn upsert_json<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    columns: &[(&str, &str)],
+    conflict: &str,
+    set: &str,
+    rows: Vec<serde_json::Value>,
+) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names = columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    let typed = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset($1::json) AS r({typed}) \
+         ON CONFLICT ({conflict}) DO UPDATE SET {set}"
+    );
+    let rows = serde_json::Value::Array(rows).to_string();
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, [rows.into()]))
+        .await?;
+    Ok(())
+}
+
+fn is_postgres<C: ConnectionTrait>(db: &C) -> bool {
+    db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
 }
 
 /// One point of a usage series.
