@@ -167,13 +167,15 @@ async fn record_addresses<C: ConnectionTrait>(
     backend: sea_orm::DatabaseBackend,
     addresses: &[AddressSeen],
 ) -> AppResult<()> {
-    use crate::entity::{key_access, key_client_address as kca};
+    use crate::entity::key_client_address as kca;
     let mut by_day: BTreeMap<(&str, i64), Vec<&AddressSeen>> = BTreeMap::new();
     for seen in addresses {
         by_day.entry((seen.access_id.as_str(), seen.day)).or_default().push(seen);
     }
     let groups: Vec<((&str, i64), Vec<&AddressSeen>)> = by_day.into_iter().collect();
-    for chunk in groups.chunks(CHUNK) {
+    // PostgreSQL takes every row as one JSON parameter: one chunk. SQLite binds each value.
+    let chunk_size = if backend == sea_orm::DatabaseBackend::Postgres { usize::MAX } else { CHUNK };
+    for chunk in groups.chunks(chunk_size) {
         let mut ids: Vec<&str> = chunk.iter().map(|((id, _), _)| *id).collect();
         ids.dedup();
         let days: Vec<i64> = {
@@ -183,26 +185,46 @@ async fn record_addresses<C: ConnectionTrait>(
             days
         };
         if backend == sea_orm::DatabaseBackend::Postgres {
-            key_access::Entity::find()
-                .select_only()
-                .column(key_access::Column::Id)
-                .filter(key_access::Column::Id.is_in(ids.iter().copied()))
-                .order_by_asc(key_access::Column::Id)
-                .lock_exclusive()
-                .into_tuple::<String>()
-                .all(db)
-                .await?;
+            let ids: Vec<&str> = ids.clone();
+            let sql = "SELECT a.id FROM key_access a JOIN json_array_elements_text($1::json) AS r(id) ON a.id = r.id \
+                       ORDER BY a.id FOR UPDATE OF a";
+            let statement = sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [serde_json::to_string(&ids).unwrap_or_default().into()],
+            );
+            db.query_all_raw(statement).await?;
         }
-        let kept_rows: Vec<(String, i64, String)> = kca::Entity::find()
-            .select_only()
-            .column(kca::Column::AccessId)
-            .column(kca::Column::Day)
-            .column(kca::Column::Address)
-            .filter(kca::Column::AccessId.is_in(ids.iter().copied()))
-            .filter(kca::Column::Day.is_in(days))
-            .into_tuple()
-            .all(db)
-            .await?;
+        let kept_rows: Vec<(String, i64, String)> = if backend == sea_orm::DatabaseBackend::Postgres {
+            // Joined to the (key, day) pairs as one JSON parameter: a long IN list was matched
+            // against every row of the table (100–200 ms a chunk).
+            let pairs: Vec<serde_json::Value> =
+                chunk.iter().map(|((id, day), _)| serde_json::json!({ "access_id": id, "day": day })).collect();
+            let sql = "SELECT k.access_id, k.day, k.address FROM key_client_addresses k \
+                       JOIN json_to_recordset($1::json) AS r(access_id text, day bigint) \
+                       ON k.access_id = r.access_id AND k.day = r.day";
+            let statement = sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [serde_json::Value::Array(pairs).to_string().into()],
+            );
+            let mut rows = Vec::new();
+            for row in db.query_all_raw(statement).await? {
+                rows.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?));
+            }
+            rows
+        } else {
+            kca::Entity::find()
+                .select_only()
+                .column(kca::Column::AccessId)
+                .column(kca::Column::Day)
+                .column(kca::Column::Address)
+                .filter(kca::Column::AccessId.is_in(ids.iter().copied()))
+                .filter(kca::Column::Day.is_in(days))
+                .into_tuple()
+                .all(db)
+                .await?
+        };
         let mut kept: HashMap<(String, i64), Vec<String>> = HashMap::new();
         for (access_id, day, address) in kept_rows {
             kept.entry((access_id, day)).or_default().push(address);
