@@ -22,6 +22,20 @@ struct Pending {
     addresses: Vec<(i64, Option<IpAddr>, u64, DateTime<Utc>)>,
 }
 
+impl Pending {
+    /// Adds `n` to outcome `index` of `hour`.
+    fn bump(&mut self, hour: i64, index: usize, n: u64) {
+        match self.hours.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, counts)) => counts[index] += n,
+            None => {
+                let mut counts = meter::Counts::default();
+                counts[index] = n;
+                self.hours.push((hour, counts));
+            }
+        }
+    }
+}
+
 /// Counts decisions until they are flushed.
 #[derive(Clone, Default)]
 pub struct UsageCounter {
@@ -51,14 +65,7 @@ impl UsageCounter {
         let hour = Granularity::Hour.bucket_of(at);
         let day = Granularity::Day.bucket_of(at);
         self.with(access_id, account_id, |entry| {
-            match entry.hours.iter_mut().find(|(h, _)| *h == hour) {
-                Some((_, counts)) => counts[Outcome::Valid as usize] += 1,
-                None => {
-                    let mut counts = meter::Counts::default();
-                    counts[Outcome::Valid as usize] = 1;
-                    entry.hours.push((hour, counts));
-                }
-            }
+            entry.bump(hour, Outcome::Valid as usize, 1);
             let Some(client) = client.map(|ip| ip.to_canonical()) else {
                 return;
             };
@@ -67,14 +74,7 @@ impl UsageCounter {
     }
 
     fn add(&self, access_id: &str, account_id: &str, hour: i64, index: usize, n: u64) {
-        self.with(access_id, account_id, |entry| match entry.hours.iter_mut().find(|(h, _)| *h == hour) {
-            Some((_, counts)) => counts[index] += n,
-            None => {
-                let mut counts = meter::Counts::default();
-                counts[index] = n;
-                entry.hours.push((hour, counts));
-            }
-        });
+        self.with(access_id, account_id, |entry| entry.bump(hour, index, n));
     }
 
     /// Notes that a request of the key access needed `resource` at `at` (newest wins).

@@ -96,16 +96,26 @@ http {{
 }
 
 async fn start_nginx(binary: &str, appkeys: &str, upstream: u16) -> Nginx {
+    start_nginx_with(binary, appkeys, upstream, nginx_conf).await
+}
+
+/// nginx with the configuration `conf` writes for its directory, port, appkeys and upstream.
+async fn start_nginx_with(
+    binary: &str,
+    appkeys: &str,
+    upstream: u16,
+    conf: fn(&std::path::Path, u16, &str, u16) -> String,
+) -> Nginx {
     let dir = tempfile::tempdir().expect("nginx dir");
     let port = free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(dir.path(), port, appkeys, upstream)).expect("nginx.conf");
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf(dir.path(), port, appkeys, upstream)).expect("nginx.conf");
     let child = ChildGuard::spawn(
         Command::new(binary)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
-            .arg(&conf)
+            .arg(&conf_path)
             .arg("-g")
             .arg("daemon off; master_process off;")
             .stdin(std::process::Stdio::null())
@@ -247,24 +257,8 @@ async fn nginx_passes_policy_refusals_through() {
         .data("setAppKeyPolicy");
 
     let upstream = start_upstream().await;
-    let dir = tempfile::tempdir().expect("nginx dir");
-    let port = free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_policy_conf(dir.path(), port, &app.address, upstream)).expect("nginx.conf");
-    let _nginx = ChildGuard::spawn(
-        Command::new(&binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-g")
-            .arg("daemon off; master_process off;")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-        &format!("nginx ({NGINX_ENV})"),
-    );
-    assert!(listening(port, Duration::from_secs(5)).await, "nginx did not listen on {port}");
+    let nginx = start_nginx_with(&binary, &app.address, upstream, nginx_policy_conf).await;
+    let port = nginx.port;
     let call = |auth: Auth| {
         let request = app.client.get(format!("http://127.0.0.1:{port}/hello"));
         async move { auth.apply(request).send().await.expect("through nginx") }

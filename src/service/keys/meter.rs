@@ -96,6 +96,17 @@ pub const MAX_ADDRESSES_A_DAY: usize = 100;
 /// The stored name of the requests beyond a day's addresses.
 pub const OTHER_ADDRESSES: &str = "other";
 
+/// The upsert's `SET` value of `column` in `table` that keeps the newer of the stored and the new
+/// instant, whichever replica writes first.
+fn newest_wins(table: &str, column: &str) -> String {
+    format!("CASE WHEN excluded.{column} > {table}.{column} THEN excluded.{column} ELSE {table}.{column} END")
+}
+
+/// The upsert's `SET` value of `column` in `table` that adds the new count to the stored one.
+fn added(table: &str, column: &str) -> String {
+    format!("{table}.{column} + excluded.{column}")
+}
+
 /// Most rows one statement upserts.
 const CHUNK: usize = 500;
 
@@ -125,10 +136,9 @@ pub async fn record(
             .iter()
             .map(|u| serde_json::json!({ "access_id": u.access_id, "resource": u.resource, "last_used_at": u.at }))
             .collect();
-        let set = "last_used_at = CASE WHEN excluded.last_used_at > key_permission_use.last_used_at \
-                   THEN excluded.last_used_at ELSE key_permission_use.last_used_at END";
+        let set = format!("last_used_at = {}", newest_wins("key_permission_use", "last_used_at"));
         let columns = [("access_id", "text"), ("resource", "text"), ("last_used_at", "timestamptz")];
-        upsert_json(&*txn, "key_permission_use", &columns, "access_id, resource", set, rows).await?;
+        upsert_json(&*txn, "key_permission_use", &columns, "access_id, resource", &set, rows).await?;
         return txn.commit_without_credential_change().await;
     }
     for chunk in uses.chunks(CHUNK) {
@@ -146,10 +156,7 @@ pub async fn record(
             OnConflict::columns([key_permission_use::Column::AccessId, key_permission_use::Column::Resource])
                 .value(
                     key_permission_use::Column::LastUsedAt,
-                    Expr::cust(
-                        "CASE WHEN excluded.last_used_at > key_permission_use.last_used_at \
-                         THEN excluded.last_used_at ELSE key_permission_use.last_used_at END",
-                    ),
+                    Expr::cust(newest_wins("key_permission_use", "last_used_at")),
                 )
                 .to_owned(),
         );
@@ -281,22 +288,18 @@ async fn record_addresses<C: ConnectionTrait>(
                 ("count", "bigint"),
                 ("last_seen_at", "timestamptz"),
             ];
-            let set = "count = key_client_addresses.count + excluded.count, last_seen_at = CASE WHEN \
-                       excluded.last_seen_at > key_client_addresses.last_seen_at THEN excluded.last_seen_at \
-                       ELSE key_client_addresses.last_seen_at END";
-            upsert_json(db, "key_client_addresses", &columns, "access_id, day, address", set, json_rows).await?;
+            let set = format!(
+                "count = {}, last_seen_at = {}",
+                added("key_client_addresses", "count"),
+                newest_wins("key_client_addresses", "last_seen_at")
+            );
+            upsert_json(db, "key_client_addresses", &columns, "access_id, day, address", &set, json_rows).await?;
             continue;
         }
         insert.on_conflict(
             OnConflict::columns([kca::Column::AccessId, kca::Column::Day, kca::Column::Address])
-                .value(kca::Column::Count, Expr::cust("key_client_addresses.count + excluded.count"))
-                .value(
-                    kca::Column::LastSeenAt,
-                    Expr::cust(
-                        "CASE WHEN excluded.last_seen_at > key_client_addresses.last_seen_at \
-                         THEN excluded.last_seen_at ELSE key_client_addresses.last_seen_at END",
-                    ),
-                )
+                .value(kca::Column::Count, Expr::cust(added("key_client_addresses", "count")))
+                .value(kca::Column::LastSeenAt, Expr::cust(newest_wins("key_client_addresses", "last_seen_at")))
                 .to_owned(),
         );
         db.execute(&insert).await?;
@@ -351,7 +354,7 @@ async fn add_counts<'a, C: ConnectionTrait>(
         let mut columns =
             vec![("access_id", "text"), ("account_id", "text"), ("granularity", "smallint"), ("bucket", "bigint")];
         columns.extend(NAMES.iter().map(|name| (*name, "bigint")));
-        let set = NAMES.iter().map(|n| format!("{n} = key_usage.{n} + excluded.{n}")).collect::<Vec<_>>().join(", ");
+        let set = NAMES.iter().map(|n| format!("{n} = {}", added("key_usage", n))).collect::<Vec<_>>().join(", ");
         return upsert_json(db, "key_usage", &columns, "access_id, granularity, bucket", &set, rows).await;
     }
     let mut insert = Query::insert();
@@ -379,7 +382,7 @@ async fn add_counts<'a, C: ConnectionTrait>(
     let mut conflict =
         OnConflict::columns([key_usage::Column::AccessId, key_usage::Column::Granularity, key_usage::Column::Bucket]);
     for (column, name) in COLUMNS.into_iter().zip(NAMES) {
-        conflict.value(column, Expr::cust(format!("key_usage.{name} + excluded.{name}")));
+        conflict.value(column, Expr::cust(added("key_usage", name)));
     }
     insert.on_conflict(conflict.to_owned());
     db.execute(&insert).await?;
@@ -455,14 +458,7 @@ pub async fn series(
     to: DateTime<Utc>,
     granularity: Granularity,
 ) -> AppResult<Vec<UsagePoint>> {
-    if to < from {
-        return Err(AppError::bad_input("to", "to is before from"));
-    }
-    let step = granularity.seconds();
-    let (first, last) = (granularity.bucket_of(from), granularity.bucket_of(to));
-    if (last - first) / step + 1 > MAX_POINTS {
-        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
-    }
+    let (first, last, step) = buckets(from, to, granularity)?;
     let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
     // Hours always (a day's hours until they are rolled up); days when a day is asked for.
     let mut kinds = vec![Granularity::Hour as i16];
@@ -482,7 +478,26 @@ pub async fn series(
             add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(&row));
         }
     }
-    Ok((0..=(last - first) / step)
+    Ok(dense(first, last, step, &sums))
+}
+
+/// The first and last bucket of a series from `from` to `to`, and its step; `BAD_USER_INPUT` on
+/// `to` when it ends before it starts or would have more than `MAX_POINTS` points.
+fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, granularity: Granularity) -> AppResult<(i64, i64, i64)> {
+    if to < from {
+        return Err(AppError::bad_input("to", "to is before from"));
+    }
+    let step = granularity.seconds();
+    let (first, last) = (granularity.bucket_of(from), granularity.bucket_of(to));
+    if (last - first) / step + 1 > MAX_POINTS {
+        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
+    }
+    Ok((first, last, step))
+}
+
+/// A point for every bucket from `first` to `last`, zero where `sums` has none.
+fn dense(first: i64, last: i64, step: i64, sums: &BTreeMap<i64, Counts>) -> Vec<UsagePoint> {
+    (0..=(last - first) / step)
         .map(|i| {
             let bucket = first + i * step;
             UsagePoint {
@@ -490,7 +505,7 @@ pub async fn series(
                 counts: sums.get(&bucket).copied().unwrap_or_default(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The rows of `query` summed per UTC day: (the day's start, its counts).
@@ -554,14 +569,7 @@ pub async fn account_usage(
     granularity: Granularity,
     first: usize,
 ) -> AppResult<AccountUsage> {
-    if to < from {
-        return Err(AppError::bad_input("to", "to is before from"));
-    }
-    let step = granularity.seconds();
-    let (first_bucket, last_bucket) = (granularity.bucket_of(from), granularity.bucket_of(to));
-    if (last_bucket - first_bucket) / step + 1 > MAX_POINTS {
-        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
-    }
+    let (first_bucket, last_bucket, step) = buckets(from, to, granularity)?;
     let (totals, rows, by_access) = account_rows(store, account_id, from, to).await?;
     let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
     for row in &rows {
@@ -571,15 +579,7 @@ pub async fn account_usage(
         }
         add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(row));
     }
-    let series = (0..=(last_bucket - first_bucket) / step)
-        .map(|i| {
-            let bucket = first_bucket + i * step;
-            UsagePoint {
-                at: DateTime::from_timestamp(bucket, 0).unwrap_or_default(),
-                counts: sums.get(&bucket).copied().unwrap_or_default(),
-            }
-        })
-        .collect();
+    let series = dense(first_bucket, last_bucket, step, &sums);
     let busiest: Vec<(String, Counts)> = by_access.into_iter().take(first).collect();
     let ids: Vec<&str> = busiest.iter().map(|(id, _)| id.as_str()).collect();
     let values: HashMap<String, String> = if ids.is_empty() {
