@@ -203,6 +203,10 @@ async fn insert(
             expiring_announced_for: Set(None),
             expired_announced_for: Set(None),
             renewal_due_announced_for: Set(None),
+            deactivation_reason: Set(None),
+            leaked_at: Set(None),
+            leak_url: Set(None),
+            leak_source: Set(None),
         });
         accesses.push(key_access::ActiveModel {
             id: Set(access_id.clone()),

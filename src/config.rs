@@ -209,6 +209,12 @@ pub struct Settings {
     /// not answer, replicas fall back to their own budgets until it does.
     #[arg(long, env = "APPKEYS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// GitHub secret scanning's public keys: a file, or an `https://` URL (GitHub's is
+    /// `https://api.github.com/meta/public_keys/secret_scanning`), in GitHub's
+    /// `{"public_keys":[{"key_identifier","key","is_current"}]}` shape. Turns on
+    /// `POST /secret-scanning/github`, which revokes the tokens GitHub finds in public (off: 404).
+    #[arg(long, env = "APPKEYS_GITHUB_SCANNING_KEYS")]
+    pub github_scanning_keys: Option<String>,
     /// Serve `GET /metrics` (Prometheus) on this address instead of on `--bind`.
     #[arg(long, env = "APPKEYS_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,

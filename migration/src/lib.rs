@@ -21,6 +21,7 @@ mod m20261126_000013_add_retention_indexes;
 mod m20261204_000014_add_key_policies;
 mod m20261204_000015_add_usage;
 mod m20261204_000016_add_client_addresses;
+mod m20261205_000017_add_leaks;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000014_add_key_policies::Migration),
             Box::new(m20261204_000015_add_usage::Migration),
             Box::new(m20261204_000016_add_client_addresses::Migration),
+            Box::new(m20261205_000017_add_leaks::Migration),
         ]
     }
 }

@@ -34,6 +34,14 @@ pub struct Model {
     pub expired_announced_for: Option<DateTimeUtc>,
     /// The `token_created_at` for which `app_key.renewal_due` was already produced.
     pub renewal_due_announced_for: Option<DateTimeUtc>,
+    /// Why the key was switched off: `MANUAL`, `INACTIVITY` or `LEAKED` (NULL while active, and for
+    /// keys switched off before reasons were kept: read as `MANUAL`).
+    pub deactivation_reason: Option<String>,
+    /// The last leak reported of the key: when, where (a URL, if the reporter gave one) and by
+    /// which source (GitHub's `source`, or `self-revocation`).
+    pub leaked_at: Option<DateTimeUtc>,
+    pub leak_url: Option<String>,
+    pub leak_source: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ pub mod key_event;
 pub mod key_permission_use;
 pub mod key_usage;
 pub mod resource;
+pub mod revoked_token;
 pub mod role;
 pub mod role_resource;
 pub mod server_secret;

@@ -123,6 +123,31 @@ pub enum RenewalAlert {
     HighlyRecommended,
 }
 
+/// Why a key is switched off.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(remote = "crate::service::keys::DeactivationReason")]
+pub enum DeactivationReason {
+    /// Deactivated by a person or a key (`deactivateAppKey`), or (external) removed from this account.
+    Manual,
+    /// Deactivated by appkeys: unused for longer than the account's `deactivateUnusedAfterDays`.
+    Inactivity,
+    /// Its token was reported leaked (GitHub secret scanning) or revoked by whoever held it
+    /// (`POST /revoke`): renew its token, then activate it.
+    Leaked,
+}
+
+/// A leak reported of a key's token.
+#[derive(SimpleObject, Clone)]
+pub struct KeyLeak {
+    /// When appkeys was told, and the token stopped.
+    pub at: DateTime<Utc>,
+    /// Where the token was found (the reporter's URL); null when the reporter gave none.
+    pub url: Option<String>,
+    /// Who found it: GitHub's source (`content`, `commit`, `pull_request_description`, …), or
+    /// `self-revocation` for `POST /revoke`.
+    pub source: Option<String>,
+}
+
 /// A token renewal in progress: the previous and the new token both authenticate.
 #[derive(SimpleObject, Clone)]
 pub struct AppKeyRenewal {
@@ -183,6 +208,10 @@ pub struct AppKey {
     pub created_by: Option<String>,
     /// The last change to the key or to its access in this account.
     pub updated_at: DateTime<Utc>,
+    /// Why the key is switched off here; null while it is switched on.
+    pub deactivation_reason: Option<DeactivationReason>,
+    /// The last leak reported of the key's token (its owner account only); null when none was.
+    pub leak: Option<KeyLeak>,
 }
 
 impl From<AppKeyView> for AppKey {
@@ -207,6 +236,8 @@ impl From<AppKeyView> for AppKey {
             last_used_user_agent: k.last_use.and_then(|u| u.user_agent),
             created_by: k.created_by,
             updated_at: k.updated_at,
+            deactivation_reason: k.deactivation_reason.map(Into::into),
+            leak: k.leak.map(|leak| KeyLeak { at: leak.at, url: leak.url, source: leak.source }),
         }
     }
 }

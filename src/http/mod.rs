@@ -5,6 +5,7 @@ mod export;
 mod forward_auth;
 mod graphql;
 mod health;
+mod leaks;
 mod ws;
 
 use axum::extract::MatchedPath;
@@ -14,7 +15,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Re
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,8 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: Schemas,
+    /// GitHub's secret-scanning keys, when `--github-scanning-keys` is set.
+    scanning: Option<std::sync::Arc<leaks::GithubKeys>>,
 }
 
 impl FromRef<HttpState> for AppState {
@@ -50,7 +53,9 @@ impl FromRef<HttpState> for Schemas {
 
 pub fn router(app: AppState, schema: Schemas) -> Router {
     let settings = app.settings.clone();
-    let state = HttpState { app, schema };
+    let scanning =
+        settings.github_scanning_keys.clone().map(|source| std::sync::Arc::new(leaks::GithubKeys::new(source)));
+    let state = HttpState { app, schema, scanning };
     let mut router = Router::new();
     if !settings.no_graphiql {
         router = router.route("/", get(assets::graphiql)).route("/assets/graphiql/{name}", get(assets::graphiql_asset));
@@ -63,6 +68,8 @@ pub fn router(app: AppState, schema: Schemas) -> Router {
         .route("/export/app-keys.csv", get(export::app_keys_csv))
         .route("/export/app-keys.xlsx", get(export::app_keys_xlsx))
         .route("/auth", get(forward_auth::check))
+        .route("/revoke", post(leaks::revoke))
+        .route("/secret-scanning/github", post(leaks::github))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     let router = if settings.metrics_bind.is_none() { router.route("/metrics", get(metrics)) } else { router };

@@ -27,7 +27,7 @@ pub async fn graphql_ws(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let HttpState { app, schema } = state;
+    let HttpState { app, schema, .. } = state;
     let client_ip = peer.0;
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
         GraphQLWebSocket::new(socket, schema.strict().clone(), protocol)

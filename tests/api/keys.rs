@@ -1,5 +1,5 @@
 use crate::helpers::{Auth, TestApp};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const KEY_FIELDS: &str = "id key type account label status hasAccess createdAt roles { id name }";
 
@@ -138,20 +138,26 @@ async fn deactivation_stops_a_key_at_once_and_keeps_its_roles(app: &TestApp) {
     let off = app
         .graphql(
             &owner,
-            "mutation($k: String!) { deactivateAppKey(key: $k) { status hasAccess roles { id } } }",
+            "mutation($k: String!) { deactivateAppKey(key: $k) { status hasAccess roles { id } deactivationReason } }",
             json!({ "k": key }),
         )
         .await;
     assert_eq!(off.data("deactivateAppKey.status"), "INACTIVE");
+    assert_eq!(off.data("deactivateAppKey.deactivationReason"), "MANUAL");
     assert_eq!(off.data("deactivateAppKey.hasAccess"), false);
     assert_eq!(off.data("deactivateAppKey.roles").as_array().map(Vec::len), Some(1), "roles are kept");
     app.graphql(&as_key, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
     let listed = app.graphql(&owner, "{ appKeys(filter: {status: INACTIVE}) { totalCount } }", json!({})).await;
     assert_eq!(listed.data("appKeys.totalCount"), 1);
     let on = app
-        .graphql(&owner, "mutation($k: String!) { activateAppKey(key: $k) { status hasAccess } }", json!({ "k": key }))
+        .graphql(
+            &owner,
+            "mutation($k: String!) { activateAppKey(key: $k) { status hasAccess deactivationReason } }",
+            json!({ "k": key }),
+        )
         .await;
     assert_eq!(on.data("activateAppKey.status"), "ACTIVE");
+    assert_eq!(on.data("activateAppKey.deactivationReason"), Value::Null);
     app.graphql(&as_key, "{ viewer { account } }", json!({})).await.data("viewer");
 }
 

@@ -240,6 +240,11 @@ async fn the_sweeper_deactivates_keys_unused_for_longer_than_allowed(backend: Ba
     assert_eq!(status(never_used.clone()).await, "INACTIVE");
     assert_eq!(status(stale.clone()).await, "INACTIVE");
     assert_eq!(status(busy.clone()).await, "ACTIVE");
+    let reason = "query($k: String!) { appKey(key: $k) { deactivationReason } }";
+    let stale_reason = app.graphql(&owner, reason, json!({ "k": stale })).await.data("appKey.deactivationReason");
+    assert_eq!(stale_reason, "INACTIVITY");
+    let busy_reason = app.graphql(&owner, reason, json!({ "k": busy })).await.data("appKey.deactivationReason");
+    assert_eq!(busy_reason, Value::Null);
     assert_eq!(use_key(&app.address, &stale, &stale_token, "again/1.0", &[]).await, 401, "deactivated at once");
     assert_eq!(sweep().await.expect("swept"), 0, "nothing left to do");
     let query = "{ auditEvents(filter: {action: \"key.auto_deactivate\"}) { edges { node { actor target } } } }";

@@ -20,6 +20,7 @@ mod http;
 mod isolation;
 mod keys;
 mod last_use;
+mod leaks;
 mod lifecycle_events;
 mod listings;
 mod metrics;

@@ -39,10 +39,11 @@ pub enum EventType {
     AutoDeactivated,
     CreditsLow,
     CreditsExhausted,
+    Leaked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         EventType::Generated,
         EventType::Renewed,
         EventType::RenewalFinished,
@@ -59,6 +60,7 @@ impl EventType {
         EventType::AutoDeactivated,
         EventType::CreditsLow,
         EventType::CreditsExhausted,
+        EventType::Leaked,
     ];
 
     /// The name receivers and subscribers see, e.g. `app_key.deactivated`.
@@ -80,6 +82,7 @@ impl EventType {
             EventType::AutoDeactivated => "app_key.auto_deactivated",
             EventType::CreditsLow => "app_key.credits_low",
             EventType::CreditsExhausted => "app_key.credits_exhausted",
+            EventType::Leaked => "app_key.leaked",
         }
     }
 
@@ -101,6 +104,7 @@ impl EventType {
             "key.add_external" | "key.readd_external" => EventType::ExternalAdded,
             "key.remove_external" => EventType::ExternalRemoved,
             "key.auto_deactivate" => EventType::AutoDeactivated,
+            "key.leaked" => EventType::Leaked,
             _ => return None,
         })
     }

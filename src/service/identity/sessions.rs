@@ -14,6 +14,7 @@ use crate::service::identity::roles;
 use crate::service::identity::users::{self, UserView};
 use crate::service::store::account_name;
 use crate::service::store::new_id;
+use crate::service::store::revoked::{self, Reported};
 use crate::service::store::Store;
 
 pub struct LoginOutcome {
@@ -176,4 +177,52 @@ pub async fn logout(store: &Store, ctx: &Ctx<'_>, session_id: &str) -> AppResult
     ctx.audit(&txn, "session.logout", session_id, None, None).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Ends the session behind a leaked or revoked token (by digest), reported by `actor`
+/// (`github-secret-scanning`, `self-revocation`), audited as `session.leaked` in its account.
+pub async fn report_leaked(
+    store: &Store,
+    meta: &RequestMeta,
+    actor: &str,
+    digest: &crate::domain::TokenDigest,
+) -> AppResult<Reported> {
+    let digest = digest.as_str();
+    if !revoked::known(store.db(), &[digest.to_owned()]).await?.is_empty() {
+        return Ok(Reported::Known);
+    }
+    let Some(found) = session::Entity::find().filter(session::Column::TokenDigest.eq(digest)).one(store.db()).await?
+    else {
+        return Ok(Reported::Unknown);
+    };
+    let Some(owner) = user::Entity::find_by_id(found.user_id.as_str()).one(store.db()).await? else {
+        return Ok(Reported::Unknown); // its user was removed: the session went with it
+    };
+    let mut txn = store.begin_write().await?;
+    revoked::remember(&txn, digest, "session", &found.id).await?;
+    let Some(session) = session::Entity::find_by_id(found.id.as_str()).one(&*txn).await? else {
+        txn.commit_without_credential_change().await?;
+        return Ok(Reported::Known);
+    };
+    if session.revoked_at.is_some() || session.expires_at <= txn.now() {
+        txn.commit_without_credential_change().await?;
+        return Ok(Reported::Known);
+    }
+    txn.affects_account(&owner.account_id);
+    let id = session.id.clone();
+    let mut active: session::ActiveModel = session.into();
+    active.revoked_at = Set(Some(txn.now()));
+    active.update(&*txn).await?;
+    let entry = AuditEntry {
+        account_id: &owner.account_id,
+        actor,
+        action: "session.leaked",
+        target: &id,
+        before: None,
+        after: Some(json!({ "user": owner.email })),
+    };
+    audit::record(&txn, meta, entry).await?;
+    txn.commit().await?;
+    tracing::warn!(actor, "a leaked session token was revoked");
+    Ok(Reported::Revoked)
 }

@@ -3,7 +3,9 @@
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use std::collections::BTreeSet;
 
-use super::{expiry_for, find_access, find_key, locate, AppKeyView, Located, Viewpoint};
+use super::{
+    expiry_for, find_access, find_key, holds_leaked_token, locate, AppKeyView, DeactivationReason, Located, Viewpoint,
+};
 use crate::domain::{AccountName, AppKeyValue, AppToken, KeyLabel, KeyPrefix};
 use crate::entity::{app_key, key_access, key_access_role};
 use crate::error::{AppError, AppResult};
@@ -92,6 +94,10 @@ pub async fn generate(store: &Store, ctx: &Ctx<'_>, prefix: &KeyPrefix, new: &Ne
         expiring_announced_for: Set(None),
         expired_announced_for: Set(None),
         renewal_due_announced_for: Set(None),
+        deactivation_reason: Set(None),
+        leaked_at: Set(None),
+        leak_url: Set(None),
+        leak_source: Set(None),
     }
     .insert(&*txn)
     .await?;
@@ -270,6 +276,7 @@ pub async fn deactivate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResul
     let (action, after) = if internal {
         let mut active: app_key::ActiveModel = key.into();
         active.active = Set(false);
+        active.deactivation_reason = Set(Some(DeactivationReason::Manual.as_str().to_owned()));
         active.updated_at = Set(txn.now());
         ("key.deactivate", Located { key: active.update(&*txn).await?, access })
     } else {
@@ -303,11 +310,18 @@ pub async fn activate(store: &Store, ctx: &Ctx<'_>, raw_key: &str) -> AppResult<
     if located.key.active {
         return Ok(before); // already on: nothing to write or audit
     }
+    if holds_leaked_token(&located.key) {
+        return Err(AppError::Conflict(format!(
+            "{}'s token was reported leaked; renew its token first (renewAppKeyToken), then activate it",
+            located.key.key
+        )));
+    }
     txn.affects_key(&located.key.id);
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
     let Located { key, access } = located;
     let mut active: app_key::ActiveModel = key.into();
     active.active = Set(true);
+    active.deactivation_reason = Set(None);
     active.updated_at = Set(txn.now());
     let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;
     ctx.audit(&txn, "key.activate", &after.key, Some(before.audit_state()), Some(after.audit_state())).await?;

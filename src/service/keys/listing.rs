@@ -14,7 +14,7 @@ use super::row::{KeyRow, KeySource};
 use super::usage::unused_since_condition;
 use super::{
     has_roles, locate, renewal_alert_condition, status_condition, view_of, visible_label_matches, visible_label_search,
-    AccessFacts, AppKeyView, KeyFacts, KeyStatus, KeyType, LastUse, RenewalAlert, Viewpoint,
+    AccessFacts, AppKeyView, KeyFacts, KeyStatus, KeyType, LastUse, Leak, RenewalAlert, Viewpoint,
 };
 use crate::entity::{account, app_key, key_access};
 use crate::error::{AppError, AppResult};
@@ -220,6 +220,8 @@ fn view_of_row(
         previous_token_expires_at: opt_instant(row.previous_token_expires_at),
         expires_at: opt_instant(row.expires_at),
         updated_at: row.updated_at.0,
+        deactivation_reason: row.deactivation_reason,
+        leak: opt_instant(row.leaked_at).map(|at| Leak { at, url: row.leak_url, source: row.leak_source }),
     };
     let access = AccessFacts {
         id: row.access_id,

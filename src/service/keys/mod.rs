@@ -16,6 +16,7 @@ pub mod announce;
 mod authenticate;
 mod changes;
 pub mod export;
+mod leaks;
 mod listing;
 pub mod meter;
 pub mod policy;
@@ -34,6 +35,7 @@ pub use authenticate::{authenticate, KeyGrant, Refused};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
 };
+pub use leaks::{report_leaked, LeakReport};
 pub use listing::{
     cursor_of, get, get_by_id, list, listing_statements, BuiltPage, KeyFilter, KeyOrder, Lister, Listing,
 };
@@ -77,6 +79,53 @@ impl KeyStatus {
             KeyStatus::Expired => "the key has expired",
         }
     }
+}
+
+/// Why a key was switched off at its owner (`app_keys.deactivation_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeactivationReason {
+    /// By a person or a key (`deactivateAppKey`); also a removed external key, and keys switched
+    /// off before reasons were kept.
+    Manual,
+    /// By the sweeper: unused for longer than the account's `deactivateUnusedAfterDays`.
+    Inactivity,
+    /// Its token was reported leaked (secret scanning) or revoked by whoever held it.
+    Leaked,
+}
+
+impl DeactivationReason {
+    /// The stored form, which the API shows too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeactivationReason::Manual => "MANUAL",
+            DeactivationReason::Inactivity => "INACTIVITY",
+            DeactivationReason::Leaked => "LEAKED",
+        }
+    }
+
+    /// From the stored form; anything else (NULL included) is `Manual`.
+    pub fn stored(raw: Option<&str>) -> Self {
+        match raw {
+            Some("INACTIVITY") => DeactivationReason::Inactivity,
+            Some("LEAKED") => DeactivationReason::Leaked,
+            _ => DeactivationReason::Manual,
+        }
+    }
+}
+
+/// Whether a key switched off as leaked still holds the leaked token: it may be activated only once
+/// a renewal has replaced it, and that renewal keeps no overlap.
+pub fn holds_leaked_token(key: &app_key::Model) -> bool {
+    key.deactivation_reason.as_deref() == Some(DeactivationReason::Leaked.as_str())
+        && key.leaked_at.is_some_and(|at| key.token_created_at <= at)
+}
+
+/// A leak reported of a key: when, where and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    pub at: DateTime<Utc>,
+    pub url: Option<String>,
+    pub source: Option<String>,
 }
 
 /// A key's effective status in one account: EXPIRED once past its expiry (nothing but a renewal
@@ -327,6 +376,11 @@ pub struct AppKeyView {
     pub created_by: Option<String>,
     /// The last change to the key, or to its access in this account.
     pub updated_at: DateTime<Utc>,
+    /// Why the key is switched off here; `None` while it is switched on (an expired key that was
+    /// never deactivated has none either).
+    pub deactivation_reason: Option<DeactivationReason>,
+    /// The last leak reported of the key, for its owner account only.
+    pub leak: Option<Leak>,
 }
 
 /// When, from where and with which client a key was last used in one account.
@@ -407,11 +461,15 @@ struct KeyFacts {
     previous_token_expires_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    deactivation_reason: Option<String>,
+    leak: Option<Leak>,
 }
 
 impl From<app_key::Model> for KeyFacts {
     fn from(k: app_key::Model) -> Self {
         Self {
+            leak: k.leaked_at.map(|at| Leak { at, url: k.leak_url, source: k.leak_source }),
+            deactivation_reason: k.deactivation_reason,
             previous_token: k.previous_token_digest.is_some(),
             id: k.id,
             key: k.key,
@@ -469,6 +527,12 @@ fn view_of(
         None
     };
     let updated_at = access.as_ref().map_or(k.updated_at, |a| Ord::max(a.updated_at, k.updated_at));
+    let removed_here = access.as_ref().is_none_or(|a| a.removed);
+    let deactivation_reason = if !k.active {
+        Some(DeactivationReason::stored(k.deactivation_reason.as_deref()))
+    } else {
+        removed_here.then_some(DeactivationReason::Manual)
+    };
     let (access_id, last_use) = access.map(|a| (a.id, a.last_use)).unwrap_or_default();
     AppKeyView {
         access_id,
@@ -488,6 +552,8 @@ fn view_of(
         expires_at: k.expires_at,
         last_use,
         updated_at,
+        deactivation_reason,
+        leak: if internal { k.leak } else { None },
     }
 }
 

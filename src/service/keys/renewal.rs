@@ -4,7 +4,7 @@
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
-use super::{expiry_for, locate, pending_renewal, AppKeyView, Located, Viewpoint};
+use super::{expiry_for, holds_leaked_token, locate, pending_renewal, AppKeyView, Located, Viewpoint};
 use crate::domain::AppToken;
 use crate::entity::app_key;
 use crate::error::{AppError, AppResult};
@@ -84,15 +84,26 @@ pub async fn renew(store: &Store, ctx: &Ctx<'_>, raw_key: &str, request: &Renew)
     let before = located.clone().view(&*txn, &at).await?;
     // Whoever renews gets a working credential with the key's roles: no escalation through it.
     roles::ensure_can_change_roles(&ctx.principal.resources, &[], &before.roles)?;
+    // A leaked token gets no overlap: the new token replaces it at once (the key stays switched off
+    // until it is activated).
+    let leaked = holds_leaked_token(&located.key);
     let Located { key, access } = located;
     let previous = (key.token_digest.clone(), key.token_created_at);
     let mut active: app_key::ActiveModel = key.into();
     active.token_digest = Set(token.digest().as_str().to_owned());
     active.token_created_at = Set(now);
-    active.previous_token_digest = Set(Some(previous.0));
-    active.previous_token_created_at = Set(Some(previous.1));
-    active.previous_token_expires_at = Set(old_token_valid_for_secs.map(|secs| now + chrono::Duration::seconds(secs)));
-    active.renewal_started_at = Set(Some(now));
+    if leaked {
+        active.previous_token_digest = Set(None);
+        active.previous_token_created_at = Set(None);
+        active.previous_token_expires_at = Set(None);
+        active.renewal_started_at = Set(None);
+    } else {
+        active.previous_token_digest = Set(Some(previous.0));
+        active.previous_token_created_at = Set(Some(previous.1));
+        active.previous_token_expires_at =
+            Set(old_token_valid_for_secs.map(|secs| now + chrono::Duration::seconds(secs)));
+        active.renewal_started_at = Set(Some(now));
+    }
     active.expires_at = Set(expires_at);
     active.updated_at = Set(now);
     let after = Located { key: active.update(&*txn).await?, access }.view(&*txn, &at).await?;

@@ -61,6 +61,14 @@ read_model! {
         #[serde(default)]
         updated_at: Instant = KeySource::Key(app_key::Column::UpdatedAt),
         #[serde(default)]
+        deactivation_reason: Option<String> = KeySource::Key(app_key::Column::DeactivationReason),
+        #[serde(default)]
+        leaked_at: Option<Instant> = KeySource::Key(app_key::Column::LeakedAt),
+        #[serde(default)]
+        leak_url: Option<String> = KeySource::Key(app_key::Column::LeakUrl),
+        #[serde(default)]
+        leak_source: Option<String> = KeySource::Key(app_key::Column::LeakSource),
+        #[serde(default)]
         owner: String = KeySource::OwnerName,
         #[serde(default)]
         sort: Option<String> = KeySource::SortValue,

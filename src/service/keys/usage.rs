@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
-use super::{effective_status, KeyStatus};
+use super::{effective_status, DeactivationReason, KeyStatus};
 use crate::entity::{account_setting, app_key, key_access};
 use crate::error::AppResult;
 use crate::service::events::audit::RequestMeta;
@@ -116,6 +116,7 @@ async fn deactivate_unused_in(
         txn.affects_key(&key.id);
         let mut active: app_key::ActiveModel = key.into();
         active.active = Set(false);
+        active.deactivation_reason = Set(Some(DeactivationReason::Inactivity.as_str().to_owned()));
         active.updated_at = Set(now);
         active.update(&*txn).await?;
         let entry = AuditEntry {

@@ -9,6 +9,7 @@ pub(in crate::service) mod folded;
 mod inline_read;
 pub(in crate::service) mod links;
 pub mod page;
+pub mod revoked;
 pub mod versions;
 
 use anyhow::Context as _;
