@@ -40,6 +40,11 @@ use crate::telemetry::LabelledCounter;
 /// protected operations report (public ones, like `login`, ignore it).
 pub type AuthState = AppResult<Option<Arc<Principal>>>;
 
+/// The request's `User-Agent`, as a key's last use records it.
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
 /// Resolves callers: the facade every route uses.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -136,9 +141,16 @@ impl Authenticator {
     }
 
     /// The rest of the gate for a granted principal (after the resources it asked for): its key's
-    /// rate limits, then its credits, charged `cost` units; the decision is counted. Callers
-    /// without a policy pass at once.
-    pub async fn admit(&self, principal: &Principal, client_ip: Option<IpAddr>, cost: u32) -> Admission {
+    /// rate limits, then its credits, charged `cost` units; the decision is counted, and an admitted
+    /// request is the key's last use (so `lastUsedAt`, and inactivity that reads it, agree with the
+    /// `valid` count: a refused request is no use). Callers without a policy pass at once.
+    pub async fn admit(
+        &self,
+        principal: &Principal,
+        client_ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+        cost: u32,
+    ) -> Admission {
         let PrincipalKind::AppKey { access_id, .. } = &principal.kind else {
             return Admission::default();
         };
@@ -150,7 +162,9 @@ impl Authenticator {
         };
         let outcome = match &admission.refused {
             None => {
-                self.usage.count_valid(access_id, &principal.account_id, self.store.now(), client_ip);
+                let now = self.store.now();
+                self.usage.count_valid(access_id, &principal.account_id, now, client_ip);
+                self.last_use.record(access_id, now, client_ip, user_agent);
                 None
             }
             Some(AppError::RateLimited { .. }) => Some(UsageOutcome::RateLimited),
@@ -177,14 +191,6 @@ impl Authenticator {
             for resource in resources {
                 self.usage.used_resource(access_id, &principal.account_id, resource, now);
             }
-        }
-    }
-
-    /// Notes a key's use `at` (cheaply: in memory) for its account's last-use fields.
-    fn used(&self, principal: &Principal, at: DateTime<Utc>, headers: &HeaderMap, client_ip: Option<IpAddr>) {
-        if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
-            let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
-            self.last_use.record(access_id, at, client_ip, user_agent);
         }
     }
 
@@ -215,7 +221,7 @@ impl Authenticator {
             if hit.refresh {
                 self.refresh(credential.to_key(), since, presented);
             }
-            return self.granted(hit.principal, Outcome::OkCached, now, headers, client_ip);
+            return self.granted(hit.principal, Outcome::OkCached, now, client_ip);
         }
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
@@ -230,7 +236,7 @@ impl Authenticator {
                 if let (Some(found), _) = self.cache.find(&key.as_credential(), self.store.versions(), now) {
                     let principal = found.0.clone();
                     leader.finish(Some(found));
-                    return self.granted(principal, Outcome::OkShared, now, headers, client_ip);
+                    return self.granted(principal, Outcome::OkShared, now, client_ip);
                 }
                 Some(leader)
             }
@@ -238,7 +244,7 @@ impl Authenticator {
                 Some((principal, valid_until)) => {
                     let now = self.store.now();
                     if valid_until.is_none_or(|until| until > now) {
-                        return self.granted(principal, Outcome::OkShared, now, headers, client_ip);
+                        return self.granted(principal, Outcome::OkShared, now, client_ip);
                     }
                     None // its answer ran out meanwhile: look up here
                 }
@@ -248,7 +254,7 @@ impl Authenticator {
         match self.look_up(&key, since, presented, leader).await {
             Ok((principal, _)) => {
                 let now = self.store.now();
-                self.granted(principal, Outcome::OkDatabase, now, headers, client_ip)
+                self.granted(principal, Outcome::OkDatabase, now, client_ip)
             }
             Err(error) => {
                 // The throttle's subject for a key (written out only on this failure path).
@@ -295,14 +301,13 @@ impl Authenticator {
         resolved
     }
 
-    /// A request let through: its key's use noted and its outcome counted (`ok_cached`,
-    /// `ok_shared`: answered by another request's lookup, `ok_database`).
+    /// A request let through (its key's address checked against the allowlist) and its outcome
+    /// counted (`ok_cached`, `ok_shared`: answered by another request's lookup, `ok_database`).
     fn granted(
         &self,
         principal: Arc<Principal>,
         outcome: Outcome,
         at: DateTime<Utc>,
-        headers: &HeaderMap,
         client_ip: Option<IpAddr>,
     ) -> AuthState {
         if outcome == Outcome::OkShared {
@@ -318,7 +323,6 @@ impl Authenticator {
                 return Err(AppError::IpNotAllowed);
             }
         }
-        self.used(&principal, at, headers, client_ip);
         self.outcomes.increment(outcome as usize);
         Ok(Some(principal))
     }

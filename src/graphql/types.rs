@@ -197,8 +197,9 @@ pub struct AppKey {
     pub renewal_alert: RenewalAlert,
     /// When the key stops working by itself; null: never.
     pub expires_at: Option<DateTime<Utc>>,
-    /// When the key last made an authenticated request in this account (GraphQL or `/auth`);
-    /// null: never. Recorded off the hot path, so it may lag by up to the flush interval.
+    /// When the key last made a request in this account that was let through (GraphQL, `/auth`,
+    /// an export, a subscription): the `valid` decisions of `usage`; a refused request is no use.
+    /// Null: never. Recorded off the hot path, so it may lag by up to the flush interval.
     pub last_used_at: Option<DateTime<Utc>>,
     /// The client address of that request (behind a trusted gateway, the address it forwards).
     pub last_used_ip: Option<String>,

@@ -31,7 +31,7 @@ async fn account_to_export(
     match state.auth.resolve(headers, peer.0).await {
         // Like the listing it exports.
         Ok(Some(principal)) if Resource::READ_KEYS.iter().any(|r| principal.holds(*r)) => {
-            match state.auth.admit(&principal, peer.0, 1).await.refused {
+            match state.auth.admit(&principal, peer.0, crate::auth::user_agent(headers), 1).await.refused {
                 Some(refused) => Err(error_response(&refused)),
                 None => Ok(principal.account_id.clone()),
             }

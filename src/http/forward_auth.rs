@@ -70,7 +70,7 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
         return error_response(&AppError::forbidden(missing));
     }
     state.auth.used_resources(&principal, required.iter().map(String::as_str));
-    let admission = state.auth.admit(&principal, peer.0, cost).await;
+    let admission = state.auth.admit(&principal, peer.0, crate::auth::user_agent(&headers), cost).await;
     let mut response = match &admission.refused {
         Some(error) => {
             // A gateway's error page cannot read the body of an `auth_request` answer: the code

@@ -265,7 +265,8 @@ async fn execute(
     if let Ok(Some(principal)) = &auth_state {
         // A key's rate limits and credits: one unit per operation, before any runs.
         let cost = u32::try_from(operations.len()).unwrap_or(u32::MAX);
-        if let Some(refused) = state.auth.admit(principal, peer.0, cost).await.refused {
+        if let Some(refused) = state.auth.admit(principal, peer.0, crate::auth::user_agent(headers), cost).await.refused
+        {
             return super::error_response(&refused);
         }
     }

@@ -46,7 +46,9 @@ async fn connection_init(
     let resolved = app.auth.resolve(&headers, client_ip).await;
     match &resolved {
         Ok(Some(principal)) => {
-            if let Some(refused) = app.auth.admit(principal, client_ip, 1).await.refused {
+            if let Some(refused) =
+                app.auth.admit(principal, client_ip, crate::auth::user_agent(&headers), 1).await.refused
+            {
                 return Err(refused.extend());
             }
         }

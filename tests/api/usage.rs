@@ -128,6 +128,54 @@ async fn every_outcome_is_counted_exactly_across_two_replicas(app: &TestApp) {
 
 /// A wrong token for a real key is its owner's to see; an external key's use in an account is that
 /// account's.
+/// Last use, inactivity and the counters read the same record: only a `valid` decision is a use.
+/// Refused requests (a missing resource, a rate limit) are counted but move no `lastUsedAt`, so
+/// they keep no key alive; a key with a valid use inside the window is never deactivated.
+async fn last_use_and_inactivity_agree_with_the_valid_count(app: &TestApp) {
+    let owner = app.owner().await;
+    let viewer = app.custom_role(&owner, "Viewer", &["ApiKeys.View"]).await;
+    let (key, token) = app.generate_key(&owner, None, &[viewer]).await;
+    let policy = json!({ "rateLimits": [{ "name": "daily", "limit": 1, "periodSeconds": 86_400 }] });
+    app.graphql(&owner, SET, json!({ "k": key, "p": policy })).await.data("setAppKeyPolicy");
+    let as_key = Auth::key(&key, &token);
+    let settings =
+        "mutation { updateAppKeySettings(input: {deactivateUnusedAfterDays: 1}) { deactivateUnusedAfterDays } }";
+    app.graphql(&owner, settings, json!({})).await.data("updateAppKeySettings");
+
+    let used_at = app.store().now();
+    assert_eq!(status(app, &app.address, &as_key, "").await, 200, "the one valid use");
+    app.advance_clock(chrono::Duration::hours(20));
+    assert_eq!(status(app, &app.address, &as_key, "").await, 429, "rate limited");
+    assert_eq!(status(app, &app.address, &as_key, "?resource=ApiKeys.Edit").await, 403, "forbidden");
+    app.state.auth.last_use().flush(app.store()).await.expect("last uses written");
+    flush(app).await;
+    let query = "query($k: String!) { appKey(key: $k) { lastUsedAt status deactivationReason } }";
+    let seen = app.graphql(&owner, query, json!({ "k": key })).await.data("appKey");
+    let last: chrono::DateTime<chrono::Utc> =
+        seen["lastUsedAt"].as_str().expect("a last use").parse().expect("an instant");
+    assert!((last - used_at).num_seconds().abs() <= 1, "the valid use, not the refused ones: {last} vs {used_at}");
+    let from = used_at - chrono::Duration::hours(1);
+    let to = app.store().now() + chrono::Duration::hours(1);
+    let points = app.graphql(&owner, USAGE, json!({ "k": key, "from": from, "to": to, "g": "DAY" })).await;
+    let points = points.data("appKey.usage");
+    let sum = |outcome: &str| -> u64 {
+        points.as_array().expect("points").iter().map(|p| p[outcome].as_u64().expect("n")).sum()
+    };
+    assert_eq!((sum("valid"), sum("rateLimited"), sum("forbidden")), (1, 1, 1));
+
+    // Within the window of its valid use the sweeper leaves it; refused requests do not extend it.
+    let swept = appkeys::service::keys::deactivate_unused(app.store(), app.store().now()).await.expect("swept");
+    assert_eq!(swept, 0, "20 h after a valid use: kept");
+    app.advance_clock(chrono::Duration::hours(5));
+    assert_eq!(status(app, &app.address, &as_key, "?resource=ApiKeys.Edit").await, 403);
+    app.state.auth.last_use().flush(app.store()).await.expect("last uses written");
+    let swept = appkeys::service::keys::deactivate_unused(app.store(), app.store().now()).await.expect("swept");
+    assert_eq!(swept, 1, "25 h after its last valid use, refused requests since or not");
+    let owner = app.owner().await; // the first session is over (24 h)
+    let seen = app.graphql(&owner, query, json!({ "k": key })).await.data("appKey");
+    assert_eq!((seen["status"].as_str(), seen["deactivationReason"].as_str()), (Some("INACTIVE"), Some("INACTIVITY")));
+}
+
 async fn usage_belongs_to_the_account_it_happened_in(app: &TestApp) {
     let owner = app.owner().await;
     let partner = app.account_with_owner("partner").await;
@@ -335,6 +383,7 @@ mod addresses {
 
 crate::backend_tests!(
     every_outcome_is_counted_exactly_across_two_replicas,
+    last_use_and_inactivity_agree_with_the_valid_count,
     usage_belongs_to_the_account_it_happened_in,
     series_are_dense_across_a_day_and_a_month_end,
     hours_roll_up_into_days_and_old_days_are_pruned,
