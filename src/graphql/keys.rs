@@ -38,6 +38,7 @@ async fn list_keys(ctx: &Context<'_>, listing: Listing, request: KeyPage) -> Res
         key_type: filter.key_type.map(Into::into),
         renewal_alert: filter.renewal_alert.map(Into::into),
         unused_since: filter.unused_since,
+        unused_permission_days: filter.unused_permission_days,
     };
     let order = request.order_by.unwrap_or_default();
     let (field, direction): (KeyOrder, Direction) = (order.field.into(), order.direction.into());

@@ -510,6 +510,10 @@ pub struct AppKeyFilter {
     pub renewal_alert: Option<RenewalAlert>,
     /// Only keys not used in this account since then (never-used keys: created before then).
     pub unused_since: Option<DateTime<Utc>>,
+    /// Only keys that hold here, through their roles, a resource none of their requests needed
+    /// for this many days (1–400; never needed included), and that were here before then: the
+    /// keys whose roles could shrink (`permissionUsage` says which resources).
+    pub unused_permission_days: Option<i32>,
 }
 
 /// Filters for the audit log; each is an exact match.

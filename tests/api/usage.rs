@@ -1,6 +1,6 @@
 //! Usage: every decision about a known key counted by outcome per hour, on two replicas, read back
 //! as dense series, rolled up into days and kept for a while; the resources a key needs.
-use crate::helpers::{Auth, TestApp};
+use crate::helpers::{Auth, Gql, TestApp};
 use appkeys::service::keys::meter;
 use serde_json::{json, Value};
 
@@ -309,6 +309,65 @@ async fn permission_usage_marks_exactly_the_resources_used(app: &TestApp) {
     assert_eq!(usage.as_array().expect("list").len(), 2, "every resource held, no other");
 }
 
+/// `unusedPermissionDays` lists the keys holding a resource that none of their requests needed for
+/// that long — custom roles, the predefined roles' resources from code, the Owner's whole catalogue
+/// (a registered resource included) — and not a key that has used all it holds, nor one added since.
+async fn the_unused_permission_filter_finds_keys_whose_roles_could_shrink(app: &TestApp) {
+    let owner = app.owner().await;
+    let reader = app.custom_role(&owner, "Reader", &["ApiKeys.View"]).await;
+    let restricted = app.restricted_role(&owner).await;
+    let owner_role = app.owner_role(&owner).await;
+    let (all_used, all_used_token) = app.generate_key(&owner, Some("all used"), std::slice::from_ref(&reader)).await;
+    let (partly, partly_token) = app.generate_key(&owner, Some("partly"), std::slice::from_ref(&restricted)).await;
+    let (idle, _) = app.generate_key(&owner, Some("idle"), std::slice::from_ref(&reader)).await;
+    let (admin, admin_token) = app.generate_key(&owner, Some("admin"), &[owner_role]).await;
+    // Used long ago only: counts as unused now.
+    assert_eq!(status(app, &app.address, &Auth::key(&all_used, &all_used_token), "?resource=ApiKeys.View").await, 200);
+    flush(app).await;
+    app.advance_clock(chrono::Duration::days(100));
+    let owner = app.owner().await;
+    for (key, token, resource) in [
+        (&all_used, &all_used_token, "ApiKeys.View"),
+        (&partly, &partly_token, "ApiKeys.View"),
+        (&admin, &admin_token, "ApiKeys.View"),
+    ] {
+        assert_eq!(status(app, &app.address, &Auth::key(key, token), &format!("?resource={resource}")).await, 200);
+    }
+    flush(app).await;
+    let (_fresh, _) = app.generate_key(&owner, Some("fresh"), &[reader]).await;
+    let query = "query($d: Int) { myKeys(filter: {unusedPermissionDays: $d}, first: 50) { edges { node { key } } }                  appKeys(filter: {unusedPermissionDays: $d}, first: 50) { edges { node { key } } } }";
+    let listed = |lists: &Gql, list: &str| -> Vec<String> {
+        let mut keys: Vec<String> = lists.data(list)["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .filter_map(|e| e["node"]["key"].as_str().map(str::to_owned))
+            .collect();
+        keys.sort_unstable();
+        keys
+    };
+    let mut expected = vec![partly.clone(), idle.clone(), admin.clone()];
+    expected.sort_unstable();
+    let lists = app.graphql(&owner, query, json!({ "d": 90 })).await;
+    assert_eq!(listed(&lists, "myKeys"), expected, "myKeys");
+    assert_eq!(listed(&lists, "appKeys"), expected, "appKeys");
+    // The Owner role holds the whole catalogue: once the admin key has needed every resource in it,
+    // it holds nothing unused.
+    let catalogue = app.graphql(&owner, "{ resources { id } }", json!({})).await.data("resources");
+    for resource in catalogue.as_array().expect("resources").iter().filter_map(|r| r["id"].as_str()) {
+        let auth = Auth::key(&admin, &admin_token);
+        assert_eq!(status(app, &app.address, &auth, &format!("?resource={resource}")).await, 200, "{resource}");
+    }
+    flush(app).await;
+    let lists = app.graphql(&owner, query, json!({ "d": 90 })).await;
+    assert!(!listed(&lists, "myKeys").contains(&admin), "the admin key used everything it holds");
+    for bad in [0, 401] {
+        let refused = app.graphql(&owner, query, json!({ "d": bad })).await;
+        refused.assert_code("BAD_USER_INPUT");
+        assert_eq!(refused.0["errors"][0]["extensions"]["field"], "filter.unusedPermissionDays");
+    }
+}
+
 /// A graceful stop writes what was counted.
 async fn a_graceful_stop_writes_the_usage(app: &TestApp) {
     let owner = app.owner().await;
@@ -388,5 +447,6 @@ crate::backend_tests!(
     series_are_dense_across_a_day_and_a_month_end,
     hours_roll_up_into_days_and_old_days_are_pruned,
     permission_usage_marks_exactly_the_resources_used,
+    the_unused_permission_filter_finds_keys_whose_roles_could_shrink,
     a_graceful_stop_writes_the_usage,
 );

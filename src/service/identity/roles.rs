@@ -319,6 +319,29 @@ pub fn view_of(id: String, name: String, predefined: bool, held: &[String], cata
     RoleView { id, name, predefined, resources: resources.into() }
 }
 
+/// The SQL twin of `view_of`'s resources: whether the role (a row of `roles`, as `role`) holds the
+/// resource (a row of `resources`, as `resource`). Custom roles through `role_resources`;
+/// predefined roles from code: the whole catalogue, or their fixed list.
+pub fn holds_condition(role: &'static str, resource: &'static str) -> sea_orm::Condition {
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let predefined = |is: bool| Expr::col((role, role::Column::Predefined)).eq(is);
+    let linked = Query::select()
+        .expr(Expr::val(1))
+        .from_as(role_resource::Entity, "held")
+        .and_where(Expr::col(("held", role_resource::Column::RoleId)).equals((role, role::Column::Id)))
+        .and_where(Expr::col(("held", role_resource::Column::ResourceId)).equals((resource, resource::Column::Id)))
+        .to_owned();
+    let mut holds = sea_orm::Condition::any().add(predefined(false).and(Expr::exists(linked)));
+    for kind in PredefinedRole::ALL {
+        let named = predefined(true).and(Expr::col((role, role::Column::Name)).eq(kind.name()));
+        holds = holds.add(match kind.fixed_resources() {
+            None => named,
+            Some(fixed) => named.and(Expr::col((resource, resource::Column::Id)).is_in(fixed.iter().map(|r| r.id()))),
+        });
+    }
+    holds
+}
+
 pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {
     roles.iter().flat_map(|r| r.resources.iter().map(|res| res.id.clone())).collect()
 }

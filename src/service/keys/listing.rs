@@ -41,7 +41,12 @@ pub struct KeyFilter {
     pub renewal_alert: Option<RenewalAlert>,
     /// Keys not used in this account since then (never used: created before then).
     pub unused_since: Option<DateTime<Utc>>,
+    /// Keys holding here a resource none of their requests needed for this many days (1–400).
+    pub unused_permission_days: Option<i32>,
 }
+
+/// The longest `unusedPermissionDays`: as long as usage is kept by default, and AWS's window.
+pub const MAX_UNUSED_PERMISSION_DAYS: i32 = 400;
 
 /// What a listing is sorted by; the key's access id breaks ties (and is the whole order for
 /// `CreatedAt`: ids are time-ordered, so it is the order keys were generated, or added here).
@@ -238,8 +243,8 @@ fn view_of_row(
 
 /// What names a page's statements whole, when they depend on nothing else: the same account,
 /// listing, filter, order and page request build the same SQL and values, so `list` builds them
-/// once (building took a tenth of a page request's own time). A filter by status or renewal alert
-/// reads the clock and the account's settings into its values: never kept.
+/// once (building took a tenth of a page request's own time). A filter by status, renewal alert or
+/// unused permissions reads the clock (and the account's settings) into its values: never kept.
 fn memo_key(
     at: &Viewpoint,
     backend: DatabaseBackend,
@@ -248,7 +253,7 @@ fn memo_key(
     order: (KeyOrder, Direction),
     page: &PageRequest,
 ) -> Option<String> {
-    if filter.status.is_some() || filter.renewal_alert.is_some() {
+    if filter.status.is_some() || filter.renewal_alert.is_some() || filter.unused_permission_days.is_some() {
         return None;
     }
     Some(format!("{backend:?}|{}|{listing:?}|{filter:?}|{order:?}|{page:?}", at.account_id))
@@ -370,6 +375,16 @@ fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppRes
     if let Some(since) = filter.unused_since {
         select = select.filter(unused_since_condition(Some(&at.account_id), since));
     }
+    if let Some(days) = filter.unused_permission_days {
+        if !(1..=MAX_UNUSED_PERMISSION_DAYS).contains(&days) {
+            return Err(AppError::bad_input(
+                "filter.unusedPermissionDays",
+                format!("unusedPermissionDays is a number of days from 1 to {MAX_UNUSED_PERMISSION_DAYS}"),
+            ));
+        }
+        let since = at.now - chrono::Duration::days(i64::from(days));
+        select = select.filter(super::meter::holds_unused_resource_condition(since));
+    }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let search = query_text(search, "filter.search")?;
         select =
@@ -432,6 +447,7 @@ mod tests {
             KeyFilter { unused_since: Some(now), ..KeyFilter::default() },
             KeyFilter { status: Some(KeyStatus::Active), ..KeyFilter::default() },
             KeyFilter { renewal_alert: Some(RenewalAlert::Recommended), ..KeyFilter::default() },
+            KeyFilter { unused_permission_days: Some(90), ..KeyFilter::default() },
         ];
         let cursor = Cursor { sort: None, id: uuid::Uuid::now_v7().to_string() }.encode();
         let pages = [
@@ -460,7 +476,11 @@ mod tests {
                                 };
                                 let statements = format!("{rows:?} {:?}", backend.build(&*count));
                                 let Some(key) = memo_key(at, backend, listing, filter, order, page) else {
-                                    assert!(filter.status.is_some() || filter.renewal_alert.is_some());
+                                    assert!(
+                                        filter.status.is_some()
+                                            || filter.renewal_alert.is_some()
+                                            || filter.unused_permission_days.is_some()
+                                    );
                                     continue;
                                 };
                                 kept += 1;

@@ -543,6 +543,48 @@ pub fn series_statement(
 }
 
 /// When each resource was last needed by the key access's requests.
+/// Key accesses (rows of `key_access`, as the listing's `key_access`) that hold, through their roles
+/// there, a resource none of their requests needed since `since` (never needed included), and were
+/// in the account before then: the `unusedPermissionDays` filter, the SQL twin of `permissionUsage`.
+pub fn holds_unused_resource_condition(since: DateTime<Utc>) -> sea_orm::Condition {
+    use crate::entity::{key_access, key_access_role, resource, role};
+    use sea_orm::sea_query::{ExprTrait, JoinType};
+    let used_since = Query::select()
+        .expr(Expr::val(1))
+        .from_as(key_permission_use::Entity, "used")
+        .and_where(
+            Expr::col(("used", key_permission_use::Column::AccessId))
+                .equals(("held_by", key_access_role::Column::KeyAccessId)),
+        )
+        .and_where(Expr::col(("used", key_permission_use::Column::Resource)).equals(("res", resource::Column::Id)))
+        .and_where(Expr::col(("used", key_permission_use::Column::LastUsedAt)).gte(since))
+        .to_owned();
+    let unused = Query::select()
+        .expr(Expr::val(1))
+        .from_as(key_access_role::Entity, "held_by")
+        .join_as(
+            JoinType::InnerJoin,
+            role::Entity,
+            "r",
+            Expr::col(("r", role::Column::Id)).equals(("held_by", key_access_role::Column::RoleId)),
+        )
+        .join_as(
+            JoinType::InnerJoin,
+            resource::Entity,
+            "res",
+            crate::service::identity::roles::holds_condition("r", "res"),
+        )
+        .and_where(
+            Expr::col(("held_by", key_access_role::Column::KeyAccessId))
+                .equals((key_access::Entity, key_access::Column::Id)),
+        )
+        .and_where(Expr::exists(used_since).not())
+        .to_owned();
+    sea_orm::Condition::all()
+        .add(Expr::col((key_access::Entity, key_access::Column::AddedAt)).lt(since))
+        .add(Expr::exists(unused))
+}
+
 pub async fn permission_uses(store: &Store, access_id: &str) -> AppResult<HashMap<String, DateTime<Utc>>> {
     Ok(key_permission_use::Entity::find()
         .filter(key_permission_use::Column::AccessId.eq(access_id))
