@@ -120,6 +120,7 @@ async fn every_listing_reaches_its_rows_through_an_index() {
         ("type", KeyFilter { key_type: Some(keys::KeyType::External), ..KeyFilter::default() }),
         ("renewal alert", KeyFilter { renewal_alert: Some(keys::RenewalAlert::None), ..KeyFilter::default() }),
         ("unused since", KeyFilter { unused_since: Some(app.store().now()), ..KeyFilter::default() }),
+        ("unused permissions", KeyFilter { unused_permission_days: Some(90), ..KeyFilter::default() }),
     ];
     let mut checked = 0;
     for listing in [Listing::Internal, Listing::WithAccess] {
@@ -169,7 +170,7 @@ async fn every_listing_reaches_its_rows_through_an_index() {
             }
         }
     }
-    assert!(checked >= 2 * 6 * 4 * 2 * 2, "{checked} plans checked");
+    assert!(checked >= 2 * 7 * 4 * 2 * 2, "{checked} plans checked");
 
     // The export's copy, for a small account among big ones: each key and its role links by index.
     for which in [Keys::All, Keys::Internal, Keys::External] {
