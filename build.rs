@@ -1,12 +1,14 @@
 //! Tells the test suite which tests that need something outside Rust can run: PostgreSQL
-//! (`APPKEYS_TEST_POSTGRES_URL`), nginx (`APPKEYS_TEST_NGINX`) and a browser
-//! (`APPKEYS_TEST_CHROMEDRIVER`). A test whose variable is unset at build time is compiled as
+//! (`APPKEYS_TEST_POSTGRES_URL`), nginx (`APPKEYS_TEST_NGINX`), a browser
+//! (`APPKEYS_TEST_CHROMEDRIVER`) and the reference GraphQL clients from npm
+//! (`APPKEYS_TEST_NODE_CLIENTS`: `tests/node` after `npm ci`). A test whose variable is unset at build time is compiled as
 //! ignored, so `cargo test` reports it as ignored instead of counting a test that did nothing as
 //! passed. Cargo rebuilds when a variable changes.
-const GATES: [(&str, &str); 3] = [
+const GATES: [(&str, &str); 4] = [
     ("APPKEYS_TEST_POSTGRES_URL", "appkeys_postgres_tests"),
     ("APPKEYS_TEST_NGINX", "appkeys_nginx_tests"),
     ("APPKEYS_TEST_CHROMEDRIVER", "appkeys_browser_tests"),
+    ("APPKEYS_TEST_NODE_CLIENTS", "appkeys_node_tests"),
 ];
 
 fn main() {

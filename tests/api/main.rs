@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod bootstrap;
 mod browser;
+mod clients;
 mod console;
 mod contract;
 mod crash;

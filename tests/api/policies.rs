@@ -257,19 +257,19 @@ async fn subscriptions_and_exports_meet_the_same_gate(app: &TestApp) {
     use crate::helpers::subscriber::{Frame, Subscriber};
     let owner = app.owner().await;
     let init = |key: &str, token: &str| json!({ "X-API-AppKey": key, "X-API-AppToken": token });
-    let refused_with = |frame: &Frame, code_message: &str| matches!(frame, Frame::Closed(Some(_), reason) if reason.contains(code_message));
+    let refused_with = |frame: &Frame, close: u16, message: &str| matches!(frame, Frame::Closed(Some(code), reason) if *code == close && reason.contains(message));
     let (fenced, fenced_token) = key_with(app, &owner, json!({ "allowedIps": ["192.0.2.0/24"] })).await;
     let (_, answer) = Subscriber::connect(&app.address, init(&fenced, &fenced_token)).await;
-    assert!(refused_with(&answer, "may not be used from this address"), "{answer:?}");
+    assert!(refused_with(&answer, 4403, "may not be used from this address"), "{answer:?}");
     let one_a_minute = json!({ "rateLimits": [{ "name": "minute", "limit": 1, "periodSeconds": 60 }] });
     let (limited, limited_token) = key_with(app, &owner, one_a_minute.clone()).await;
     let (_, answer) = Subscriber::connect(&app.address, init(&limited, &limited_token)).await;
     assert!(matches!(answer, Frame::Message(ref m) if m["type"] == "connection_ack"), "{answer:?}");
     let (_, answer) = Subscriber::connect(&app.address, init(&limited, &limited_token)).await;
-    assert!(refused_with(&answer, "rate limit \"minute\""), "{answer:?}");
+    assert!(refused_with(&answer, 4429, "rate limit \"minute\""), "{answer:?}");
     let (metered, metered_token) = key_with(app, &owner, json!({ "credits": { "remaining": 0 } })).await;
     let (_, answer) = Subscriber::connect(&app.address, init(&metered, &metered_token)).await;
-    assert!(refused_with(&answer, "credits are used up"), "{answer:?}");
+    assert!(refused_with(&answer, 4429, "credits are used up"), "{answer:?}");
 
     let (exporter, exporter_token) = key_with(app, &owner, one_a_minute).await;
     let as_exporter = Auth::key(&exporter, &exporter_token);

@@ -77,9 +77,10 @@ async fn a_subscriber_can_follow_chosen_keys(app: &TestApp) {
 async fn a_bad_credential_is_refused_at_connection_init(app: &TestApp) {
     for payload in [json!({}), json!({ "Authorization": "Bearer aks_not-a-session" })] {
         let (_, answer) = Subscriber::connect(&app.address, payload.clone()).await;
-        // async-graphql closes a refused `connection_init` with 1002 and the error's message.
+        // graphql-transport-ws: a refused `connection_init` closes with 4403 Forbidden (the reason
+        // is the error's message).
         assert!(
-            matches!(&answer, Frame::Closed(Some(1002), reason) if reason.starts_with("authentication failed")),
+            matches!(&answer, Frame::Closed(Some(4403), reason) if reason.starts_with("authentication failed")),
             "{payload}: {answer:?}"
         );
     }
