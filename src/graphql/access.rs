@@ -91,7 +91,11 @@ pub struct AccessMutation;
 #[Object]
 impl AccessMutation {
     /// Logs a user in to an account and returns a 24-hour bearer token, shown once.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<Session> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the user's email and password.")] input: LoginInput,
+    ) -> Result<Session> {
         let state = ctx.data::<AppState>()?;
         let meta = ctx.data::<RequestMeta>()?;
         // Throttled per account+email and per client IP, before any argon2 work.
@@ -134,7 +138,11 @@ impl AccessMutation {
 
     /// Creates a custom role with resources the caller holds itself.
     #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
-    async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Result<Role> {
+    async fn create_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The role's name and resources.")] input: CreateRoleInput,
+    ) -> Result<Role> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         Ok(roles::create(&state.store, &sctx, &input.name, &input.resource_ids).await?.into())
@@ -142,7 +150,12 @@ impl AccessMutation {
 
     /// Renames a custom role or replaces its resources. Predefined roles refuse changes.
     #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
-    async fn update_role(&self, ctx: &Context<'_>, id: ID, input: UpdateRoleInput) -> Result<Role> {
+    async fn update_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The custom role's id.")] id: ID,
+        #[graphql(desc = "Its new name or resources; what is left out stays.")] input: UpdateRoleInput,
+    ) -> Result<Role> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let view = roles::update(
@@ -178,7 +191,7 @@ impl AccessMutation {
 
     /// Deletes a custom role; users and keys holding it lose it. Predefined roles refuse.
     #[graphql(guard = "PermissionGuard::new(R::SaveAccessProfile)")]
-    async fn delete_role(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+    async fn delete_role(&self, ctx: &Context<'_>, #[graphql(desc = "The custom role's id.")] id: ID) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         roles::delete(&state.store, &sctx, &local_id(NodeKind::Role, &id)).await?;
@@ -187,7 +200,11 @@ impl AccessMutation {
 
     /// Adds a user with roles the caller could hold itself; returns a one-time password, shown once.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn add_user(&self, ctx: &Context<'_>, input: AddUserInput) -> Result<AddedUser> {
+    async fn add_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new user's email and roles.")] input: AddUserInput,
+    ) -> Result<AddedUser> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let role_ids = local_ids(NodeKind::Role, input.role_ids);
@@ -197,7 +214,12 @@ impl AccessMutation {
 
     /// Replaces a user's roles. The account always keeps at least one Owner.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn set_user_roles(&self, ctx: &Context<'_>, user_id: ID, role_ids: Vec<ID>) -> Result<User> {
+    async fn set_user_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] user_id: ID,
+        #[graphql(desc = "The roles the user holds afterwards (ids from `roles`).")] role_ids: Vec<ID>,
+    ) -> Result<User> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let user_id = local_id(NodeKind::User, &user_id);
@@ -206,7 +228,7 @@ impl AccessMutation {
 
     /// Removes a user and ends their sessions. The account always keeps at least one Owner.
     #[graphql(guard = "PermissionGuard::new(R::SaveUser)")]
-    async fn remove_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<bool> {
+    async fn remove_user(&self, ctx: &Context<'_>, #[graphql(desc = "The user's id.")] user_id: ID) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         users::remove(&state.store, &sctx, &local_id(NodeKind::User, &user_id)).await?;

@@ -220,7 +220,7 @@ impl EventMutation {
     async fn create_webhook_endpoint(
         &self,
         ctx: &Context<'_>,
-        input: CreateWebhookEndpointInput,
+        #[graphql(desc = "The receiver's URL and the events it wants.")] input: CreateWebhookEndpointInput,
     ) -> Result<CreatedWebhookEndpoint> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;

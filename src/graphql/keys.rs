@@ -124,7 +124,11 @@ pub struct KeyMutation;
 impl KeyMutation {
     /// Generates an internal key. The token in the response is shown once and never again.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn generate_app_key(&self, ctx: &Context<'_>, input: GenerateAppKeyInput) -> Result<GeneratedAppKey> {
+    async fn generate_app_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new key's label, roles, expiry and policy.")] input: GenerateAppKeyInput,
+    ) -> Result<GeneratedAppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let new = keys::NewKey {
@@ -139,7 +143,11 @@ impl KeyMutation {
 
     /// Grants roles in this account to another account's key (or re-adds a removed one).
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn add_external_app_key(&self, ctx: &Context<'_>, input: AddExternalAppKeyInput) -> Result<AppKey> {
+    async fn add_external_app_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Another account's key and the roles it gets here.")] input: AddExternalAppKeyInput,
+    ) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let role_ids = local_ids(NodeKind::Role, input.role_ids);
@@ -148,26 +156,45 @@ impl KeyMutation {
 
     /// Replaces the key's roles in this account. An empty list removes its access.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn set_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
+    async fn set_app_key_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+        #[graphql(desc = "The roles the key holds here afterwards (ids from `roles`).")] role_ids: Vec<ID>,
+    ) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Set, role_ids).await
     }
 
     /// Adds roles to the key in this account.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn add_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
+    async fn add_app_key_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+        #[graphql(desc = "The roles to add (ids from `roles`).")] role_ids: Vec<ID>,
+    ) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Add, role_ids).await
     }
 
     /// Removes roles from the key in this account.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn remove_app_key_roles(&self, ctx: &Context<'_>, key: String, role_ids: Vec<ID>) -> Result<AppKey> {
+    async fn remove_app_key_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+        #[graphql(desc = "The roles to remove (ids from `roles`).")] role_ids: Vec<ID>,
+    ) -> Result<AppKey> {
         change_roles(ctx, &key, RolesChange::Remove, role_ids).await
     }
 
     /// Reactivates an internal key, with the roles it kept. A removed external key fails with
     /// REMOVED_EXTERNAL_KEY: add it again instead.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn activate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
+    async fn activate_app_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+    ) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         Ok(keys::activate(&state.store, &sctx, &key).await?.into())
@@ -176,7 +203,11 @@ impl KeyMutation {
     /// Internal key: deactivates it everywhere (roles kept). External key: removes its access to
     /// this account and clears its roles here.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn deactivate_app_key(&self, ctx: &Context<'_>, key: String) -> Result<AppKey> {
+    async fn deactivate_app_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+    ) -> Result<AppKey> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         Ok(keys::deactivate(&state.store, &sctx, &key).await?.into())
@@ -186,7 +217,11 @@ impl KeyMutation {
     /// listing of every account; the audit log keeps its history. Another account's key cannot be
     /// deleted here (BAD_USER_INPUT): deactivate it to remove it from this account.
     #[graphql(guard = "PermissionGuard::any_of(R::EDIT_KEYS)")]
-    async fn delete_app_key(&self, ctx: &Context<'_>, key: String) -> Result<bool> {
+    async fn delete_app_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key value, e.g. `appkey-main-ORYNWX`.")] key: String,
+    ) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         keys::delete(&state.store, &sctx, &key).await?;
@@ -238,7 +273,11 @@ impl KeyMutation {
 
     /// Changes the account's key settings.
     #[graphql(guard = "PermissionGuard::new(R::ApiKeysEditSettings)")]
-    async fn update_app_key_settings(&self, ctx: &Context<'_>, input: AppKeySettingsInput) -> Result<AppKeySettings> {
+    async fn update_app_key_settings(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The settings to change; those left out keep their value.")] input: AppKeySettingsInput,
+    ) -> Result<AppKeySettings> {
         let state = ctx.data::<AppState>()?;
         let sctx = service_ctx(ctx)?;
         let change = settings::SettingsChange {

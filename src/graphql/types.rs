@@ -416,22 +416,50 @@ pub struct ExportDownload {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Fields every connection has besides edges.
-pub struct ConnectionFields {
+/// One page of a listing, as a Relay connection of `N` (named `<N>Connection`). Its edges hold their
+/// cursors unencoded: a cursor is written out (as `String!`) only when a query selects it, or
+/// `pageInfo`'s start or end.
+pub struct Page<N: OutputType> {
+    connection: Connection<Cursor, N, EmptyFields, EmptyFields>,
     total: Total,
 }
 
-#[Object]
-impl ConnectionFields {
+impl<N: OutputType> async_graphql::TypeName for Page<N> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Connection", N::type_name()).into()
+    }
+}
+
+/// One page of a listing: its items as edges (each with the cursor to page on from it) and as
+/// nodes, where the page stands among the others, and how many items match in all.
+#[Object(name_type)]
+impl<N: OutputType> Page<N> {
+    /// Information to aid in pagination.
+    async fn page_info(&self) -> async_graphql::connection::PageInfo {
+        let edges = &self.connection.edges;
+        async_graphql::connection::PageInfo {
+            has_previous_page: self.connection.has_previous_page,
+            has_next_page: self.connection.has_next_page,
+            start_cursor: edges.first().map(|edge| edge.cursor.encode()),
+            end_cursor: edges.last().map(|edge| edge.cursor.encode()),
+        }
+    }
+
+    /// A list of edges.
+    async fn edges(&self) -> &[Edge<Cursor, N, EmptyFields>] {
+        &self.connection.edges
+    }
+
+    /// A list of nodes.
+    async fn nodes(&self) -> Vec<&N> {
+        self.connection.edges.iter().map(|edge| &edge.node).collect()
+    }
+
     /// How many items match, across all pages (counted only when asked for).
     async fn total_count(&self) -> async_graphql::Result<u64> {
         Ok(self.total.count().await?)
     }
 }
-
-/// A connection of `N`. Its edges hold their cursors unencoded: a cursor is written out (as
-/// `String!`) only when a query selects it, or `pageInfo`'s start or end.
-pub type Page<N> = Connection<Cursor, N, ConnectionFields, EmptyFields>;
 
 impl async_graphql::connection::CursorType for Cursor {
     type Error = &'static str;
@@ -448,10 +476,9 @@ impl async_graphql::connection::CursorType for Cursor {
 
 /// Builds a Relay connection from a service page, each edge with the cursor `cursor` gives.
 pub fn connection<V, N: OutputType>(paged: Paged<V>, cursor: impl Fn(&V) -> Cursor, node: impl Fn(V) -> N) -> Page<N> {
-    let fields = ConnectionFields { total: paged.total };
-    let mut connection = Connection::with_additional_fields(paged.has_previous, paged.has_next, fields);
+    let mut connection = Connection::new(paged.has_previous, paged.has_next);
     connection.edges.extend(paged.items.into_iter().map(|item| Edge::new(cursor(&item), node(item))));
-    connection
+    Page { connection, total: paged.total }
 }
 
 /// The cursor of a row in a listing ordered by id alone.
