@@ -37,21 +37,43 @@ class ApiError extends Error {
 
 let onSessionLost = () => {};
 
+// Reads go as automatic persisted queries: the document's SHA-256 alone, and the text only when the
+// server asks for it (PERSISTED_QUERY_NOT_FOUND). Without Web Crypto (a page not served over HTTPS or
+// from localhost) every request carries its text.
+const sha256 = async (text) => {
+  if (!globalThis.crypto || !crypto.subtle) return null;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+};
+
+async function post(headers, payload) {
+  let response;
+  try {
+    response = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify(payload) });
+  } catch (e) {
+    throw new ApiError([{ message: "The server cannot be reached. Check your connection and try again." }]);
+  }
+  try {
+    return await response.json();
+  } catch (e) {
+    throw new ApiError([{ message: `The server answered HTTP ${response.status}.` }]);
+  }
+}
+
 async function gql(query, variables = {}) {
   const headers = { "Content-Type": "application/json", Accept: "application/graphql-response+json, application/json" };
   const token = sessionStorage.getItem(SESSION);
   if (token) headers.Authorization = "Bearer " + token;
-  let response;
-  try {
-    response = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables }) });
-  } catch (e) {
-    throw new ApiError([{ message: "The server cannot be reached. Check your connection and try again." }]);
-  }
+  const hash = /^\s*mutation\b/.test(query) ? null : await sha256(query);
   let body;
-  try {
-    body = await response.json();
-  } catch (e) {
-    throw new ApiError([{ message: `The server answered HTTP ${response.status}.` }]);
+  if (hash) {
+    const extensions = { persistedQuery: { version: 1, sha256Hash: hash } };
+    body = await post(headers, { variables, extensions });
+    if (body.errors && body.errors.some((e) => e.extensions && e.extensions.code === "PERSISTED_QUERY_NOT_FOUND")) {
+      body = await post(headers, { query, variables, extensions });
+    }
+  } else {
+    body = await post(headers, { query, variables });
   }
   if (body.errors && body.errors.length) {
     const error = new ApiError(body.errors);

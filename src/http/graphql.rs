@@ -40,6 +40,62 @@ fn parse_once(request: &mut async_graphql::Request) -> Result<&ExecutableDocumen
     request.parsed_query()
 }
 
+/// Automatic persisted queries (Apollo's protocol): documents by the SHA-256 of their text, as
+/// clients registered them. A client sends `extensions.persistedQuery {version: 1, sha256Hash}`
+/// alone; a hash not known here answers `PersistedQueryNotFound`, and the client sends the text
+/// with its hash once, which registers it. Bounded like `DOCUMENTS` (2 MiB of text, TinyLFU).
+static PERSISTED: std::sync::LazyLock<moka::sync::Cache<String, Arc<str>>> = std::sync::LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .weigher(|_: &String, text: &Arc<str>| u32::try_from(text.len()).unwrap_or(u32::MAX))
+        .max_capacity(2 << 20)
+        .build()
+});
+
+/// Why a persisted query could not be used.
+enum PersistedRefusal {
+    /// Unknown hash: the client should send the text with it.
+    NotFound,
+    /// The text and its hash disagree, or the extension is malformed.
+    Invalid(&'static str),
+}
+
+/// Applies `extensions.persistedQuery` to `request`: registers the text under its hash, or fills
+/// the text in from the hash. Requests without the extension pass unchanged.
+fn persisted(request: &mut async_graphql::Request) -> Result<(), PersistedRefusal> {
+    let Some(extension) = request.extensions.get("persistedQuery") else {
+        return Ok(());
+    };
+    let extension = serde_json::to_value(extension).unwrap_or_default();
+    if extension.get("version").and_then(serde_json::Value::as_i64) != Some(1) {
+        return Err(PersistedRefusal::Invalid("persistedQuery.version must be 1"));
+    }
+    let hash = extension
+        .get("sha256Hash")
+        .and_then(serde_json::Value::as_str)
+        .filter(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(PersistedRefusal::Invalid("persistedQuery.sha256Hash must be 64 hexadecimal characters"))?
+        .to_ascii_lowercase();
+    let counted = |outcome: &'static str| {
+        metrics::counter!("appkeys_graphql_persisted_queries_total", "outcome" => outcome).increment(1);
+    };
+    if request.query.is_empty() {
+        let Some(text) = PERSISTED.get(&hash) else {
+            counted("not_found");
+            return Err(PersistedRefusal::NotFound);
+        };
+        counted("hit");
+        request.query = text.to_string();
+        return Ok(());
+    }
+    // The SHA-256 of the text, as hexadecimal (token digests are written the same way).
+    if crate::domain::TokenDigest::of(&request.query).as_str() != hash {
+        return Err(PersistedRefusal::Invalid("provided sha does not match query"));
+    }
+    PERSISTED.insert(hash, Arc::from(request.query.as_str()));
+    counted("registered");
+    Ok(())
+}
+
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 
@@ -228,8 +284,17 @@ async fn execute(
             "accept application/graphql-response+json or application/json",
         );
     };
-    // Each document is parsed once, here (or taken from `DOCUMENTS`); execution reuses the parse.
     let mut batch = batch;
+    for request in batch.iter_mut() {
+        let (message, code) = match persisted(request) {
+            Ok(()) => continue,
+            Err(PersistedRefusal::NotFound) => ("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"),
+            Err(PersistedRefusal::Invalid(message)) => (message, "BAD_REQUEST"),
+        };
+        let body = super::error_body(message, serde_json::json!({ "code": code }));
+        return respond_json(media_type, true, &body);
+    }
+    // Each document is parsed once, here (or taken from `DOCUMENTS`); execution reuses the parse.
     let mut parse_errors: Vec<Option<String>> = Vec::new();
     let mut operations: Vec<String> = Vec::new();
     for request in batch.iter_mut() {

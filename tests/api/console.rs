@@ -55,6 +55,16 @@ async fn screenshot(browser: &Client, name: &str) {
     }
 }
 
+/// How many reads `/graphql` answered from a persisted query's hash alone (this process's count).
+async fn persisted_hits(app: &TestApp) -> f64 {
+    let metrics = app.get("/metrics", &Auth::None).await.text().await.expect("the metrics");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("appkeys_graphql_persisted_queries_total") && line.contains("outcome=\"hit\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn body_text(browser: &Client) -> String {
     let value = browser.execute("return document.documentElement.outerHTML + JSON.stringify([...document.querySelectorAll('input')].map(i => i.value));", vec![]).await.expect("the page");
     value.as_str().unwrap_or_default().to_owned()
@@ -69,6 +79,7 @@ async fn the_console_walks_the_seed_flows_in_a_real_browser() {
     let (partner_key, _) = app.generate_key(&partner, Some("partner's"), &[partner_role]).await;
     let driver = Driver::start().await;
     let browser = driver.browser().await;
+    let hits_before = persisted_hits(&app).await;
 
     // Sign in.
     browser.goto(&format!("{}/console", app.address)).await.expect("the console opens");
@@ -196,6 +207,9 @@ async fn the_console_walks_the_seed_flows_in_a_real_browser() {
     for url in loaded_urls(&browser).await {
         assert!(url.starts_with(&app.address), "the console loaded {url}, outside the server");
     }
+    // Its reads went as persisted queries: a hash alone, the text sent once per document.
+    let hits = persisted_hits(&app).await - hits_before;
+    assert!(hits >= 5.0, "{hits} reads answered from a persisted query's hash");
     press(&browser, "Sign out").await;
     shows(&browser, "You signed out.").await;
     let gone: Value =
