@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::guard::{principal, service_ctx, PermissionGuard};
 use super::types::{
     AccountUsage, AppKey, AppKeyPolicy, AppKeyPolicyInput, ClientAddress, KeyUsageTotal, PermissionUsage, Role,
-    UsageGranularity, UsagePoint,
+    UsageGranularity, UsagePoint, UsageSeries,
 };
 use crate::domain::Resource as R;
 use crate::error::AppError;
@@ -34,10 +34,10 @@ impl AppKey {
         #[graphql(desc = "The first bucket is the one holding this instant.")] from: DateTime<Utc>,
         #[graphql(desc = "The last bucket is the one holding this instant.")] to: DateTime<Utc>,
         #[graphql(desc = "HOUR (kept 35 days) or DAY.", default)] granularity: UsageGranularity,
-    ) -> Result<Vec<UsagePoint>> {
+    ) -> Result<UsageSeries> {
         let state = ctx.data::<AppState>()?;
         let points = meter::series(&state.store, &self.access_id, from, to, granularity.into()).await?;
-        Ok(points.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect())
+        Ok(UsageSeries(points.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect()))
     }
 
     /// The client addresses its valid requests here came from in the last `days` days (1–35,

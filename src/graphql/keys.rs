@@ -33,6 +33,7 @@ async fn list_keys(ctx: &Context<'_>, listing: Listing, request: KeyPage) -> Res
     let page = PageRequest::parse(request.first, request.after.as_deref(), request.last, request.before.as_deref())?;
     let filter = request.filter.unwrap_or_default();
     let filter = KeyFilter {
+        key: None,
         search: filter.search,
         status: filter.status.map(Into::into),
         key_type: filter.key_type.map(Into::into),
@@ -113,7 +114,12 @@ impl KeyQuery {
     ) -> Result<Option<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
-        Ok(keys::get(&state.store, &principal.account_id, &key).await?.map(Into::into))
+        let who = keys::Lister {
+            account_id: &principal.account_id,
+            account_name: &principal.account_name,
+            now: state.store.now(),
+        };
+        Ok(keys::get(&state.store, &who, &key).await?.map(Into::into))
     }
 }
 

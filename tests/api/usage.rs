@@ -368,6 +368,58 @@ async fn the_unused_permission_filter_finds_keys_whose_roles_could_shrink(app: &
     }
 }
 
+/// A key's series is written out in one pass (its selection read once); it answers exactly as the
+/// field-by-field resolution of the same points does (`accountUsage.series` of an account with one
+/// key): aliases, fragments, `__typename`, `@skip` and `@include` by variable.
+async fn a_series_answers_as_field_by_field_resolution_would(app: &TestApp) {
+    let owner = app.owner().await;
+    let role = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[role]).await;
+    for query in ["", "?resource=ApiKeys.View", "?resource=LicenseManager.SaveAccessProfile"] {
+        status(app, &app.address, &Auth::key(&key, &token), query).await;
+    }
+    app.advance_clock(chrono::Duration::hours(20)); // the owner's session lasts 24 h
+    status(app, &app.address, &Auth::key(&key, &wrong_token()), "").await;
+    flush(app).await;
+    let selection = "__typename when: at ok: valid ...counts ... on UsagePoint { invalidToken } \
+                     forbidden @skip(if: $hide) disabled @include(if: $hide) rateLimited @include(if: $show)";
+    let query = format!(
+        "query($k: String!, $from: DateTime!, $to: DateTime!, $hide: Boolean!, $show: Boolean!) {{ \
+         appKey(key: $k) {{ usage(from: $from, to: $to, granularity: HOUR) {{ {selection} }} }} \
+         accountUsage(from: $from, to: $to, granularity: HOUR) {{ series {{ {selection} }} }} }} \
+         fragment counts on UsagePoint {{ valid ipNotAllowed }}"
+    );
+    let now = app.store().now();
+    for (hide, show) in [(true, false), (false, true)] {
+        let variables = json!({
+            "k": key, "from": now - chrono::Duration::hours(30), "to": now, "hide": hide, "show": show,
+        });
+        // As text, so the order of each point's keys is compared too.
+        let request = owner.apply(app.client.post(format!("{}/graphql", app.address)));
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let text = request.header("content-type", "application/json").body(body).send().await.expect("sent");
+        let text = text.text().await.expect("a body");
+        // A point holds no list: each series' text ends at its first `]`.
+        let array_after = |label: &str| text.split(label).nth(1).and_then(|t| t.split(']').next()).map(str::to_owned);
+        let (one_pass_text, by_field_text) = (array_after("\"usage\":"), array_after("\"series\":"));
+        assert!(one_pass_text.is_some() && one_pass_text == by_field_text, "hide: {hide}: {text}");
+        let answer = Gql(serde_json::from_str(&text).expect("JSON"));
+        let (one_pass, by_field) = (answer.data("appKey.usage"), answer.data("accountUsage.series"));
+        assert_eq!(one_pass, by_field, "hide: {hide}");
+        let points = one_pass.as_array().expect("points");
+        assert_eq!(points.len(), 31);
+        assert!(points.iter().any(|p| p["ok"].as_u64() == Some(2)), "{one_pass}");
+        assert!(points.iter().any(|p| p["invalidToken"].as_u64() == Some(1)), "{one_pass}");
+        let mut keys: Vec<&str> = points[0].as_object().expect("a point").keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = vec!["__typename", "when", "ok", "valid", "ipNotAllowed", "invalidToken"];
+        expected.extend(if hide { ["disabled"] } else { ["forbidden"] });
+        expected.extend(if show { vec!["rateLimited"] } else { vec![] });
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "the response keys asked for, no other");
+    }
+}
+
 /// A graceful stop writes what was counted.
 async fn a_graceful_stop_writes_the_usage(app: &TestApp) {
     let owner = app.owner().await;
@@ -448,5 +500,6 @@ crate::backend_tests!(
     hours_roll_up_into_days_and_old_days_are_pruned,
     permission_usage_marks_exactly_the_resources_used,
     the_unused_permission_filter_finds_keys_whose_roles_could_shrink,
+    a_series_answers_as_field_by_field_resolution_would,
     a_graceful_stop_writes_the_usage,
 );

@@ -13,7 +13,7 @@ use sea_orm::{
 use super::row::{KeyRow, KeySource};
 use super::usage::unused_since_condition;
 use super::{
-    has_roles, locate, renewal_alert_condition, status_condition, view_of, visible_label_matches, visible_label_search,
+    has_roles, renewal_alert_condition, status_condition, view_of, visible_label_matches, visible_label_search,
     AccessFacts, AppKeyView, KeyFacts, KeyStatus, KeyType, LastUse, Leak, RenewalAlert, Viewpoint,
 };
 use crate::entity::{account, app_key, key_access};
@@ -31,10 +31,14 @@ pub enum Listing {
     WithAccess,
     /// "My Keys": every internal key, with or without roles.
     Internal,
+    /// Every key this account knows: its own, and others' it added (removed here included).
+    Known,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct KeyFilter {
+    /// Exactly this key value (`appKey(key)` reads one key as a listing of one).
+    pub key: Option<String>,
     pub search: Option<String>,
     pub status: Option<KeyStatus>,
     pub key_type: Option<KeyType>,
@@ -362,7 +366,11 @@ fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppRes
     select = match listing {
         Listing::WithAccess => select.filter(has_roles()),
         Listing::Internal => select.filter(key_access::Column::External.eq(false)),
+        Listing::Known => select,
     };
+    if let Some(key) = &filter.key {
+        select = select.filter(Expr::col((app_key::Entity, app_key::Column::Key)).eq(key.as_str()));
+    }
     if let Some(key_type) = filter.key_type {
         select = select.filter(key_access::Column::External.eq(key_type == KeyType::External));
     }
@@ -394,13 +402,14 @@ fn access_select(at: &Viewpoint, listing: Listing, filter: &KeyFilter) -> AppRes
 }
 
 /// `appKey(key)`: the key as this account sees it, or `None` when this account has never known it.
-pub async fn get(store: &Store, account_id: &str, raw_key: &str) -> AppResult<Option<AppKeyView>> {
-    let (db, now) = (store.db(), store.now());
-    match locate(db, account_id, raw_key).await {
-        Ok(located) => Ok(Some(located.view(db, &Viewpoint::of(db, account_id, now).await?).await?)),
-        Err(AppError::NotFound(_)) => Ok(None),
-        Err(other) => Err(other),
-    }
+/// Read as a listing of one key (one statement, the caches of a listing), so reading one key costs
+/// what a row of a page does.
+pub async fn get(store: &Store, who: &Lister<'_>, raw_key: &str) -> AppResult<Option<AppKeyView>> {
+    let value = crate::domain::AppKeyValue::parse(raw_key).map_err(|e| e.at("key"))?;
+    let filter = KeyFilter { key: Some(value.as_str().to_owned()), ..KeyFilter::default() };
+    let page = PageRequest::parse(Some(1), None, None, None)?;
+    let mut found = list(store, who, Listing::Known, &filter, (KeyOrder::CreatedAt, Direction::Desc), &page).await?;
+    Ok(found.items.pop())
 }
 
 /// `node(id)` for a key: the key with this id as this account sees it (its own, or one it added),

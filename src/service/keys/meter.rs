@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::entity::{key_permission_use, key_usage};
 use crate::error::{AppError, AppResult};
+use crate::service::store::folded;
 use crate::service::store::Store;
 
 /// How a decision about a known key ended.
@@ -449,8 +450,9 @@ fn add(into: &mut Counts, from: &Counts) {
 }
 
 /// The buckets from `from` to `to` (the bucket holding `from` up to the one holding `to`), as a dense
-/// series: a point per bucket, zero where nothing was counted. Days are read from the daily rows
-/// plus the hours not rolled up yet. More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
+/// series: a point per bucket, zero where nothing was counted. One statement sums the rows of the
+/// range per bucket of the series: a day sums its hours not rolled up yet and its daily row (whose
+/// bucket is the day's start). More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
 pub async fn series(
     store: &Store,
     access_id: &str,
@@ -459,26 +461,46 @@ pub async fn series(
     granularity: Granularity,
 ) -> AppResult<Vec<UsagePoint>> {
     let (first, last, step) = buckets(from, to, granularity)?;
-    let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
-    // Hours always (a day's hours until they are rolled up); days when a day is asked for.
+    let folded = series_rows(store.backend(), access_id, granularity, first, last + step);
+    type Row = (i64, i64, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = folded::fetch_from(store, &folded).await?;
+    let c = |v: i64| u64::try_from(v).unwrap_or(0);
+    let sums: BTreeMap<i64, Counts> = rows
+        .into_iter()
+        .map(|(bucket, a, b, d, e, f, g, h)| (bucket, [c(a), c(b), c(d), c(e), c(f), c(g), c(h)]))
+        .collect();
+    Ok(dense(first, last, step, &sums))
+}
+
+/// The statement of `series`: one key access's rows in `[from, until)` summed per bucket of
+/// `granularity` — a range of the primary key per kind of row read (hours, and days for a daily
+/// series).
+fn series_rows(
+    backend: sea_orm::DatabaseBackend,
+    access_id: &str,
+    granularity: Granularity,
+    from: i64,
+    until: i64,
+) -> folded::Folded {
     let mut kinds = vec![Granularity::Hour as i16];
     if granularity == Granularity::Day {
         kinds.push(Granularity::Day as i16);
     }
-    for kind in kinds {
-        let query = series_query(access_id, kind, first, last + step);
-        if granularity == Granularity::Day && kind == Granularity::Hour as i16 {
-            // A day's hours not rolled up yet are summed by the database: one row per day, not 24.
-            for (bucket, counts) in summed_by_day(store, query).await? {
-                add(sums.entry(bucket).or_default(), &counts);
-            }
-            continue;
-        }
-        for row in query.all(store.db()).await? {
-            add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(&row));
-        }
+    let bucket = Expr::cust(format!("(bucket - bucket % {})", granularity.seconds()));
+    let mut select = key_usage::Entity::find()
+        .filter(key_usage::Column::AccessId.eq(access_id))
+        .filter(key_usage::Column::Granularity.is_in(kinds))
+        .filter(key_usage::Column::Bucket.gte(from))
+        .filter(key_usage::Column::Bucket.lt(until))
+        .select_only()
+        .column_as(bucket.clone(), "at");
+    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
+    for name in NAMES {
+        select = select.column_as(Expr::cust(format!("CAST(SUM({name}) AS BIGINT)")), name);
     }
-    Ok(dense(first, last, step, &sums))
+    let statement = sea_orm::QueryTrait::build(&select.group_by(bucket), backend);
+    let columns = std::iter::once("at").chain(NAMES).map(folded::Column::plain).collect();
+    folded::fold_keeping_rows(backend, statement, columns, None)
 }
 
 /// The first and last bucket of a series from `from` to `to`, and its step; `BAD_USER_INPUT` on
@@ -508,38 +530,15 @@ fn dense(first: i64, last: i64, step: i64, sums: &BTreeMap<i64, Counts>) -> Vec<
         .collect()
 }
 
-/// The rows of `query` summed per UTC day: (the day's start, its counts).
-async fn summed_by_day(store: &Store, query: sea_orm::Select<key_usage::Entity>) -> AppResult<Vec<(i64, Counts)>> {
-    let day = Expr::cust("(bucket - bucket % 86400)");
-    let mut select = query.select_only().column_as(day.clone(), "day");
-    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
-    for name in NAMES {
-        select = select.column_as(Expr::cust(format!("CAST(SUM({name}) AS BIGINT)")), name);
-    }
-    type DaySums = (i64, i64, i64, i64, i64, i64, i64, i64);
-    let rows: Vec<DaySums> = select.group_by(day).into_tuple().all(store.db()).await?;
-    let c = |v: i64| u64::try_from(v).unwrap_or(0);
-    Ok(rows.into_iter().map(|(day, a, b, d, e, f, g, h)| (day, [c(a), c(b), c(d), c(e), c(f), c(g), c(h)])).collect())
-}
-
-/// One key access's buckets of one granularity in `[from, until)`: a range of the primary key
-/// (unordered: the series is put in order in memory).
-fn series_query(access_id: &str, granularity: i16, from: i64, until: i64) -> sea_orm::Select<key_usage::Entity> {
-    key_usage::Entity::find()
-        .filter(key_usage::Column::AccessId.eq(access_id))
-        .filter(key_usage::Column::Granularity.eq(granularity))
-        .filter(key_usage::Column::Bucket.gte(from))
-        .filter(key_usage::Column::Bucket.lt(until))
-}
-
-/// The statement of a 400-day daily series, for the plan tests.
+/// The statement of a 400-day daily series (as `series` reads it where rows are read as they are),
+/// for the plan tests.
 pub fn series_statement(
     backend: sea_orm::DatabaseBackend,
     access_id: &str,
     until: DateTime<Utc>,
 ) -> sea_orm::Statement {
     let to = Granularity::Day.bucket_of(until);
-    sea_orm::QueryTrait::build(&series_query(access_id, Granularity::Day as i16, to - 400 * 86_400, to), backend)
+    series_rows(backend, access_id, Granularity::Day, to - 400 * 86_400, to).rows().clone()
 }
 
 /// When each resource was last needed by the key access's requests.

@@ -83,6 +83,13 @@ pub struct Folded {
     at: std::sync::OnceLock<Vec<usize>>,
 }
 
+impl Folded {
+    /// The statement whose rows it folds (for `EXPLAIN`).
+    pub fn rows(&self) -> &Statement {
+        &self.rows
+    }
+}
+
 /// `fold`, keeping the statement folded and its columns so `fetch_from` can read its rows as they
 /// are where no hand-off between threads makes folding worth it.
 pub fn fold_keeping_rows(
