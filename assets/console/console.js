@@ -1,5 +1,6 @@
-// The appkeys console: the "Application Keys" and "My Keys" pages, key details and the audit log,
-// built on the public GraphQL API only (POST /graphql). The session token lives in sessionStorage
+// The appkeys console: the "Application Keys" and "My Keys" pages, a key's details (its policy, usage
+// and permissions), users, roles, settings, webhooks and the audit log, built on the public GraphQL
+// API only (POST /graphql). The session token lives in sessionStorage
 // (gone with the tab); a generated or renewed token is held in component state only while its
 // one-time reveal is open, and leaves the page when the reveal is dismissed.
 import { html, render, useState, useEffect, useRef, useCallback } from "./preact-htm.js";
@@ -563,7 +564,9 @@ function RenewDialog({ appKey, onClose }) {
 // --- Key details -------------------------------------------------------------------------------
 
 const DETAIL_FIELDS = `key type account label status hasAccess roles { id name } createdAt createdBy tokenCreatedAt
-  renewal { startedAt oldTokenExpiresAt } renewalAlert expiresAt lastUsedAt lastUsedIp lastUsedUserAgent updatedAt`;
+  renewal { startedAt oldTokenExpiresAt } renewalAlert expiresAt lastUsedAt lastUsedIp lastUsedUserAgent updatedAt
+  deactivationReason leak { at url source }
+  policy { allowedIps rateLimits { name limit periodSeconds } credits { remaining refill { amount interval day } } }`;
 
 function KeyDetails({ viewer, keyValue }) {
   const [appKey, setAppKey] = useState(null);
@@ -609,7 +612,9 @@ function KeyDetails({ viewer, keyValue }) {
       ${appKey.renewal && html`<dt>Renewal</dt><dd>pending since ${when(appKey.renewal.startedAt)}; the old token works ${appKey.renewal.oldTokenExpiresAt ? "until " + when(appKey.renewal.oldTokenExpiresAt) : "until you finish or undo"}</dd>`}
       <dt>Expires</dt><dd>${appKey.expiresAt ? when(appKey.expiresAt) : "never"}</dd>
       <dt>Last used</dt><dd>${appKey.lastUsedAt ? `${when(appKey.lastUsedAt)} from ${appKey.lastUsedIp || "?"} (${appKey.lastUsedUserAgent || "no user agent"})` : "never"}</dd>
+      ${appKey.deactivationReason && html`<dt>Switched off</dt><dd>${{ MANUAL: "by a person or a key", INACTIVITY: "unused for too long", LEAKED: "its token leaked" }[appKey.deactivationReason]}</dd>`}
     </dl>
+    <${LeakBanner} appKey=${appKey} />
     <${General} error=${actionError} />
     <div class="actions left">
       ${canEdit && html`<button type="button" onClick=${() => setDialog("roles")}>Edit roles</button>`}
@@ -621,6 +626,9 @@ function KeyDetails({ viewer, keyValue }) {
         <button type="button" onClick=${() => run("mutation Undo($key: String!) { undoAppKeyRenewal(key: $key) { key } }")}>Undo renewal</button>`}
       ${canEdit && internal && html`<button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete</button>`}
     </div>
+    <${UsageChart} appKey=${appKey} />
+    <${PolicyEditor} key=${appKey.key} appKey=${appKey} canEdit=${canEdit} onSaved=${load} />
+    <${PermissionHints} appKey=${appKey} canEdit=${canEdit} onChanged=${load} />
     ${dialog === "roles" && html`<${RolesDialog} viewer=${viewer} appKey=${appKey} onClose=${close} />`}
     ${dialog === "renew" && html`<${RenewDialog} appKey=${appKey} onClose=${close} />`}
     ${dialog === "remove" && html`<${ConfirmDialog} title="Remove key" danger=${true} onClose=${close} onDone=${close}
@@ -668,6 +676,657 @@ function AuditLog() {
   </section>`;
 }
 
+// --- A key's gate: leak, policy, usage, permissions ----------------------------------------------
+
+/** Where a leaked key stands and the way back: renew the token (no overlap), then activate. */
+function LeakBanner({ appKey }) {
+  if (appKey.deactivationReason !== "LEAKED" || !appKey.leak) return null;
+  const leak = appKey.leak;
+  return html`<div class="banner danger-banner" role="alert">
+    <p><strong>This key's token leaked.</strong> ${"It was reported " + (leak.source === "self-revocation" ? "and revoked by whoever held it" : "by GitHub secret scanning (" + (leak.source || "unknown source") + ")") + " on " + when(leak.at) + " and stopped working everywhere at once."}
+      ${leak.url && html` Found at <a href=${leak.url} rel="noreferrer noopener">${leak.url}</a>.`}</p>
+    <p>To use the key again: <strong>renew its token</strong> (the leaked one gets no overlap), update your systems, then <strong>activate</strong> it.</p>
+  </div>`;
+}
+
+/** The editable form of a policy: addresses one per line; limits and credits as text until saved. */
+function policyForm(policy) {
+  return {
+    allowedIps: policy.allowedIps.join("\n"),
+    rateLimits: policy.rateLimits.map((l) => ({ name: l.name, limit: String(l.limit), periodSeconds: String(l.periodSeconds) })),
+    credits: policy.credits
+      ? { on: true, remaining: String(policy.credits.remaining), interval: policy.credits.refill ? policy.credits.refill.interval : "", amount: policy.credits.refill ? String(policy.credits.refill.amount) : "", day: policy.credits.refill && policy.credits.refill.day ? String(policy.credits.refill.day) : "" }
+      : { on: false, remaining: "1000", interval: "", amount: "", day: "" },
+  };
+}
+
+const number = (text) => (text === "" || text === undefined ? null : Number(text));
+
+function PolicyEditor({ appKey, canEdit, onSaved }) {
+  const [form, setForm] = useState(() => policyForm(appKey.policy));
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(false);
+  const [suggestion, setSuggestion] = useState(null);
+  const fields = fieldsOf(error);
+  const at = (prefix) => Object.entries(fields).filter(([f]) => f === prefix || f.startsWith(prefix + "[") || f.startsWith(prefix + ".")).map(([, m]) => m).join(" ");
+  const setLimit = (i, name, value) => setForm({ ...form, rateLimits: form.rateLimits.map((l, j) => (j === i ? { ...l, [name]: value } : l)) });
+  const setCredits = (name, value) => setForm({ ...form, credits: { ...form.credits, [name]: value } });
+  const suggest = async () => {
+    try {
+      const d = await gql("query Addresses($key: String!) { appKey(key: $key) { clientAddresses(days: 30) { address count } } }", { key: appKey.key });
+      const seen = d.appKey.clientAddresses.filter((a) => a.address !== "other").map((a) => a.address);
+      setSuggestion(seen);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    setSaved(false);
+    const c = form.credits;
+    const input = {
+      allowedIps: form.allowedIps.split(/[\s,]+/).filter(Boolean),
+      rateLimits: form.rateLimits.map((l) => ({ name: l.name, limit: number(l.limit), periodSeconds: number(l.periodSeconds) })),
+      credits: c.on ? { remaining: number(c.remaining), refill: c.interval ? { interval: c.interval, amount: number(c.amount), day: c.interval === "MONTHLY" ? number(c.day) : null } : null } : null,
+    };
+    try {
+      const d = await gql(`mutation SetPolicy($key: String!, $input: AppKeyPolicyInput!) { setAppKeyPolicy(key: $key, input: $input) {
+        policy { allowedIps rateLimits { name limit periodSeconds } credits { remaining refill { amount interval day } } } } }`, { key: appKey.key, input });
+      setForm(policyForm(d.setAppKeyPolicy.policy));
+      setSaved(true);
+      onSaved();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const disabled = !canEdit;
+  return html`<section class="panel" aria-labelledby="policy-title">
+    <h2 id="policy-title">Policy in this account</h2>
+    <p class="lead">Checked on every request of the key here, in this order: address, rate limits, credits.</p>
+    <form onSubmit=${submit} novalidate>
+      <${Field} label="Allowed addresses (IPs or CIDR ranges, one per line; empty: any address)" name="input.allowedIps" error=${at("input.allowedIps")}>
+        ${(a) => html`<textarea ...${a} rows="3" disabled=${disabled} value=${form.allowedIps} onInput=${(e) => setForm({ ...form, allowedIps: e.target.value })}></textarea>`}
+      <//>
+      ${canEdit && html`<div class="inline-tools">
+        <button type="button" onClick=${suggest}>Suggest from the last 30 days</button>
+        ${suggestion && (suggestion.length
+          ? html`<span>Used from ${suggestion.join(", ")}. <button type="button" onClick=${() => { setForm({ ...form, allowedIps: suggestion.join("\n") }); setSuggestion(null); }}>Use these</button></span>`
+          : html`<span>No valid request in the last 30 days to learn from.</span>`)}
+      </div>`}
+      <fieldset class="group">
+        <legend>Rate limits (every one must admit a request)</legend>
+        ${form.rateLimits.length === 0 && html`<p class="hint-text">None: no limit on how often.</p>`}
+        ${form.rateLimits.map((l, i) => html`<div class="limit-row">
+          <${Field} label="Name" name=${"input.rateLimits[" + i + "].name"} error=${fields["input.rateLimits[" + i + "].name"]}>
+            ${(a) => html`<input ...${a} disabled=${disabled} value=${l.name} onInput=${(e) => setLimit(i, "name", e.target.value)} />`}
+          <//>
+          <${Field} label="Requests" name=${"input.rateLimits[" + i + "].limit"} error=${fields["input.rateLimits[" + i + "].limit"]}>
+            ${(a) => html`<input ...${a} type="number" min="1" disabled=${disabled} value=${l.limit} onInput=${(e) => setLimit(i, "limit", e.target.value)} />`}
+          <//>
+          <${Field} label="Per seconds" name=${"input.rateLimits[" + i + "].periodSeconds"} error=${fields["input.rateLimits[" + i + "].periodSeconds"]}>
+            ${(a) => html`<input ...${a} type="number" min="1" disabled=${disabled} value=${l.periodSeconds} onInput=${(e) => setLimit(i, "periodSeconds", e.target.value)} />`}
+          <//>
+          ${canEdit && html`<button type="button" class="remove" aria-label=${"Remove the limit " + (l.name || i + 1)} onClick=${() => setForm({ ...form, rateLimits: form.rateLimits.filter((_, j) => j !== i) })}>Remove</button>`}
+        </div>`)}
+        ${canEdit && html`<button type="button" onClick=${() => setForm({ ...form, rateLimits: [...form.rateLimits, { name: "limit" + (form.rateLimits.length + 1), limit: "100", periodSeconds: "60" }] })}>Add a rate limit</button>`}
+      </fieldset>
+      <fieldset class="group">
+        <legend>Credits</legend>
+        <label class="check"><input type="checkbox" disabled=${disabled} checked=${form.credits.on} onChange=${() => setCredits("on", !form.credits.on)} /> Limit the key to a number of requests</label>
+        ${form.credits.on && html`<div class="limit-row">
+          <${Field} label="Remaining" name="input.credits.remaining" error=${fields["input.credits.remaining"]}>
+            ${(a) => html`<input ...${a} type="number" min="0" disabled=${disabled} value=${form.credits.remaining} onInput=${(e) => setCredits("remaining", e.target.value)} />`}
+          <//>
+          <${Field} label="Refill" name="input.credits.refill.interval" error=${fields["input.credits.refill.interval"]}>
+            ${(a) => html`<select ...${a} disabled=${disabled} value=${form.credits.interval} onChange=${(e) => setCredits("interval", e.target.value)}>
+              <option value="">Never</option><option value="DAILY">Daily (00:00 UTC)</option><option value="MONTHLY">Monthly</option>
+            </select>`}
+          <//>
+          ${form.credits.interval && html`<${Field} label="Refill to" name="input.credits.refill.amount" error=${fields["input.credits.refill.amount"]}>
+            ${(a) => html`<input ...${a} type="number" min="0" disabled=${disabled} value=${form.credits.amount} onInput=${(e) => setCredits("amount", e.target.value)} />`}
+          <//>`}
+          ${form.credits.interval === "MONTHLY" && html`<${Field} label="On day (1–31)" name="input.credits.refill.day" error=${fields["input.credits.refill.day"]}>
+            ${(a) => html`<input ...${a} type="number" min="1" max="31" disabled=${disabled} value=${form.credits.day} onInput=${(e) => setCredits("day", e.target.value)} />`}
+          <//>`}
+        </div>`}
+      </fieldset>
+      <${General} error=${unplaced(error)} />
+      <p class="hint" role="status">${saved ? "Policy saved." : ""}</p>
+      ${canEdit && html`<div class="actions left"><button type="submit" class="primary">Save policy</button></div>`}
+    </form>
+  </section>`;
+}
+
+const OUTCOMES = [
+  ["valid", "Valid", "var(--c-valid)"],
+  ["forbidden", "Forbidden", "var(--c-forbidden)"],
+  ["ipNotAllowed", "Address not allowed", "var(--c-ip)"],
+  ["rateLimited", "Rate limited", "var(--c-limited)"],
+  ["usageExceeded", "Credits used up", "var(--c-credits)"],
+  ["disabled", "Disabled", "var(--c-disabled)"],
+  ["invalidToken", "Wrong token", "var(--c-token)"],
+];
+
+/** Requests per day by outcome over 30 days, as stacked bars drawn in SVG. */
+function UsageChart({ appKey }) {
+  const [points, setPoints] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    const to = new Date();
+    const from = new Date(to.getTime() - 29 * 86400000);
+    gql(`query Usage($key: String!, $from: DateTime!, $to: DateTime!) { appKey(key: $key) {
+      usage(from: $from, to: $to, granularity: DAY) { at ${OUTCOMES.map(([o]) => o).join(" ")} } } }`,
+      { key: appKey.key, from: from.toISOString(), to: to.toISOString() }).then((d) => setPoints(d.appKey.usage), setError);
+  }, [appKey.key]);
+  if (error) return html`<${General} error=${error} />`;
+  if (!points) return html`<p class="loading">Loading usage…</p>`;
+  const totals = OUTCOMES.map(([o]) => points.reduce((sum, p) => sum + p[o], 0));
+  const max = Math.max(1, ...points.map((p) => OUTCOMES.reduce((sum, [o]) => sum + p[o], 0)));
+  const width = 600, height = 160, gap = 2;
+  const bar = width / points.length;
+  const all = totals.reduce((a, b) => a + b, 0);
+  const summary = `Requests per day over the last 30 days: ${all} in all, ` + OUTCOMES.map(([, label], i) => `${totals[i]} ${label.toLowerCase()}`).join(", ") + ".";
+  return html`<section class="panel" aria-labelledby="usage-title">
+    <h2 id="usage-title">Usage, last 30 days</h2>
+    <svg class="chart" viewBox=${`0 0 ${width} ${height + 18}`} role="img" aria-label=${summary}>
+      <line x1="0" y1=${height} x2=${width} y2=${height} class="axis" />
+      ${points.map((p, i) => {
+        let y = height;
+        return html`<g>${OUTCOMES.map(([o, label, color]) => {
+          const h = (p[o] / max) * (height - 4);
+          y -= h;
+          return p[o] ? html`<rect x=${i * bar + gap / 2} y=${y} width=${Math.max(1, bar - gap)} height=${h} style=${"fill:" + color}><title>${new Date(p.at).toLocaleDateString()}: ${p[o]} ${label.toLowerCase()}</title></rect>` : null;
+        })}</g>`;
+      })}
+      <text x="0" y=${height + 14} class="tick">${new Date(points[0].at).toLocaleDateString()}</text>
+      <text x=${width} y=${height + 14} class="tick" text-anchor="end">${new Date(points[points.length - 1].at).toLocaleDateString()}</text>
+      <text x=${width} y="12" class="tick" text-anchor="end">max ${max} a day</text>
+    </svg>
+    <ul class="legend">${OUTCOMES.map(([, label, color], i) => html`<li><span class="swatch" style=${"background:" + color}></span>${label}: ${totals[i]}</li>`)}</ul>
+  </section>`;
+}
+
+/** Which resources the key never needed lately, and the role change that would drop them. */
+function PermissionHints({ appKey, canEdit, onChanged }) {
+  const [usage, setUsage] = useState(null);
+  const [confirming, setConfirming] = useState(false);
+  useEffect(() => {
+    gql("query Permissions($key: String!) { appKey(key: $key) { permissionUsage { resource { id name } lastUsedAt grantedBy { id name } } } }", { key: appKey.key })
+      .then((d) => setUsage(d.appKey.permissionUsage), () => setUsage([]));
+  }, [appKey.key, appKey.roles.map((r) => r.id).join()]);
+  if (!usage || usage.length === 0) return null;
+  const since = Date.now() - 90 * 86400000;
+  const unused = usage.filter((u) => !u.lastUsedAt || new Date(u.lastUsedAt).getTime() < since);
+  // A role can go when none of the resources it grants here was needed in 90 days.
+  const needed = new Set(usage.filter((u) => !unused.includes(u)).flatMap((u) => u.grantedBy.map((r) => r.id)));
+  const kept = appKey.roles.filter((r) => needed.has(r.id));
+  const dropped = appKey.roles.filter((r) => !needed.has(r.id));
+  return html`<section class="panel" aria-labelledby="permissions-title">
+    <h2 id="permissions-title">Permissions</h2>
+    <p><strong>${unused.length} of ${usage.length}</strong> permissions unused for 90 days.</p>
+    <table>
+      <caption class="visually-hidden">Resources the key holds here and when each was last needed</caption>
+      <thead><tr><th scope="col">Resource</th><th scope="col">Last needed</th><th scope="col">Granted by</th></tr></thead>
+      <tbody>${usage.map((u) => html`<tr class=${unused.includes(u) ? "unused" : ""}>
+        <td><code>${u.resource.id}</code></td><td>${u.lastUsedAt ? when(u.lastUsedAt) : "never"}</td><td>${u.grantedBy.map((r) => r.name).join(", ")}</td>
+      </tr>`)}</tbody>
+    </table>
+    ${canEdit && dropped.length > 0 && html`<p>Removing ${dropped.map((r) => html`<strong>${r.name}</strong> `)} would take away only unused permissions${kept.length ? "" : " (and leave the key no role here)"}.
+      <button type="button" onClick=${() => setConfirming(true)}>Remove unused roles</button></p>`}
+    ${confirming && html`<${ConfirmDialog} title="Remove unused roles" onClose=${() => setConfirming(false)} onDone=${() => { setConfirming(false); onChanged(); }}
+        action=${() => gql("mutation SetRoles($key: String!, $roleIds: [ID!]!) { setAppKeyRoles(key: $key, roleIds: $roleIds) { key } }", { key: appKey.key, roleIds: kept.map((r) => r.id) })}>
+        <p>The key keeps ${kept.length ? kept.map((r) => r.name).join(", ") : "no role"} and loses ${dropped.map((r) => r.name).join(", ")}.</p>
+      <//>`}
+  </section>`;
+}
+
+// --- Users -------------------------------------------------------------------------------------
+
+const SAVE_USER = ["LicenseManager.SaveUser"];
+const EDIT_ROLES = ["LicenseManager.SaveAccessProfile"];
+const READ_SETTINGS = ["ApiKeys.View", "ApiKeys.Edit", "ApiKeys.EditSettings", "LicenseManager.SaveUser"];
+const EDIT_SETTINGS = ["ApiKeys.EditSettings"];
+
+/** A page of a connection with paging both ways; `variables` restart it from the first page. */
+function usePaged(query, field, variables, reload) {
+  const [cursor, setCursor] = useState({ first: PAGE_SIZE });
+  const [page, setPage] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => setCursor({ first: PAGE_SIZE }), [JSON.stringify(variables)]);
+  useEffect(() => {
+    let live = true;
+    gql(query, { ...variables, ...cursor }).then(
+      (d) => live && (setPage(d[field]), setError(null)),
+      (e) => live && setError(e)
+    );
+    return () => { live = false; };
+  }, [JSON.stringify(cursor), JSON.stringify(variables), reload]);
+  const next = () => setCursor({ first: PAGE_SIZE, after: page.pageInfo.endCursor });
+  const previous = () => setCursor({ last: PAGE_SIZE, before: page.pageInfo.startCursor });
+  return { page, error, next, previous };
+}
+
+function Pages({ page, next, previous, label, noun }) {
+  if (!page) return null;
+  return html`<nav class="pager" aria-label=${label + " pages"}>
+    <button type="button" onClick=${previous} disabled=${!page.pageInfo.hasPreviousPage}>← Previous</button>
+    <span>${page.totalCount} ${page.totalCount === 1 ? noun[0] : noun[1]}</span>
+    <button type="button" onClick=${next} disabled=${!page.pageInfo.hasNextPage}>Next →</button>
+  </nav>`;
+}
+
+const USERS = `query Users($first: Int, $after: String, $last: Int, $before: String, $search: String) {
+  users(first: $first, after: $after, last: $last, before: $before, search: $search) {
+    totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } nodes { id email createdAt roles { id name } } } }`;
+
+function UsersPage({ viewer }) {
+  const [search, setSearch] = useState("");
+  const [filter, setFilter] = useState({});
+  const [reload, setReload] = useState(0);
+  const [dialog, setDialog] = useState(null);
+  const { page, error, next, previous } = usePaged(USERS, "users", filter, reload);
+  const close = () => { setDialog(null); setReload(reload + 1); };
+  return html`<section aria-labelledby="page-title">
+    <div class="title-row">
+      <h1 id="page-title">Users</h1>
+      <div class="tools"><button type="button" class="primary" onClick=${() => setDialog({ kind: "add" })}>Add user</button></div>
+    </div>
+    <p class="lead">The people who can sign in to <strong>${viewer.account}</strong>, and the roles that say what each may do.</p>
+    <form class="search" role="search" onSubmit=${(e) => { e.preventDefault(); setFilter(search ? { search } : {}); }}>
+      <label for="user-search">Search</label>
+      <input id="user-search" type="search" placeholder="Email" value=${search} onInput=${(e) => setSearch(e.target.value)} />
+      <button type="submit">Search</button>
+    </form>
+    <${General} error=${error} />
+    ${page && html`<table>
+      <caption class="visually-hidden">Users of this account</caption>
+      <thead><tr><th scope="col">Email</th><th scope="col">Roles</th><th scope="col">Added</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>
+        ${page.nodes.length === 0 && html`<tr><td colspan="4" class="empty">No users match.</td></tr>`}
+        ${page.nodes.map((u) => html`<tr>
+          <td>${u.email}</td>
+          <td>${u.roles.map((r) => r.name).join(", ") || "—"}</td>
+          <td>${when(u.createdAt)}</td>
+          <td class="row-actions">
+            <button type="button" aria-label=${"Change roles of " + u.email} onClick=${() => setDialog({ kind: "roles", user: u })}>Roles</button>
+            ${!(viewer.user && viewer.user.email === u.email) && html`<button type="button" class="danger" aria-label=${"Remove " + u.email} onClick=${() => setDialog({ kind: "remove", user: u })}>Remove</button>`}
+          </td>
+        </tr>`)}
+      </tbody>
+    </table>`}
+    <${Pages} page=${page} next=${next} previous=${previous} label="Users" noun=${["user", "users"]} />
+    ${dialog && dialog.kind === "add" && html`<${AddUserDialog} viewer=${viewer} onClose=${close} />`}
+    ${dialog && dialog.kind === "roles" && html`<${UserRolesDialog} viewer=${viewer} user=${dialog.user} onClose=${close} />`}
+    ${dialog && dialog.kind === "remove" && html`<${ConfirmDialog} title="Remove user" danger=${true} confirmWord=${dialog.user.email} onClose=${close} onDone=${close}
+        action=${() => gql("mutation RemoveUser($userId: ID!) { removeUser(userId: $userId) }", { userId: dialog.user.id })}>
+        <p>${dialog.user.email} can no longer sign in to ${viewer.account}; their sessions end at once.</p>
+      <//>`}
+  </section>`;
+}
+
+function AddUserDialog({ viewer, onClose }) {
+  const roles = useRoles(viewer);
+  const [email, setEmail] = useState("");
+  const [chosen, setChosen] = useState([]);
+  const [error, setError] = useState(null);
+  const [added, setAdded] = useState(null);
+  const [copied, setCopied] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const d = await gql("mutation AddUser($input: AddUserInput!) { addUser(input: $input) { user { email } oneTimePassword } }", { input: { email, roleIds: chosen } });
+      setAdded(d.addUser);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  if (added) {
+    return html`<${Dialog} title="User added" onClose=${onClose}>
+      <div class="reveal">
+        <p class="warning" role="alert"><strong>Give this one-time password to ${added.user.email} now.</strong> You will not see it again.</p>
+        <label for="one-time-password">One-time password</label>
+        <div class="copy-row">
+          <input id="one-time-password" class="token" readonly value=${added.oneTimePassword} onFocus=${(e) => e.target.select()} />
+          <button type="button" onClick=${async () => { try { await navigator.clipboard.writeText(added.oneTimePassword); } catch (e) { /* select and copy by hand */ } setCopied(true); }}>${copied ? "Copied" : "Copy"}</button>
+        </div>
+        <div class="actions"><button type="button" class="primary" onClick=${onClose}>Done</button></div>
+      </div>
+    <//>`;
+  }
+  const fields = fieldsOf(error);
+  return html`<${Dialog} title="Add user" onClose=${onClose}>
+    <form onSubmit=${submit} novalidate>
+      <${Field} label="Email" name="input.email" error=${fields["input.email"]}>
+        ${(a) => html`<input ...${a} type="email" autocomplete="off" value=${email} onInput=${(e) => setEmail(e.target.value)} />`}
+      <//>
+      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["input.roleIds"] || fields["roleIds"]} />
+      <${General} error=${unplaced(error)} />
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button type="submit" class="primary">Create user</button>
+      </div>
+    </form>
+  <//>`;
+}
+
+function UserRolesDialog({ viewer, user, onClose }) {
+  const roles = useRoles(viewer);
+  const [chosen, setChosen] = useState(user.roles.map((r) => r.id));
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await gql("mutation SetUserRoles($userId: ID!, $roleIds: [ID!]!) { setUserRoles(userId: $userId, roleIds: $roleIds) { id } }", { userId: user.id, roleIds: chosen });
+      onClose();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const fields = fieldsOf(error);
+  return html`<${Dialog} title=${"Roles of " + user.email} onClose=${onClose}>
+    <form onSubmit=${submit} novalidate>
+      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"]} />
+      <${General} error=${error && !fields["roleIds"] ? error : null} />
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button type="submit" class="primary">Save roles</button>
+      </div>
+    </form>
+  <//>`;
+}
+
+// --- Roles -------------------------------------------------------------------------------------
+
+function RolesPage({ viewer }) {
+  const [roles, setRoles] = useState(null);
+  const [catalogue, setCatalogue] = useState([]);
+  const [error, setError] = useState(null);
+  const [dialog, setDialog] = useState(null);
+  const load = () => {
+    gql("query RolesPage { roles { id name predefined resources { id name } } resources { id name } }").then(
+      (d) => { setRoles(d.roles); setCatalogue(d.resources); setError(null); },
+      setError
+    );
+  };
+  useEffect(load, []);
+  const close = () => { setDialog(null); load(); };
+  const canEdit = holds(viewer, EDIT_ROLES);
+  return html`<section aria-labelledby="page-title">
+    <div class="title-row">
+      <h1 id="page-title">Roles</h1>
+      <div class="tools">${canEdit && html`<button type="button" class="primary" onClick=${() => setDialog({ kind: "edit", role: null })}>New role</button>`}</div>
+    </div>
+    <p class="lead">A role is a set of resources. Predefined roles come with appkeys and cannot change; custom roles are yours.</p>
+    <${General} error=${error} />
+    ${roles && html`<table>
+      <caption class="visually-hidden">Roles of this account</caption>
+      <thead><tr><th scope="col">Role</th><th scope="col">Kind</th><th scope="col">Resources</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${roles.map((r) => html`<tr>
+        <td>${r.name}</td>
+        <td>${r.predefined ? "predefined" : "custom"}</td>
+        <td class="resources">${r.resources.map((x) => x.id).join(", ") || "—"}</td>
+        <td class="row-actions">${canEdit && !r.predefined && html`
+          <button type="button" aria-label=${"Edit " + r.name} onClick=${() => setDialog({ kind: "edit", role: r })}>Edit</button>
+          <button type="button" class="danger" aria-label=${"Delete " + r.name} onClick=${() => setDialog({ kind: "delete", role: r })}>Delete</button>`}</td>
+      </tr>`)}</tbody>
+    </table>`}
+    ${dialog && dialog.kind === "edit" && html`<${RoleDialog} role=${dialog.role} catalogue=${catalogue} onClose=${close} />`}
+    ${dialog && dialog.kind === "delete" && html`<${ConfirmDialog} title="Delete role" danger=${true} confirmWord=${dialog.role.name} onClose=${close} onDone=${close}
+        action=${() => gql("mutation DeleteRole($id: ID!) { deleteRole(id: $id) }", { id: dialog.role.id })}>
+        <p>Keys and users lose what this role gave them, at once.</p>
+      <//>`}
+  </section>`;
+}
+
+/** The catalogue as checkboxes grouped by the part of the id before the dot (ApiKeys, LicenseManager, …). */
+function ResourcePicker({ catalogue, chosen, onChange, error }) {
+  const groups = {};
+  for (const r of catalogue) (groups[r.id.split(".")[0]] = groups[r.id.split(".")[0]] || []).push(r);
+  const toggle = (id) => onChange(chosen.includes(id) ? chosen.filter((x) => x !== id) : [...chosen, id]);
+  return html`<div class="resource-groups" aria-describedby=${error ? "resources-error" : undefined}>
+    ${Object.entries(groups).map(([group, resources]) => html`<fieldset class="roles">
+      <legend>${group}</legend>
+      ${resources.map((r) => html`<label class="check">
+        <input type="checkbox" name="resource" value=${r.id} checked=${chosen.includes(r.id)} onChange=${() => toggle(r.id)} />
+        ${r.name} <code>${r.id}</code>
+      </label>`)}
+    </fieldset>`)}
+    <${ErrorText} id="resources-error" message=${error} />
+  </div>`;
+}
+
+function RoleDialog({ role, catalogue, onClose }) {
+  const [name, setName] = useState(role ? role.name : "");
+  const [chosen, setChosen] = useState(role ? role.resources.map((r) => r.id) : []);
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      if (role) {
+        await gql("mutation UpdateRole($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id } }", { id: role.id, input: { name, resourceIds: chosen } });
+      } else {
+        await gql("mutation CreateRole($input: CreateRoleInput!) { createRole(input: $input) { id } }", { input: { name, resourceIds: chosen } });
+      }
+      onClose();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const fields = fieldsOf(error);
+  return html`<${Dialog} title=${role ? "Edit role" : "New role"} onClose=${onClose}>
+    <form onSubmit=${submit} novalidate>
+      <${Field} label="Name" name="input.name" error=${fields["input.name"]}>
+        ${(a) => html`<input ...${a} value=${name} onInput=${(e) => setName(e.target.value)} />`}
+      <//>
+      <${ResourcePicker} catalogue=${catalogue} chosen=${chosen} onChange=${setChosen} error=${fields["input.resourceIds"]} />
+      <${General} error=${unplaced(error)} />
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button type="submit" class="primary">${role ? "Save role" : "Create role"}</button>
+      </div>
+    </form>
+  <//>`;
+}
+
+// --- Settings ----------------------------------------------------------------------------------
+
+const SETTINGS = [
+  ["renewalPeriodDays", "Renewal period (days)", "A token older than this is flagged for renewal (renewalAlert) and announced once as app_key.renewal_due.", true],
+  ["maxLifetimeDays", "Maximum lifetime (days)", "New keys and renewals expire at most this many days ahead; empty: keys may live for ever.", false],
+  ["deactivateUnusedAfterDays", "Deactivate unused keys after (days)", "Keys with no valid use for this long are deactivated by appkeys (reason INACTIVITY); empty: never.", false],
+  ["expiryWarningDays", "Expiry warning (days)", "app_key.expiring is announced this many days before a key expires.", true],
+];
+
+function SettingsPage({ viewer }) {
+  const [values, setValues] = useState(null);
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(false);
+  const canEdit = holds(viewer, EDIT_SETTINGS);
+  const fields = SETTINGS.map(([name]) => name).join(" ");
+  useEffect(() => {
+    gql(`query Settings { appKeySettings { ${fields} } }`).then(
+      (d) => setValues(Object.fromEntries(Object.entries(d.appKeySettings).map(([k, v]) => [k, v === null ? "" : String(v)]))),
+      setError
+    );
+  }, []);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    setSaved(false);
+    const input = Object.fromEntries(SETTINGS.map(([name, , , required]) => [name, values[name] === "" ? (required ? undefined : null) : Number(values[name])]));
+    try {
+      await gql(`mutation SaveSettings($input: AppKeySettingsInput!) { updateAppKeySettings(input: $input) { ${fields} } }`, { input });
+      setSaved(true);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const errors = fieldsOf(error);
+  return html`<section aria-labelledby="page-title">
+    <h1 id="page-title">Settings</h1>
+    <p class="lead">How keys of <strong>${viewer.account}</strong> age: renewal, lifetime, inactivity and warnings.</p>
+    ${!values && html`<${General} error=${error} />`}
+    ${values && html`<form class="settings" onSubmit=${submit} novalidate>
+      ${SETTINGS.map(([name, label, effect]) => html`<${Field} label=${label} name=${"input." + name} error=${errors["input." + name] || errors[name]}>
+        ${(a) => html`<input ...${a} type="number" min="0" step="1" disabled=${!canEdit} value=${values[name]} aria-describedby=${a["aria-describedby"] || "f-input-" + name + "-effect"}
+          onInput=${(e) => setValues({ ...values, [name]: e.target.value })} />
+          <p class="hint-text" id=${"f-input-" + name + "-effect"}>${effect}</p>`}
+      <//>`)}
+      <${General} error=${unplaced(error)} />
+      <p class="hint" role="status">${saved ? "Saved." : ""}</p>
+      ${canEdit ? html`<div class="actions left"><button type="submit" class="primary">Save settings</button></div>`
+        : html`<p class="notice">Changing settings needs ApiKeys.EditSettings.</p>`}
+    </form>`}
+  </section>`;
+}
+
+// --- Webhooks ----------------------------------------------------------------------------------
+
+const EVENT_TYPES = ["app_key.generated", "app_key.renewed", "app_key.renewal_finished", "app_key.renewal_undone",
+  "app_key.activated", "app_key.deactivated", "app_key.deleted", "app_key.roles_changed", "app_key.external_added",
+  "app_key.external_removed", "app_key.expiring", "app_key.expired", "app_key.renewal_due", "app_key.auto_deactivated",
+  "app_key.credits_low", "app_key.credits_exhausted", "app_key.leaked"];
+
+const DELIVERIES = `query Deliveries($first: Int, $after: String, $last: Int, $before: String, $filter: WebhookDeliveryFilter) {
+  webhookDeliveries(first: $first, after: $after, last: $last, before: $before, filter: $filter) {
+    totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    nodes { id endpointId eventType key status attempts nextAttemptAt lastAttemptAt lastStatusCode lastError createdAt } } }`;
+
+function WebhooksPage({ viewer }) {
+  const [endpoints, setEndpoints] = useState(null);
+  const [error, setError] = useState(null);
+  const [dialog, setDialog] = useState(null);
+  const [filter, setFilter] = useState({});
+  const [reload, setReload] = useState(0);
+  const [actionError, setActionError] = useState(null);
+  const canEdit = holds(viewer, EDIT_SETTINGS);
+  const load = () => gql("query Endpoints { webhookEndpoints { id url events createdAt createdBy } }").then((d) => setEndpoints(d.webhookEndpoints), setError);
+  useEffect(load, []);
+  const { page, error: pageError, next, previous } = usePaged(DELIVERIES, "webhookDeliveries", { filter }, reload);
+  const close = () => { setDialog(null); load(); setReload(reload + 1); };
+  const redeliver = async (id) => {
+    setActionError(null);
+    try {
+      await gql("mutation Redeliver($id: ID!) { redeliverWebhook(id: $id) { id } }", { id });
+      setReload(reload + 1);
+    } catch (e) {
+      setActionError(e);
+    }
+  };
+  const urlOf = (id) => (endpoints || []).find((e) => e.id === id)?.url || "deleted endpoint";
+  return html`<section aria-labelledby="page-title">
+    <div class="title-row">
+      <h1 id="page-title">Webhooks</h1>
+      <div class="tools">${canEdit && html`<button type="button" class="primary" onClick=${() => setDialog({ kind: "add" })}>Add endpoint</button>`}</div>
+    </div>
+    <p class="lead">Key events, signed (Standard Webhooks) and sent to your endpoints, retried for 24 hours.</p>
+    <${General} error=${error} />
+    <h2>Endpoints</h2>
+    ${endpoints && html`<table>
+      <caption class="visually-hidden">Webhook endpoints</caption>
+      <thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Added</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>
+        ${endpoints.length === 0 && html`<tr><td colspan="4" class="empty">No endpoints yet.</td></tr>`}
+        ${endpoints.map((e) => html`<tr>
+          <td><code>${e.url}</code></td>
+          <td>${e.events ? e.events.join(", ") : "every event"}</td>
+          <td>${when(e.createdAt)} by ${e.createdBy}</td>
+          <td class="row-actions">${canEdit && html`<button type="button" class="danger" aria-label=${"Delete endpoint " + e.url} onClick=${() => setDialog({ kind: "delete", endpoint: e })}>Delete</button>`}</td>
+        </tr>`)}
+      </tbody>
+    </table>`}
+    <h2>Deliveries</h2>
+    <form class="search" onSubmit=${(e) => e.preventDefault()}>
+      <label for="delivery-endpoint">Endpoint</label>
+      <select id="delivery-endpoint" value=${filter.endpointId || ""} onChange=${(e) => setFilter({ ...filter, endpointId: e.target.value || undefined })}>
+        <option value="">Any</option>
+        ${(endpoints || []).map((e) => html`<option value=${e.id}>${e.url}</option>`)}
+      </select>
+      <label for="delivery-status">Status</label>
+      <select id="delivery-status" value=${filter.status || ""} onChange=${(e) => setFilter({ ...filter, status: e.target.value || undefined })}>
+        <option value="">Any</option><option value="PENDING">Pending</option><option value="DELIVERED">Delivered</option><option value="FAILED">Failed</option>
+      </select>
+    </form>
+    <${General} error=${pageError || actionError} />
+    ${page && html`<table>
+      <caption class="visually-hidden">Webhook deliveries, newest first</caption>
+      <thead><tr><th scope="col">Event</th><th scope="col">Key</th><th scope="col">Endpoint</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Next retry</th><th scope="col">Last response</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>
+        ${page.nodes.length === 0 && html`<tr><td colspan="8" class="empty">No deliveries.</td></tr>`}
+        ${page.nodes.map((d) => html`<tr>
+          <td><code>${d.eventType}</code></td>
+          <td><code class="key-value">${d.key}</code></td>
+          <td>${urlOf(d.endpointId)}</td>
+          <td><span class=${"status status-" + d.status.toLowerCase()}>${d.status.toLowerCase()}</span></td>
+          <td>${d.attempts}</td>
+          <td>${d.nextAttemptAt ? when(d.nextAttemptAt) : "—"}</td>
+          <td>${d.lastStatusCode ? "HTTP " + d.lastStatusCode : ""} ${d.lastError || (d.lastAttemptAt ? "" : "not tried yet")}</td>
+          <td class="row-actions">${canEdit && d.status !== "PENDING" && html`<button type="button" aria-label=${"Redeliver " + d.eventType + " for " + d.key} onClick=${() => redeliver(d.id)}>Redeliver</button>`}</td>
+        </tr>`)}
+      </tbody>
+    </table>`}
+    <${Pages} page=${page} next=${next} previous=${previous} label="Deliveries" noun=${["delivery", "deliveries"]} />
+    ${dialog && dialog.kind === "add" && html`<${EndpointDialog} onClose=${close} />`}
+    ${dialog && dialog.kind === "delete" && html`<${ConfirmDialog} title="Delete endpoint" danger=${true} onClose=${close} onDone=${close}
+        action=${() => gql("mutation DeleteEndpoint($id: ID!) { deleteWebhookEndpoint(id: $id) }", { id: dialog.endpoint.id })}>
+        <p>${dialog.endpoint.url} stops receiving events; its pending deliveries are not sent.</p>
+      <//>`}
+  </section>`;
+}
+
+function EndpointDialog({ onClose }) {
+  const [url, setUrl] = useState("");
+  const [every, setEvery] = useState(true);
+  const [events, setEvents] = useState([]);
+  const [error, setError] = useState(null);
+  const [created, setCreated] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const d = await gql("mutation CreateEndpoint($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { url } secret } }",
+        { input: { url, events: every ? null : events } });
+      setCreated(d.createWebhookEndpoint);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  if (created) {
+    return html`<${Dialog} title="Endpoint added" onClose=${onClose}>
+      <div class="reveal">
+        <p class="warning" role="alert"><strong>Copy the signing secret now.</strong> You will not see it again.</p>
+        <label for="webhook-secret">Signing secret for ${created.endpoint.url}</label>
+        <div class="copy-row"><input id="webhook-secret" class="token" readonly value=${created.secret} onFocus=${(e) => e.target.select()} /></div>
+        <div class="actions"><button type="button" class="primary" onClick=${onClose}>Done, I stored it</button></div>
+      </div>
+    <//>`;
+  }
+  const fields = fieldsOf(error);
+  const toggle = (type) => setEvents(events.includes(type) ? events.filter((t) => t !== type) : [...events, type]);
+  return html`<${Dialog} title="Add endpoint" onClose=${onClose}>
+    <form onSubmit=${submit} novalidate>
+      <${Field} label="URL (https)" name="input.url" error=${fields["input.url"]}>
+        ${(a) => html`<input ...${a} type="url" value=${url} placeholder="https://hooks.example.com/appkeys" onInput=${(e) => setUrl(e.target.value)} />`}
+      <//>
+      <label class="check"><input type="checkbox" checked=${every} onChange=${() => setEvery(!every)} /> Every event</label>
+      ${!every && html`<fieldset class="roles" aria-describedby=${fields["input.events"] ? "events-error" : undefined}>
+        <legend>Events</legend>
+        ${EVENT_TYPES.map((type) => html`<label class="check"><input type="checkbox" checked=${events.includes(type)} onChange=${() => toggle(type)} /> <code>${type}</code></label>`)}
+        <${ErrorText} id="events-error" message=${fields["input.events"]} />
+      </fieldset>`}
+      <${General} error=${unplaced(error)} />
+      <div class="actions">
+        <button type="button" onClick=${onClose}>Cancel</button>
+        <button type="submit" class="primary">Save endpoint</button>
+      </div>
+    </form>
+  <//>`;
+}
+
 // --- The shell ---------------------------------------------------------------------------------
 
 function App() {
@@ -706,6 +1365,10 @@ function App() {
   if (route.startsWith("/keys/")) page = html`<${KeyDetails} viewer=${viewer} keyValue=${decodeURIComponent(route.slice(6))} />`;
   else if (route === "/app-keys") page = html`<${AppKeys} viewer=${viewer} />`;
   else if (route === "/audit") page = html`<${AuditLog} />`;
+  else if (route === "/users" && holds(viewer, SAVE_USER)) page = html`<${UsersPage} viewer=${viewer} />`;
+  else if (route === "/roles" && holds(viewer, READ_ROLES)) page = html`<${RolesPage} viewer=${viewer} />`;
+  else if (route === "/settings" && holds(viewer, READ_SETTINGS)) page = html`<${SettingsPage} viewer=${viewer} />`;
+  else if (route === "/webhooks" && holds(viewer, READ_SETTINGS)) page = html`<${WebhooksPage} viewer=${viewer} />`;
   else page = html`<${MyKeys} viewer=${viewer} />`;
   const link = (href, text) => html`<a href=${href} aria-current=${"#" + route === href ? "page" : undefined}>${text}</a>`;
   if (!holds(viewer, READ_KEYS)) {
@@ -718,6 +1381,10 @@ function App() {
       <nav aria-label="Pages">
         ${link("#/my-keys", "My Keys")}
         ${link("#/app-keys", "Application Keys")}
+        ${holds(viewer, SAVE_USER) && link("#/users", "Users")}
+        ${holds(viewer, READ_ROLES) && link("#/roles", "Roles")}
+        ${holds(viewer, READ_SETTINGS) && link("#/settings", "Settings")}
+        ${holds(viewer, READ_SETTINGS) && link("#/webhooks", "Webhooks")}
         ${holds(viewer, READ_AUDIT) && link("#/audit", "Audit log")}
         <a href="/">GraphiQL</a>
       </nav>

@@ -76,11 +76,12 @@ impl AccessQuery {
         #[graphql(desc = "Cursor of the row to continue after (`pageInfo.endCursor`).")] after: Option<String>,
         #[graphql(desc = "Page size backwards, at most 100.")] last: Option<i32>,
         #[graphql(desc = "Cursor of the row to continue before (`pageInfo.startCursor`).")] before: Option<String>,
+        #[graphql(desc = "Only users whose email contains this text (case-insensitive).")] search: Option<String>,
     ) -> Result<Page<User>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
         let page = PageRequest::parse(first, after.as_deref(), last, before.as_deref())?;
-        let paged = users::list(&state.store, &principal.account_id, &page).await?;
+        let paged = users::list(&state.store, &principal.account_id, search.as_deref(), &page).await?;
         Ok(connection(paged, |u| id_cursor(&u.id), User::from))
     }
 }

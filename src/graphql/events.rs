@@ -232,6 +232,21 @@ impl EventMutation {
         })
     }
 
+    /// Sends a delivered or failed webhook delivery again, at once, with a fresh count of attempts
+    /// (audited as `webhook.redeliver`). A pending delivery is refused with CONFLICT: it is sent by
+    /// itself when due.
+    #[graphql(guard = "PermissionGuard::new(R::ApiKeysEditSettings)")]
+    async fn redeliver_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The delivery's id (from `webhookDeliveries`).")] id: ID,
+    ) -> Result<WebhookDelivery> {
+        let state = ctx.data::<AppState>()?;
+        let sctx = service_ctx(ctx)?;
+        let delivery = webhooks::redeliver(&state.store, &sctx, &local_id(NodeKind::WebhookDelivery, &id)).await?;
+        Ok(delivery.into())
+    }
+
     /// Deletes a webhook endpoint and its deliveries (pending ones are not sent).
     #[graphql(guard = "PermissionGuard::new(R::ApiKeysEditSettings)")]
     async fn delete_webhook_endpoint(

@@ -33,12 +33,23 @@ impl Driver {
 
     /// A headless chromium session.
     pub async fn browser(&self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    /// A headless chromium session with more command-line switches (a color scheme, a size).
+    pub async fn browser_with(&self, switches: &[&str]) -> Client {
         // Two TLS backends are linked in (the WebDriver client's and the database driver's): pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut capabilities = serde_json::Map::new();
-        let mut options = json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
-        });
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ];
+        args.extend_from_slice(switches);
+        let mut options = json!({ "args": args });
         if let Ok(binary) = std::env::var("APPKEYS_TEST_CHROMIUM") {
             options["binary"] = Value::String(binary);
         }

@@ -10,31 +10,31 @@ use std::time::{Duration, Instant};
 use crate::browser::{loaded_urls, wait_for, Driver};
 use crate::helpers::{Auth, Backend, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
 
-async fn fill(browser: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(browser: &Client, css: &str, text: &str) {
     let field = browser.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
     field.clear().await.expect("cleared");
     field.send_keys(text).await.expect("typed");
 }
 
-async fn press(browser: &Client, label: &str) {
+pub(crate) async fn press(browser: &Client, label: &str) {
     let xpath = format!("//button[normalize-space()='{label}']");
     let button = browser.wait().for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"));
     button.click().await.unwrap_or_else(|e| panic!("clicking {label}: {e}"));
 }
 
-async fn follow(browser: &Client, text: &str) {
+pub(crate) async fn follow(browser: &Client, text: &str) {
     let xpath = format!("//a[normalize-space()='{text}']");
     browser.wait().for_element(Locator::XPath(&xpath)).await.expect("a link").click().await.expect("followed");
 }
 
 /// Waits until the page shows `text`.
-async fn shows(browser: &Client, text: &str) {
+pub(crate) async fn shows(browser: &Client, text: &str) {
     let script = format!("return document.body.innerText.includes({}) ? true : null;", json!(text));
     wait_for(browser, &script).await;
 }
 
 /// Ticks the checkbox of a role by name (inside the open dialog).
-async fn tick_role(browser: &Client, role: &str) {
+pub(crate) async fn tick_role(browser: &Client, role: &str) {
     let xpath = format!("//dialog//label[normalize-space()='{role}']/input");
     browser
         .wait()
@@ -46,7 +46,7 @@ async fn tick_role(browser: &Client, role: &str) {
         .expect("ticked");
 }
 
-async fn screenshot(browser: &Client, name: &str) {
+pub(crate) async fn screenshot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     if let Ok(dir) = std::env::var("APPKEYS_CONSOLE_SCREENSHOTS") {

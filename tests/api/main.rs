@@ -7,6 +7,7 @@ mod bootstrap;
 mod browser;
 mod clients;
 mod console;
+mod console_admin;
 mod contract;
 mod crash;
 mod deletion;

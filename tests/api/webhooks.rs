@@ -255,9 +255,40 @@ async fn old_events_and_finished_deliveries_are_pruned(backend: Backend) {
     app.cleanup().await;
 }
 
+/// A failed delivery is sent again on request (`redeliverWebhook`, audited), at once; a pending one
+/// is refused, since it is sent by itself when due.
+async fn a_failed_delivery_is_sent_again_on_request(backend: Backend) {
+    let (app, owner) = spawn(backend).await;
+    let receiver = Receiver::start(2).await;
+    endpoint(&app, &owner, &receiver.url, Some(&["app_key.deactivated"])).await;
+    deactivated_key(&app, &owner).await;
+    receiver.wait_for(1, Duration::from_secs(2)).await;
+    let pending = delivery_where(&app, &owner, |d| d["lastStatusCode"] == 500 && d["status"] == "PENDING").await;
+    let ids = "query { webhookDeliveries(first: 5) { nodes { id status } } }";
+    let id = app.graphql(&owner, ids, json!({})).await.data("webhookDeliveries.nodes")[0]["id"].clone();
+    let redeliver = "mutation($id: ID!) { redeliverWebhook(id: $id) { status attempts lastStatusCode } }";
+    app.graphql(&owner, redeliver, json!({ "id": id })).await.assert_code("CONFLICT");
+    assert_eq!(pending["attempts"], 1);
+    app.advance_clock(chrono::Duration::hours(25));
+    receiver.wait_for(2, Duration::from_secs(3)).await;
+    let owner = app.owner().await; // a day later: the session has expired
+    delivery_where(&app, &owner, |d| d["status"] == "FAILED").await;
+    let again = app.graphql(&owner, redeliver, json!({ "id": id })).await.data("redeliverWebhook");
+    assert_eq!(again, json!({ "status": "PENDING", "attempts": 0, "lastStatusCode": 500 }), "the last answer is kept");
+    receiver.wait_for(3, Duration::from_secs(3)).await;
+    let delivered = delivery_where(&app, &owner, |d| d["status"] == "DELIVERED").await;
+    assert_eq!((delivered["attempts"].as_i64(), delivered["lastStatusCode"].as_i64()), (Some(1), Some(204)));
+    let audit = "{ auditEvents(filter: {action: \"webhook.redeliver\"}) { totalCount } }";
+    assert_eq!(app.graphql(&owner, audit, json!({})).await.data("auditEvents.totalCount"), 1);
+    let unknown = app.graphql(&owner, redeliver, json!({ "id": "nothing" })).await;
+    unknown.assert_code("NOT_FOUND");
+    app.cleanup().await;
+}
+
 mod cases {
     use super::*;
     crate::backend_cases!(
+        a_failed_delivery_is_sent_again_on_request,
         a_deactivation_reaches_the_receiver_signed_within_two_seconds,
         a_refused_delivery_is_retried_after_its_backoff,
         deliveries_fail_for_good_after_twenty_four_hours,

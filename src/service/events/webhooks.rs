@@ -382,6 +382,39 @@ pub async fn delete_endpoint(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResul
     txn.commit_without_credential_change().await
 }
 
+/// Sends a delivery again: it is due at once, with a fresh count of attempts (its last response is
+/// kept until the new attempt answers). A delivery still pending is left as it is, and told so.
+pub async fn redeliver(store: &Store, ctx: &Ctx<'_>, id: &str) -> AppResult<DeliveryView> {
+    let account_id = &ctx.principal.account_id;
+    let not_found = || AppError::NotFound("no such webhook delivery in this account".into());
+    if !is_id(id) {
+        return Err(not_found());
+    }
+    let txn = store.begin_account_write(account_id).await?;
+    let row = webhook_delivery::Entity::find_by_id(id)
+        .filter(webhook_delivery::Column::AccountId.eq(account_id))
+        .one(&*txn)
+        .await?
+        .ok_or_else(not_found)?;
+    if DeliveryStatus::stored(&row.status) == DeliveryStatus::Pending {
+        return Err(AppError::Conflict("the delivery is still pending: it is sent again by itself when due".into()));
+    }
+    let before = serde_json::json!({ "status": row.status, "attempts": row.attempts });
+    let mut active: webhook_delivery::ActiveModel = row.into();
+    active.status = Set(DeliveryStatus::Pending.as_str().to_owned());
+    active.attempts = Set(0);
+    active.next_attempt_at = Set(txn.now());
+    active.delivered_at = Set(None);
+    let row = active.update(&*txn).await?;
+    let after = serde_json::json!({ "status": row.status, "attempts": row.attempts });
+    ctx.audit(&txn, "webhook.redeliver", id, Some(before), Some(after)).await?;
+    let event = key_event::Entity::find_by_id(&row.event_id).one(&*txn).await?;
+    let bus = txn.part::<super::EventBus>();
+    txn.after_commit(move || bus.wake_deliveries());
+    txn.commit_without_credential_change().await?;
+    Ok(delivery_view(row, event.as_ref()))
+}
+
 /// One delivery as the listing shows it.
 #[derive(Debug, Clone)]
 pub struct DeliveryView {

@@ -113,9 +113,20 @@ pub(in crate::service) async fn get_in<C: ConnectionTrait>(
     Ok(with_roles(db, vec![model]).await?.remove(0))
 }
 
-pub async fn list(store: &Store, account_id: &str, page: &PageRequest) -> AppResult<Paged<UserView>> {
+/// The account's users, newest first; with `search`, those whose email contains it (emails are kept
+/// lower-cased, so the search folds case).
+pub async fn list(
+    store: &Store,
+    account_id: &str,
+    search: Option<&str>,
+    page: &PageRequest,
+) -> AppResult<Paged<UserView>> {
     let db = store.db();
-    let select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
+    let mut select = user::Entity::find().filter(user::Column::AccountId.eq(account_id));
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let search = crate::service::store::query_text(search, "search")?;
+        select = select.filter(user::Column::Email.contains(search.to_lowercase()));
+    }
     let mut paged = page::fetch(db, select, user::Column::Id, page).await?;
     let items = with_roles(db, std::mem::take(&mut paged.items)).await?;
     Ok(paged.with_items(items))
