@@ -808,17 +808,18 @@ const OUTCOMES = [
   ["invalidToken", "Wrong token", "var(--c-token)"],
 ];
 
-/** Requests per day by outcome over 30 days, as stacked bars drawn in SVG. */
+/** Requests per day (30 days) or per hour (48 hours) by outcome, as stacked bars drawn in SVG. */
 function UsageChart({ appKey }) {
   const [points, setPoints] = useState(null);
   const [error, setError] = useState(null);
+  const [granularity, setGranularity] = useState("DAY");
   useEffect(() => {
     const to = new Date();
-    const from = new Date(to.getTime() - 29 * 86400000);
-    gql(`query Usage($key: String!, $from: DateTime!, $to: DateTime!) { appKey(key: $key) {
-      usage(from: $from, to: $to, granularity: DAY) { at ${OUTCOMES.map(([o]) => o).join(" ")} } } }`,
-      { key: appKey.key, from: from.toISOString(), to: to.toISOString() }).then((d) => setPoints(d.appKey.usage), setError);
-  }, [appKey.key]);
+    const from = new Date(to.getTime() - (granularity === "DAY" ? 29 * 86400000 : 47 * 3600000));
+    gql(`query Usage($key: String!, $from: DateTime!, $to: DateTime!, $granularity: UsageGranularity) { appKey(key: $key) {
+      usage(from: $from, to: $to, granularity: $granularity) { at ${OUTCOMES.map(([o]) => o).join(" ")} } } }`,
+      { key: appKey.key, from: from.toISOString(), to: to.toISOString(), granularity }).then((d) => setPoints(d.appKey.usage), setError);
+  }, [appKey.key, granularity]);
   if (error) return html`<${General} error=${error} />`;
   if (!points) return html`<p class="loading">Loading usage…</p>`;
   const totals = OUTCOMES.map(([o]) => points.reduce((sum, p) => sum + p[o], 0));
@@ -826,9 +827,18 @@ function UsageChart({ appKey }) {
   const width = 600, height = 160, gap = 2;
   const bar = width / points.length;
   const all = totals.reduce((a, b) => a + b, 0);
-  const summary = `Requests per day over the last 30 days: ${all} in all, ` + OUTCOMES.map(([, label], i) => `${totals[i]} ${label.toLowerCase()}`).join(", ") + ".";
+  const daily = granularity === "DAY";
+  const span = daily ? "per day over the last 30 days" : "per hour over the last 48 hours";
+  const summary = `Requests ${span}: ${all} in all, ` + OUTCOMES.map(([, label], i) => `${totals[i]} ${label.toLowerCase()}`).join(", ") + ".";
+  const tick = (at) => (daily ? new Date(at).toLocaleDateString() : new Date(at).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit" }));
   return html`<section class="panel" aria-labelledby="usage-title">
-    <h2 id="usage-title">Usage, last 30 days</h2>
+    <div class="title-row">
+      <h2 id="usage-title">Usage, ${daily ? "last 30 days" : "last 48 hours"}</h2>
+      <div class="tools" role="group" aria-label="Usage by">
+        <button type="button" aria-pressed=${daily ? "true" : "false"} onClick=${() => setGranularity("DAY")}>By day</button>
+        <button type="button" aria-pressed=${daily ? "false" : "true"} onClick=${() => setGranularity("HOUR")}>By hour</button>
+      </div>
+    </div>
     <svg class="chart" viewBox=${`0 0 ${width} ${height + 18}`} role="img" aria-label=${summary}>
       <line x1="0" y1=${height} x2=${width} y2=${height} class="axis" />
       ${points.map((p, i) => {
@@ -836,12 +846,12 @@ function UsageChart({ appKey }) {
         return html`<g>${OUTCOMES.map(([o, label, color]) => {
           const h = (p[o] / max) * (height - 4);
           y -= h;
-          return p[o] ? html`<rect x=${i * bar + gap / 2} y=${y} width=${Math.max(1, bar - gap)} height=${h} style=${"fill:" + color}><title>${new Date(p.at).toLocaleDateString()}: ${p[o]} ${label.toLowerCase()}</title></rect>` : null;
+          return p[o] ? html`<rect x=${i * bar + gap / 2} y=${y} width=${Math.max(1, bar - gap)} height=${h} style=${"fill:" + color}><title>${tick(p.at)}: ${p[o]} ${label.toLowerCase()}</title></rect>` : null;
         })}</g>`;
       })}
-      <text x="0" y=${height + 14} class="tick">${new Date(points[0].at).toLocaleDateString()}</text>
-      <text x=${width} y=${height + 14} class="tick" text-anchor="end">${new Date(points[points.length - 1].at).toLocaleDateString()}</text>
-      <text x=${width} y="12" class="tick" text-anchor="end">max ${max} a day</text>
+      <text x="0" y=${height + 14} class="tick">${tick(points[0].at)}</text>
+      <text x=${width} y=${height + 14} class="tick" text-anchor="end">${tick(points[points.length - 1].at)}</text>
+      <text x="4" y="12" class="tick">max ${max} ${daily ? "a day" : "an hour"}</text>
     </svg>
     <ul class="legend">${OUTCOMES.map(([, label, color], i) => html`<li><span class="swatch" style=${"background:" + color}></span>${label}: ${totals[i]}</li>`)}</ul>
   </section>`;
@@ -1046,7 +1056,7 @@ function RolesPage({ viewer }) {
   const [error, setError] = useState(null);
   const [dialog, setDialog] = useState(null);
   const load = () => {
-    gql("query RolesPage { roles { id name predefined resources { id name } } resources { id name } }").then(
+    gql("query RolesPage { roles { id name predefined resources { id name } heldBy { users keys } } resources { id name } }").then(
       (d) => { setRoles(d.roles); setCatalogue(d.resources); setError(null); },
       setError
     );
@@ -1063,11 +1073,15 @@ function RolesPage({ viewer }) {
     <${General} error=${error} />
     ${roles && html`<table>
       <caption class="visually-hidden">Roles of this account</caption>
-      <thead><tr><th scope="col">Role</th><th scope="col">Kind</th><th scope="col">Resources</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <thead><tr><th scope="col">Role</th><th scope="col">Kind</th><th scope="col">Resources</th><th scope="col">Held by</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${roles.map((r) => html`<tr>
         <td>${r.name}</td>
         <td>${r.predefined ? "predefined" : "custom"}</td>
         <td class="resources">${r.resources.map((x) => x.id).join(", ") || "—"}</td>
+        <td class="holders">${r.heldBy.users.length + r.heldBy.keys.length === 0 ? "nobody" : html`<details>
+          <summary>${r.heldBy.users.length} ${r.heldBy.users.length === 1 ? "user" : "users"}, ${r.heldBy.keys.length} ${r.heldBy.keys.length === 1 ? "key" : "keys"}</summary>
+          <ul>${r.heldBy.users.map((u) => html`<li>${u}</li>`)}${r.heldBy.keys.map((k) => html`<li><a href=${keyPath(k)}><code>${k}</code></a></li>`)}</ul>
+        </details>`}</td>
         <td class="row-actions">${canEdit && !r.predefined && html`
           <button type="button" aria-label=${"Edit " + r.name} onClick=${() => setDialog({ kind: "edit", role: r })}>Edit</button>
           <button type="button" class="danger" aria-label=${"Delete " + r.name} onClick=${() => setDialog({ kind: "delete", role: r })}>Delete</button>`}</td>

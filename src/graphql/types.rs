@@ -52,6 +52,30 @@ impl Role {
     async fn resources(&self) -> Vec<Resource> {
         self.resource_views.iter().cloned().map(Into::into).collect()
     }
+
+    /// Who holds the role in the request's account: users (their emails, shown to callers with
+    /// LicenseManager.SaveUser) and keys (their values, shown to callers who may read keys); a list
+    /// the caller may not read is empty.
+    async fn held_by(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<RoleHolders> {
+        use crate::domain::Resource as R;
+        let state = ctx.data::<crate::state::AppState>()?;
+        let principal = super::guard::principal(ctx)?;
+        let id = local_id(NodeKind::Role, &self.id);
+        let (users, keys) = crate::service::identity::roles::holders(&state.store, &principal.account_id, &id).await?;
+        Ok(RoleHolders {
+            users: if principal.holds(R::SaveUser) { users } else { Vec::new() },
+            keys: if R::READ_KEYS.iter().any(|r| principal.holds(*r)) { keys } else { Vec::new() },
+        })
+    }
+}
+
+/// Who holds a role in an account.
+#[derive(SimpleObject)]
+pub struct RoleHolders {
+    /// The users holding it, by email (empty without LicenseManager.SaveUser).
+    pub users: Vec<String>,
+    /// The keys holding it here, by value (empty without a key-reading resource).
+    pub keys: Vec<String>,
 }
 
 impl From<RoleView> for Role {

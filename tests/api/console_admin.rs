@@ -76,6 +76,9 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     let receiver = Receiver::start(0).await;
     let driver = Driver::start().await;
     let browser = driver.browser().await;
+    browser.goto(&format!("{}/console", app.address)).await.expect("the console opens");
+    wait_for(&browser, "return document.querySelector('input[name=account]') ? true : null;").await;
+    accessible(&browser, "Sign in").await;
     sign_in(&browser, &app, OWNER_EMAIL, OWNER_PASSWORD).await;
     assert_eq!(
         nav_links(&browser).await,
@@ -83,10 +86,35 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     );
     accessible(&browser, "My Keys").await;
 
+    visit(&browser, &app, "/app-keys", "Application Keys").await;
+    accessible(&browser, "Application Keys").await;
+    visit(&browser, &app, "/audit", "Audit log").await;
+    accessible(&browser, "Audit log").await;
+
     // Users: add one with a role; the one-time password is shown once.
     follow(&browser, "Users").await;
     shows(&browser, OWNER_EMAIL).await;
     accessible(&browser, "Users").await;
+    // By keyboard alone: Enter opens the dialog with the focus in its first field, Escape closes it
+    // and the focus is back on the button that opened it.
+    browser
+        .execute(
+            "[...document.querySelectorAll('main button')].find(b => b.textContent === 'Add user').focus();",
+            vec![],
+        )
+        .await
+        .expect("focused");
+    browser.active_element().await.expect("the focus").send_keys("\u{E007}").await.expect("Enter");
+    let focused =
+        wait_for(&browser, "return document.querySelector('dialog[open]') ? document.activeElement.id : null;").await;
+    assert_eq!(focused, json!("f-input-email"), "the dialog's first field has the focus");
+    browser.active_element().await.expect("the focus").send_keys("\u{E00C}").await.expect("Escape");
+    let back = wait_for(
+        &browser,
+        "return document.querySelector('dialog[open]') ? null : document.activeElement.textContent;",
+    )
+    .await;
+    assert_eq!(back, json!("Add user"), "the focus returns to the opener");
     press(&browser, "Add user").await;
     fill(&browser, "dialog input#f-input-email", "not an email").await;
     press(&browser, "Create user").await;
@@ -125,6 +153,12 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     accessible(&browser, "Roles: new role").await;
     press(&browser, "Create role").await;
     shows(&browser, "Key readers").await;
+    // Who holds each role: the owner holds Owner (Admin Super); admin2 the RESTRICTED role.
+    let held =
+        "const row = [...document.querySelectorAll('main tbody tr')].find(r => r.textContent.includes('RESTRICTED'));
+        return row ? row.querySelector('td.holders').textContent : null;";
+    let held = wait_for(&browser, held).await;
+    assert!(held.as_str().unwrap_or_default().contains("1 user"), "{held}");
     screenshot(&browser, "roles").await;
 
     // Settings: each field's effect beside it; saved.
@@ -178,6 +212,11 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     app.state.auth.usage().flush(app.store()).await.expect("usage written");
     visit(&browser, &app, &format!("/keys/{key}"), "gated").await;
     wait_for(&browser, "return document.querySelector('svg.chart rect') ? true : null;").await;
+    press(&browser, "By hour").await;
+    shows(&browser, "Usage, last 48 hours").await;
+    wait_for(&browser, "return document.querySelector('svg.chart rect') ? true : null;").await;
+    press(&browser, "By day").await;
+    shows(&browser, "Usage, last 30 days").await;
     shows(&browser, "permissions unused for 90 days").await;
     shows(&browser, "Remove unused roles").await;
     press(&browser, "Remove unused roles").await;
@@ -190,6 +229,16 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
         json!([{ "name": "User Administrator - RESTRICTED" }]),
         "the unused role is gone"
     );
+    // The allowlist suggested from the addresses the key was used from.
+    press(&browser, "Suggest from the last 30 days").await;
+    shows(&browser, "Used from 127.0.0.1").await;
+    press(&browser, "Use these").await;
+    let suggested = wait_for(
+        &browser,
+        "const t = document.querySelector('textarea#f-input-allowedIps'); return t && t.value ? t.value : null;",
+    )
+    .await;
+    assert_eq!(suggested, json!("127.0.0.1"));
     press(&browser, "Add a rate limit").await;
     fill(&browser, "input#f-input-rateLimits-0--limit", "0").await;
     press(&browser, "Save policy").await;

@@ -1,5 +1,5 @@
-use crate::helpers::TestApp;
-use serde_json::json;
+use crate::helpers::{Auth, TestApp};
+use serde_json::{json, Value};
 
 const UPDATE: &str =
     "mutation($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id name resources { id } } }";
@@ -96,7 +96,34 @@ async fn a_role_cannot_hold_resources_its_creator_lacks(app: &TestApp) {
     assert!(denied.message().contains("LicenseManager.SaveUser"));
 }
 
+/// `heldBy`: the users and keys holding a role in this account, each list shown only to a caller
+/// who may read it; another account's holders never.
+async fn a_role_tells_who_holds_it(app: &TestApp) {
+    let owner = app.owner().await;
+    let readers = app.custom_role(&owner, "Readers", &["ApiKeys.View"]).await;
+    let (key, token) = app.generate_key(&owner, None, std::slice::from_ref(&readers)).await;
+    app.user_with_roles(&owner, "reader@example.com", std::slice::from_ref(&readers)).await;
+    let (removed_key, _) = app.generate_key(&owner, None, std::slice::from_ref(&readers)).await;
+    app.graphql(&owner, "mutation($k: String!) { deleteAppKey(key: $k) }", json!({ "k": removed_key })).await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    app.generate_key(&partner, None, &[partner_role]).await;
+    let query = "{ roles { name heldBy { users keys } } }";
+    let held = |roles: Value, name: &str| {
+        roles.as_array().expect("roles").iter().find(|r| r["name"] == name).expect(name)["heldBy"].clone()
+    };
+    let roles = app.graphql(&owner, query, json!({})).await.data("roles");
+    assert_eq!(held(roles.clone(), "Readers"), json!({ "users": ["reader@example.com"], "keys": [key] }));
+    assert_eq!(held(roles.clone(), "Owner (Admin Super)"), json!({ "users": ["owner@example.com"], "keys": [] }));
+    assert_eq!(held(roles, "User Administrator - RESTRICTED"), json!({ "users": [], "keys": [] }), "not the partner's");
+    // A key that may read keys but not users sees the keys alone.
+    let as_reader = Auth::key(&key, &token);
+    let roles = app.graphql(&as_reader, query, json!({})).await.data("roles");
+    assert_eq!(held(roles, "Readers"), json!({ "users": [], "keys": [key] }));
+}
+
 crate::backend_tests!(
+    a_role_tells_who_holds_it,
     every_account_has_the_two_predefined_roles,
     predefined_roles_refuse_changes_and_deletion,
     a_custom_role_is_created_renamed_changed_and_deleted,

@@ -342,6 +342,50 @@ pub fn holds_condition(role: &'static str, resource: &'static str) -> sea_orm::C
     holds
 }
 
+/// Who holds a role in the account: its users' emails and its keys' values, each sorted (a key
+/// removed from the account holds nothing there).
+pub async fn holders(store: &Store, account_id: &str, role_id: &str) -> AppResult<(Vec<String>, Vec<String>)> {
+    use crate::entity::{app_key, key_access, key_access_role, user, user_role};
+    use sea_orm::sea_query::Query;
+    use sea_orm::QuerySelect;
+    let db = store.db();
+    let users_of_role = Query::select()
+        .column(user_role::Column::UserId)
+        .from(user_role::Entity)
+        .and_where(user_role::Column::RoleId.eq(role_id))
+        .to_owned();
+    let emails: Vec<String> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Email)
+        .filter(user::Column::AccountId.eq(account_id))
+        .filter(user::Column::Id.in_subquery(users_of_role))
+        .order_by_asc(user::Column::Email)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let accesses_of_role = Query::select()
+        .column(key_access_role::Column::KeyAccessId)
+        .from(key_access_role::Entity)
+        .and_where(key_access_role::Column::RoleId.eq(role_id))
+        .to_owned();
+    let keys_here = Query::select()
+        .column(key_access::Column::AppKeyId)
+        .from(key_access::Entity)
+        .and_where(key_access::Column::AccountId.eq(account_id))
+        .and_where(key_access::Column::Removed.eq(false))
+        .and_where(key_access::Column::Id.in_subquery(accesses_of_role))
+        .to_owned();
+    let keys: Vec<String> = app_key::Entity::find()
+        .select_only()
+        .column(app_key::Column::Key)
+        .filter(app_key::Column::Id.in_subquery(keys_here))
+        .order_by_asc(app_key::Column::Key)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok((emails, keys))
+}
+
 pub fn union_resources(roles: &[RoleView]) -> BTreeSet<String> {
     roles.iter().flat_map(|r| r.resources.iter().map(|res| res.id.clone())).collect()
 }
