@@ -113,6 +113,12 @@ function fieldsOf(error) {
   return error && error.byField ? error.byField().fields : {};
 }
 
+/** A refusal to grant or take away roles (FORBIDDEN: the caller lacks resources they carry) is about
+ * the roles chosen: shown at the role picker. */
+function rolesRefusal(error) {
+  return error && error.code === "FORBIDDEN" ? error.message : null;
+}
+
 /** The error when none of its messages has a field to be shown at, for a form's general slot. */
 function unplaced(error) {
   return error && !Object.keys(fieldsOf(error)).length ? error : null;
@@ -1011,8 +1017,8 @@ function AddUserDialog({ viewer, onClose }) {
       <${Field} label="Email" name="input.email" error=${fields["input.email"]}>
         ${(a) => html`<input ...${a} type="email" autocomplete="off" value=${email} onInput=${(e) => setEmail(e.target.value)} />`}
       <//>
-      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["input.roleIds"] || fields["roleIds"]} />
-      <${General} error=${unplaced(error)} />
+      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["input.roleIds"] || fields["roleIds"] || rolesRefusal(error)} />
+      <${General} error=${rolesRefusal(error) ? null : unplaced(error)} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Create user</button>
@@ -1038,8 +1044,8 @@ function UserRolesDialog({ viewer, user, onClose }) {
   const fields = fieldsOf(error);
   return html`<${Dialog} title=${"Roles of " + user.email} onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
-      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"]} />
-      <${General} error=${error && !fields["roleIds"] ? error : null} />
+      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"] || rolesRefusal(error)} />
+      <${General} error=${error && !fields["roleIds"] && !rolesRefusal(error) ? error : null} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Save roles</button>

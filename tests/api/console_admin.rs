@@ -321,6 +321,16 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     assert_eq!(count(&restricted, "main td.row-actions button").await, 0, "no Redeliver, no Delete");
     visit(&restricted, &app, "/users", "Users").await;
     accessible(&restricted, "Users, restricted").await;
+    // Taking the Owner role away would take resources this administrator lacks: refused at the roles.
+    let owner_roles = format!("//button[@aria-label='Change roles of {OWNER_EMAIL}']");
+    restricted.wait().for_element(Locator::XPath(&owner_roles)).await.expect("Roles").click().await.expect("opened");
+    tick_role(&restricted, "Owner (Admin Super)").await;
+    press(&restricted, "Save roles").await;
+    let refused =
+        wait_for(&restricted, "const e = document.querySelector('#roles-error'); return e ? e.textContent : null;")
+            .await;
+    assert!(refused.as_str().unwrap_or_default().contains("LicenseManager.SaveAccessProfile"), "{refused}");
+    accessible(&restricted, "Users, a refused role change").await;
     restricted.close().await.expect("closed");
     let session = app.login_token("main", "admin2@example.com", &password).await;
     let as_restricted = Auth::Bearer(session);
