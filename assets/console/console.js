@@ -477,31 +477,39 @@ function AddExternalDialog({ viewer, onClose }) {
   <//>`;
 }
 
-function RolesDialog({ viewer, appKey, onClose }) {
+/** Choosing the roles of a key or a user: `save` sends the ids chosen. */
+function RoleChangeDialog({ viewer, title, current, save, onClose }) {
   const roles = useRoles(viewer);
-  const [chosen, setChosen] = useState(appKey.roles.map((r) => r.id));
+  const [chosen, setChosen] = useState(current.map((r) => r.id));
   const [error, setError] = useState(null);
   const submit = async (e) => {
     e.preventDefault();
     setError(null);
     try {
-      await gql("mutation SetRoles($key: String!, $roleIds: [ID!]!) { setAppKeyRoles(key: $key, roleIds: $roleIds) { key } }", { key: appKey.key, roleIds: chosen });
+      await save(chosen);
       onClose();
     } catch (err) {
       setError(err);
     }
   };
   const fields = fieldsOf(error);
-  return html`<${Dialog} title="Edit roles" onClose=${onClose}>
+  const atRoles = fields["roleIds"] || rolesRefusal(error);
+  return html`<${Dialog} title=${title} onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
-      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"]} />
-      <${General} error=${error && !fields["roleIds"] ? error : null} />
+      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${atRoles} />
+      <${General} error=${error && !atRoles ? error : null} />
       <div class="actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" class="primary">Save roles</button>
       </div>
     </form>
   <//>`;
+}
+
+function RolesDialog({ viewer, appKey, onClose }) {
+  const save = (roleIds) =>
+    gql("mutation SetRoles($key: String!, $roleIds: [ID!]!) { setAppKeyRoles(key: $key, roleIds: $roleIds) { key } }", { key: appKey.key, roleIds });
+  return html`<${RoleChangeDialog} viewer=${viewer} title="Edit roles" current=${appKey.roles} save=${save} onClose=${onClose} />`;
 }
 
 function ConfirmDialog({ title, children, confirmWord, action, danger, onDone, onClose }) {
@@ -1028,30 +1036,9 @@ function AddUserDialog({ viewer, onClose }) {
 }
 
 function UserRolesDialog({ viewer, user, onClose }) {
-  const roles = useRoles(viewer);
-  const [chosen, setChosen] = useState(user.roles.map((r) => r.id));
-  const [error, setError] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      await gql("mutation SetUserRoles($userId: ID!, $roleIds: [ID!]!) { setUserRoles(userId: $userId, roleIds: $roleIds) { id } }", { userId: user.id, roleIds: chosen });
-      onClose();
-    } catch (err) {
-      setError(err);
-    }
-  };
-  const fields = fieldsOf(error);
-  return html`<${Dialog} title=${"Roles of " + user.email} onClose=${onClose}>
-    <form onSubmit=${submit} novalidate>
-      <${RolePicker} roles=${roles} chosen=${chosen} onChange=${setChosen} error=${fields["roleIds"] || rolesRefusal(error)} />
-      <${General} error=${error && !fields["roleIds"] && !rolesRefusal(error) ? error : null} />
-      <div class="actions">
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary">Save roles</button>
-      </div>
-    </form>
-  <//>`;
+  const save = (roleIds) =>
+    gql("mutation SetUserRoles($userId: ID!, $roleIds: [ID!]!) { setUserRoles(userId: $userId, roleIds: $roleIds) { id } }", { userId: user.id, roleIds });
+  return html`<${RoleChangeDialog} viewer=${viewer} title=${"Roles of " + user.email} current=${user.roles} save=${save} onClose=${onClose} />`;
 }
 
 // --- Roles -------------------------------------------------------------------------------------
