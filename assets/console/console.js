@@ -145,6 +145,21 @@ function Status({ status }) {
   return html`<span class=${"status status-" + status.toLowerCase()}>${status.toLowerCase()}</span>`;
 }
 
+/** A form's submit: runs `action`, keeping its error (an ApiError, most often) for the form to show. */
+function useSubmit(action) {
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await action();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return [submit, error];
+}
+
 /** A modal dialog (native <dialog>: focus stays inside, Esc closes); focus returns to the opener. */
 function Dialog({ title, onClose, children }) {
   const ref = useRef(null);
@@ -408,19 +423,12 @@ function GenerateDialog({ viewer, onClose }) {
   const [label, setLabel] = useState("");
   const [chosen, setChosen] = useState([]);
   const [expires, setExpires] = useState("");
-  const [error, setError] = useState(null);
   const [generated, setGenerated] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
+  const [submit, error] = useSubmit(async () => {
     const input = { label: label || null, roleIds: chosen, expiresAt: expires ? new Date(expires + "T23:59:59Z").toISOString() : null };
-    try {
-      const d = await gql("mutation Generate($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appKey { key } appToken } }", { input });
-      setGenerated({ key: d.generateAppKey.appKey.key, token: d.generateAppKey.appToken });
-    } catch (err) {
-      setError(err);
-    }
-  };
+    const d = await gql("mutation Generate($input: GenerateAppKeyInput!) { generateAppKey(input: $input) { appKey { key } appToken } }", { input });
+    setGenerated({ key: d.generateAppKey.appKey.key, token: d.generateAppKey.appToken });
+  });
   const fields = fieldsOf(error);
   if (generated) {
     return html`<${Dialog} title="Key generated" onClose=${onClose}>
@@ -449,17 +457,10 @@ function AddExternalDialog({ viewer, onClose }) {
   const roles = useRoles(viewer);
   const [key, setKey] = useState("");
   const [chosen, setChosen] = useState([]);
-  const [error, setError] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      await gql("mutation AddExternal($input: AddExternalAppKeyInput!) { addExternalAppKey(input: $input) { key } }", { input: { key: key.trim(), roleIds: chosen } });
-      onClose();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const [submit, error] = useSubmit(async () => {
+    await gql("mutation AddExternal($input: AddExternalAppKeyInput!) { addExternalAppKey(input: $input) { key } }", { input: { key: key.trim(), roleIds: chosen } });
+    onClose();
+  });
   const fields = fieldsOf(error);
   return html`<${Dialog} title="Add 3rd Party Key" onClose=${onClose}>
     <p>Give another account's key roles in <strong>${viewer.account}</strong>. Its token stays with its owner.</p>
@@ -481,17 +482,10 @@ function AddExternalDialog({ viewer, onClose }) {
 function RoleChangeDialog({ viewer, title, current, save, onClose }) {
   const roles = useRoles(viewer);
   const [chosen, setChosen] = useState(current.map((r) => r.id));
-  const [error, setError] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      await save(chosen);
-      onClose();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const [submit, error] = useSubmit(async () => {
+    await save(chosen);
+    onClose();
+  });
   const fields = fieldsOf(error);
   const atRoles = fields["roleIds"] || rolesRefusal(error);
   return html`<${Dialog} title=${title} onClose=${onClose}>
@@ -541,19 +535,12 @@ function ConfirmDialog({ title, children, confirmWord, action, danger, onDone, o
 
 function RenewDialog({ appKey, onClose }) {
   const [hours, setHours] = useState("24");
-  const [error, setError] = useState(null);
   const [renewed, setRenewed] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
+  const [submit, error] = useSubmit(async () => {
     const input = { oldTokenValidFor: hours === "" ? null : Math.round(Number(hours) * 3600) };
-    try {
-      const d = await gql("mutation Renew($key: String!, $input: RenewAppKeyTokenInput) { renewAppKeyToken(key: $key, input: $input) { appToken } }", { key: appKey.key, input });
-      setRenewed(d.renewAppKeyToken.appToken);
-    } catch (err) {
-      setError(err);
-    }
-  };
+    const d = await gql("mutation Renew($key: String!, $input: RenewAppKeyTokenInput) { renewAppKeyToken(key: $key, input: $input) { appToken } }", { key: appKey.key, input });
+    setRenewed(d.renewAppKeyToken.appToken);
+  });
   if (renewed) {
     return html`<${Dialog} title="Token renewed" onClose=${onClose}>
       <${TokenReveal} appKey=${appKey.key} token=${renewed} onDone=${onClose} />
@@ -993,19 +980,12 @@ function AddUserDialog({ viewer, onClose }) {
   const roles = useRoles(viewer);
   const [email, setEmail] = useState("");
   const [chosen, setChosen] = useState([]);
-  const [error, setError] = useState(null);
   const [added, setAdded] = useState(null);
   const [copied, setCopied] = useState(false);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      const d = await gql("mutation AddUser($input: AddUserInput!) { addUser(input: $input) { user { email } oneTimePassword } }", { input: { email, roleIds: chosen } });
-      setAdded(d.addUser);
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const [submit, error] = useSubmit(async () => {
+    const d = await gql("mutation AddUser($input: AddUserInput!) { addUser(input: $input) { user { email } oneTimePassword } }", { input: { email, roleIds: chosen } });
+    setAdded(d.addUser);
+  });
   if (added) {
     return html`<${Dialog} title="User added" onClose=${onClose}>
       <div class="reveal">
@@ -1108,21 +1088,14 @@ function ResourcePicker({ catalogue, chosen, onChange, error }) {
 function RoleDialog({ role, catalogue, onClose }) {
   const [name, setName] = useState(role ? role.name : "");
   const [chosen, setChosen] = useState(role ? role.resources.map((r) => r.id) : []);
-  const [error, setError] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      if (role) {
-        await gql("mutation UpdateRole($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id } }", { id: role.id, input: { name, resourceIds: chosen } });
-      } else {
-        await gql("mutation CreateRole($input: CreateRoleInput!) { createRole(input: $input) { id } }", { input: { name, resourceIds: chosen } });
-      }
-      onClose();
-    } catch (err) {
-      setError(err);
+  const [submit, error] = useSubmit(async () => {
+    if (role) {
+      await gql("mutation UpdateRole($id: ID!, $input: UpdateRoleInput!) { updateRole(id: $id, input: $input) { id } }", { id: role.id, input: { name, resourceIds: chosen } });
+    } else {
+      await gql("mutation CreateRole($input: CreateRoleInput!) { createRole(input: $input) { id } }", { input: { name, resourceIds: chosen } });
     }
-  };
+    onClose();
+  });
   const fields = fieldsOf(error);
   return html`<${Dialog} title=${role ? "Edit role" : "New role"} onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
@@ -1289,19 +1262,12 @@ function EndpointDialog({ onClose }) {
   const [url, setUrl] = useState("");
   const [every, setEvery] = useState(true);
   const [events, setEvents] = useState([]);
-  const [error, setError] = useState(null);
   const [created, setCreated] = useState(null);
-  const submit = async (e) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      const d = await gql("mutation CreateEndpoint($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { url } secret } }",
-        { input: { url, events: every ? null : events } });
-      setCreated(d.createWebhookEndpoint);
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const [submit, error] = useSubmit(async () => {
+    const d = await gql("mutation CreateEndpoint($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { url } secret } }",
+      { input: { url, events: every ? null : events } });
+    setCreated(d.createWebhookEndpoint);
+  });
   if (created) {
     return html`<${Dialog} title="Endpoint added" onClose=${onClose}>
       <div class="reveal">

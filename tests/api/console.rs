@@ -12,19 +12,35 @@ use crate::helpers::{Auth, Backend, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
 
 pub(crate) async fn fill(browser: &Client, css: &str, text: &str) {
     let field = browser.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    shown(&field, css).await;
     field.clear().await.expect("cleared");
     field.send_keys(text).await.expect("typed");
 }
 
+/// Clicks the button labelled `label` once it is shown: a dialog's buttons are in the page a moment
+/// before the dialog opens (`showModal` runs after the render), and a click then would miss.
 pub(crate) async fn press(browser: &Client, label: &str) {
-    let xpath = format!("//button[normalize-space()='{label}']");
-    let button = browser.wait().for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"));
-    button.click().await.unwrap_or_else(|e| panic!("clicking {label}: {e}"));
+    click_when_shown(browser, &format!("//button[normalize-space()='{label}']"), label).await;
+}
+
+/// Clicks the element at `xpath` (called `label` in failures) once it is shown.
+pub(crate) async fn click_when_shown(browser: &Client, xpath: &str, label: &str) {
+    let element = browser.wait().for_element(Locator::XPath(xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"));
+    shown(&element, label).await;
+    element.click().await.unwrap_or_else(|e| panic!("clicking {label}: {e}"));
+}
+
+/// Waits until the element is shown (at most 10 s).
+async fn shown(element: &fantoccini::elements::Element, label: &str) {
+    let started = Instant::now();
+    while !element.is_displayed().await.unwrap_or(false) {
+        assert!(started.elapsed() < Duration::from_secs(10), "{label} is never shown");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 pub(crate) async fn follow(browser: &Client, text: &str) {
-    let xpath = format!("//a[normalize-space()='{text}']");
-    browser.wait().for_element(Locator::XPath(&xpath)).await.expect("a link").click().await.expect("followed");
+    click_when_shown(browser, &format!("//a[normalize-space()='{text}']"), text).await;
 }
 
 /// Waits until the page shows `text`.
@@ -35,15 +51,7 @@ pub(crate) async fn shows(browser: &Client, text: &str) {
 
 /// Ticks the checkbox of a role by name (inside the open dialog).
 pub(crate) async fn tick_role(browser: &Client, role: &str) {
-    let xpath = format!("//dialog//label[normalize-space()='{role}']/input");
-    browser
-        .wait()
-        .for_element(Locator::XPath(&xpath))
-        .await
-        .expect("the role's checkbox")
-        .click()
-        .await
-        .expect("ticked");
+    click_when_shown(browser, &format!("//dialog//label[normalize-space()='{role}']/input"), role).await;
 }
 
 pub(crate) async fn screenshot(browser: &Client, name: &str) {

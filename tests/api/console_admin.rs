@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::browser::{wait_for, Driver};
-use crate::console::{fill, follow, press, screenshot, shows, tick_role};
+use crate::console::{click_when_shown, fill, follow, press, screenshot, shows, tick_role};
 use crate::helpers::receiver::Receiver;
 use crate::helpers::{Auth, Backend, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
 
@@ -52,9 +52,7 @@ async fn visit(browser: &Client, app: &TestApp, route: &str, heading: &str) {
 }
 
 async fn press_in_dialog(browser: &Client, label: &str) {
-    let xpath = format!("//dialog//button[normalize-space()='{label}']");
-    let button = browser.wait().for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"));
-    button.click().await.unwrap_or_else(|e| panic!("clicking {label}: {e}"));
+    click_when_shown(browser, &format!("//dialog//button[normalize-space()='{label}']"), label).await;
 }
 
 async fn count(browser: &Client, css: &str) -> usize {
@@ -149,7 +147,7 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     press(&browser, "New role").await;
     fill(&browser, "dialog input#f-input-name", "Key readers").await;
     let view = "//dialog//fieldset[legend='ApiKeys']//input[@value='ApiKeys.View']";
-    browser.wait().for_element(Locator::XPath(view)).await.expect("ApiKeys.View").click().await.expect("ticked");
+    click_when_shown(&browser, view, "ApiKeys.View").await;
     accessible(&browser, "Roles: new role").await;
     press(&browser, "Create role").await;
     shows(&browser, "Key readers").await;
@@ -187,14 +185,7 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     follow(&browser, "Webhooks").await;
     browser.refresh().await.expect("reloaded");
     let redeliver = format!("//button[@aria-label='Redeliver app_key.generated for {hooked}']");
-    browser
-        .wait()
-        .for_element(Locator::XPath(&redeliver))
-        .await
-        .expect("a Redeliver button")
-        .click()
-        .await
-        .expect("pressed");
+    click_when_shown(&browser, &redeliver, "Redeliver").await;
     receiver.wait_for(2, Duration::from_secs(5)).await;
     let audit =
         app.graphql(&owner, "{ auditEvents(filter: {action: \"webhook.redeliver\"}) { totalCount } }", json!({})).await;
@@ -323,7 +314,7 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     accessible(&restricted, "Users, restricted").await;
     // Taking the Owner role away would take resources this administrator lacks: refused at the roles.
     let owner_roles = format!("//button[@aria-label='Change roles of {OWNER_EMAIL}']");
-    restricted.wait().for_element(Locator::XPath(&owner_roles)).await.expect("Roles").click().await.expect("opened");
+    click_when_shown(&restricted, &owner_roles, "Roles").await;
     tick_role(&restricted, "Owner (Admin Super)").await;
     press(&restricted, "Save roles").await;
     let refused =
