@@ -24,8 +24,7 @@ use crate::auth::ip_subject;
 use crate::domain::{AppToken, SessionToken, TokenDigest};
 use crate::error::AppError;
 use crate::service::identity::sessions;
-use crate::service::keys::{self, LeakReport};
-use crate::service::store::revoked::Reported;
+use crate::service::keys::{self, LeakReport, Reported};
 
 /// GitHub sends large batches; a report's body is at most this big.
 const MAX_REPORT_BYTES: usize = 1 << 20;

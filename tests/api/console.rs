@@ -49,6 +49,12 @@ pub(crate) async fn shows(browser: &Client, text: &str) {
     wait_for(browser, &script).await;
 }
 
+/// The message shown at a field, once one is (`id`: the error element's, e.g. `f-input-key-error`).
+pub(crate) async fn error_at(browser: &Client, id: &str) -> String {
+    let script = format!("const e = document.getElementById({}); return e ? e.textContent : null;", json!(id));
+    wait_for(browser, &script).await.as_str().unwrap_or_default().to_owned()
+}
+
 /// Ticks the checkbox of a role by name (inside the open dialog).
 pub(crate) async fn tick_role(browser: &Client, role: &str) {
     click_when_shown(browser, &format!("//dialog//label[normalize-space()='{role}']/input"), role).await;
@@ -136,10 +142,7 @@ async fn the_console_walks_the_seed_flows_in_a_real_browser() {
     fill(&browser, "dialog input#f-input-key", "not a key").await;
     tick_role(&browser, "User Administrator - RESTRICTED").await;
     press(&browser, "Add key").await;
-    let at_field =
-        wait_for(&browser, "const e = document.querySelector('#f-input-key-error'); return e ? e.textContent : null;")
-            .await;
-    assert!(!at_field.as_str().unwrap_or_default().is_empty(), "the error shows at the key field");
+    assert!(!error_at(&browser, "f-input-key-error").await.is_empty(), "the error shows at the key field");
     fill(&browser, "dialog input#f-input-key", &partner_key).await;
     press(&browser, "Add key").await;
     shows(&browser, "3rd party").await;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::browser::{wait_for, Driver};
-use crate::console::{click_when_shown, fill, follow, press, screenshot, shows, tick_role};
+use crate::console::{click_when_shown, error_at, fill, follow, press, screenshot, shows, tick_role};
 use crate::helpers::receiver::Receiver;
 use crate::helpers::{Auth, Backend, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
 
@@ -116,12 +116,7 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     press(&browser, "Add user").await;
     fill(&browser, "dialog input#f-input-email", "not an email").await;
     press(&browser, "Create user").await;
-    let at_field = wait_for(
-        &browser,
-        "const e = document.querySelector('#f-input-email-error'); return e ? e.textContent : null;",
-    )
-    .await;
-    assert!(!at_field.as_str().unwrap_or_default().is_empty(), "the error shows at the email field");
+    assert!(!error_at(&browser, "f-input-email-error").await.is_empty(), "the error shows at the email field");
     fill(&browser, "dialog input#f-input-email", "admin2@example.com").await;
     tick_role(&browser, "User Administrator - RESTRICTED").await;
     press(&browser, "Create user").await;
@@ -233,12 +228,8 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     press(&browser, "Add a rate limit").await;
     fill(&browser, "input#f-input-rateLimits-0--limit", "0").await;
     press(&browser, "Save policy").await;
-    let error = wait_for(
-        &browser,
-        "const e = document.querySelector('#f-input-rateLimits-0--limit-error'); return e ? e.textContent : null;",
-    )
-    .await;
-    assert!(!error.as_str().unwrap_or_default().is_empty(), "the error shows at the limit's field");
+    let error = error_at(&browser, "f-input-rateLimits-0--limit-error").await;
+    assert!(!error.is_empty(), "the error shows at the limit's field");
     fill(&browser, "input#f-input-rateLimits-0--limit", "100").await;
     fill(&browser, "textarea#f-input-allowedIps", "127.0.0.1").await;
     press(&browser, "Save policy").await;
@@ -317,10 +308,8 @@ async fn the_admin_pages_work_for_an_owner_and_a_restricted_admin_and_pass_axe()
     click_when_shown(&restricted, &owner_roles, "Roles").await;
     tick_role(&restricted, "Owner (Admin Super)").await;
     press(&restricted, "Save roles").await;
-    let refused =
-        wait_for(&restricted, "const e = document.querySelector('#roles-error'); return e ? e.textContent : null;")
-            .await;
-    assert!(refused.as_str().unwrap_or_default().contains("LicenseManager.SaveAccessProfile"), "{refused}");
+    let refused = error_at(&restricted, "roles-error").await;
+    assert!(refused.contains("LicenseManager.SaveAccessProfile"), "{refused}");
     accessible(&restricted, "Users, a refused role change").await;
     restricted.close().await.expect("closed");
     let session = app.login_token("main", "admin2@example.com", &password).await;

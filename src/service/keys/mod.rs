@@ -31,6 +31,7 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter}
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 
+pub use crate::service::store::revoked::Reported;
 pub use authenticate::{authenticate, KeyGrant, Refused};
 pub use changes::{
     activate, add_external, change_roles, deactivate, delete, generate, GeneratedKey, NewKey, RolesChange,
