@@ -274,6 +274,7 @@ else
 fi
 eval "$("$SEED" --database-url "$DB_URL" --keys 10000 --password "$PASSWORD" --usage-days 30 --time-usage-flush)"
 echo "usage_rows $USAGE_ROWS" | tee -a "$WORK/results"
+echo "usage_day_rows $USAGE_DAY_ROWS" | tee -a "$WORK/results"
 for round in 1 2 3; do v="USAGE_FLUSH_${round}_SECS"; echo "usage_flush_${round}_secs ${!v}" | tee -a "$WORK/results"; done
 KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
 start_server
@@ -422,7 +423,7 @@ awk '
   END {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ratio[j] < ratio[i]) { t = ratio[i]; ratio[i] = ratio[j]; ratio[j] = t }
     median = (n % 2) ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
-    printf "usage of one key over 400 days (%s hourly rows seeded) / healthz: median %.3f (%s); flush of 10 000 active keys: %s / %s / %s s\n", v["usage_rows"], median, list, v["usage_flush_1_secs"], v["usage_flush_2_secs"], v["usage_flush_3_secs"]
+    printf "usage of one key over 400 days (%s hourly and %s daily rows seeded) / healthz: median %.3f (%s); flush of 10 000 active keys: %s / %s / %s s\n", v["usage_rows"], v["usage_day_rows"], median, list, v["usage_flush_1_secs"], v["usage_flush_2_secs"], v["usage_flush_3_secs"]
   }' "$WORK/results"
 fi
 if want pinned; then

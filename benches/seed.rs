@@ -84,8 +84,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--usage-days N`: N days of hourly usage points for every key, ending this hour (one SQL
-/// statement on the database itself).
+/// `--usage-days N`: N days of hourly usage points for every key, ending this hour, and their
+/// daily points (two SQL statements on the database itself).
 async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let started = std::time::Instant::now();
@@ -107,10 +107,22 @@ async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
          FROM key_access a CROSS JOIN ({numbers}) n"
     );
     let inserted = db.execute_raw(sea_orm::Statement::from_string(backend, seed)).await?.rows_affected();
+    // Their days, as the flush writes them: each hour's counts are also added to its day.
+    let sums = ["valid", "forbidden", "invalid_token"].map(|c| format!("CAST(SUM({c}) AS BIGINT)")).join(", ");
+    let days_seed = format!(
+        "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden, invalid_token) \
+         SELECT access_id, MIN(account_id), 2, bucket - bucket % 86400, {sums} FROM key_usage \
+         WHERE granularity = 1 GROUP BY access_id, bucket - bucket % 86400"
+    );
+    let day_rows = db.execute_raw(sea_orm::Statement::from_string(backend, days_seed)).await?.rows_affected();
     db.execute_raw(sea_orm::Statement::from_string(backend, "ANALYZE".to_owned())).await?;
     db.close().await?;
-    eprintln!("seeded {inserted} hourly usage rows ({days} days) in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {inserted} hourly and {day_rows} daily usage rows ({days} days) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("USAGE_ROWS={inserted}");
+    println!("USAGE_DAY_ROWS={day_rows}");
     Ok(())
 }
 

@@ -150,9 +150,7 @@ impl Sweeper {
             if let Err(error) = outbox::prune(&self.store, self.store.now() - self.retention).await {
                 error.log_if_internal();
             }
-            if let Err(error) =
-                keys::meter::roll_up_and_prune(&self.store, self.store.now(), self.usage_retention_days).await
-            {
+            if let Err(error) = keys::meter::prune(&self.store, self.store.now(), self.usage_retention_days).await {
                 error.log_if_internal();
             }
         }

@@ -22,6 +22,7 @@ mod m20261204_000014_add_key_policies;
 mod m20261204_000015_add_usage;
 mod m20261204_000016_add_client_addresses;
 mod m20261205_000017_add_leaks;
+mod m20261205_000018_add_usage_day_sums;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000015_add_usage::Migration),
             Box::new(m20261204_000016_add_client_addresses::Migration),
             Box::new(m20261205_000017_add_leaks::Migration),
+            Box::new(m20261205_000018_add_usage_day_sums::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Upgrading a database: keys made before a migration keep working and get sensible values.
 use crate::helpers::{Auth, TestApp};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 /// Keys from before token renewal, expiry and last use existed get their creation time as their
@@ -13,9 +14,11 @@ async fn the_round_two_migrations_upgrade_existing_keys(app: &TestApp) {
     // The server stops first (an upgrade does not run under a live server's background jobs).
     app.kill_server().await;
     let db = app.db();
-    Migrator::down(db, Some(5))
+    // Down to where round one ended (nine migrations), so every later migration goes down and up.
+    let later = u32::try_from(Migrator::migrations().len() - 9).expect("a count");
+    Migrator::down(db, Some(later))
         .await
-        .expect("the renewal, expiry, last-use, events, index and policy migrations go down");
+        .expect("the renewal, expiry, last-use, events, index, policy, usage and leak migrations go down");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await; // created and updated times differ from now
     Migrator::up(db, None).await.expect("and up again");
     let (address, upgraded) = app.another_server().await;
@@ -34,4 +37,58 @@ async fn the_round_two_migrations_upgrade_existing_keys(app: &TestApp) {
     assert_eq!(auth.status(), 200);
 }
 
-crate::backend_tests!(the_round_two_migrations_upgrade_existing_keys);
+/// Usage counted before daily points were written with their hours: the upgrade adds the hours kept
+/// into their days (a day rolled up in part keeps its row and gets the rest), and going down takes
+/// them out again, leaving the rows as the earlier roll-up expects them.
+async fn usage_hours_kept_are_added_into_their_days(app: &TestApp) {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
+    let access: String = app
+        .scalar(format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'"))
+        .await;
+    let account: String = app.scalar(format!("SELECT account_id FROM key_access WHERE id = '{access}'")).await;
+    app.kill_server().await;
+    let db = app.db();
+    Migrator::down(db, Some(1)).await.expect("the day-sums migration goes down");
+    let run = |sql: String| async move {
+        db.execute_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.expect("ran");
+    };
+    // Before: day 0 had two hours left and a row rolled up from its others; day 1 only hours.
+    let day = 20_000 * 86_400_i64;
+    for (granularity, bucket, valid, forbidden) in
+        [(1, day + 3_600, 2, 1), (1, day + 7_200, 3, 0), (2, day, 10, 4), (1, day + 86_400, 5, 0)]
+    {
+        run(format!(
+            "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden) \
+             VALUES ('{access}', '{account}', {granularity}, {bucket}, {valid}, {forbidden})"
+        ))
+        .await;
+    }
+    let days = || async {
+        let sql = format!(
+            "SELECT bucket, valid, forbidden FROM key_usage WHERE access_id = '{access}' AND granularity = 2 ORDER BY bucket"
+        );
+        let rows =
+            db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.expect("read");
+        rows.iter()
+            .map(|row| {
+                let at: i64 = row.try_get_by_index(0).expect("bucket");
+                let valid: i64 = row.try_get_by_index(1).expect("valid");
+                let forbidden: i64 = row.try_get_by_index(2).expect("forbidden");
+                (at, valid, forbidden)
+            })
+            .collect::<Vec<_>>()
+    };
+    Migrator::up(db, None).await.expect("up");
+    assert_eq!(days().await, vec![(day, 15, 5), (day + 86_400, 5, 0)], "each day holds all its hours");
+    let hours: i64 =
+        app.scalar(format!("SELECT COUNT(*) FROM key_usage WHERE access_id = '{access}' AND granularity = 1")).await;
+    assert_eq!(hours, 3, "the hours stay until their retention");
+    Migrator::down(db, Some(1)).await.expect("down");
+    assert_eq!(days().await, vec![(day, 10, 4)], "down leaves the rolled-up row alone and drops the rest");
+    Migrator::up(db, None).await.expect("up again");
+    assert_eq!(days().await, vec![(day, 15, 5), (day + 86_400, 5, 0)]);
+}
+
+crate::backend_tests!(the_round_two_migrations_upgrade_existing_keys, usage_hours_kept_are_added_into_their_days);

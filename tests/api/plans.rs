@@ -203,16 +203,28 @@ async fn sqlite_is_built_with_a_stable_query_planner() {
 }
 
 /// The sweeper's retention round (events and finished webhook deliveries older than the retention
-/// period) finds its rows by time through an index instead of reading the tables whole, which it
+/// period, usage hours, days and client addresses past theirs) finds its rows by time through an index instead of reading the tables whole, which it
 /// did every round in a write transaction: as SQLite plans it, and on PostgreSQL with sequential
 /// scans discouraged (its tables here are too small for a plan of their own to mean anything).
 async fn the_retention_round_finds_old_rows_through_an_index(app: &TestApp) {
     let db = app.db();
     let backend = db.get_database_backend();
     let [deliveries, events] = appkeys::service::events::outbox::prune_statements(backend, chrono::Utc::now());
-    for (statement, tables) in
-        [(&deliveries, &["webhook_deliveries"][..]), (&events, &["key_events", "webhook_deliveries"][..])]
-    {
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
+    let [oldest_hour, hour, addresses, days] = appkeys::service::keys::meter::prune_statements(
+        backend,
+        day - 35 * 86_400,
+        day - 40 * 86_400,
+        day - 400 * 86_400,
+    );
+    for (statement, tables) in [
+        (&deliveries, &["webhook_deliveries"][..]),
+        (&events, &["key_events", "webhook_deliveries"][..]),
+        (&oldest_hour, &["key_usage"][..]),
+        (&hour, &["key_usage"][..]),
+        (&addresses, &["key_client_addresses"][..]),
+        (&days, &["key_usage"][..]),
+    ] {
         let plan = if backend == sea_orm::DatabaseBackend::Postgres {
             let txn = db.begin().await.expect("a transaction");
             txn.execute_raw(Statement::from_string(backend, "SET LOCAL enable_seqscan = off".to_owned()))

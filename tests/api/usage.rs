@@ -105,8 +105,21 @@ async fn every_outcome_is_counted_exactly_across_two_replicas(app: &TestApp) {
     assert_eq!(totals(app, &owner, &c).await, valid_and(json!({ "usageExceeded": 1 })));
     assert_eq!(totals(app, &owner, &i).await, json!({ "ipNotAllowed": 2 }));
     assert_eq!(totals(app, &owner, &d).await, json!({ "disabled": 2 }));
-    let rows: i64 = app.scalar("SELECT COUNT(*) FROM key_usage").await;
-    assert!(rows <= 10, "one row per key and hour on each replica at most: {rows}");
+    let hours: i64 = app.scalar("SELECT COUNT(*) FROM key_usage WHERE granularity = 1").await;
+    assert!(hours <= 10, "one row per key access and hour, whichever replica wrote: {hours}");
+    // Every count is added to its hour and to its day.
+    for column in
+        ["valid", "forbidden", "ip_not_allowed", "rate_limited", "usage_exceeded", "disabled", "invalid_token"]
+    {
+        let by = |granularity: i32| {
+            format!(
+                "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM key_usage WHERE granularity = {granularity}"
+            )
+        };
+        let (in_hours, in_days): (i64, i64) = (app.scalar(by(1)).await, app.scalar(by(2)).await);
+        assert_eq!(in_hours, in_days, "{column}: the days hold their hours");
+        assert!(column != "valid" || in_hours > 0);
+    }
     // A second flush adds: replicas' and flushes' counts are additive.
     assert_eq!(status(app, &b, &as_v, "").await, 200);
     b_state.auth.usage().flush(&b_state.store).await.expect("written");
@@ -254,33 +267,51 @@ async fn series_are_dense_across_a_day_and_a_month_end(app: &TestApp) {
     assert_eq!(refused.0["errors"][0]["extensions"]["field"], "to");
 }
 
+/// Each flush adds to an hour and to its day; hours older than 35 days go (their day holds them),
+/// days older than the retention go.
 async fn hours_roll_up_into_days_and_old_days_are_pruned(app: &TestApp) {
     let owner = app.owner().await;
     let role = app.restricted_role(&owner).await;
     let (key, token) = app.generate_key(&owner, None, &[role]).await;
     let as_key = Auth::key(&key, &token);
+    let used_at = app.store().now();
     for _ in 0..4 {
         assert_eq!(status(app, &app.address, &as_key, "").await, 200);
     }
-    let used_at = app.store().now();
     flush(app).await;
-    app.advance_clock(chrono::Duration::days(37));
-    let rolled = meter::roll_up_and_prune(app.store(), app.store().now(), 400).await.expect("a round");
-    assert!(rolled >= 1);
+    app.advance_clock(chrono::Duration::hours(1));
+    assert_eq!(status(app, &app.address, &as_key, "").await, 200);
+    flush(app).await;
+    let series = |granularity: &'static str| {
+        let key = key.clone();
+        async move {
+            let owner = app.owner().await;
+            let variables = json!({
+                "k": key,
+                "from": used_at - chrono::Duration::days(1),
+                "to": used_at + chrono::Duration::days(1),
+                "g": granularity,
+            });
+            let points = app.graphql(&owner, USAGE, variables).await.data("appKey.usage");
+            points.as_array().expect("points").iter().map(|p| p["valid"].as_u64().expect("n")).collect::<Vec<u64>>()
+        }
+    };
+    let hourly = series("HOUR").await;
+    assert_eq!(hourly.iter().filter(|n| **n > 0).copied().collect::<Vec<_>>(), vec![4, 1], "two hours");
+    let daily = series("DAY").await;
+    assert_eq!(daily.iter().sum::<u64>(), 5, "their days hold both flushes: {daily:?}");
+    app.advance_clock(chrono::Duration::days(33));
+    meter::prune(app.store(), app.store().now(), 400).await.expect("a round");
+    assert_eq!(series("HOUR").await, hourly, "hours younger than 35 days stay");
+    app.advance_clock(chrono::Duration::days(4));
+    let pruned = meter::prune(app.store(), app.store().now(), 400).await.expect("a round");
+    assert!(pruned >= 2, "{pruned}");
     let hours: i64 = app.scalar("SELECT COUNT(*) FROM key_usage WHERE granularity = 1").await;
-    assert_eq!(hours, 0, "hours older than 35 days are rolled up");
-    let owner = app.owner().await;
-    let variables = json!({
-        "k": key,
-        "from": used_at - chrono::Duration::days(1),
-        "to": used_at + chrono::Duration::days(1),
-        "g": "DAY",
-    });
-    let days = app.graphql(&owner, USAGE, variables).await.data("appKey.usage");
-    let total: u64 = days.as_array().expect("points").iter().map(|p| p["valid"].as_u64().expect("n")).sum();
-    assert_eq!(total, 4, "the roll-up keeps the totals");
+    assert_eq!(hours, 0, "hours older than 35 days are deleted");
+    assert_eq!(series("HOUR").await.iter().sum::<u64>(), 0, "an hourly series shows the hours kept");
+    assert_eq!(series("DAY").await, daily, "the days keep the totals");
     app.advance_clock(chrono::Duration::days(400));
-    meter::roll_up_and_prune(app.store(), app.store().now(), 400).await.expect("a round");
+    meter::prune(app.store(), app.store().now(), 400).await.expect("a round");
     let rows: i64 = app.scalar("SELECT COUNT(*) FROM key_usage").await;
     assert_eq!(rows, 0, "days older than the retention are pruned");
 }

@@ -1,9 +1,9 @@
-//! Usage: every decision about a key in an account counted by outcome per hour (written as
-//! additive upserts, so replicas and flushes add up), rolled up into days, kept for a while; and
+//! Usage: every decision about a key in an account counted by outcome per hour and per day
+//! (written as additive upserts to both, so replicas and flushes add up), kept for a while; and
 //! when each resource a key holds was last needed.
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::entity::{key_permission_use, key_usage};
@@ -125,12 +125,25 @@ pub async fn record(
     let txn = store.begin_write().await?;
     record_addresses(&*txn, store.backend(), addresses).await?;
     let chunk_size = if store.backend() == sea_orm::DatabaseBackend::Postgres { usize::MAX } else { CHUNK };
-    for chunk in hours.chunks(chunk_size) {
-        add_counts(
-            &*txn,
-            chunk.iter().map(|h| (h.access_id.as_str(), h.account_id.as_str(), Granularity::Hour, h.hour, h.counts)),
-        )
-        .await?;
+    // Each hour is added to its hour and to its day: a daily series reads a day's row, not its hours.
+    let mut days: BTreeMap<(&str, i64), (&str, Counts)> = BTreeMap::new();
+    for hour in hours {
+        let day = hour.hour.div_euclid(Granularity::Day.seconds()) * Granularity::Day.seconds();
+        add(
+            &mut days.entry((hour.access_id.as_str(), day)).or_insert((hour.account_id.as_str(), [0; 7])).1,
+            &hour.counts,
+        );
+    }
+    let rows: Vec<(&str, &str, Granularity, i64, Counts)> =
+        hours
+            .iter()
+            .map(|h| (h.access_id.as_str(), h.account_id.as_str(), Granularity::Hour, h.hour, h.counts))
+            .chain(days.iter().map(|((access_id, day), (account_id, counts))| {
+                (*access_id, *account_id, Granularity::Day, *day, *counts)
+            }))
+            .collect();
+    for chunk in rows.chunks(chunk_size) {
+        add_counts(&*txn, chunk.iter().copied()).await?;
     }
     if store.backend() == sea_orm::DatabaseBackend::Postgres {
         let rows = uses
@@ -450,9 +463,9 @@ fn add(into: &mut Counts, from: &Counts) {
 }
 
 /// The buckets from `from` to `to` (the bucket holding `from` up to the one holding `to`), as a dense
-/// series: a point per bucket, zero where nothing was counted. One statement sums the rows of the
-/// range per bucket of the series: a day sums its hours not rolled up yet and its daily row (whose
-/// bucket is the day's start). More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
+/// series: a point per bucket, zero where nothing was counted. One range read of the primary key:
+/// the rows of the granularity asked for (a day's row holds its hours, added as they were
+/// flushed). More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
 pub async fn series(
     store: &Store,
     access_id: &str,
@@ -472,9 +485,8 @@ pub async fn series(
     Ok(dense(first, last, step, &sums))
 }
 
-/// The statement of `series`: one key access's rows in `[from, until)` summed per bucket of
-/// `granularity` — a range of the primary key per kind of row read (hours, and days for a daily
-/// series).
+/// The statement of `series`: one key access's rows of `granularity` in `[from, until)`, a range of
+/// the primary key.
 fn series_rows(
     backend: sea_orm::DatabaseBackend,
     access_id: &str,
@@ -482,23 +494,17 @@ fn series_rows(
     from: i64,
     until: i64,
 ) -> folded::Folded {
-    let mut kinds = vec![Granularity::Hour as i16];
-    if granularity == Granularity::Day {
-        kinds.push(Granularity::Day as i16);
-    }
-    let bucket = Expr::cust(format!("(bucket - bucket % {})", granularity.seconds()));
     let mut select = key_usage::Entity::find()
         .filter(key_usage::Column::AccessId.eq(access_id))
-        .filter(key_usage::Column::Granularity.is_in(kinds))
+        .filter(key_usage::Column::Granularity.eq(granularity as i16))
         .filter(key_usage::Column::Bucket.gte(from))
         .filter(key_usage::Column::Bucket.lt(until))
         .select_only()
-        .column_as(bucket.clone(), "at");
-    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
-    for name in NAMES {
-        select = select.column_as(Expr::cust(format!("CAST(SUM({name}) AS BIGINT)")), name);
+        .column_as(key_usage::Column::Bucket, "at");
+    for (column, name) in COLUMNS.into_iter().zip(NAMES) {
+        select = select.column_as(column, name);
     }
-    let statement = sea_orm::QueryTrait::build(&select.group_by(bucket), backend);
+    let statement = sea_orm::QueryTrait::build(&select, backend);
     let columns = std::iter::once("at").chain(NAMES).map(folded::Column::plain).collect();
     folded::fold_keeping_rows(backend, statement, columns, None)
 }
@@ -611,14 +617,10 @@ pub async fn account_usage(
     first: usize,
 ) -> AppResult<AccountUsage> {
     let (first_bucket, last_bucket, step) = buckets(from, to, granularity)?;
-    let (totals, rows, by_access) = account_rows(store, account_id, from, to).await?;
+    let (totals, rows, by_access) = account_rows(store, account_id, granularity, first_bucket, last_bucket).await?;
     let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
     for row in &rows {
-        // An hourly series cannot split a rolled-up day: it shows the hours that are kept.
-        if granularity == Granularity::Hour && row.granularity != Granularity::Hour as i16 {
-            continue;
-        }
-        add(sums.entry(row.bucket.div_euclid(step) * step).or_default(), &counts_of(row));
+        add(sums.entry(row.bucket).or_default(), &counts_of(row));
     }
     let series = dense(first_bucket, last_bucket, step, &sums);
     let busiest: Vec<(String, Counts)> = by_access.into_iter().take(first).collect();
@@ -641,30 +643,20 @@ pub async fn account_usage(
     Ok(AccountUsage { totals, series, top_keys })
 }
 
-/// An account's rows over a range, their totals, and the totals per access row, busiest first.
+/// An account's rows of `granularity` from bucket `first` to bucket `last`, their totals, and the
+/// totals per access row, busiest first.
 async fn account_rows(
     store: &Store,
     account_id: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    granularity: Granularity,
+    first: i64,
+    last: i64,
 ) -> AppResult<(Counts, Vec<key_usage::Model>, Vec<(String, Counts)>)> {
     let rows = key_usage::Entity::find()
         .filter(key_usage::Column::AccountId.eq(account_id))
-        .filter(
-            sea_orm::Condition::any()
-                .add(
-                    sea_orm::Condition::all()
-                        .add(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
-                        .add(key_usage::Column::Bucket.gte(Granularity::Hour.bucket_of(from)))
-                        .add(key_usage::Column::Bucket.lte(Granularity::Hour.bucket_of(to))),
-                )
-                .add(
-                    sea_orm::Condition::all()
-                        .add(key_usage::Column::Granularity.eq(Granularity::Day as i16))
-                        .add(key_usage::Column::Bucket.gte(Granularity::Day.bucket_of(from)))
-                        .add(key_usage::Column::Bucket.lte(Granularity::Day.bucket_of(to))),
-                ),
-        )
+        .filter(key_usage::Column::Granularity.eq(granularity as i16))
+        .filter(key_usage::Column::Bucket.gte(first))
+        .filter(key_usage::Column::Bucket.lte(last))
         .all(store.db())
         .await?;
     let mut total = Counts::default();
@@ -679,72 +671,67 @@ async fn account_rows(
     Ok((total, rows, keys))
 }
 
-/// Lock id of the usage round (roll-up and retention), one replica at a time.
+/// Lock id of the usage round (retention), one replica at a time.
 const USAGE_LOCK_ID: i64 = 0x0061_7070_6b65_7905;
 /// Hourly points are kept this long, then only their day.
 pub const HOURLY_RETENTION_DAYS: i64 = 35;
 
-/// The sweeper's usage round: hours of days older than 35 days are added into their day (rolled
-/// up, not recomputed) and deleted, as are client addresses of those days; days older than
-/// `retention_days` are deleted. Returns the rows
-/// it rolled up and deleted.
-pub async fn roll_up_and_prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> AppResult<u64> {
+/// The sweeper's usage round: hours of days older than 35 days are deleted (their day already holds
+/// them: each flush adds to both), as are client addresses of those days; days older than
+/// `retention_days` are deleted. Hours go one hour at a time (one statement each, at most a row per
+/// key access), so no statement holds the database for long. Returns the rows it deleted.
+pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> AppResult<u64> {
     let Some(lease) = store.try_lease(USAGE_LOCK_ID).await? else {
         return Ok(0);
     };
+    let backend = store.backend();
+    let db = store.db();
     // Whole days only: the day holding the cut-off keeps its hours.
     let cutoff = Granularity::Day.bucket_of(now - chrono::Duration::days(HOURLY_RETENTION_DAYS));
+    let oldest_day = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
     let mut done = 0;
     loop {
-        let txn = store.begin_write().await?;
-        let hours = key_usage::Entity::find()
-            .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
-            .filter(key_usage::Column::Bucket.lt(cutoff))
-            .order_by_asc(key_usage::Column::Bucket)
-            .limit(CHUNK as u64)
-            .all(&*txn)
-            .await?;
-        if hours.is_empty() {
-            txn.commit_without_credential_change().await?;
+        let [oldest, ..] = prune_statements(backend, cutoff, 0, oldest_day);
+        let row = db.query_one_raw(oldest).await?;
+        let Some(hour) = row.map(|row| row.try_get_by_index::<Option<i64>>(0)).transpose()?.flatten() else {
             break;
-        }
-        let mut days: BTreeMap<(String, i64), (String, Counts)> = BTreeMap::new();
-        for hour in &hours {
-            let day = Granularity::Day.bucket_of(DateTime::from_timestamp(hour.bucket, 0).unwrap_or_default());
-            let entry = days
-                .entry((hour.access_id.clone(), day))
-                .or_insert_with(|| (hour.account_id.clone(), Counts::default()));
-            add(&mut entry.1, &counts_of(hour));
-        }
-        add_counts(
-            &*txn,
-            days.iter().map(|((access_id, day), (account_id, counts))| {
-                (access_id.as_str(), account_id.as_str(), Granularity::Day, *day, *counts)
-            }),
-        )
-        .await?;
-        for hour in &hours {
-            key_usage::Entity::delete_many()
-                .filter(key_usage::Column::AccessId.eq(hour.access_id.as_str()))
-                .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
-                .filter(key_usage::Column::Bucket.eq(hour.bucket))
-                .exec(&*txn)
-                .await?;
-        }
-        txn.commit_without_credential_change().await?;
-        done += hours.len() as u64;
+        };
+        let [_, hour, ..] = prune_statements(backend, cutoff, hour, oldest_day);
+        done += db.execute_raw(hour).await?.rows_affected();
     }
-    let addresses = crate::entity::key_client_address::Entity::delete_many()
-        .filter(crate::entity::key_client_address::Column::Day.lt(cutoff))
-        .exec(store.db())
-        .await?;
-    done += addresses.rows_affected;
-    let oldest = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
-    let pruned = key_usage::Entity::delete_many()
-        .filter(key_usage::Column::Granularity.eq(Granularity::Day as i16))
-        .filter(key_usage::Column::Bucket.lt(oldest))
-        .exec(store.db())
-        .await?;
+    let [_, _, addresses, days] = prune_statements(backend, cutoff, 0, oldest_day);
+    done += db.execute_raw(addresses).await?.rows_affected();
+    done += db.execute_raw(days).await?.rows_affected();
     lease.release().await?;
-    Ok(done + pruned.rows_affected)
+    Ok(done)
+}
+
+/// The statements of `prune`, each through an index: the oldest hour before `cutoff`, the deletion
+/// of one `hour`, of client addresses before `cutoff`, and of days before `oldest_day`.
+pub fn prune_statements(
+    backend: sea_orm::DatabaseBackend,
+    cutoff: i64,
+    hour: i64,
+    oldest_day: i64,
+) -> [sea_orm::Statement; 4] {
+    use crate::entity::key_client_address as kca;
+    use sea_orm::QueryTrait;
+    let is = |granularity: Granularity| key_usage::Column::Granularity.eq(granularity as i16);
+    [
+        key_usage::Entity::find()
+            .select_only()
+            .column_as(key_usage::Column::Bucket.min(), "oldest")
+            .filter(is(Granularity::Hour))
+            .filter(key_usage::Column::Bucket.lt(cutoff))
+            .build(backend),
+        key_usage::Entity::delete_many()
+            .filter(is(Granularity::Hour))
+            .filter(key_usage::Column::Bucket.eq(hour))
+            .build(backend),
+        kca::Entity::delete_many().filter(kca::Column::Day.lt(cutoff)).build(backend),
+        key_usage::Entity::delete_many()
+            .filter(is(Granularity::Day))
+            .filter(key_usage::Column::Bucket.lt(oldest_day))
+            .build(backend),
+    ]
 }
