@@ -420,22 +420,38 @@ async fn a_series_answers_as_field_by_field_resolution_would(app: &TestApp) {
          accountUsage(from: $from, to: $to, granularity: HOUR) {{ series {{ {selection} }} }} }} \
          fragment counts on UsagePoint {{ valid ipNotAllowed }}"
     );
+    // With an error beside it, the answer is reshaped before it is written (partial data); in a
+    // batch, each answer is written in a list.
+    let with_error =
+        query.replacen("accountUsage(", "gone: appKey(key: $k) { usage(from: $to, to: $from) { at } } accountUsage(", 1);
     let now = app.store().now();
-    for (hide, show) in [(true, false), (false, true)] {
+    for (hide, show, query, batch) in [
+        (true, false, &query, false),
+        (false, true, &query, false),
+        (true, true, &with_error, false),
+        (false, false, &query, true),
+    ] {
         let variables = json!({
             "k": key, "from": now - chrono::Duration::hours(30), "to": now, "hide": hide, "show": show,
         });
         // As text, so the order of each point's keys is compared too.
         let request = owner.apply(app.client.post(format!("{}/graphql", app.address)));
-        let body = json!({ "query": query, "variables": variables }).to_string();
+        let one = json!({ "query": query, "variables": variables });
+        let body = if batch { json!([one, one]).to_string() } else { one.to_string() };
         let text = request.header("content-type", "application/json").body(body).send().await.expect("sent");
         let text = text.text().await.expect("a body");
         // A point holds no list: each series' text ends at its first `]`.
         let array_after = |label: &str| text.split(label).nth(1).and_then(|t| t.split(']').next()).map(str::to_owned);
         let (one_pass_text, by_field_text) = (array_after("\"usage\":"), array_after("\"series\":"));
         assert!(one_pass_text.is_some() && one_pass_text == by_field_text, "hide: {hide}: {text}");
-        let answer = Gql(serde_json::from_str(&text).expect("JSON"));
-        let (one_pass, by_field) = (answer.data("appKey.usage"), answer.data("accountUsage.series"));
+        let mut answer: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        if batch {
+            assert_eq!(answer[0], answer[1], "{text}");
+            answer = answer[0].take();
+        }
+        assert_eq!(answer["errors"].is_array(), query.contains("gone:"), "{text}");
+        let (one_pass, by_field) =
+            (answer["data"]["appKey"]["usage"].clone(), answer["data"]["accountUsage"]["series"].clone());
         assert_eq!(one_pass, by_field, "hide: {hide}");
         let points = one_pass.as_array().expect("points");
         assert_eq!(points.len(), 31);
