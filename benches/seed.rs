@@ -85,7 +85,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `--usage-days N`: N days of hourly usage points for every key, ending this hour, and their
-/// daily points (two SQL statements on the database itself).
+/// daily points (two SQL statements on the database itself), stored in time order, as the flushes
+/// would have written them: an hour's rows of every key together, then the next hour's.
 async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let started = std::time::Instant::now();
@@ -104,7 +105,7 @@ async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
     let seed = format!(
         "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden, invalid_token) \
          SELECT a.id, a.account_id, 1, {this_hour} - 3600 * n.i, 1 + n.i % 7, n.i % 3, n.i % 11 \
-         FROM key_access a CROSS JOIN ({numbers}) n"
+         FROM key_access a CROSS JOIN ({numbers}) n ORDER BY n.i DESC, a.id"
     );
     let inserted = db.execute_raw(sea_orm::Statement::from_string(backend, seed)).await?.rows_affected();
     // Their days, as the flush writes them: each hour's counts are also added to its day.
@@ -112,7 +113,8 @@ async fn seed_usage(url: &str, days: i64) -> anyhow::Result<()> {
     let days_seed = format!(
         "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, forbidden, invalid_token) \
          SELECT access_id, MIN(account_id), 2, bucket - bucket % 86400, {sums} FROM key_usage \
-         WHERE granularity = 1 GROUP BY access_id, bucket - bucket % 86400"
+         WHERE granularity = 1 GROUP BY access_id, bucket - bucket % 86400 \
+         ORDER BY bucket - bucket % 86400, access_id"
     );
     let day_rows = db.execute_raw(sea_orm::Statement::from_string(backend, days_seed)).await?.rows_affected();
     db.execute_raw(sea_orm::Statement::from_string(backend, "ANALYZE".to_owned())).await?;

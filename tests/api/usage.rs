@@ -422,8 +422,11 @@ async fn a_series_answers_as_field_by_field_resolution_would(app: &TestApp) {
     );
     // With an error beside it, the answer is reshaped before it is written (partial data); in a
     // batch, each answer is written in a list.
-    let with_error =
-        query.replacen("accountUsage(", "gone: appKey(key: $k) { usage(from: $to, to: $from) { at } } accountUsage(", 1);
+    let with_error = query.replacen(
+        "accountUsage(",
+        "gone: appKey(key: $k) { usage(from: $to, to: $from) { at } } accountUsage(",
+        1,
+    );
     let now = app.store().now();
     for (hide, show, query, batch) in [
         (true, false, &query, false),

@@ -124,26 +124,28 @@ pub async fn record(
     }
     let txn = store.begin_write().await?;
     record_addresses(&*txn, store.backend(), addresses).await?;
-    let chunk_size = if store.backend() == sea_orm::DatabaseBackend::Postgres { usize::MAX } else { CHUNK };
     // Each hour is added to its hour and to its day: a daily series reads a day's row, not its hours.
-    let mut days: BTreeMap<(&str, i64), (&str, Counts)> = BTreeMap::new();
-    for hour in hours {
-        let day = hour.hour.div_euclid(Granularity::Day.seconds()) * Granularity::Day.seconds();
-        add(
-            &mut days.entry((hour.access_id.as_str(), day)).or_insert((hour.account_id.as_str(), [0; 7])).1,
-            &hour.counts,
-        );
-    }
-    let rows: Vec<(&str, &str, Granularity, i64, Counts)> =
-        hours
+    if store.backend() == sea_orm::DatabaseBackend::Postgres {
+        add_hours_and_days_pg(&*txn, hours).await?;
+    } else {
+        let mut days: BTreeMap<(&str, i64), (&str, Counts)> = BTreeMap::new();
+        for hour in hours {
+            let day = hour.hour.div_euclid(Granularity::Day.seconds()) * Granularity::Day.seconds();
+            add(
+                &mut days.entry((hour.access_id.as_str(), day)).or_insert((hour.account_id.as_str(), [0; 7])).1,
+                &hour.counts,
+            );
+        }
+        let rows: Vec<(&str, &str, Granularity, i64, Counts)> = hours
             .iter()
             .map(|h| (h.access_id.as_str(), h.account_id.as_str(), Granularity::Hour, h.hour, h.counts))
             .chain(days.iter().map(|((access_id, day), (account_id, counts))| {
                 (*access_id, *account_id, Granularity::Day, *day, *counts)
             }))
             .collect();
-    for chunk in rows.chunks(chunk_size) {
-        add_counts(&*txn, chunk.iter().copied()).await?;
+        for chunk in rows.chunks(CHUNK) {
+            add_counts(&*txn, chunk.iter().copied()).await?;
+        }
     }
     if store.backend() == sea_orm::DatabaseBackend::Postgres {
         let rows = uses
@@ -347,30 +349,51 @@ pub async fn client_addresses(
     Ok(list)
 }
 
-/// One additive upsert of buckets.
+/// PostgreSQL: adds counted hours to their hours and to their days in one statement, the rows sent
+/// once as one JSON parameter (`json_to_recordset`), each kind upserted in key order (two replicas
+/// flushing at once take their row locks in the same order).
+async fn add_hours_and_days_pg<C: ConnectionTrait>(db: &C, hours: &[CountedHour]) -> AppResult<()> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = hours
+        .iter()
+        .map(|h| {
+            let mut row = serde_json::json!({ "access_id": h.access_id, "account_id": h.account_id, "bucket": h.hour });
+            for (name, count) in NAMES.iter().zip(h.counts) {
+                row[*name] = count.into();
+            }
+            row
+        })
+        .collect();
+    let counts = NAMES.join(", ");
+    let typed = NAMES.iter().map(|name| format!("{name} bigint")).collect::<Vec<_>>().join(", ");
+    let sums = NAMES.iter().map(|name| format!("CAST(SUM({name}) AS BIGINT)")).collect::<Vec<_>>().join(", ");
+    let set = NAMES.iter().map(|n| format!("{n} = {}", added("key_usage", n))).collect::<Vec<_>>().join(", ");
+    let day = Granularity::Day.seconds();
+    let (hour_kind, day_kind) = (Granularity::Hour as i16, Granularity::Day as i16);
+    let sql = format!(
+        "WITH r AS (SELECT * FROM json_to_recordset($1::json) \
+           AS r(access_id text, account_id text, bucket bigint, {typed})), \
+         hours AS (INSERT INTO key_usage (access_id, account_id, granularity, bucket, {counts}) \
+           SELECT access_id, account_id, {hour_kind}, bucket, {counts} FROM r ORDER BY access_id, bucket \
+           ON CONFLICT (access_id, granularity, bucket) DO UPDATE SET {set}) \
+         INSERT INTO key_usage (access_id, account_id, granularity, bucket, {counts}) \
+           SELECT access_id, MIN(account_id), {day_kind}, bucket - bucket % {day}, {sums} FROM r \
+           GROUP BY access_id, bucket - bucket % {day} ORDER BY access_id, bucket - bucket % {day} \
+         ON CONFLICT (access_id, granularity, bucket) DO UPDATE SET {set}"
+    );
+    let rows = serde_json::Value::Array(rows).to_string();
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, [rows.into()]))
+        .await?;
+    Ok(())
+}
+
+/// SQLite: one additive upsert of buckets (PostgreSQL: `add_hours_and_days_pg`).
 async fn add_counts<'a, C: ConnectionTrait>(
     db: &C,
     rows: impl Iterator<Item = (&'a str, &'a str, Granularity, i64, Counts)>,
 ) -> AppResult<()> {
-    if is_postgres(db) {
-        let rows: Vec<serde_json::Value> = rows
-            .map(|(access_id, account_id, granularity, bucket, counts)| {
-                let mut row = serde_json::json!({
-                    "access_id": access_id, "account_id": account_id,
-                    "granularity": granularity as i16, "bucket": bucket,
-                });
-                for (name, count) in NAMES.iter().zip(counts) {
-                    row[*name] = count.into();
-                }
-                row
-            })
-            .collect();
-        let mut columns =
-            vec![("access_id", "text"), ("account_id", "text"), ("granularity", "smallint"), ("bucket", "bigint")];
-        columns.extend(NAMES.iter().map(|name| (*name, "bigint")));
-        let set = NAMES.iter().map(|n| format!("{n} = {}", added("key_usage", n))).collect::<Vec<_>>().join(", ");
-        return upsert_json(db, "key_usage", &columns, "access_id, granularity, bucket", &set, rows).await;
-    }
     let mut insert = Query::insert();
     insert.into_table(key_usage::Entity).columns(
         [
@@ -427,10 +450,6 @@ async fn upsert_json<C: ConnectionTrait>(
     db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, [rows.into()]))
         .await?;
     Ok(())
-}
-
-fn is_postgres<C: ConnectionTrait>(db: &C) -> bool {
-    db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
 }
 
 /// One point of a usage series.
