@@ -192,8 +192,8 @@ pub struct Settings {
     /// adds its own; a graceful stop writes the rest).
     #[arg(long, env = "APPKEYS_USAGE_FLUSH_SECS", default_value_t = 60)]
     pub usage_flush_secs: u64,
-    /// How long daily usage points are kept, in days (hourly points: 35 days, then rolled up into
-    /// their day).
+    /// How long daily usage points are kept, in days (hourly points: 35 days; each flush adds to
+    /// an hour and to its day).
     #[arg(long, env = "APPKEYS_USAGE_RETENTION_DAYS", default_value_t = 400)]
     pub usage_retention_days: u32,
     /// How often the sweeper deactivates keys unused for longer than their account allows, in seconds.

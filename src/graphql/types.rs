@@ -918,9 +918,10 @@ impl UsagePoint {
 }
 
 /// A key's usage series (`[UsagePoint!]!`), resolved in one pass: the points' selection is read
-/// once and written out for every point. Resolved field by field, as any list is, a 400-point series
-/// cost several times the rest of its request. `@skip` and `@include` are already applied to the
-/// document when it runs; every field of `UsagePoint` is a plain value.
+/// once and every point written out as JSON text with it, answered as a raw value. Resolved field by
+/// field, as any list is, a 400-point series cost several times the rest of its request. `@skip` and
+/// `@include` are already applied to the document when it runs; every field of `UsagePoint` is a
+/// plain value. A test holds its text equal to field-by-field resolution (`accountUsage.series`).
 pub struct UsageSeries(pub Vec<UsagePoint>);
 
 /// What one selected field of a point shows.
@@ -1055,7 +1056,8 @@ pub struct PermissionUsage {
 /// An account's usage over a range: totals, a series, and the busiest keys.
 #[derive(SimpleObject)]
 pub struct AccountUsage {
-    /// Every decision about the account's keys in the range, by outcome (`at`: the range's start).
+    /// Every decision about the account's keys in the range, by outcome (`at`: the range's start):
+    /// the sum of the series' points (hourly: the hours kept, 35 days).
     pub totals: UsagePoint,
     /// The same, per bucket of the granularity asked for (zero points included).
     pub series: Vec<UsagePoint>,

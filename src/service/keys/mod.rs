@@ -6,7 +6,7 @@
 //! - `renewal`: renewing a key's token, finishing and undoing a renewal;
 //! - `authenticate`: whether a key and token may act on an account, as a plain `KeyGrant`;
 //! - `usage`: last uses and deactivating unused keys; `announce`: the time-based key events;
-//! - `meter`: decisions counted by outcome per hour and day, permission use, roll-up and retention;
+//! - `meter`: decisions counted by outcome per hour and day (each flush adds to both), permission use, retention;
 //! - `policy`: a key's policy in an account, its credits charged, refilled and announced;
 //! - `settings`: an account's key settings; `export`: the CSV and XLSX exports.
 //!
