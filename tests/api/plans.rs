@@ -211,12 +211,9 @@ async fn the_retention_round_finds_old_rows_through_an_index(app: &TestApp) {
     let backend = db.get_database_backend();
     let [deliveries, events] = appkeys::service::events::outbox::prune_statements(backend, chrono::Utc::now());
     let day = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
-    let [oldest_hour, hour, addresses, days] = appkeys::service::keys::meter::prune_statements(
-        backend,
-        day - 35 * 86_400,
-        day - 40 * 86_400,
-        day - 400 * 86_400,
-    );
+    let [oldest_hour, addresses, days] =
+        appkeys::service::keys::meter::prune_statements(backend, day - 35 * 86_400, day - 400 * 86_400);
+    let hour = appkeys::service::keys::meter::hour_deletion(backend, day - 40 * 86_400);
     for (statement, tables) in [
         (&deliveries, &["webhook_deliveries"][..]),
         (&events, &["key_events", "webhook_deliveries"][..]),

@@ -708,17 +708,15 @@ pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Ap
     // Whole days only: the day holding the cut-off keeps its hours.
     let cutoff = Granularity::Day.bucket_of(now - chrono::Duration::days(HOURLY_RETENTION_DAYS));
     let oldest_day = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
+    let [oldest_hour, addresses, days] = prune_statements(backend, cutoff, oldest_day);
     let mut done = 0;
     loop {
-        let [oldest, ..] = prune_statements(backend, cutoff, 0, oldest_day);
-        let row = db.query_one_raw(oldest).await?;
+        let row = db.query_one_raw(oldest_hour.clone()).await?;
         let Some(hour) = row.map(|row| row.try_get_by_index::<Option<i64>>(0)).transpose()?.flatten() else {
             break;
         };
-        let [_, hour, ..] = prune_statements(backend, cutoff, hour, oldest_day);
-        done += db.execute_raw(hour).await?.rows_affected();
+        done += db.execute_raw(hour_deletion(backend, hour)).await?.rows_affected();
     }
-    let [_, _, addresses, days] = prune_statements(backend, cutoff, 0, oldest_day);
     done += db.execute_raw(addresses).await?.rows_affected();
     done += db.execute_raw(days).await?.rows_affected();
     lease.release().await?;
@@ -726,31 +724,31 @@ pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Ap
 }
 
 /// The statements of `prune`, each through an index: the oldest hour before `cutoff`, the deletion
-/// of one `hour`, of client addresses before `cutoff`, and of days before `oldest_day`.
-pub fn prune_statements(
-    backend: sea_orm::DatabaseBackend,
-    cutoff: i64,
-    hour: i64,
-    oldest_day: i64,
-) -> [sea_orm::Statement; 4] {
+/// of client addresses before `cutoff`, and of days before `oldest_day` (an hour's deletion:
+/// `hour_deletion`).
+pub fn prune_statements(backend: sea_orm::DatabaseBackend, cutoff: i64, oldest_day: i64) -> [sea_orm::Statement; 3] {
     use crate::entity::key_client_address as kca;
     use sea_orm::QueryTrait;
-    let is = |granularity: Granularity| key_usage::Column::Granularity.eq(granularity as i16);
     [
         key_usage::Entity::find()
             .select_only()
             .column_as(key_usage::Column::Bucket.min(), "oldest")
-            .filter(is(Granularity::Hour))
+            .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
             .filter(key_usage::Column::Bucket.lt(cutoff))
-            .build(backend),
-        key_usage::Entity::delete_many()
-            .filter(is(Granularity::Hour))
-            .filter(key_usage::Column::Bucket.eq(hour))
             .build(backend),
         kca::Entity::delete_many().filter(kca::Column::Day.lt(cutoff)).build(backend),
         key_usage::Entity::delete_many()
-            .filter(is(Granularity::Day))
+            .filter(key_usage::Column::Granularity.eq(Granularity::Day as i16))
             .filter(key_usage::Column::Bucket.lt(oldest_day))
             .build(backend),
     ]
+}
+
+/// `prune`'s deletion of one hour's rows (every key access's), through an index.
+pub fn hour_deletion(backend: sea_orm::DatabaseBackend, hour: i64) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    key_usage::Entity::delete_many()
+        .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
+        .filter(key_usage::Column::Bucket.eq(hour))
+        .build(backend)
 }
