@@ -1024,7 +1024,7 @@ impl OutputType for UsageSeries {
                     // As the `DateTime` scalar writes it (RFC 3339: digits, `-`, `:`, `T`, `+`).
                     PointField::At => {
                         json.push('"');
-                        json.push_str(&point.at.to_rfc3339());
+                        push_rfc3339(&mut json, &point.at);
                         json.push('"');
                     }
                     PointField::Count(i) => json.push_str(number.format(counts[*i])),
@@ -1039,6 +1039,34 @@ impl OutputType for UsageSeries {
         )]);
         Ok(Value::Object(raw))
     }
+}
+
+/// Writes `at` as `DateTime::to_rfc3339` does (the `DateTime` scalar's text), without its
+/// allocation: a bucket's start has whole seconds in a four-digit year, anything else goes the long way.
+fn push_rfc3339(into: &mut String, at: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    fn push_digits(into: &mut String, value: u32, width: usize) {
+        let mut buffer = [b'0'; 4];
+        let mut value = value;
+        for slot in buffer[..width].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        into.extend(buffer[..width].iter().map(|&digit| char::from(digit)));
+    }
+    let year = at.year();
+    if at.nanosecond() != 0 || !(0..=9999).contains(&year) {
+        into.push_str(&at.to_rfc3339());
+        return;
+    }
+    push_digits(into, year.unsigned_abs(), 4);
+    for (separator, value) in
+        [('-', at.month()), ('-', at.day()), ('T', at.hour()), (':', at.minute()), (':', at.second())]
+    {
+        into.push(separator);
+        push_digits(into, value, 2);
+    }
+    into.push_str("+00:00");
 }
 
 /// A resource the key holds here, when one of its requests last needed it, and the roles that grant it.
@@ -1084,4 +1112,32 @@ pub struct ClientAddress {
     pub count: u64,
     /// Its latest valid request.
     pub last_seen_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_rfc3339;
+    use chrono::{DateTime, TimeZone, Utc};
+
+    fn written(at: DateTime<Utc>) -> String {
+        let mut text = String::new();
+        push_rfc3339(&mut text, &at);
+        text
+    }
+
+    #[test]
+    fn a_point_time_is_written_as_the_date_time_scalar_writes_it() {
+        let times = [
+            Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(5, 3, 7, 9, 8, 1).unwrap(),
+            Utc.with_ymd_and_hms(2026, 6, 1, 12, 30, 0).unwrap() + chrono::Duration::milliseconds(250),
+        ];
+        for at in times {
+            assert_eq!(written(at), at.to_rfc3339(), "{at:?}");
+        }
+    }
 }
