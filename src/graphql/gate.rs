@@ -1,7 +1,7 @@
 //! The gate's view of a key in the request's account: its policy (`AppKey.policy`,
 //! `setAppKeyPolicy`) and its usage (`AppKey.usage`, `AppKey.permissionUsage`, `accountUsage`).
 //! The types, and the input `generateAppKey` takes, are in `types`.
-use async_graphql::{ComplexObject, Context, Object, Result};
+use async_graphql::{ComplexObject, Context, InputType, Object, Result, SelectionField, Value};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -14,6 +14,41 @@ use crate::domain::Resource as R;
 use crate::error::AppError;
 use crate::service::keys::{meter, policy};
 use crate::state::AppState;
+
+/// The range of `usage` when it is all that a selection of `appKey` asks for (beside `__typename`):
+/// the usage chart's query. Then `appKey` reads the key and its usage in one statement
+/// (`meter::series_of_key`) instead of the key's whole row and then its usage. Anything else
+/// selected, a second `usage`, arguments that do not parse or a range `usage` refuses: `None`, and
+/// the key is read whole (so an error is the field's own, at its path). Fragments are flattened
+/// here; `@skip` and `@include` were applied before the document runs.
+pub(super) fn usage_alone(ctx: &Context<'_>) -> Option<meter::SeriesRange> {
+    let mut range = None;
+    for field in ctx.field().selection_set() {
+        match field.name() {
+            "__typename" => {}
+            "usage" if range.is_none() => range = Some(usage_range(&field)?),
+            _ => return None,
+        }
+    }
+    range
+}
+
+/// The range a selected `usage` field's arguments ask for, if they parse and make one.
+fn usage_range(field: &SelectionField<'_>) -> Option<meter::SeriesRange> {
+    fn parsed<T: InputType>(value: Value) -> Option<T> {
+        T::parse(Some(value)).ok()
+    }
+    let (mut from, mut to, mut granularity) = (None, None, UsageGranularity::default());
+    for (name, value) in field.arguments().ok()? {
+        match name.as_str() {
+            "from" => from = Some(parsed::<DateTime<Utc>>(value)?),
+            "to" => to = Some(parsed::<DateTime<Utc>>(value)?),
+            "granularity" => granularity = parsed(value)?,
+            _ => return None,
+        }
+    }
+    meter::SeriesRange::new(from?, to?, granularity.into()).ok()
+}
 
 #[ComplexObject]
 impl AppKey {
@@ -35,9 +70,12 @@ impl AppKey {
         #[graphql(desc = "The last bucket is the one holding this instant.")] to: DateTime<Utc>,
         #[graphql(desc = "HOUR (kept 35 days) or DAY.", default)] granularity: UsageGranularity,
     ) -> Result<UsageSeries> {
+        let range = meter::SeriesRange::new(from, to, granularity.into())?;
+        if let Some(read) = self.usage_read.as_deref().filter(|read| read.range == range) {
+            return Ok(UsageSeries::of(&read.points));
+        }
         let state = ctx.data::<AppState>()?;
-        let points = meter::series(&state.store, &self.access_id, from, to, granularity.into()).await?;
-        Ok(UsageSeries(points.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect()))
+        Ok(UsageSeries::of(&meter::series(&state.store, &self.access_id, range).await?))
     }
 
     /// The client addresses its valid requests here came from in the last `days` days (1–35,
@@ -116,8 +154,8 @@ impl GateQuery {
             .ok()
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| AppError::bad_input("first", "first is from 1 to 100"))?;
-        let usage =
-            meter::account_usage(&state.store, &principal.account_id, from, to, granularity.into(), first).await?;
+        let range = meter::SeriesRange::new(from, to, granularity.into())?;
+        let usage = meter::account_usage(&state.store, &principal.account_id, range, first).await?;
         Ok(AccountUsage {
             totals: UsagePoint::of(from, &usage.totals),
             series: usage.series.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect(),

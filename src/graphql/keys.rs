@@ -7,7 +7,7 @@ use super::page_complexity;
 use super::types::{
     connection, local_ids, AddExternalAppKeyInput, AppKey, AppKeyFilter, AppKeyOrder, AppKeySettings,
     AppKeySettingsInput, ExportDownload, ExportFormat, GenerateAppKeyInput, GeneratedAppKey, NodeKind, Page,
-    RenewAppKeyTokenInput, RenewedAppKeyToken,
+    RenewAppKeyTokenInput, RenewedAppKeyToken, UsageRead,
 };
 use crate::domain::Resource as R;
 use crate::service::keys::export;
@@ -114,6 +114,13 @@ impl KeyQuery {
     ) -> Result<Option<AppKey>> {
         let state = ctx.data::<AppState>()?;
         let principal = principal(ctx)?;
+        if let Some(range) = super::gate::usage_alone(ctx) {
+            let value = crate::domain::AppKeyValue::parse(&key).map_err(|e| e.at("key"))?;
+            let found = keys::meter::series_of_key(&state.store, &principal.account_id, value.as_str(), range).await?;
+            return Ok(found.map(|(access_id, points)| {
+                AppKey::usage_alone(access_id, value.as_str().to_owned(), UsageRead { range, points })
+            }));
+        }
         let who = keys::Lister {
             account_id: &principal.account_id,
             account_name: &principal.account_name,

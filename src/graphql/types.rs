@@ -237,6 +237,47 @@ pub struct AppKey {
     pub deactivation_reason: Option<DeactivationReason>,
     /// The last leak reported of the key's token (its owner account only); null when none was.
     pub leak: Option<KeyLeak>,
+    /// Its usage, when `appKey` read it with the key (`gate::usage_alone`).
+    #[graphql(skip)]
+    pub usage_read: Option<std::sync::Arc<UsageRead>>,
+}
+
+/// A key's usage over one range, read in the statement that found the key.
+pub struct UsageRead {
+    pub range: meter::SeriesRange,
+    pub points: Vec<meter::UsagePoint>,
+}
+
+impl AppKey {
+    /// The key as `appKey` answers a selection of its usage alone (`gate::usage_alone`): its access
+    /// row and the usage read with it. Nothing else of the key was read, and nothing else is
+    /// resolved from it: any other field selected takes the whole key's path.
+    pub fn usage_alone(access_id: String, key: String, read: UsageRead) -> Self {
+        Self {
+            access_id,
+            id: ID::default(),
+            key,
+            key_type: AppKeyType::Internal,
+            account: String::new(),
+            label: None,
+            status: AppKeyStatus::Active,
+            roles: Vec::new(),
+            created_at: DateTime::UNIX_EPOCH,
+            has_access: false,
+            token_created_at: DateTime::UNIX_EPOCH,
+            renewal: None,
+            renewal_alert: RenewalAlert::None,
+            expires_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            last_used_user_agent: None,
+            created_by: None,
+            updated_at: DateTime::UNIX_EPOCH,
+            deactivation_reason: None,
+            leak: None,
+            usage_read: Some(std::sync::Arc::new(read)),
+        }
+    }
 }
 
 impl From<AppKeyView> for AppKey {
@@ -263,6 +304,7 @@ impl From<AppKeyView> for AppKey {
             updated_at: k.updated_at,
             deactivation_reason: k.deactivation_reason.map(Into::into),
             leak: k.leak.map(|leak| KeyLeak { at: leak.at, url: leak.url, source: leak.source }),
+            usage_read: None,
         }
     }
 }
@@ -933,6 +975,10 @@ enum PointField {
 }
 
 impl UsageSeries {
+    pub fn of(points: &[meter::UsagePoint]) -> Self {
+        Self(points.iter().map(|p| UsagePoint::of(p.at, &p.counts)).collect())
+    }
+
     /// The response keys and fields a point's selection asks for, in order (fragments flattened).
     fn plan(
         ctx: &async_graphql::ContextSelectionSet<'_>,

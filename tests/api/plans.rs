@@ -274,8 +274,30 @@ async fn a_keys_usage_series_is_one_range_read(app: &TestApp) {
     db.execute_raw(Statement::from_string(backend, seed)).await.expect("usage seeded");
     db.execute_raw(Statement::from_string(backend, "ANALYZE".to_owned())).await.expect("ANALYZE");
     let access_id: String = app.scalar("SELECT id FROM key_access ORDER BY id LIMIT 1").await;
-    let statement = appkeys::service::keys::meter::series_statement(backend, &access_id, chrono::Utc::now());
-    let plan = if backend == sea_orm::DatabaseBackend::Postgres {
+    let account_id: String = app.scalar(format!("SELECT account_id FROM key_access WHERE id = '{access_id}'")).await;
+    let key: String = app
+        .scalar(format!(
+            "SELECT k.key FROM app_keys k JOIN key_access a ON a.app_key_id = k.id WHERE a.id = '{access_id}'"
+        ))
+        .await;
+    let now = chrono::Utc::now();
+    let by_access = appkeys::service::keys::meter::series_statement(backend, &access_id, now);
+    // `appKey(key) { usage }` alone: the key found by its value, its usage rows beside it.
+    let with_key = appkeys::service::keys::meter::key_series_statement(backend, &account_id, &key, now);
+    for statement in [by_access, with_key] {
+        let plan = usage_plan(app, &statement).await;
+        assert!(
+            !plan.contains("Seq Scan on key_usage") && !plan.contains("SCAN key_usage"),
+            "reads all of key_usage:\n{plan}"
+        );
+        assert!(!plan.contains("Sort"), "no sort: the key's order is the series' order\n{plan}");
+    }
+}
+
+/// The plan of a statement reading `key_usage`, which must read it as one range of its primary key.
+async fn usage_plan(app: &TestApp, statement: &Statement) -> String {
+    let db = app.db();
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         let txn = db.begin().await.expect("a transaction");
         let explain = Statement { sql: format!("EXPLAIN {}", statement.sql), ..statement.clone() };
         let plan = lines(&txn.query_all_raw(explain).await.expect("EXPLAIN runs"));
@@ -295,12 +317,7 @@ async fn a_keys_usage_series_is_one_range_read(app: &TestApp) {
         let range = "access_id=? AND granularity=? AND bucket>? AND bucket<?";
         assert!(plan.contains("SEARCH key_usage USING") && plan.contains(range), "{plan}");
         plan
-    };
-    assert!(
-        !plan.contains("Seq Scan on key_usage") && !plan.contains("SCAN key_usage"),
-        "reads all of key_usage:\n{plan}"
-    );
-    assert!(!plan.contains("Sort"), "no sort: the key's order is the series' order\n{plan}");
+    }
 }
 
 crate::backend_tests!(the_retention_round_finds_old_rows_through_an_index, a_keys_usage_series_is_one_range_read);

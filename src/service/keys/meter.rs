@@ -463,16 +463,15 @@ pub struct UsagePoint {
 pub const MAX_POINTS: i64 = 1000;
 
 fn counts_of(row: &key_usage::Model) -> Counts {
-    let c = |v: i64| u64::try_from(v).unwrap_or(0);
-    [
-        c(row.valid),
-        c(row.forbidden),
-        c(row.ip_not_allowed),
-        c(row.rate_limited),
-        c(row.usage_exceeded),
-        c(row.disabled),
-        c(row.invalid_token),
-    ]
+    stored_counts([
+        row.valid,
+        row.forbidden,
+        row.ip_not_allowed,
+        row.rate_limited,
+        row.usage_exceeded,
+        row.disabled,
+        row.invalid_token,
+    ])
 }
 
 fn add(into: &mut Counts, from: &Counts) {
@@ -481,27 +480,89 @@ fn add(into: &mut Counts, from: &Counts) {
     }
 }
 
-/// The buckets from `from` to `to` (the bucket holding `from` up to the one holding `to`), as a dense
-/// series: a point per bucket, zero where nothing was counted. One range read of the primary key:
-/// the rows of the granularity asked for (a day's row holds its hours, added as they were
-/// flushed). More than `MAX_POINTS`: `BAD_USER_INPUT` on `to`.
-pub async fn series(
-    store: &Store,
-    access_id: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+/// The buckets a series spans, checked: from the one holding `from` to the one holding `to`, at
+/// most `MAX_POINTS` of one granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRange {
+    first: i64,
+    last: i64,
     granularity: Granularity,
-) -> AppResult<Vec<UsagePoint>> {
-    let (first, last, step) = buckets(from, to, granularity)?;
-    let folded = series_rows(store.backend(), access_id, granularity, first, last + step);
+}
+
+impl SeriesRange {
+    /// `BAD_USER_INPUT` on `to` when it ends before it starts or would have more than `MAX_POINTS`
+    /// points.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, granularity: Granularity) -> AppResult<Self> {
+        if to < from {
+            return Err(AppError::bad_input("to", "to is before from"));
+        }
+        let step = granularity.seconds();
+        let (first, last) = (granularity.bucket_of(from), granularity.bucket_of(to));
+        if (last - first) / step + 1 > MAX_POINTS {
+            return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
+        }
+        Ok(Self { first, last, granularity })
+    }
+
+    /// The first bucket and the one after the last: the range of `bucket` read.
+    fn bounds(&self) -> (i64, i64) {
+        (self.first, self.last + self.granularity.seconds())
+    }
+
+    /// A point for every bucket, zero where `sums` has none.
+    fn dense(&self, sums: &BTreeMap<i64, Counts>) -> Vec<UsagePoint> {
+        let step = self.granularity.seconds();
+        (0..=(self.last - self.first) / step)
+            .map(|i| {
+                let bucket = self.first + i * step;
+                UsagePoint {
+                    at: DateTime::from_timestamp(bucket, 0).unwrap_or_default(),
+                    counts: sums.get(&bucket).copied().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One key access's usage over `range` as a dense series: a point per bucket, zero where nothing
+/// was counted. One range read of the primary key: the rows of the granularity asked for (a day's
+/// row holds its hours, added as they were flushed).
+pub async fn series(store: &Store, access_id: &str, range: SeriesRange) -> AppResult<Vec<UsagePoint>> {
+    let (from, until) = range.bounds();
+    let folded = series_rows(store.backend(), access_id, range.granularity, from, until);
     type Row = (i64, i64, i64, i64, i64, i64, i64, i64);
     let rows: Vec<Row> = folded::fetch_from(store, &folded).await?;
-    let c = |v: i64| u64::try_from(v).unwrap_or(0);
+    let sums =
+        rows.into_iter().map(|(bucket, a, b, d, e, f, g, h)| (bucket, stored_counts([a, b, d, e, f, g, h]))).collect();
+    Ok(range.dense(&sums))
+}
+
+/// `series` of the key with this value as `account_id` knows it (its own, or one it added: as
+/// `appKey(key)` finds it) and its access id, read in one statement with the key. `None` when the
+/// account does not know the key.
+pub async fn series_of_key(
+    store: &Store,
+    account_id: &str,
+    key: &str,
+    range: SeriesRange,
+) -> AppResult<Option<(String, Vec<UsagePoint>)>> {
+    let (from, until) = range.bounds();
+    let folded = key_series_rows(store.backend(), account_id, key, range.granularity, from, until);
+    type Row = (String, Option<i64>, i64, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = folded::fetch_from(store, &folded).await?;
+    let Some(access_id) = rows.first().map(|row| row.0.clone()) else {
+        return Ok(None);
+    };
     let sums: BTreeMap<i64, Counts> = rows
         .into_iter()
-        .map(|(bucket, a, b, d, e, f, g, h)| (bucket, [c(a), c(b), c(d), c(e), c(f), c(g), c(h)]))
+        .filter_map(|(_, bucket, a, b, d, e, f, g, h)| Some((bucket?, stored_counts([a, b, d, e, f, g, h]))))
         .collect();
-    Ok(dense(first, last, step, &sums))
+    Ok(Some((access_id, range.dense(&sums))))
+}
+
+/// A bucket's counts as stored (never negative; a negative one would read as zero).
+fn stored_counts(columns: [i64; 7]) -> Counts {
+    columns.map(|v| u64::try_from(v).unwrap_or(0))
 }
 
 /// The statement of `series`: one key access's rows of `granularity` in `[from, until)`, a range of
@@ -528,31 +589,44 @@ fn series_rows(
     folded::fold_keeping_rows(backend, statement, columns, None)
 }
 
-/// The first and last bucket of a series from `from` to `to`, and its step; `BAD_USER_INPUT` on
-/// `to` when it ends before it starts or would have more than `MAX_POINTS` points.
-fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, granularity: Granularity) -> AppResult<(i64, i64, i64)> {
-    if to < from {
-        return Err(AppError::bad_input("to", "to is before from"));
+/// The statement of `series_of_key`: the key's access row in the account (found through the key's
+/// value, as `appKey(key)` finds it), left-joined to its usage rows of `granularity` in
+/// `[from, until)` (a range of `key_usage`'s primary key): one row of nulls when there are none.
+fn key_series_rows(
+    backend: sea_orm::DatabaseBackend,
+    account_id: &str,
+    key: &str,
+    granularity: Granularity,
+    from: i64,
+    until: i64,
+) -> folded::Folded {
+    use crate::entity::{app_key, key_access};
+    use sea_orm::sea_query::{Condition, ExprTrait};
+    let usage = |column: key_usage::Column| Expr::col((key_usage::Entity, column));
+    let in_range = Condition::all()
+        .add(usage(key_usage::Column::AccessId).equals((key_access::Entity, key_access::Column::Id)))
+        .add(usage(key_usage::Column::Granularity).eq(granularity as i16))
+        .add(usage(key_usage::Column::Bucket).gte(from))
+        .add(usage(key_usage::Column::Bucket).lt(until));
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::col((key_access::Entity, key_access::Column::Id)), "access")
+        .expr_as(usage(key_usage::Column::Bucket), "at");
+    for (column, name) in COLUMNS.into_iter().zip(NAMES) {
+        select.expr_as(usage(column).if_null(0), name);
     }
-    let step = granularity.seconds();
-    let (first, last) = (granularity.bucket_of(from), granularity.bucket_of(to));
-    if (last - first) / step + 1 > MAX_POINTS {
-        return Err(AppError::bad_input("to", format!("at most {MAX_POINTS} points per call: narrow the range")));
-    }
-    Ok((first, last, step))
-}
-
-/// A point for every bucket from `first` to `last`, zero where `sums` has none.
-fn dense(first: i64, last: i64, step: i64, sums: &BTreeMap<i64, Counts>) -> Vec<UsagePoint> {
-    (0..=(last - first) / step)
-        .map(|i| {
-            let bucket = first + i * step;
-            UsagePoint {
-                at: DateTime::from_timestamp(bucket, 0).unwrap_or_default(),
-                counts: sums.get(&bucket).copied().unwrap_or_default(),
-            }
-        })
-        .collect()
+    select
+        .from(key_access::Entity)
+        .inner_join(
+            app_key::Entity,
+            Expr::col((app_key::Entity, app_key::Column::Id))
+                .equals((key_access::Entity, key_access::Column::AppKeyId)),
+        )
+        .left_join(key_usage::Entity, in_range)
+        .and_where(Expr::col((key_access::Entity, key_access::Column::AccountId)).eq(account_id))
+        .and_where(Expr::col((app_key::Entity, app_key::Column::Key)).eq(key));
+    let columns = ["access", "at"].into_iter().chain(NAMES).map(folded::Column::plain).collect();
+    folded::fold_keeping_rows(backend, backend.build(&select), columns, None)
 }
 
 /// The statement of a 400-day daily series (as `series` reads it where rows are read as they are),
@@ -564,6 +638,18 @@ pub fn series_statement(
 ) -> sea_orm::Statement {
     let to = Granularity::Day.bucket_of(until);
     series_rows(backend, access_id, Granularity::Day, to - 400 * 86_400, to).rows().clone()
+}
+
+/// The statement of a 400-day daily series read with its key (as `series_of_key` reads it where rows
+/// are read as they are), for the plan tests.
+pub fn key_series_statement(
+    backend: sea_orm::DatabaseBackend,
+    account_id: &str,
+    key: &str,
+    until: DateTime<Utc>,
+) -> sea_orm::Statement {
+    let to = Granularity::Day.bucket_of(until);
+    key_series_rows(backend, account_id, key, Granularity::Day, to - 400 * 86_400, to).rows().clone()
 }
 
 /// When each resource was last needed by the key access's requests.
@@ -630,18 +716,15 @@ pub struct AccountUsage {
 pub async fn account_usage(
     store: &Store,
     account_id: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    granularity: Granularity,
+    range: SeriesRange,
     first: usize,
 ) -> AppResult<AccountUsage> {
-    let (first_bucket, last_bucket, step) = buckets(from, to, granularity)?;
-    let (totals, rows, by_access) = account_rows(store, account_id, granularity, first_bucket, last_bucket).await?;
+    let (totals, rows, by_access) = account_rows(store, account_id, range.granularity, range.first, range.last).await?;
     let mut sums: BTreeMap<i64, Counts> = BTreeMap::new();
     for row in &rows {
         add(sums.entry(row.bucket).or_default(), &counts_of(row));
     }
-    let series = dense(first_bucket, last_bucket, step, &sums);
+    let series = range.dense(&sums);
     let busiest: Vec<(String, Counts)> = by_access.into_iter().take(first).collect();
     let ids: Vec<&str> = busiest.iter().map(|(id, _)| id.as_str()).collect();
     let values: HashMap<String, String> = if ids.is_empty() {
