@@ -482,7 +482,7 @@ fn errors_of(answer: &crate::helpers::Gql) -> Value {
 /// `appKey(key) { usage }` alone (the usage chart's query) reads the key and its usage in one
 /// statement; it answers exactly as the key read whole does: for its own key, another account's key
 /// added here, one removed here, a deleted one, one never added, and a malformed value; through
-/// variables, literals, the default granularity and fragments.
+/// variables, literals and fragments, and with the granularity variable left out (refused alike).
 async fn usage_alone_answers_as_the_whole_key_does(app: &TestApp) {
     let owner = app.owner().await;
     let role = app.restricted_role(&owner).await;
