@@ -245,7 +245,7 @@ pub struct AppKey {
 /// A key's usage over one range, read in the statement that found the key.
 pub struct UsageRead {
     pub range: meter::SeriesRange,
-    pub points: Vec<meter::UsagePoint>,
+    pub points: std::sync::Arc<[meter::UsagePoint]>,
 }
 
 impl AppKey {

@@ -206,6 +206,9 @@ fn render_metrics(state: &AppState) -> String {
         .absolute(stats.refreshed.load(std::sync::atomic::Ordering::Relaxed));
     metrics::counter!("appkeys_credential_cache_invalidations_total")
         .absolute(stats.invalidated.load(std::sync::atomic::Ordering::Relaxed));
+    let (hits, misses) = state.store.part::<crate::service::keys::meter::UsageAnswers>().counts();
+    metrics::counter!("appkeys_usage_read_cache_hits_total").absolute(hits);
+    metrics::counter!("appkeys_usage_read_cache_misses_total").absolute(misses);
     let (size, idle) = state.store.pool_use();
     metrics::gauge!("appkeys_db_pool_connections").set(f64::from(size));
     metrics::gauge!("appkeys_db_pool_idle_connections").set(f64::from(idle));

@@ -44,6 +44,24 @@ async fn flush(app: &TestApp) {
     app.state.auth.usage().flush(app.store()).await.expect("the usage is written");
 }
 
+/// How many usage changes this replica has heard of (`UsageVersion`).
+fn usage_version(app: &TestApp) -> u64 {
+    app.store().part::<appkeys::service::store::versions::UsageVersion>().current()
+}
+
+/// Waits until this replica has heard of a usage change after `before` (on PostgreSQL another
+/// replica's flush arrives as a notification; SQLite serves one process and has no feed).
+async fn heard_usage_change(app: &TestApp, before: u64) {
+    if app.store().backend() != sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
+    let heard = crate::helpers::process::poll_until(std::time::Duration::from_secs(5), || async {
+        usage_version(app) > before
+    })
+    .await;
+    assert!(heard, "the other replica's flush was announced here");
+}
+
 async fn every_outcome_is_counted_exactly_across_two_replicas(app: &TestApp) {
     let owner = app.owner().await;
     let (b, replica) = app.another_server().await;
@@ -122,7 +140,9 @@ async fn every_outcome_is_counted_exactly_across_two_replicas(app: &TestApp) {
     }
     // A second flush adds: replicas' and flushes' counts are additive.
     assert_eq!(status(app, &b, &as_v, "").await, 200);
+    let before = usage_version(app);
     b_state.auth.usage().flush(&b_state.store).await.expect("written");
+    heard_usage_change(app, before).await;
     assert_eq!(totals(app, &owner, &v).await["valid"], 6);
     let summary = "query($from: DateTime!, $to: DateTime!) { accountUsage(from: $from, to: $to, granularity: HOUR) \
                    { totals { valid forbidden ipNotAllowed rateLimited usageExceeded disabled invalidToken } \
@@ -577,6 +597,64 @@ async fn usage_alone_answers_as_the_whole_key_does(app: &TestApp) {
     assert_eq!(backwards.0["errors"][0]["extensions"]["field"], "to");
 }
 
+/// The usage chart's answer, kept on PostgreSQL, is given again only while it is exact: it goes when
+/// any replica flushes or prunes, and when the key or the account changes.
+async fn a_kept_usage_answer_goes_when_what_it_read_changes(app: &TestApp) {
+    use appkeys::service::keys::meter::UsageAnswers;
+    let kept = app.store().backend() == sea_orm::DatabaseBackend::Postgres;
+    let counts = || app.store().part::<UsageAnswers>().counts();
+    let owner = app.owner().await;
+    let partner = app.account_with_owner("partner").await;
+    let partner_role = app.restricted_role(&partner).await;
+    let (key, token) = app.generate_key(&partner, None, &[partner_role]).await;
+    let role = app.restricted_role(&owner).await;
+    let add = "mutation($k: String!, $r: [ID!]!) { addExternalAppKey(input: {key: $k, roleIds: $r}) { key } }";
+    app.graphql(&owner, add, json!({ "k": key, "r": [role] })).await.data("addExternalAppKey");
+    let (b, replica) = app.another_server().await;
+    let b_state = replica.state().clone();
+    tokio::spawn(replica.run_until_stopped(std::future::pending()));
+    let here = Auth::key_for(&key, &token, "main");
+
+    assert_eq!(totals(app, &owner, &key).await, json!({}));
+    let (hits, misses) = counts();
+    assert_eq!(totals(app, &owner, &key).await, json!({}));
+    assert_eq!(counts(), if kept { (hits + 1, misses) } else { (0, 0) }, "asked again: the kept answer");
+
+    // Another replica's flush: heard of here, and the next answer is read again.
+    for _ in 0..2 {
+        assert_eq!(status(app, &b, &here, "").await, 200);
+    }
+    let before = usage_version(app);
+    b_state.auth.usage().flush(&b_state.store).await.expect("written");
+    heard_usage_change(app, before).await;
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 2 }));
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 2 }));
+    // This replica's own flush, and a prune that deletes: at once.
+    assert_eq!(status(app, &app.address, &here, "").await, 200);
+    flush(app).await;
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 3 }));
+    let before = usage_version(app);
+    sea_orm::ConnectionTrait::execute_unprepared(
+        app.db(),
+        "UPDATE key_usage SET bucket = bucket - 86400 * 500 WHERE granularity = 2",
+    )
+    .await
+    .expect("the days moved back past the retention");
+    assert!(meter::prune(app.store(), app.store().now(), 400).await.expect("a round") >= 1);
+    assert!(usage_version(app) > before, "a prune that deleted announces it");
+
+    // The key deleted by its owner, another account: its access here is gone with it.
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 3 }));
+    let (hits, _) = counts();
+    assert_eq!(totals(app, &owner, &key).await, json!({ "valid": 3 }));
+    assert_eq!(counts().0, if kept { hits + 1 } else { 0 });
+    let delete = "mutation($k: String!) { deleteAppKey(key: $k) }";
+    app.graphql(&partner, delete, json!({ "k": key })).await.data("deleteAppKey");
+    let now = app.store().now();
+    let variables = json!({ "k": key, "from": now - chrono::Duration::hours(1), "to": now + chrono::Duration::hours(1), "g": "HOUR" });
+    assert!(app.graphql(&owner, USAGE, variables).await.data("appKey").is_null(), "a deleted key is unknown here");
+}
+
 /// A graceful stop writes what was counted.
 async fn a_graceful_stop_writes_the_usage(app: &TestApp) {
     let owner = app.owner().await;
@@ -659,5 +737,6 @@ crate::backend_tests!(
     the_unused_permission_filter_finds_keys_whose_roles_could_shrink,
     a_series_answers_as_field_by_field_resolution_would,
     usage_alone_answers_as_the_whole_key_does,
+    a_kept_usage_answer_goes_when_what_it_read_changes,
     a_graceful_stop_writes_the_usage,
 );

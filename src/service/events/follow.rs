@@ -1,18 +1,19 @@
 //! Follows what other replicas commit, on PostgreSQL: credential changes (each notification stamps
-//! the scopes it names, see `versions`) and key events (each notification carries an event id; the
-//! event is read and handed to this replica's subscribers, and the deliverer is woken). A heartbeat
-//! on the feed's connection finds one gone silent; every (re)connection stamps everything, since
-//! notifications sent while disconnected are lost, and reads back the events committed meanwhile.
-//! Stops, closing its connection, when asked to.
+//! the scopes it names, see `versions`), usage changes (each moves `versions::UsageVersion`) and
+//! key events (each notification carries an event id; the event is read and handed to this
+//! replica's subscribers, and the deliverer is woken). A heartbeat on the feed's connection finds
+//! one gone silent; every (re)connection stamps everything, usage included, since notifications
+//! sent while disconnected are lost, and reads back the events committed meanwhile. Stops, closing
+//! its connection, when asked to.
 use sea_orm::sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::service::events::outbox;
-use crate::service::store::versions::Scope;
+use crate::service::store::versions::{Scope, UsageVersion};
 use crate::service::store::Store;
-use crate::service::store::CREDENTIALS_CHANNEL;
 use crate::service::store::EVERYTHING;
+use crate::service::store::{CREDENTIALS_CHANNEL, USAGE_CHANNEL};
 
 /// The scopes a credential notification names (none: everything).
 fn scopes_of(payload: &str) -> Vec<Scope> {
@@ -49,7 +50,10 @@ impl Feed {
 }
 
 pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<bool>) {
-    let everything_changed = || store.versions().changed(&[]);
+    let everything_changed = || {
+        store.versions().changed(&[]);
+        store.part::<UsageVersion>().changed();
+    };
     let feed = store.part::<Feed>();
     // When the feed was last known to hear everything (`None`: never yet, nothing to catch up on).
     let mut alive_at: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -87,6 +91,8 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
                         Ok(Some(notification)) => {
                             if notification.channel() == CREDENTIALS_CHANNEL {
                                 store.versions().changed(&scopes_of(notification.payload()));
+                            } else if notification.channel() == USAGE_CHANNEL {
+                                store.part::<UsageVersion>().changed();
                             } else {
                                 announce(&store, notification.payload()).await;
                             }
@@ -121,7 +127,7 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
 async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sqlx::Error> {
     let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(HEARTBEAT * 4).connect(database_url).await?;
     let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen_all([CREDENTIALS_CHANNEL, outbox::EVENTS_CHANNEL]).await?;
+    listener.listen_all([CREDENTIALS_CHANNEL, USAGE_CHANNEL, outbox::EVENTS_CHANNEL]).await?;
     Ok((pool, listener))
 }
 
@@ -131,6 +137,7 @@ async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sql
 /// the deliverer woken.
 async fn after_a_gap(store: &Store, alive_at: Option<chrono::DateTime<chrono::Utc>>) {
     store.versions().changed(&[]);
+    store.part::<UsageVersion>().changed();
     let Some(alive_at) = alive_at else { return };
     match outbox::ids_since(store.db(), alive_at - CATCH_UP_MARGIN, 10_000).await {
         Ok(ids) => {

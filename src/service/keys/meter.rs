@@ -5,11 +5,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::entity::{key_permission_use, key_usage};
 use crate::error::{AppError, AppResult};
 use crate::service::store::folded;
-use crate::service::store::Store;
+use crate::service::store::versions::UsageVersion;
+use crate::service::store::{Store, USAGE_CHANNEL};
 
 /// How a decision about a known key ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +46,7 @@ const NAMES: [&str; 7] =
     ["valid", "forbidden", "ip_not_allowed", "rate_limited", "usage_exceeded", "disabled", "invalid_token"];
 
 /// Hour or day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Granularity {
     Hour = 1,
     Day = 2,
@@ -123,6 +126,10 @@ pub async fn record(
         return Ok(());
     }
     let txn = store.begin_write().await?;
+    // Kept usage answers go once this commits: this replica's at once, others' when they hear of it.
+    txn.notify_on_commit(USAGE_CHANNEL, String::new());
+    let version = txn.part::<UsageVersion>();
+    txn.after_commit(move || version.changed());
     record_addresses(&*txn, store.backend(), addresses).await?;
     // Each hour is added to its hour and to its day: a daily series reads a day's row, not its hours.
     if store.backend() == sea_orm::DatabaseBackend::Postgres {
@@ -482,7 +489,7 @@ fn add(into: &mut Counts, from: &Counts) {
 
 /// The buckets a series spans, checked: from the one holding `from` to the one holding `to`, at
 /// most `MAX_POINTS` of one granularity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeriesRange {
     first: i64,
     last: i64,
@@ -539,25 +546,107 @@ pub async fn series(store: &Store, access_id: &str, range: SeriesRange) -> AppRe
 
 /// `series` of the key with this value as `account_id` knows it (its own, or one it added: as
 /// `appKey(key)` finds it) and its access id, read in one statement with the key. `None` when the
-/// account does not know the key.
+/// account does not know the key. On PostgreSQL the answer is kept (`UsageAnswers`) and given again
+/// while it is exact.
 pub async fn series_of_key(
     store: &Store,
     account_id: &str,
     key: &str,
     range: SeriesRange,
-) -> AppResult<Option<(String, Vec<UsagePoint>)>> {
+) -> AppResult<Option<(String, Arc<[UsagePoint]>)>> {
+    let keep = store.backend() == sea_orm::DatabaseBackend::Postgres;
+    let answers = store.part::<UsageAnswers>();
+    let asked = (Box::<str>::from(account_id), Box::<str>::from(key), range);
+    if keep {
+        if let Some(answer) = answers.current(store, &asked) {
+            return Ok(Some((answer.access_id.clone(), answer.points.clone())));
+        }
+    }
+    // Read before the statement: a change committed meanwhile leaves the answer stale at once.
+    let (usage_since, credentials_since) = (store.part::<UsageVersion>().current(), store.versions().snapshot());
     let (from, until) = range.bounds();
     let folded = key_series_rows(store.backend(), account_id, key, range.granularity, from, until);
-    type Row = (String, Option<i64>, i64, i64, i64, i64, i64, i64, i64);
+    type Row = (String, String, Option<i64>, i64, i64, i64, i64, i64, i64, i64);
     let rows: Vec<Row> = folded::fetch_from(store, &folded).await?;
-    let Some(access_id) = rows.first().map(|row| row.0.clone()) else {
+    let Some((access_id, key_id)) = rows.first().map(|row| (row.0.clone(), row.1.clone())) else {
         return Ok(None);
     };
     let sums: BTreeMap<i64, Counts> = rows
         .into_iter()
-        .filter_map(|(_, bucket, a, b, d, e, f, g, h)| Some((bucket?, stored_counts([a, b, d, e, f, g, h]))))
+        .filter_map(|(_, _, bucket, a, b, d, e, f, g, h)| Some((bucket?, stored_counts([a, b, d, e, f, g, h]))))
         .collect();
-    Ok(Some((access_id, range.dense(&sums))))
+    let points: Arc<[UsagePoint]> = range.dense(&sums).into();
+    if keep {
+        let answer = Answer {
+            usage_since,
+            credentials_since,
+            read_at: store.clock().instant(),
+            key_id,
+            access_id: access_id.clone(),
+            points: points.clone(),
+        };
+        answers.keep(asked, answer);
+    }
+    Ok(Some((access_id, points)))
+}
+
+/// How long a kept usage answer may be given at most, should a change's notification be lost
+/// (the change feed's heartbeat already treats a silent connection as a change).
+pub const ANSWER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_ANSWERS: usize = 10_000;
+
+/// What `series_of_key` answered, by (account, key value, range).
+type Asked = (Box<str>, Box<str>, SeriesRange);
+
+struct Answer {
+    /// `UsageVersion` and the credential sequence read before the statement.
+    usage_since: u64,
+    credentials_since: u64,
+    read_at: std::time::Instant,
+    key_id: String,
+    access_id: String,
+    points: Arc<[UsagePoint]>,
+}
+
+/// `series_of_key`'s answers on PostgreSQL, where each is a round trip: the usage chart's query
+/// asked again (a page reloaded, several people looking at one key) is answered from memory while
+/// nothing it was read from can have changed. An answer goes when usage counts change anywhere (a
+/// flush or a prune on any replica: `UsageVersion`), when the account or the key changes (as cached
+/// credentials go: a key added, removed or deleted), and after `ANSWER_MAX_AGE` in any case. Usage
+/// counts reach the database once a flush interval anyway; this adds no staleness beyond the time
+/// a notification takes to reach another replica. SQLite reads in-process and keeps nothing.
+pub struct UsageAnswers {
+    answers: quick_cache::sync::Cache<Asked, Arc<Answer>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Default for UsageAnswers {
+    fn default() -> Self {
+        Self { answers: quick_cache::sync::Cache::new(MAX_ANSWERS), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+}
+
+impl UsageAnswers {
+    fn current(&self, store: &Store, asked: &Asked) -> Option<Arc<Answer>> {
+        let found = self.answers.get(asked).filter(|answer| {
+            store.part::<UsageVersion>().current() == answer.usage_since
+                && store.versions().unchanged_since(answer.credentials_since, &asked.0, Some(&answer.key_id))
+                && store.clock().instant().saturating_duration_since(answer.read_at) < ANSWER_MAX_AGE
+        });
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn keep(&self, asked: Asked, answer: Answer) {
+        self.answers.insert(asked, Arc::new(answer));
+    }
+
+    /// Answers given from memory and read from the database, since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
 }
 
 /// A bucket's counts as stored (never negative; a negative one would read as zero).
@@ -589,8 +678,8 @@ fn series_rows(
     folded::fold_keeping_rows(backend, statement, columns, None)
 }
 
-/// The statement of `series_of_key`: the key's access row in the account (found through the key's
-/// value, as `appKey(key)` finds it), left-joined to its usage rows of `granularity` in
+/// The statement of `series_of_key`: the key's access row in the account and the key's id (found
+/// through the key's value, as `appKey(key)` finds it), left-joined to its usage rows of `granularity` in
 /// `[from, until)` (a range of `key_usage`'s primary key): one row of nulls when there are none.
 fn key_series_rows(
     backend: sea_orm::DatabaseBackend,
@@ -611,6 +700,7 @@ fn key_series_rows(
     let mut select = Query::select();
     select
         .expr_as(Expr::col((key_access::Entity, key_access::Column::Id)), "access")
+        .expr_as(Expr::col((app_key::Entity, app_key::Column::Id)), "key_id")
         .expr_as(usage(key_usage::Column::Bucket), "at");
     for (column, name) in COLUMNS.into_iter().zip(NAMES) {
         select.expr_as(usage(column).if_null(0), name);
@@ -625,7 +715,7 @@ fn key_series_rows(
         .left_join(key_usage::Entity, in_range)
         .and_where(Expr::col((key_access::Entity, key_access::Column::AccountId)).eq(account_id))
         .and_where(Expr::col((app_key::Entity, app_key::Column::Key)).eq(key));
-    let columns = ["access", "at"].into_iter().chain(NAMES).map(folded::Column::plain).collect();
+    let columns = ["access", "key_id", "at"].into_iter().chain(NAMES).map(folded::Column::plain).collect();
     folded::fold_keeping_rows(backend, backend.build(&select), columns, None)
 }
 
@@ -803,6 +893,14 @@ pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Ap
     done += db.execute_raw(addresses).await?.rows_affected();
     done += db.execute_raw(days).await?.rows_affected();
     lease.release().await?;
+    if done > 0 {
+        // Kept usage answers go: this replica's at once, others' when they hear of it.
+        store.part::<UsageVersion>().changed();
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            let notify = format!("SELECT pg_notify('{USAGE_CHANNEL}', '')");
+            db.execute_raw(sea_orm::Statement::from_string(backend, notify)).await?;
+        }
+    }
     Ok(done)
 }
 

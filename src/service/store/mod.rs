@@ -79,6 +79,9 @@ impl Parts {
 /// scopes (`a:<account id>;k:<key id>`) or is `EVERYTHING`.
 pub const CREDENTIALS_CHANNEL: &str = "appkeys_credentials";
 pub const EVERYTHING: &str = "*";
+/// The PostgreSQL channel on which replicas announce that usage counts changed (a flush, a prune);
+/// the payload is empty (`versions::UsageVersion`).
+pub const USAGE_CHANNEL: &str = "appkeys_usage";
 
 /// A write transaction; on SQLite it also holds the process's write lock until commit or drop.
 pub struct WriteTxn {

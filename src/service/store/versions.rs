@@ -93,6 +93,25 @@ impl CredentialVersions {
     }
 }
 
+/// How many committed changes to usage counts (a flush, a prune) this replica has heard of: its
+/// own at once, other replicas' through `USAGE_CHANNEL` (`follow`), and every gap in the change
+/// feed as one. An answer read from the usage rows stays exact while this has not moved since it
+/// was read (`keys::meter::UsageAnswers`).
+#[derive(Debug, Default)]
+pub struct UsageVersion(std::sync::atomic::AtomicU64);
+
+impl UsageVersion {
+    /// The number now: read it before a read whose answer will be kept.
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records a committed change to usage counts.
+    pub fn changed(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
