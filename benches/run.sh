@@ -287,8 +287,8 @@ from=$(date -u -d '-399 days' +%Y-%m-%dT00:00:00Z); to=$(date -u +%Y-%m-%dT%H:%M
 USAGE400="{\"query\":\"{ appKey(key: \\\"$PROBE_KEY\\\") { usage(from: \\\"$from\\\", to: \\\"$to\\\", granularity: DAY) { at valid forbidden invalidToken } } }\"}"
 USAGE400ANY=${USAGE400//$PROBE_KEY/KEY}
 USAGE400KEY="{\"query\":\"{ appKey(key: \\\"$PROBE_KEY\\\") { key status lastUsedAt usage(from: \\\"$from\\\", to: \\\"$to\\\", granularity: DAY) { at valid forbidden invalidToken } } }\"}"
-gql "Authorization: Bearer $SESSION" "$USAGE400" | head -c 300 >&2; echo >&2
-gql "Authorization: Bearer $SESSION" "$USAGE400KEY" | head -c 300 >&2; echo >&2
+# The start of each answer, shown (read whole first: `head` closing the pipe early would fail the run).
+for body in "$USAGE400" "$USAGE400KEY"; do answer=$(gql "Authorization: Bearer $SESSION" "$body"); echo "${answer:0:300}" >&2; done
 for round in $(seq 1 "$PAIRS"); do
   DURATION=$PAIR_DURATION run "use_healthz_$round" "$BASE/healthz"
   BODY=$USAGE400 DURATION=$PAIR_DURATION run "use_usage400_$round" -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"

@@ -23,6 +23,7 @@ mod m20261204_000015_add_usage;
 mod m20261204_000016_add_client_addresses;
 mod m20261205_000017_add_leaks;
 mod m20261205_000018_add_usage_day_sums;
+mod m20261206_000019_usage_flush_fillfactor;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_add_client_addresses::Migration),
             Box::new(m20261205_000017_add_leaks::Migration),
             Box::new(m20261205_000018_add_usage_day_sums::Migration),
+            Box::new(m20261206_000019_usage_flush_fillfactor::Migration),
         ]
     }
 }
