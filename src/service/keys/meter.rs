@@ -593,7 +593,10 @@ pub async fn series_of_key(
 /// How long a kept usage answer may be given at most, should a change's notification be lost
 /// (the change feed's heartbeat already treats a silent connection as a change).
 pub const ANSWER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
-const MAX_ANSWERS: usize = 10_000;
+/// How many points all kept answers hold at most (a point is ~72 bytes: ~72 MB), and how many
+/// answers are expected (a 400-day chart each: 2 500).
+const MAX_KEPT_POINTS: u64 = 1_000_000;
+const EXPECTED_ANSWERS: usize = 2_500;
 
 /// What `series_of_key` answered, by (account, key value, range).
 type Asked = (Box<str>, Box<str>, SeriesRange);
@@ -616,14 +619,28 @@ struct Answer {
 /// counts reach the database once a flush interval anyway; this adds no staleness beyond the time
 /// a notification takes to reach another replica. SQLite reads in-process and keeps nothing.
 pub struct UsageAnswers {
-    answers: quick_cache::sync::Cache<Asked, Arc<Answer>>,
+    answers: quick_cache::sync::Cache<Asked, Arc<Answer>, ByPoints>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
+/// A kept answer weighs its points (at least one), so memory stays bounded whatever the ranges.
+#[derive(Clone)]
+struct ByPoints;
+
+impl quick_cache::Weighter<Asked, Arc<Answer>> for ByPoints {
+    fn weight(&self, _: &Asked, answer: &Arc<Answer>) -> u64 {
+        u64::try_from(answer.points.len()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
 impl Default for UsageAnswers {
     fn default() -> Self {
-        Self { answers: quick_cache::sync::Cache::new(MAX_ANSWERS), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        Self {
+            answers: quick_cache::sync::Cache::with_weighter(EXPECTED_ANSWERS, MAX_KEPT_POINTS, ByPoints),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
     }
 }
 
@@ -932,4 +949,45 @@ pub fn hour_deletion(backend: sea_orm::DatabaseBackend, hour: i64) -> sea_orm::S
         .filter(key_usage::Column::Granularity.eq(Granularity::Hour as i16))
         .filter(key_usage::Column::Bucket.eq(hour))
         .build(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_answers_stay_within_their_points() {
+        let answers = UsageAnswers::default();
+        let range = SeriesRange::new(
+            DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            DateTime::from_timestamp(999 * 3600, 0).unwrap_or_default(),
+            Granularity::Hour,
+        )
+        .expect("1 000 points");
+        let points: Arc<[UsagePoint]> = range.dense(&BTreeMap::new()).into();
+        assert_eq!(points.len(), 1000);
+        for i in 0..3_000 {
+            let answer = Answer {
+                usage_since: 0,
+                credentials_since: 0,
+                read_at: std::time::Instant::now(),
+                key_id: format!("k{i}"),
+                access_id: format!("a{i}"),
+                points: points.clone(),
+            };
+            answers.keep(("account".into(), format!("key-{i}").into(), range), answer);
+        }
+        assert!(answers.answers.weight() <= MAX_KEPT_POINTS, "{}", answers.answers.weight());
+        assert!(answers.answers.len() <= 1_000, "{} answers of 1 000 points", answers.answers.len());
+        assert!(answers.answers.len() >= 500, "the cache still keeps answers: {}", answers.answers.len());
+    }
+
+    #[test]
+    fn a_range_is_refused_past_its_points() {
+        let from = DateTime::from_timestamp(0, 0).unwrap_or_default();
+        let to = DateTime::from_timestamp(1000 * 3600, 0).unwrap_or_default();
+        assert!(SeriesRange::new(from, to, Granularity::Hour).is_err(), "1 001 points");
+        assert!(SeriesRange::new(to, from, Granularity::Hour).is_err(), "backwards");
+        assert!(SeriesRange::new(from, to, Granularity::Day).is_ok());
+    }
 }
