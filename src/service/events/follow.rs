@@ -50,10 +50,7 @@ impl Feed {
 }
 
 pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<bool>) {
-    let everything_changed = || {
-        store.versions().changed(&[]);
-        store.part::<UsageVersion>().changed();
-    };
+    let everything_changed = || everything_changed(&store);
     let feed = store.part::<Feed>();
     // When the feed was last known to hear everything (`None`: never yet, nothing to catch up on).
     let mut alive_at: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -123,6 +120,12 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
     }
 }
 
+/// What this replica keeps is stale, whatever it is: every cached credential and usage answer.
+fn everything_changed(store: &Store) {
+    store.versions().changed(&[]);
+    store.part::<UsageVersion>().changed();
+}
+
 /// A listener on its own one-connection pool, which `run` closes when stopping.
 async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sqlx::Error> {
     let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(HEARTBEAT * 4).connect(database_url).await?;
@@ -136,8 +139,7 @@ async fn listen(database_url: &str) -> Result<(PgPool, PgListener), sea_orm::sql
 /// that this replica has not published handed to its subscribers (the bus publishes each once),
 /// the deliverer woken.
 async fn after_a_gap(store: &Store, alive_at: Option<chrono::DateTime<chrono::Utc>>) {
-    store.versions().changed(&[]);
-    store.part::<UsageVersion>().changed();
+    everything_changed(store);
     let Some(alive_at) = alive_at else { return };
     match outbox::ids_since(store.db(), alive_at - CATCH_UP_MARGIN, 10_000).await {
         Ok(ids) => {
