@@ -155,13 +155,12 @@ pub async fn record(
         }
     }
     if store.backend() == sea_orm::DatabaseBackend::Postgres {
-        let rows = uses
-            .iter()
-            .map(|u| serde_json::json!({ "access_id": u.access_id, "resource": u.resource, "last_used_at": u.at }))
-            .collect();
+        let rows = PgRows::default()
+            .column("access_id", "text", uses.iter().map(|u| u.access_id.clone()).collect::<Vec<_>>())
+            .column("resource", "text", uses.iter().map(|u| u.resource.clone()).collect::<Vec<_>>())
+            .column("last_used_at", "timestamptz", uses.iter().map(|u| u.at).collect::<Vec<_>>());
         let set = format!("last_used_at = {}", newest_wins("key_permission_use", "last_used_at"));
-        let columns = [("access_id", "text"), ("resource", "text"), ("last_used_at", "timestamptz")];
-        upsert_json(&*txn, "key_permission_use", &columns, "access_id, resource", &set, rows).await?;
+        upsert_rows(&*txn, "key_permission_use", rows, "access_id, resource", &set).await?;
         return txn.commit_without_credential_change().await;
     }
     for chunk in uses.chunks(CHUNK) {
@@ -215,29 +214,23 @@ async fn record_addresses<C: ConnectionTrait>(
             days
         };
         if backend == sea_orm::DatabaseBackend::Postgres {
-            let ids: Vec<&str> = ids.clone();
-            let sql = "SELECT a.id FROM key_access a JOIN json_array_elements_text($1::json) AS r(id) ON a.id = r.id \
-                       ORDER BY a.id FOR UPDATE OF a";
-            let statement = sea_orm::Statement::from_sql_and_values(
-                backend,
-                sql,
-                [serde_json::to_string(&ids).unwrap_or_default().into()],
-            );
+            let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+            let sql = "SELECT a.id FROM key_access a WHERE a.id = ANY($1::text[]) ORDER BY a.id FOR UPDATE OF a";
+            let statement = sea_orm::Statement::from_sql_and_values(backend, sql, [ids.into()]);
             db.query_all_raw(statement).await?;
         }
         let kept_rows: Vec<(String, i64, String)> = if backend == sea_orm::DatabaseBackend::Postgres {
-            // Joined to the (key, day) pairs as one JSON parameter: a long IN list was matched
+            // Joined to the (key, day) pairs, sent as two arrays: a long IN list was matched
             // against every row of the table (100–200 ms a chunk).
-            let pairs: Vec<serde_json::Value> =
-                chunk.iter().map(|((id, day), _)| serde_json::json!({ "access_id": id, "day": day })).collect();
-            let sql = "SELECT k.access_id, k.day, k.address FROM key_client_addresses k \
-                       JOIN json_to_recordset($1::json) AS r(access_id text, day bigint) \
-                       ON k.access_id = r.access_id AND k.day = r.day";
-            let statement = sea_orm::Statement::from_sql_and_values(
-                backend,
-                sql,
-                [serde_json::Value::Array(pairs).to_string().into()],
+            let pairs = PgRows::default()
+                .column("access_id", "text", chunk.iter().map(|((id, _), _)| (*id).to_owned()).collect::<Vec<_>>())
+                .column("day", "bigint", chunk.iter().map(|((_, day), _)| *day).collect::<Vec<_>>());
+            let sql = format!(
+                "SELECT k.access_id, k.day, k.address FROM key_client_addresses k JOIN {} \
+                 ON k.access_id = r.access_id AND k.day = r.day",
+                pairs.source()
             );
+            let statement = sea_orm::Statement::from_sql_and_values(backend, sql, pairs.values);
             let mut rows = Vec::new();
             for row in db.query_all_raw(statement).await? {
                 rows.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?));
@@ -267,7 +260,7 @@ async fn record_addresses<C: ConnectionTrait>(
             kca::Column::Count,
             kca::Column::LastSeenAt,
         ]);
-        let mut json_rows = Vec::new();
+        let mut pg_rows: Vec<(&str, i64, String, i64, DateTime<Utc>)> = Vec::new();
         for ((access_id, day), seen) in chunk {
             let none = Vec::new();
             let kept = kept.get(&((*access_id).to_owned(), *day)).unwrap_or(&none);
@@ -288,10 +281,7 @@ async fn record_addresses<C: ConnectionTrait>(
             }
             for (address, (count, last_seen)) in rows {
                 if backend == sea_orm::DatabaseBackend::Postgres {
-                    json_rows.push(serde_json::json!({
-                        "access_id": access_id, "day": day, "address": address,
-                        "count": count, "last_seen_at": last_seen,
-                    }));
+                    pg_rows.push((access_id, *day, address, i64::try_from(count).unwrap_or(i64::MAX), last_seen));
                     continue;
                 }
                 insert.values_panic([
@@ -304,19 +294,18 @@ async fn record_addresses<C: ConnectionTrait>(
             }
         }
         if backend == sea_orm::DatabaseBackend::Postgres {
-            let columns = [
-                ("access_id", "text"),
-                ("day", "bigint"),
-                ("address", "text"),
-                ("count", "bigint"),
-                ("last_seen_at", "timestamptz"),
-            ];
+            let rows = PgRows::default()
+                .column("access_id", "text", pg_rows.iter().map(|r| r.0.to_owned()).collect::<Vec<_>>())
+                .column("day", "bigint", pg_rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .column("address", "text", pg_rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>())
+                .column("count", "bigint", pg_rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                .column("last_seen_at", "timestamptz", pg_rows.iter().map(|r| r.4).collect::<Vec<_>>());
             let set = format!(
                 "count = {}, last_seen_at = {}",
                 added("key_client_addresses", "count"),
                 newest_wins("key_client_addresses", "last_seen_at")
             );
-            upsert_json(db, "key_client_addresses", &columns, "access_id, day, address", &set, json_rows).await?;
+            upsert_rows(db, "key_client_addresses", rows, "access_id, day, address", &set).await?;
             continue;
         }
         insert.on_conflict(
@@ -357,41 +346,37 @@ pub async fn client_addresses(
 }
 
 /// PostgreSQL: adds counted hours to their hours and to their days in one statement, the rows sent
-/// once as one JSON parameter (`json_to_recordset`), each kind upserted in key order (two replicas
-/// flushing at once take their row locks in the same order).
+/// once as one array per column (`PgRows`), each kind upserted in key order (two replicas flushing
+/// at once take their row locks in the same order).
 async fn add_hours_and_days_pg<C: ConnectionTrait>(db: &C, hours: &[CountedHour]) -> AppResult<()> {
     if hours.is_empty() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = hours
-        .iter()
-        .map(|h| {
-            let mut row = serde_json::json!({ "access_id": h.access_id, "account_id": h.account_id, "bucket": h.hour });
-            for (name, count) in NAMES.iter().zip(h.counts) {
-                row[*name] = count.into();
-            }
-            row
-        })
-        .collect();
+    let mut rows = PgRows::default()
+        .column("access_id", "text", hours.iter().map(|h| h.access_id.clone()).collect::<Vec<_>>())
+        .column("account_id", "text", hours.iter().map(|h| h.account_id.clone()).collect::<Vec<_>>())
+        .column("bucket", "bigint", hours.iter().map(|h| h.hour).collect::<Vec<_>>());
+    for (i, name) in NAMES.iter().enumerate() {
+        let counts: Vec<i64> = hours.iter().map(|h| i64::try_from(h.counts[i]).unwrap_or(i64::MAX)).collect();
+        rows = rows.column(name, "bigint", counts);
+    }
     let counts = NAMES.join(", ");
-    let typed = NAMES.iter().map(|name| format!("{name} bigint")).collect::<Vec<_>>().join(", ");
     let sums = NAMES.iter().map(|name| format!("CAST(SUM({name}) AS BIGINT)")).collect::<Vec<_>>().join(", ");
     let set = NAMES.iter().map(|n| format!("{n} = {}", added("key_usage", n))).collect::<Vec<_>>().join(", ");
     let day = Granularity::Day.seconds();
     let (hour_kind, day_kind) = (Granularity::Hour as i16, Granularity::Day as i16);
     let sql = format!(
-        "WITH r AS (SELECT * FROM json_to_recordset($1::json) \
-           AS r(access_id text, account_id text, bucket bigint, {typed})), \
+        "WITH r AS (SELECT * FROM {source}), \
          hours AS (INSERT INTO key_usage (access_id, account_id, granularity, bucket, {counts}) \
            SELECT access_id, account_id, {hour_kind}, bucket, {counts} FROM r ORDER BY access_id, bucket \
            ON CONFLICT (access_id, granularity, bucket) DO UPDATE SET {set}) \
          INSERT INTO key_usage (access_id, account_id, granularity, bucket, {counts}) \
            SELECT access_id, MIN(account_id), {day_kind}, bucket - bucket % {day}, {sums} FROM r \
            GROUP BY access_id, bucket - bucket % {day} ORDER BY access_id, bucket - bucket % {day} \
-         ON CONFLICT (access_id, granularity, bucket) DO UPDATE SET {set}"
+         ON CONFLICT (access_id, granularity, bucket) DO UPDATE SET {set}",
+        source = rows.source()
     );
-    let rows = serde_json::Value::Array(rows).to_string();
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, [rows.into()]))
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, rows.values))
         .await?;
     Ok(())
 }
@@ -433,28 +418,59 @@ async fn add_counts<'a, C: ConnectionTrait>(
     Ok(())
 }
 
-/// PostgreSQL: upserts every row (JSON objects keyed by column) in one statement that reads them
-/// from one JSON parameter (`json_to_recordset`): a flush sends one statement per table, rather
-/// than many multi-row `VALUES` statements of thousands of parameters, each prepared anew.
-async fn upsert_json<C: ConnectionTrait>(
+/// PostgreSQL rows sent as one array parameter per column and read back by `unnest`: a flush sends
+/// one statement per table (rather than many multi-row `VALUES` statements of thousands of
+/// parameters, each prepared anew), in binary, with no JSON to build here or to parse there.
+#[derive(Default)]
+struct PgRows {
+    /// `name` and `name[]` type of each column.
+    columns: Vec<(&'static str, &'static str)>,
+    values: Vec<sea_orm::Value>,
+    /// Rows (the length of every column).
+    len: usize,
+}
+
+impl PgRows {
+    fn column<T>(mut self, name: &'static str, ty: &'static str, values: Vec<T>) -> Self
+    where
+        Vec<T>: Into<sea_orm::Value>,
+    {
+        debug_assert!(self.columns.is_empty() || values.len() == self.len, "columns of one length");
+        self.len = values.len();
+        self.columns.push((name, ty));
+        self.values.push(values.into());
+        self
+    }
+
+    fn names(&self) -> String {
+        self.columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `unnest($1::text[], …) AS r(name, …)`: the rows as a table `r`.
+    fn source(&self) -> String {
+        let arrays =
+            self.columns.iter().enumerate().map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1)).collect::<Vec<_>>();
+        format!("unnest({}) AS r({})", arrays.join(", "), self.names())
+    }
+}
+
+/// PostgreSQL: upserts every row in one statement.
+async fn upsert_rows<C: ConnectionTrait>(
     db: &C,
     table: &str,
-    columns: &[(&str, &str)],
+    rows: PgRows,
     conflict: &str,
     set: &str,
-    rows: Vec<serde_json::Value>,
 ) -> AppResult<()> {
-    if rows.is_empty() {
+    if rows.len == 0 {
         return Ok(());
     }
-    let names = columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
-    let typed = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect::<Vec<_>>().join(", ");
+    let names = rows.names();
     let sql = format!(
-        "INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset($1::json) AS r({typed}) \
-         ON CONFLICT ({conflict}) DO UPDATE SET {set}"
+        "INSERT INTO {table} ({names}) SELECT {names} FROM {} ON CONFLICT ({conflict}) DO UPDATE SET {set}",
+        rows.source()
     );
-    let rows = serde_json::Value::Array(rows).to_string();
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, [rows.into()]))
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, rows.values))
         .await?;
     Ok(())
 }
@@ -900,24 +916,28 @@ pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Ap
     let oldest_day = Granularity::Day.bucket_of(now - chrono::Duration::days(i64::from(retention_days.max(1))));
     let [oldest_hour, addresses, days] = prune_statements(backend, cutoff, oldest_day);
     let mut done = 0;
-    loop {
-        let row = db.query_one_raw(oldest_hour.clone()).await?;
-        let Some(hour) = row.map(|row| row.try_get_by_index::<Option<i64>>(0)).transpose()?.flatten() else {
-            break;
-        };
-        done += db.execute_raw(hour_deletion(backend, hour)).await?.rows_affected();
-    }
-    done += db.execute_raw(addresses).await?.rows_affected();
-    done += db.execute_raw(days).await?.rows_affected();
-    lease.release().await?;
-    if done > 0 {
-        // Kept usage answers go: this replica's at once, others' when they hear of it.
-        store.part::<UsageVersion>().changed();
-        if backend == sea_orm::DatabaseBackend::Postgres {
-            let notify = format!("SELECT pg_notify('{USAGE_CHANNEL}', '')");
-            db.execute_raw(sea_orm::Statement::from_string(backend, notify)).await?;
+    let pruned: AppResult<()> = async {
+        loop {
+            let row = db.query_one_raw(oldest_hour.clone()).await?;
+            let Some(hour) = row.map(|row| row.try_get_by_index::<Option<i64>>(0)).transpose()?.flatten() else {
+                break;
+            };
+            done += db.execute_raw(hour_deletion(backend, hour)).await?.rows_affected();
         }
+        done += db.execute_raw(addresses).await?.rows_affected();
+        done += db.execute_raw(days).await?.rows_affected();
+        Ok(())
     }
+    .await;
+    let released = lease.release().await;
+    if done > 0 {
+        // Kept usage answers go, also when a later statement failed (each deletion commits on its
+        // own): this replica's at once, others' when they hear of it.
+        store.part::<UsageVersion>().changed();
+        store.notify(USAGE_CHANNEL, String::new()).await?;
+    }
+    pruned?;
+    released?;
     Ok(done)
 }
 

@@ -373,6 +373,23 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// On PostgreSQL, tells other replicas on `channel` of a change already committed outside a
+    /// `WriteTxn` (one that commits its own notifies with `WriteTxn::notify_on_commit`); nothing on
+    /// SQLite, which has one process.
+    pub async fn notify(&self, channel: &'static str, payload: String) -> AppResult<()> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_notify('{channel}', $1)"),
+                [payload.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     pub async fn begin_write(&self) -> AppResult<WriteTxn> {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
