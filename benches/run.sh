@@ -296,6 +296,12 @@ for round in $(seq 1 "$PAIRS"); do
   BODY=$USAGE400KEY DURATION=$PAIR_DURATION run "use_usage400key_$round" -s benches/post.lua -H "Authorization: Bearer $SESSION" "$BASE/graphql"
 done
 stop_server
+# The flush again, three rounds, on the same database minutes after its bulk load (as a database
+# that flushes arrive at every minute is): the rounds above ran right after 7.5 million rows were
+# written. Each set of rounds starts after a CHECKPOINT (PostgreSQL), so its first round writes
+# whole pages, as the first flush after every checkpoint does.
+eval "$("$SEED" --database-url "$DB_URL" --flush-only | grep '^USAGE_FLUSH_')"
+for round in 1 2 3; do v="USAGE_FLUSH_${round}_SECS"; echo "usage_flush_settled_${round}_secs ${!v}" | tee -a "$WORK/results"; done
 fi
 
 if want pinned; then

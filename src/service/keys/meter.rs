@@ -215,9 +215,11 @@ async fn record_addresses<C: ConnectionTrait>(
         };
         if backend == sea_orm::DatabaseBackend::Postgres {
             let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
-            let sql = "SELECT a.id FROM key_access a WHERE a.id = ANY($1::text[]) ORDER BY a.id FOR UPDATE OF a";
+            // One row back, not one per access: 10 000 rows read back took ~50 ms of the flush.
+            let sql = "WITH locked AS (SELECT a.id FROM key_access a WHERE a.id = ANY($1::text[]) \
+                       ORDER BY a.id FOR UPDATE OF a) SELECT count(*) FROM locked";
             let statement = sea_orm::Statement::from_sql_and_values(backend, sql, [ids.into()]);
-            db.query_all_raw(statement).await?;
+            db.query_one_raw(statement).await?;
         }
         let kept_rows: Vec<(String, i64, String)> = if backend == sea_orm::DatabaseBackend::Postgres {
             // Joined to the (key, day) pairs, sent as two arrays: a long IN list was matched
