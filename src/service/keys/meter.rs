@@ -978,6 +978,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_are_sent_as_one_typed_array_per_column() {
+        let rows = PgRows::default().column("access_id", "text", vec!["a".to_owned(), "b".to_owned()]).column(
+            "day",
+            "bigint",
+            vec![86_400_i64, 172_800],
+        );
+        assert_eq!(rows.source(), "unnest($1::text[], $2::bigint[]) AS r(access_id, day)");
+        assert_eq!(rows.names(), "access_id, day");
+        assert_eq!(rows.len, 2);
+        assert_eq!(rows.values.len(), 2);
+        assert!(matches!(&rows.values[1], sea_orm::Value::Array(_, Some(values)) if values.len() == 2));
+        assert_eq!(PgRows::default().column("id", "text", Vec::<String>::new()).len, 0);
+    }
+
+    #[test]
     fn kept_answers_stay_within_their_points() {
         let answers = UsageAnswers::default();
         let range = SeriesRange::new(
