@@ -228,13 +228,17 @@ impl WriteTxn {
 
 /// Sends a PostgreSQL notification that is delivered when (and only if) the transaction commits.
 async fn notify(txn: &DatabaseTransaction, channel: &str, payload: String) -> AppResult<()> {
-    txn.execute_raw(Statement::from_sql_and_values(
+    txn.execute_raw(notification(channel, payload)).await?;
+    Ok(())
+}
+
+/// PostgreSQL's `pg_notify` of `payload` on `channel`.
+fn notification(channel: &str, payload: String) -> Statement {
+    Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
         format!("SELECT pg_notify('{channel}', $1)"),
         [payload.into()],
-    ))
-    .await?;
-    Ok(())
+    )
 }
 
 /// A lease for work that one replica at a time does (sweeps, announcements): on PostgreSQL a
@@ -380,13 +384,7 @@ impl Store {
         if self.backend() != DatabaseBackend::Postgres {
             return Ok(());
         }
-        self.db
-            .execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                format!("SELECT pg_notify('{channel}', $1)"),
-                [payload.into()],
-            ))
-            .await?;
+        self.db.execute_raw(notification(channel, payload)).await?;
         Ok(())
     }
 
