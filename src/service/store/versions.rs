@@ -60,6 +60,12 @@ impl CredentialVersions {
         self.stamps.read().map(|s| s.sequence).unwrap_or(u64::MAX)
     }
 
+    /// The sequence number at which everything was last stamped stale at once (a change of unknown
+    /// scope, a lost change feed, a full table): an answer cached before it is stale whatever it is.
+    pub fn epoch(&self) -> u64 {
+        self.stamps.read().map(|s| s.epoch).unwrap_or(u64::MAX)
+    }
+
     /// Records a change to these scopes (none: to anything).
     pub fn changed(&self, scopes: &[Scope]) {
         let Ok(mut stamps) = self.stamps.write() else {
@@ -133,9 +139,12 @@ mod tests {
     #[test]
     fn an_unknown_change_invalidates_everything() {
         let versions = CredentialVersions::default();
-        let since = versions.snapshot();
+        versions.changed(&[Scope::Account("b".into())]);
+        let (since, epoch) = (versions.snapshot(), versions.epoch());
+        assert_eq!(epoch, 0, "a scoped change leaves the epoch");
         versions.changed(&[]);
         assert!(!versions.unchanged_since(since, "a", None));
+        assert_eq!(versions.epoch(), versions.snapshot(), "the epoch is stamped at the unknown change");
         assert!(versions.unchanged_since(versions.snapshot(), "a", None));
     }
 
