@@ -324,9 +324,10 @@ async fn changes_in_another_account_leave_cached_credentials_warm(app: &TestApp)
     let mut counted = 0;
     for round in 0..6 {
         app.advance_clock(chrono::Duration::from_std(appkeys::auth::cache::MAX_AGE).expect("a short age"));
+        // Read before A's key is cached: a stamp between caching and reading would go unseen.
+        let epoch = app.state.store.versions().epoch();
         app.graphql(&as_key, VIEWER, json!({})).await.data("viewer");
         let cached_at = Instant::now();
-        let epoch = app.state.store.versions().epoch();
         let (busy_key, _) = app.generate_key(&other, None, std::slice::from_ref(&other_role)).await;
         let set = "mutation($k: String!) { setAppKeyRoles(key: $k, roleIds: []) { key } }";
         app.graphql(&other, set, json!({ "k": busy_key })).await.data("setAppKeyRoles");
