@@ -24,6 +24,7 @@ mod m20261204_000016_add_client_addresses;
 mod m20261205_000017_add_leaks;
 mod m20261205_000018_add_usage_day_sums;
 mod m20261206_000019_usage_flush_fillfactor;
+mod m20261207_000020_usage_clustered_by_key;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000017_add_leaks::Migration),
             Box::new(m20261205_000018_add_usage_day_sums::Migration),
             Box::new(m20261206_000019_usage_flush_fillfactor::Migration),
+            Box::new(m20261207_000020_usage_clustered_by_key::Migration),
         ]
     }
 }

@@ -50,8 +50,8 @@ async fn usage_hours_kept_are_added_into_their_days(app: &TestApp) {
     let account: String = app.scalar(format!("SELECT account_id FROM key_access WHERE id = '{access}'")).await;
     app.kill_server().await;
     let db = app.db();
-    // The last two: the flush's fillfactor, then the day sums.
-    Migrator::down(db, Some(2)).await.expect("the day-sums migration goes down");
+    // The last three: the layout by key, the flush's fillfactor, then the day sums.
+    Migrator::down(db, Some(3)).await.expect("the day-sums migration goes down");
     let run = |sql: String| async move {
         db.execute_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.expect("ran");
     };
@@ -86,7 +86,7 @@ async fn usage_hours_kept_are_added_into_their_days(app: &TestApp) {
     let hours: i64 =
         app.scalar(format!("SELECT COUNT(*) FROM key_usage WHERE access_id = '{access}' AND granularity = 1")).await;
     assert_eq!(hours, 3, "the hours stay until their retention");
-    Migrator::down(db, Some(2)).await.expect("down");
+    Migrator::down(db, Some(3)).await.expect("down");
     assert_eq!(days().await, vec![(day, 10, 4)], "down leaves the rolled-up row alone and drops the rest");
     Migrator::up(db, None).await.expect("up again");
     assert_eq!(days().await, vec![(day, 15, 5), (day + 86_400, 5, 0)]);
@@ -109,7 +109,8 @@ async fn the_flush_tables_leave_room_for_updates(app: &TestApp) {
     };
     assert_eq!(options().await, vec!["fillfactor=60"; 3]);
     app.kill_server().await;
-    Migrator::down(app.db(), Some(1)).await.expect("down");
+    // The last two: the layout by key, then the fillfactor.
+    Migrator::down(app.db(), Some(2)).await.expect("down");
     if postgres {
         assert_eq!(options().await, vec!["fillfactor=60", "", ""]);
     }
@@ -119,8 +120,61 @@ async fn the_flush_tables_leave_room_for_updates(app: &TestApp) {
     assert_eq!(applied, i64::try_from(Migrator::migrations().len()).expect("a count"), "every migration applied");
 }
 
+/// SQLite: `key_usage` is stored in the order of its primary key (`WITHOUT ROWID`), so a key's
+/// points lie together; going down rebuilds it as a rowid table, and both ways every row and count
+/// is kept, with the table's indexes. PostgreSQL: nothing changes, and the rows are kept too.
+async fn usage_is_stored_by_key(app: &TestApp) {
+    let sqlite = app.store().backend() == sea_orm::DatabaseBackend::Sqlite;
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
+    let access: String = app
+        .scalar(format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'"))
+        .await;
+    app.kill_server().await;
+    let db = app.db();
+    let run = |sql: String| async move {
+        db.execute_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.expect("ran");
+    };
+    run(format!(
+        "INSERT INTO key_usage (access_id, account_id, granularity, bucket, valid, invalid_token) \
+         SELECT id, account_id, 1, 3600, 7, 2 FROM key_access WHERE id = '{access}'"
+    ))
+    .await;
+    let layout = || async {
+        if !sqlite {
+            return None;
+        }
+        let sql: String = app.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'key_usage'").await;
+        let indexes: i64 = app
+            .scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'key_usage' AND sql NOT NULL",
+            )
+            .await;
+        Some((sql.contains("WITHOUT ROWID"), indexes))
+    };
+    let kept = || async {
+        let sql =
+            format!("SELECT valid * 10 + invalid_token FROM key_usage WHERE access_id = '{access}' AND bucket = 3600");
+        app.scalar::<i64>(sql).await
+    };
+    assert_eq!(layout().await, sqlite.then_some((true, 2)), "by key, with its two indexes");
+    Migrator::down(db, Some(1)).await.expect("the layout by key goes down");
+    assert_eq!(layout().await, sqlite.then_some((false, 2)), "a rowid table again");
+    assert_eq!(kept().await, 72);
+    Migrator::up(db, None).await.expect("and up again");
+    assert_eq!(layout().await, sqlite.then_some((true, 2)));
+    assert_eq!(kept().await, 72);
+    // The foreign key to the key access still holds.
+    let orphan =
+        "INSERT INTO key_usage (access_id, account_id, granularity, bucket) VALUES ('no-such-access', 'x', 1, 0)";
+    let refused = db.execute_raw(sea_orm::Statement::from_string(db.get_database_backend(), orphan.to_owned())).await;
+    assert!(refused.is_err(), "a point of no key access is refused");
+}
+
 crate::backend_tests!(
     the_round_two_migrations_upgrade_existing_keys,
     usage_hours_kept_are_added_into_their_days,
-    the_flush_tables_leave_room_for_updates
+    the_flush_tables_leave_room_for_updates,
+    usage_is_stored_by_key
 );
