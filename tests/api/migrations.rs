@@ -37,16 +37,20 @@ async fn the_round_two_migrations_upgrade_existing_keys(app: &TestApp) {
     assert_eq!(auth.status(), 200);
 }
 
+/// A new key's access row in the owner's account (the row its usage points belong to).
+async fn new_key_access(app: &TestApp) -> String {
+    let owner = app.owner().await;
+    let restricted = app.restricted_role(&owner).await;
+    let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
+    app.scalar(format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'"))
+        .await
+}
+
 /// Usage counted before daily points were written with their hours: the upgrade adds the hours kept
 /// into their days (a day rolled up in part keeps its row and gets the rest), and going down takes
 /// them out again, leaving the rows as the earlier roll-up expects them.
 async fn usage_hours_kept_are_added_into_their_days(app: &TestApp) {
-    let owner = app.owner().await;
-    let restricted = app.restricted_role(&owner).await;
-    let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
-    let access: String = app
-        .scalar(format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'"))
-        .await;
+    let access = new_key_access(app).await;
     let account: String = app.scalar(format!("SELECT account_id FROM key_access WHERE id = '{access}'")).await;
     app.kill_server().await;
     let db = app.db();
@@ -125,12 +129,7 @@ async fn the_flush_tables_leave_room_for_updates(app: &TestApp) {
 /// is kept, with the table's indexes. PostgreSQL: nothing changes, and the rows are kept too.
 async fn usage_is_stored_by_key(app: &TestApp) {
     let sqlite = app.store().backend() == sea_orm::DatabaseBackend::Sqlite;
-    let owner = app.owner().await;
-    let restricted = app.restricted_role(&owner).await;
-    let (key, _) = app.generate_key(&owner, None, &[restricted]).await;
-    let access: String = app
-        .scalar(format!("SELECT a.id FROM key_access a JOIN app_keys k ON k.id = a.app_key_id WHERE k.key = '{key}'"))
-        .await;
+    let access = new_key_access(app).await;
     app.kill_server().await;
     let db = app.db();
     let run = |sql: String| async move {
