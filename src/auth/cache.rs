@@ -137,13 +137,28 @@ impl CredentialCache {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let (found, stale) = Self::current(&entry, versions, now);
+        let (found, stale) = Self::current(entry, versions, now);
         if stale {
             self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
         }
         let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found.map(|(principal, _)| Hit { principal, refresh: age >= REFRESH_AFTER })
+    }
+
+    /// `get` for a credential read from headers and not yet parsed (`headers::Raw`): a hit is
+    /// counted; a miss is not, as the `get` of the parsed credential follows it (a malformed
+    /// credential, refused before any database lookup, counts as neither).
+    pub fn hit(
+        &self,
+        credential: &Credential<'_>,
+        versions: &CredentialVersions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Hit> {
+        let (entry, age) = self.entry(credential)?;
+        let (principal, _) = Self::current(entry, versions, now).0?;
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some(Hit { principal, refresh: age >= REFRESH_AFTER })
     }
 
     /// `get` without counting: the current principal for `credential` with when it stops by
@@ -155,7 +170,7 @@ impl CredentialCache {
         now: chrono::DateTime<chrono::Utc>,
     ) -> (Option<Found>, bool) {
         match self.entry(credential) {
-            Some((entry, _)) => Self::current(&entry, versions, now),
+            Some((entry, _)) => Self::current(entry, versions, now),
             None => (None, false),
         }
     }
@@ -170,14 +185,15 @@ impl CredentialCache {
     /// An entry's principal if it is current (nothing it depends on changed since its lookup, and
     /// it has not stopped by itself), and whether it was found stale.
     fn current(
-        entry: &Entry,
+        entry: Entry,
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (Option<Found>, bool) {
         let expired = entry.valid_until.is_some_and(|until| until <= now);
         let principal = &entry.principal;
         let current = versions.unchanged_since(entry.since, &principal.account_id, principal.app_key_id());
-        ((current && !expired).then(|| (entry.principal.clone(), entry.valid_until)), !current)
+        // The entry is a copy: its principal is moved out, not counted once more.
+        ((current && !expired).then_some((entry.principal, entry.valid_until)), !current)
     }
 
     pub fn stats(&self) -> &CacheStats {

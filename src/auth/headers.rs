@@ -2,7 +2,9 @@
 //! ways of saying the same thing must agree.
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::{AccountName, AppKeyValue, AppToken, SessionToken};
+use super::cache::Credential;
+
+use crate::domain::{sha256_of, AccountName, AppKeyValue, AppToken, SessionToken};
 use crate::error::{AppError, AppResult};
 
 // Names as `HeaderName`s, so a lookup does not parse its name again on every request.
@@ -20,8 +22,16 @@ pub enum Presented {
     AppKey { key: AppKeyValue, token: AppToken, account: Option<AccountName> },
 }
 
-impl Presented {
-    pub fn from_headers(headers: &HeaderMap) -> AppResult<Self> {
+/// The credential headers' values, read in one pass and checked to agree, not yet parsed.
+pub struct Raw<'h> {
+    authorization: Option<&'h str>,
+    key: Option<&'h str>,
+    token: Option<&'h str>,
+    account: Option<&'h str>,
+}
+
+impl<'h> Raw<'h> {
+    pub fn read(headers: &'h HeaderMap) -> AppResult<Self> {
         // One pass over the request's headers, each compared with the names read here: cheaper than
         // a hashed lookup of each of the six names, most of them absent from any one request.
         let [mut authorization, mut key, mut token, mut account] = [None; 4];
@@ -39,8 +49,33 @@ impl Presented {
             };
             agree(slot, value)?;
         }
-        let account = account.map(|raw| AccountName::parse(raw).map_err(|_| AppError::Unauthenticated)).transpose()?;
-        match (authorization, key, token) {
+        Ok(Self { authorization, key, token, account })
+    }
+
+    /// What the credential cache would hold these values under, were they well-formed: the
+    /// SHA-256 of the token's text, the key and the account as written. `None` for nothing or an
+    /// ambiguous mix, which `parse` refuses.
+    ///
+    /// A cache entry is stored only under values that parsed (`Presented::credential`), so values
+    /// that find one are well-formed: a cached request skips parsing (its checks, copies and
+    /// checksum) and a miss parses before anything else is done.
+    pub fn credential(&self) -> Option<Credential<'h>> {
+        let token = match (self.authorization, self.key, self.token) {
+            (Some(value), None, None) => {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())?
+            }
+            (None, Some(_), Some(token)) => token,
+            _ => return None,
+        };
+        Some(Credential { digest: sha256_of(token), key: self.key, account: self.account })
+    }
+
+    /// Checks the values' shapes (not yet against the database).
+    pub fn parse(self) -> AppResult<Presented> {
+        let account =
+            self.account.map(|raw| AccountName::parse(raw).map_err(|_| AppError::Unauthenticated)).transpose()?;
+        match (self.authorization, self.key, self.token) {
             (None, None, None) => Ok(Presented::Nothing),
             (Some(value), None, None) => {
                 let (scheme, token) = value.split_once(' ').ok_or(AppError::Unauthenticated)?;
@@ -57,6 +92,29 @@ impl Presented {
             }
             // Half an app key, or a session and an app key at once: ambiguous, so refused.
             _ => Err(AppError::Unauthenticated),
+        }
+    }
+}
+
+impl Presented {
+    pub fn from_headers(headers: &HeaderMap) -> AppResult<Self> {
+        Raw::read(headers)?.parse()
+    }
+
+    /// The cache key of parsed credentials (`None`: nothing presented).
+    pub fn credential(&self) -> Option<Credential<'_>> {
+        match self {
+            Presented::Nothing => None,
+            Presented::Session { token, account } => Some(Credential {
+                digest: token.sha256(),
+                key: None,
+                account: account.as_ref().map(AccountName::as_str),
+            }),
+            Presented::AppKey { key, token, account } => Some(Credential {
+                digest: token.sha256(),
+                key: Some(key.as_str()),
+                account: account.as_ref().map(AccountName::as_str),
+            }),
         }
     }
 }
@@ -107,6 +165,35 @@ mod tests {
         for value in ["Bearer", "Bearer x", "Basic abc", &format!("Token {}", token.expose_secret()), "Bearer akt_xyz"]
         {
             assert!(Presented::from_headers(&headers(&[("authorization", value)])).is_err(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn unparsed_values_name_the_cache_key_their_parse_gives_and_nothing_for_a_mix() {
+        let token = AppToken::generate();
+        let session = SessionToken::generate();
+        let bearer = format!("Bearer  {} ", session.expose_secret());
+        let key = ("x-api-appkey", "appkey-main-ABCDEF");
+        for map in [
+            headers(&[key, ("x-api-apptoken", token.expose_secret())]),
+            headers(&[key, ("x-api-apptoken", token.expose_secret()), ("x-account", "other")]),
+            headers(&[("authorization", &bearer)]),
+            headers(&[("authorization", &bearer), ("x-account", "other")]),
+        ] {
+            let raw = Raw::read(&map).expect("agreeing headers");
+            let unparsed = raw.credential().expect("a cacheable credential");
+            let presented = Raw::read(&map).and_then(Raw::parse).expect("well-formed");
+            assert!(presented.credential() == Some(unparsed), "one cache key either way");
+        }
+        for mix in [
+            headers(&[]),
+            headers(&[key]),
+            headers(&[("x-api-apptoken", token.expose_secret())]),
+            headers(&[("authorization", &bearer), key, ("x-api-apptoken", token.expose_secret())]),
+            headers(&[("authorization", &format!("Basic {}", session.expose_secret()))]),
+            headers(&[("authorization", "Bearer")]),
+        ] {
+            assert!(Raw::read(&mix).expect("agreeing headers").credential().is_none());
         }
     }
 

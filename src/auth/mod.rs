@@ -4,7 +4,9 @@
 //!
 //! The facade is `Authenticator::resolve(headers, ip)`, backed by a credential cache (`cache.rs`).
 //! Every failure is the one generic `UNAUTHENTICATED` (no hint whether a key, user or account
-//! exists); a malformed token is refused before any lookup; failures are throttled (`throttle.rs`).
+//! exists); a malformed token is refused before any database lookup (a cached credential is answered
+//! before its headers are parsed, as only parsed values are ever cached: `headers::Raw`); failures are
+//! throttled (`throttle.rs`).
 pub mod cache;
 mod flights;
 pub mod gate;
@@ -22,12 +24,12 @@ use chrono::{DateTime, Utc};
 pub use cache::{CacheKey, Credential, CredentialCache};
 use flights::{Flight, Flights};
 pub use gate::{Admission, Gate, LimitStatus, Refusal};
+use headers::Raw;
 pub use headers::{Presented, ACCOUNT_HEADER, APP_KEY_HEADERS, APP_TOKEN_HEADERS};
 pub use last_use::LastUseRecorder;
 pub use throttle::{ip_subject, Throttle};
 pub use usage::UsageCounter;
 
-use crate::domain::AccountName;
 use crate::error::{AppError, AppResult};
 pub use crate::principal::{Principal, PrincipalKind};
 use crate::service::identity::sessions;
@@ -186,6 +188,10 @@ impl Authenticator {
 
     /// A key's request needed these resources, and held them: each is marked as used now.
     pub fn used_resources<'r>(&self, principal: &Principal, resources: impl IntoIterator<Item = &'r str>) {
+        let mut resources = resources.into_iter().peekable();
+        if resources.peek().is_none() {
+            return; // nothing needed: the clock is not read
+        }
         if let PrincipalKind::AppKey { access_id, .. } = &principal.kind {
             let now = self.store.now();
             for resource in resources {
@@ -198,26 +204,34 @@ impl Authenticator {
     /// throttled per client IP and per key (see `throttle`); a cache hit is never throttled. The
     /// address is written as text only where it is needed (a miss, a failure, a new last-use note).
     pub async fn resolve(&self, headers: &HeaderMap, client_ip: Option<IpAddr>) -> AuthState {
-        let presented = match Presented::from_headers(headers) {
-            Ok(presented) => presented,
+        let raw = match Raw::read(headers) {
+            Ok(raw) => raw,
             Err(error) => return Err(self.failed(error, None, client_ip)),
-        };
-        let credential = match &presented {
-            Presented::Nothing => return Ok(None),
-            Presented::Session { token, account } => {
-                Credential { digest: token.sha256(), key: None, account: account.as_ref().map(AccountName::as_str) }
-            }
-            Presented::AppKey { key, token, account } => Credential {
-                digest: token.sha256(),
-                key: Some(key.as_str()),
-                account: account.as_ref().map(AccountName::as_str),
-            },
         };
         // Read the sequence before the lookup: a change committed meanwhile makes the entry stale.
         let since = self.store.versions().snapshot();
         // One reading of the clock serves a cached request: the entry's validity and the use noted.
         let now = self.store.now();
+        // A cached credential is answered before its values are parsed: entries are stored only
+        // under values that parsed, so values that find one are well-formed (`Raw::credential`).
+        let cached = raw.credential().and_then(|c| self.cache.hit(&c, self.store.versions(), now).map(|hit| (c, hit)));
+        if let Some((credential, hit)) = cached {
+            if hit.refresh {
+                if let Ok(presented) = raw.parse() {
+                    self.refresh(credential.to_key(), since, presented);
+                }
+            }
+            return self.granted(hit.principal, Outcome::OkCached, now, client_ip);
+        }
+        let presented = match raw.parse() {
+            Ok(presented) => presented,
+            Err(error) => return Err(self.failed(error, None, client_ip)),
+        };
+        let Some(credential) = presented.credential() else {
+            return Ok(None);
+        };
         if let Some(hit) = self.cache.get(&credential, self.store.versions(), now) {
+            // Found since the look above (a lookup finished meanwhile).
             if hit.refresh {
                 self.refresh(credential.to_key(), since, presented);
             }

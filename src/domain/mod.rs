@@ -21,7 +21,7 @@ pub use name::{ResourceName, RoleName};
 pub use password::{HashMemory, Password};
 pub use policy::{KeyPolicy, PolicyInput, PolicyInvalid};
 pub use resource::{PredefinedRole, Resource, ResourceId};
-pub use token::{AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};
+pub use token::{sha256_of, AppToken, DownloadToken, SessionToken, Token, TokenDigest, TokenFormatError, TokenKind};
 
 /// A value that failed its own rules; the message is safe to show to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -95,7 +95,7 @@ impl<K: TokenKind> Token<K> {
 
     /// The SHA-256 as bytes: the digest `digest` writes out as hex, for a lookup in memory.
     pub fn sha256(&self) -> [u8; 32] {
-        Sha256::digest(self.secret.expose_secret().as_bytes()).into()
+        sha256_of(self.secret.expose_secret())
     }
 
     /// The plaintext, for the one response that reveals it.
@@ -108,6 +108,11 @@ impl<K: TokenKind> fmt::Debug for Token<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({}[REDACTED])", K::PREFIX)
     }
+}
+
+/// The SHA-256 of a token's text, parsed or not (`Token::sha256` of a parsed one).
+pub fn sha256_of(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// The checksum's characters (base62, so ASCII), written where they are needed rather than allocated.

@@ -1,6 +1,6 @@
 //! `GET /auth`: forward-auth for gateways (nginx `auth_request`, Traefik ForwardAuth).
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::{error_response, ClientAddr};
@@ -24,9 +24,12 @@ const X_APPKEYS_CODE: HeaderName = HeaderName::from_static("x-appkeys-code");
 pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Request) -> Response {
     // The request is taken whole, so its headers are moved here rather than copied.
     let (parts, _) = request.into_parts();
-    let params = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
-        Ok(Query(params)) => params,
-        Err(rejection) => return rejection.into_response(),
+    let params = match parts.uri.query() {
+        None => Vec::new(),
+        Some(_) => match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+            Ok(Query(params)) => params,
+            Err(rejection) => return rejection.into_response(),
+        },
     };
     let cost = match cost_of(&params) {
         Ok(cost) => cost,
@@ -80,9 +83,13 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
             response
         }
         None => {
-            let mut response = StatusCode::OK.into_response();
             let answer = principal.forward_headers.get_or_init(|| forward_headers(&principal));
-            response.headers_mut().extend(answer.iter().cloned());
+            // Room for the layers' headers too (request id, nosniff, length, rate limits), so the
+            // map is allocated once rather than grown on the way out.
+            let mut headers = HeaderMap::with_capacity(answer.len() + 6);
+            headers.extend(answer.iter().cloned());
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.headers_mut() = headers;
             response
         }
     };

@@ -66,6 +66,44 @@ async fn malformed_auth_headers_are_unauthenticated_but_login_still_works(app: &
     }
 }
 
+/// A cached credential is answered before its headers are parsed: only headers that would pass
+/// unparsed are answered from the cache, so the same key and token with anything the strict reading
+/// refuses (a second credential, a malformed account, a disagreeing duplicate) still fail.
+async fn a_cached_credential_is_refused_with_headers_the_strict_reading_refuses(app: &TestApp) {
+    let owner = app.owner().await;
+    let Auth::Bearer(session) = owner.clone() else { unreachable!() };
+    let restricted = app.restricted_role(&owner).await;
+    let (key, token) = app.generate_key(&owner, None, &[restricted]).await;
+    let good = Auth::key(&key, &token);
+    let key_headers = || vec![("x-api-appkey".to_owned(), key.clone()), ("x-api-apptoken".to_owned(), token.clone())];
+    // Warm: both credentials are now cached.
+    assert_eq!(app.get("/auth", &good).await.status(), 200);
+    app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
+    let with = |extra: &[(&str, &str)]| {
+        let mut headers = key_headers();
+        headers.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Auth::Raw(headers)
+    };
+    let bearer = format!("Bearer {session}");
+    let refused = [
+        with(&[("authorization", &bearer)]),
+        with(&[("x-account", "NOT VALID")]),
+        with(&[("x-vtex-api-appkey", "appkey-main-ZZZZZZ")]),
+        with(&[("x-vtex-api-apptoken", "akt_other")]),
+        Auth::Raw(vec![("authorization".into(), bearer.clone()), ("x-account".into(), "NOT VALID".into())]),
+        Auth::Raw(vec![("authorization".into(), format!("Basic {session}"))]),
+    ];
+    for (case, auth) in refused.iter().enumerate() {
+        assert_eq!(app.get("/auth", auth).await.status(), 401, "case {case}");
+        app.graphql(auth, "{ viewer { account } }", json!({})).await.assert_code("UNAUTHENTICATED");
+    }
+    // The same headers said twice alike, or under their VTEX names, are still the credential.
+    let twice = with(&[("x-vtex-api-appkey", key.as_str()), ("x-api-apptoken", token.as_str())]);
+    assert_eq!(app.get("/auth", &twice).await.status(), 200);
+    assert_eq!(app.get("/auth", &good).await.status(), 200);
+    app.graphql(&owner, "{ viewer { account } }", json!({})).await.data("viewer");
+}
+
 async fn a_user_without_save_user_is_forbidden_naming_the_resource(app: &TestApp) {
     let owner = app.owner().await;
     let profile_role = app.custom_role(&owner, "Profiles only", &["LicenseManager.SaveAccessProfile"]).await;
@@ -146,6 +184,7 @@ async fn the_api_key_permissions_each_allow_their_own_operations(app: &TestApp) 
 crate::backend_tests!(
     every_protected_operation_without_credentials_is_unauthenticated,
     malformed_auth_headers_are_unauthenticated_but_login_still_works,
+    a_cached_credential_is_refused_with_headers_the_strict_reading_refuses,
     a_user_without_save_user_is_forbidden_naming_the_resource,
     view_only_holders_can_read_keys_but_not_change_them,
     the_api_key_permissions_each_allow_their_own_operations,
