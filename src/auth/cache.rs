@@ -133,17 +133,13 @@ impl CredentialCache {
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Hit> {
-        let Some((entry, age)) = self.entry(credential) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let (found, stale) = Self::current(entry, versions, now);
+        let (hit, stale) = self.look(credential, versions, now);
         if stale {
             self.stats.invalidated.fetch_add(1, Ordering::Relaxed);
         }
-        let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
+        let counter = if hit.is_some() { &self.stats.hits } else { &self.stats.misses };
         counter.fetch_add(1, Ordering::Relaxed);
-        found.map(|(principal, _)| Hit { principal, refresh: age >= REFRESH_AFTER })
+        hit
     }
 
     /// `get` for a credential read from headers and not yet parsed (`headers::Raw`): a hit is
@@ -155,10 +151,24 @@ impl CredentialCache {
         versions: &CredentialVersions,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Hit> {
-        let (entry, age) = self.entry(credential)?;
-        let (principal, _) = Self::current(entry, versions, now).0?;
+        let hit = self.look(credential, versions, now).0?;
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        Some(Hit { principal, refresh: age >= REFRESH_AFTER })
+        Some(hit)
+    }
+
+    /// The lookup `get` and `hit` share, counting nothing: a hit if the entry is current, and
+    /// whether a stale entry was found.
+    fn look(
+        &self,
+        credential: &Credential<'_>,
+        versions: &CredentialVersions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (Option<Hit>, bool) {
+        let Some((entry, age)) = self.entry(credential) else {
+            return (None, false);
+        };
+        let (found, stale) = Self::current(entry, versions, now);
+        (found.map(|(principal, _)| Hit { principal, refresh: age >= REFRESH_AFTER }), stale)
     }
 
     /// `get` without counting: the current principal for `credential` with when it stops by

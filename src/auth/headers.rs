@@ -52,6 +52,22 @@ impl<'h> Raw<'h> {
         Ok(Self { authorization, key, token, account })
     }
 
+    /// Which credential the values name, by their arrangement alone (`None`: an ambiguous mix or a
+    /// scheme other than Bearer). The one decision `credential` and `parse` share, so values that
+    /// `parse` refuses for their arrangement never name a cache key.
+    fn shape(&self) -> Option<Shape<'h>> {
+        match (self.authorization, self.key, self.token) {
+            (None, None, None) => Some(Shape::Nothing),
+            (Some(value), None, None) => {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| Shape::Session(token.trim()))
+            }
+            (None, Some(key), Some(token)) => Some(Shape::AppKey(key, token)),
+            // Half an app key, or a session and an app key at once: ambiguous.
+            _ => None,
+        }
+    }
+
     /// What the credential cache would hold these values under, were they well-formed: the
     /// SHA-256 of the token's text, the key and the account as written. `None` for nothing or an
     /// ambiguous mix, which `parse` refuses.
@@ -60,40 +76,39 @@ impl<'h> Raw<'h> {
     /// that find one are well-formed: a cached request skips parsing (its checks, copies and
     /// checksum) and a miss parses before anything else is done.
     pub fn credential(&self) -> Option<Credential<'h>> {
-        let token = match (self.authorization, self.key, self.token) {
-            (Some(value), None, None) => {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())?
-            }
-            (None, Some(_), Some(token)) => token,
-            _ => return None,
+        let (key, token) = match self.shape()? {
+            Shape::Nothing => return None,
+            Shape::Session(token) => (None, token),
+            Shape::AppKey(key, token) => (Some(key), token),
         };
-        Some(Credential { digest: sha256_of(token), key: self.key, account: self.account })
+        Some(Credential { digest: sha256_of(token), key, account: self.account })
     }
 
     /// Checks the values' shapes (not yet against the database).
     pub fn parse(self) -> AppResult<Presented> {
         let account =
             self.account.map(|raw| AccountName::parse(raw).map_err(|_| AppError::Unauthenticated)).transpose()?;
-        match (self.authorization, self.key, self.token) {
-            (None, None, None) => Ok(Presented::Nothing),
-            (Some(value), None, None) => {
-                let (scheme, token) = value.split_once(' ').ok_or(AppError::Unauthenticated)?;
-                if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(AppError::Unauthenticated);
-                }
-                let token = SessionToken::parse(token.trim()).map_err(|_| AppError::Unauthenticated)?;
+        match self.shape().ok_or(AppError::Unauthenticated)? {
+            Shape::Nothing => Ok(Presented::Nothing),
+            Shape::Session(token) => {
+                let token = SessionToken::parse(token).map_err(|_| AppError::Unauthenticated)?;
                 Ok(Presented::Session { token, account })
             }
-            (None, Some(key), Some(token)) => {
+            Shape::AppKey(key, token) => {
                 let key = AppKeyValue::parse(key).map_err(|_| AppError::Unauthenticated)?;
-                let token = AppToken::parse(token.trim()).map_err(|_| AppError::Unauthenticated)?;
+                let token = AppToken::parse(token).map_err(|_| AppError::Unauthenticated)?;
                 Ok(Presented::AppKey { key, token, account })
             }
-            // Half an app key, or a session and an app key at once: ambiguous, so refused.
-            _ => Err(AppError::Unauthenticated),
         }
     }
+}
+
+/// The credential a request's headers name: none, a session's token, or an app key and its token
+/// (each value already trimmed).
+enum Shape<'h> {
+    Nothing,
+    Session(&'h str),
+    AppKey(&'h str, &'h str),
 }
 
 impl Presented {
