@@ -13,15 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
-fn required(name: &str) -> anyhow::Result<String> {
-    arg(name).ok_or_else(|| anyhow::anyhow!("{name} is required"))
-}
+#[path = "args.rs"]
+mod args;
+use args::{arg, required};
 
 /// One server's client side: GraphQL as the owner, `/auth` with a key.
 #[derive(Clone)]

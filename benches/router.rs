@@ -14,18 +14,12 @@ use axum::http::Request;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tower::ServiceExt;
+#[path = "args.rs"]
+mod args;
+use args::{arg, required};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
-fn required(name: &str) -> anyhow::Result<String> {
-    arg(name).ok_or_else(|| anyhow::anyhow!("{name} is required"))
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {

@@ -13,13 +13,11 @@ use appkeys::config::Settings;
 use appkeys::domain::{AppToken, TokenDigest};
 use appkeys::entity::{account, app_key, key_access, key_access_role, role};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+#[path = "args.rs"]
+mod args;
+use args::arg;
 
 const CHUNK: usize = 1_000;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
 
 /// The i-th six-letter suffix: distinct for every i below 26^6.
 fn suffix(mut i: usize) -> String {
