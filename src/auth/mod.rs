@@ -158,7 +158,9 @@ impl Authenticator {
         };
         let admission = match &principal.policy {
             Some(policy) if !policy.rate_limits.is_empty() || policy.credits.is_some() => {
-                self.gate.admit(&principal.account_id, access_id, policy, cost).await
+                // Boxed: the gate's future (Redis, the database for credits) is built only for a
+                // key with limits, and every other request's future stays small.
+                Box::pin(self.gate.admit(&principal.account_id, access_id, policy, cost)).await
             }
             _ => Admission::default(),
         };
@@ -237,10 +239,24 @@ impl Authenticator {
             }
             return self.granted(hit.principal, Outcome::OkCached, now, client_ip);
         }
+        // What follows waits on the database, and its future is kilobytes: boxed, it is built only
+        // for a miss, and the future of every request (moved as it is awaited) stays small.
+        let key = credential.to_key();
+        Box::pin(self.resolve_missed(key, since, presented, client_ip)).await
+    }
+
+    /// A credential the cache did not hold: throttled per client address, then looked up, once for
+    /// every request missing it at the same time.
+    async fn resolve_missed(
+        &self,
+        key: CacheKey,
+        since: u64,
+        presented: Presented,
+        client_ip: Option<IpAddr>,
+    ) -> AuthState {
         if let Some(ip) = client_ip {
             self.throttle.check(&[&ip_subject(ip)])?;
         }
-        let key = credential.to_key();
         // Another request may be looking this credential up already, from the same sequence.
         let leader = match self.flights.join(&key, since) {
             Flight::Lead(leader) => {

@@ -47,30 +47,9 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
     }
     let missing: Vec<String> = required.iter().filter(|r| !principal.resources.contains(*r)).cloned().collect();
     if !missing.is_empty() {
-        state.auth.refused_resources(&principal);
-        // Held resources exist; only on this failure path is the catalogue read, to tell a typo in
-        // the gateway's configuration (400, named) from a missing permission (403).
-        let known = match roles::cached_catalogue(&state.store).await {
-            Ok(catalogue) => catalogue,
-            Err(error) => return error_response(&error),
-        };
-        let mut unknown: Vec<&str> =
-            missing.iter().filter(|id| !known.iter().any(|r| &r.id == *id)).map(String::as_str).collect();
-        if !unknown.is_empty() {
-            // Registered on another replica a moment ago? Ask the database before calling it a typo.
-            let fresh = match roles::catalogue(&state.store).await {
-                Ok(catalogue) => catalogue,
-                Err(error) => return error_response(&error),
-            };
-            unknown.retain(|id| !fresh.iter().any(|r| &r.id == id));
-        }
-        if !unknown.is_empty() {
-            return error_response(&AppError::bad_input(
-                "resource",
-                format!("unknown resource {}: register it first (appkeys resource register)", unknown.join(", ")),
-            ));
-        }
-        return error_response(&AppError::forbidden(missing));
+        // Boxed: the catalogue's reads are built only on this path, and every granted request's
+        // future (moved as it is awaited) stays small.
+        return Box::pin(refused(&state, &principal, missing)).await;
     }
     state.auth.used_resources(&principal, required.iter().map(String::as_str));
     let admission = state.auth.admit(&principal, peer.0, crate::auth::user_agent(&headers), cost).await;
@@ -95,6 +74,35 @@ pub async fn check(State(state): State<AppState>, peer: ClientAddr, request: Req
     };
     limit_headers(&admission, response.headers_mut());
     response
+}
+
+/// 403 naming the resources the principal lacks, or 400 naming the ones no role grants (a typo in
+/// the gateway's configuration).
+async fn refused(state: &AppState, principal: &Principal, missing: Vec<String>) -> Response {
+    state.auth.refused_resources(principal);
+    // Held resources exist; only on this failure path is the catalogue read, to tell a typo in
+    // the gateway's configuration (400, named) from a missing permission (403).
+    let known = match roles::cached_catalogue(&state.store).await {
+        Ok(catalogue) => catalogue,
+        Err(error) => return error_response(&error),
+    };
+    let mut unknown: Vec<&str> =
+        missing.iter().filter(|id| !known.iter().any(|r| &r.id == *id)).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        // Registered on another replica a moment ago? Ask the database before calling it a typo.
+        let fresh = match roles::catalogue(&state.store).await {
+            Ok(catalogue) => catalogue,
+            Err(error) => return error_response(&error),
+        };
+        unknown.retain(|id| !fresh.iter().any(|r| &r.id == id));
+    }
+    if !unknown.is_empty() {
+        return error_response(&AppError::bad_input(
+            "resource",
+            format!("unknown resource {}: register it first (appkeys resource register)", unknown.join(", ")),
+        ));
+    }
+    error_response(&AppError::forbidden(missing))
 }
 
 /// `?cost=N`: the credits and rate-limit units a request costs (0–1000, default 1).
