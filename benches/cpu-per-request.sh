@@ -24,19 +24,8 @@ PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 cargo build --release --example bench-seed >&2
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-if [ "$BACKEND" = postgres ]; then
-  psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS appkeys_bench_cpu WITH (FORCE)" -qc "CREATE DATABASE appkeys_bench_cpu"
-  DB_URL="$PG_URL/appkeys_bench_cpu"
-else
-  DB_URL="sqlite://$WORK/cpu.db?mode=rwc"
-fi
-eval "$(target/release/examples/bench-seed --database-url "$DB_URL" --keys 1000 --password "$PASSWORD")"
-[ "$BACKEND" = postgres ] && psql "$DB_URL" -qc "ANALYZE"
+. benches/common.sh
+seed cpu 1000
 
 ticks() { # the server's CPU ticks, plus every postgres process's on PostgreSQL
   local total
@@ -66,7 +55,7 @@ run() { # run LABEL BIN
   for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   if [ "$FIGURE" = auth ]; then
     measure "$1 healthz" "$BASE/healthz"
-    measure "$1 auth" -H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN" "$BASE/auth"
+    measure "$1 auth" "${KEY[@]}" "$BASE/auth"
   else
     local session
     session=$(curl -fs "$BASE/graphql" -H 'content-type: application/json' \

@@ -26,6 +26,7 @@ REQUESTS=${REQUESTS:-10000}
 BACKEND=${BACKEND:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 PORT=${PORT:-18086}
+PASSWORD=bench-password-123
 BASE="http://127.0.0.1:$PORT"
 for tool in valgrind callgrind_control ab; do
   command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install valgrind apache2-utils" >&2; exit 1; }
@@ -33,20 +34,8 @@ done
 BINS=("$@")
 [ ${#BINS[@]} -gt 0 ] || { cargo build --release --bins >&2; BINS=(target/release/appkeys); }
 cargo build --release --example bench-seed >&2
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-if [ "$BACKEND" = postgres ]; then
-  psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS appkeys_bench_ir WITH (FORCE)" -qc "CREATE DATABASE appkeys_bench_ir"
-  DB_URL="$PG_URL/appkeys_bench_ir"
-else
-  DB_URL="sqlite://$WORK/ir.db?mode=rwc"
-fi
-eval "$(target/release/examples/bench-seed --database-url "$DB_URL" --keys 1000 --password bench-password-123)"
-[ "$BACKEND" = postgres ] && psql "$DB_URL" -qc "ANALYZE"
-KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
+. benches/common.sh
+seed ir 1000
 
 send() { # send N URL [ab args]: N requests on one kept-alive connection; fails on any non-2xx
   local n=$1 url=$2 out

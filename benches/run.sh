@@ -29,24 +29,7 @@ want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 command -v wrk >/dev/null || { echo "benches/run.sh needs wrk: apt-get install wrk" >&2; exit 1; }
 cargo build --release --bins --example bench-seed >&2
 BIN=target/release/appkeys
-SEED=target/release/examples/bench-seed
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-seed() { # seed NAME KEYS -> sets PROBE_KEY, PROBE_TOKEN, DB_URL
-  if [ "$BACKEND" = postgres ]; then
-    psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS appkeys_bench_$1 WITH (FORCE)" -qc "CREATE DATABASE appkeys_bench_$1"
-    DB_URL="$PG_URL/appkeys_bench_$1"
-  else
-    DB_URL="sqlite://$WORK/$1.db?mode=rwc"
-  fi
-  eval "$("$SEED" --database-url "$DB_URL" --keys "$2" --password "$PASSWORD")"
-  # Fresh planner statistics after a bulk load, as any operator would have after autovacuum.
-  [ "$BACKEND" = postgres ] && psql "$DB_URL" -qc "ANALYZE"
-  KEY=(-H "X-API-AppKey: $PROBE_KEY" -H "X-API-AppToken: $PROBE_TOKEN")
-}
+. benches/common.sh
 
 start_server() { # start_server [NAME=VALUE ...]: extra environment for the server (PIN=core pins it)
   local pin=()
