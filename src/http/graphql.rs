@@ -1,8 +1,9 @@
 //! GraphQL over HTTP (and its GraphQL-over-HTTP specification): `POST /graphql` takes JSON bodies
 //! only, in batches of at most `--max-batch`; `GET /graphql` runs queries, never mutations; the
 //! response media type follows `Accept`; GraphiQL is at `/`.
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet};
 use async_graphql::BatchRequest;
+use async_graphql::Positioned;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -38,6 +39,33 @@ fn parse_once(request: &mut async_graphql::Request) -> Result<&ExecutableDocumen
         }
     }
     request.parsed_query()
+}
+
+/// `parse_once`, then the parse as the request's variables make it: a variable declared and not
+/// sent leaves its arguments out, so they take the schema's defaults (`unsent`); a non-null one
+/// not sent is a refusal.
+fn parse_as_sent(
+    request: &mut async_graphql::Request,
+) -> Result<(&ExecutableDocument, Option<Refusal>), async_graphql::ServerError> {
+    // The variables are held aside while the parse is borrowed from the request.
+    let variables = std::mem::take(&mut request.variables);
+    let operation_name = request.operation_name.take();
+    let checked = parse_once(request).map(|document| {
+        let required = selected(document, operation_name.as_deref())
+            .and_then(|operation| super::unsent::required_unsent(&operation.node, &variables))
+            .map(|unsent| Refusal::Unsent {
+                variable: unsent.name.node.to_string(),
+                ty: unsent.var_type.node.to_string(),
+            });
+        (super::unsent::without_unsent(document, &variables), required)
+    });
+    request.variables = variables;
+    request.operation_name = operation_name;
+    let (rewritten, refusal) = checked?;
+    if let Some(document) = rewritten {
+        request.set_parsed_query(document);
+    }
+    Ok((request.parsed_query()?, refusal))
 }
 
 /// Automatic persisted queries (Apollo's protocol): documents by the SHA-256 of their text, as
@@ -203,6 +231,9 @@ enum Refusal {
     MutationOverGet,
     /// The document is well-formed but not allowed (`GRAPHQL_VALIDATION_FAILED`).
     Invalid(String),
+    /// A non-null variable without a default was not sent (`BAD_USER_INPUT`, the variable as
+    /// `extensions.field`), a request error as the GraphQL specification has it.
+    Unsent { variable: String, ty: String },
 }
 
 /// Checks a parsed document before execution: no mutation over GET, at most `--max-aliases`
@@ -227,14 +258,21 @@ fn precheck(
     None
 }
 
-/// Whether the operation a request would run is a mutation (or subscription).
-fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    let selected = match operation_name {
+/// The operation a request would run.
+fn selected<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    match operation_name {
         Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)).map(|(_, op)| op),
         // Several operations and no name: execution refuses to pick one, so nothing runs.
         None => document.operations.iter().next().filter(|_| document.operations.iter().count() == 1).map(|(_, op)| op),
-    };
-    selected.is_some_and(|op| op.node.ty != OperationType::Query)
+    }
+}
+
+/// Whether the operation a request would run is a mutation (or subscription).
+fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    selected(document, operation_name).is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
 /// Whether the document selects `__schema` or `__type` anywhere (`__typename` is not introspection).
@@ -299,8 +337,8 @@ async fn execute(
     let mut operations: Vec<String> = Vec::new();
     for request in batch.iter_mut() {
         let requested = request.operation_name.clone();
-        let document = match parse_once(request) {
-            Ok(document) => document,
+        let (document, unsent) = match parse_as_sent(request) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 parse_errors.push(Some(parse_error(&error)));
                 operations.push(crate::telemetry::operation_label(requested.as_deref()));
@@ -310,7 +348,7 @@ async fn execute(
         let named = requested.clone().or_else(|| single_operation_name(document));
         operations.push(crate::telemetry::operation_label(named.as_deref()));
         parse_errors.push(None);
-        match precheck(state, document, requested.as_deref(), over_get) {
+        match precheck(state, document, requested.as_deref(), over_get).or(unsent) {
             None => {}
             Some(Refusal::MutationOverGet) => {
                 let mut response =
@@ -321,6 +359,11 @@ async fn execute(
             Some(Refusal::Invalid(message)) => {
                 let body = super::error_body(&message, serde_json::json!({ "code": VALIDATION_FAILED }));
                 return respond_json(media_type, true, &body);
+            }
+            Some(Refusal::Unsent { variable, ty }) => {
+                let message = format!("variable ${variable} of required type {ty} was not provided");
+                let extensions = serde_json::json!({ "code": "BAD_USER_INPUT", "field": format!("${variable}") });
+                return respond_json(media_type, true, &super::error_body(&message, extensions));
             }
         }
     }
@@ -336,6 +379,9 @@ async fn execute(
         }
     }
     let auth_state = Arc::new(auth_state);
+    // The texts, to name the argument an input error points at (`shape`); the requests go to
+    // execution whole.
+    let texts: Vec<String> = batch.iter().map(|request| request.query.clone()).collect();
     let batch = batch.data(auth_state).data(meta);
     let response = schema.execute_batch(batch).await;
     for operation in operations {
@@ -359,12 +405,14 @@ async fn execute(
     };
     let failed_before_execution = match &mut body {
         serde_json::Value::Array(items) => {
-            for (item, parse_error) in items.iter_mut().zip(&parse_errors) {
-                shape(item, parse_error.as_deref());
+            for ((item, parse_error), text) in items.iter_mut().zip(&parse_errors).zip(&texts) {
+                shape(item, parse_error.as_deref(), text);
             }
             false
         }
-        single => shape(single, parse_errors.first().and_then(Option::as_deref)),
+        single => {
+            shape(single, parse_errors.first().and_then(Option::as_deref), texts.first().map_or("", String::as_str))
+        }
     };
     let mut response = respond_json(media_type, failed_before_execution, &body);
     if any_unavailable(&body) {
@@ -497,7 +545,9 @@ fn one_line(text: &str) -> String {
 /// Gives a response that failed before execution (no data, errors without a path) the error codes
 /// `GRAPHQL_PARSE_FAILED` / `GRAPHQL_VALIDATION_FAILED` and one-line messages, and drops its `data`
 /// entry, as the GraphQL-over-HTTP specification asks. Returns whether it was such a failure.
-fn shape(response: &mut serde_json::Value, parse_error: Option<&str>) -> bool {
+/// Every other error without a code is async-graphql's refusal of an argument's value (every error
+/// of appkeys' own has one): `BAD_USER_INPUT`, with the argument as `extensions.field`.
+fn shape(response: &mut serde_json::Value, parse_error: Option<&str>, text: &str) -> bool {
     let Some(object) = response.as_object_mut() else {
         return false;
     };
@@ -507,6 +557,11 @@ fn shape(response: &mut serde_json::Value, parse_error: Option<&str>) -> bool {
                 && errors.iter().all(|e| e.get("path").is_none_or(|p| p.as_array().is_none_or(Vec::is_empty)))
         });
     if !errors_only {
+        for error in object.get_mut("errors").and_then(|e| e.as_array_mut()).into_iter().flatten() {
+            if error["extensions"]["code"].is_null() {
+                bad_input(error, text);
+            }
+        }
         return false;
     }
     object.remove("data");
@@ -526,6 +581,51 @@ fn shape(response: &mut serde_json::Value, parse_error: Option<&str>) -> bool {
         }
     }
     true
+}
+
+/// Marks an argument's refused value `BAD_USER_INPUT`, naming the argument (found at the error's
+/// location in the document) as `extensions.field` when it can.
+fn bad_input(error: &mut serde_json::Value, text: &str) {
+    let at = &error["locations"][0];
+    let field = match (at["line"].as_u64(), at["column"].as_u64()) {
+        (Some(line), Some(column)) => {
+            DOCUMENTS.get(text).and_then(|document| argument_at(&document, line as usize, column as usize))
+        }
+        _ => None,
+    };
+    let Some(error) = error.as_object_mut() else {
+        return;
+    };
+    let extensions = error.entry("extensions").or_insert_with(|| serde_json::json!({}));
+    if let Some(extensions) = extensions.as_object_mut() {
+        extensions.insert("code".into(), serde_json::Value::String("BAD_USER_INPUT".into()));
+        if let Some(field) = field {
+            extensions.entry("field").or_insert(serde_json::Value::String(field));
+        }
+    }
+}
+
+/// The name of the argument whose value starts at `line`:`column` of `document`.
+fn argument_at(document: &ExecutableDocument, line: usize, column: usize) -> Option<String> {
+    fn in_set(set: &SelectionSet, at: async_graphql::Pos) -> Option<String> {
+        set.items.iter().find_map(|item| match &item.node {
+            Selection::Field(field) => field
+                .node
+                .arguments
+                .iter()
+                .find(|(_, value)| value.pos == at)
+                .map(|(name, _)| name.node.to_string())
+                .or_else(|| in_set(&field.node.selection_set.node, at)),
+            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node, at),
+            Selection::FragmentSpread(_) => None,
+        })
+    }
+    let at = async_graphql::Pos { line, column };
+    document
+        .operations
+        .iter()
+        .find_map(|(_, operation)| in_set(&operation.node.selection_set.node, at))
+        .or_else(|| document.fragments.values().find_map(|fragment| in_set(&fragment.node.selection_set.node, at)))
 }
 
 /// With `application/graphql-response+json`, a request that failed before execution (syntax,

@@ -6,6 +6,7 @@ mod forward_auth;
 mod graphql;
 mod health;
 mod leaks;
+mod unsent;
 mod ws;
 
 use axum::extract::MatchedPath;

@@ -113,6 +113,48 @@ async fn bad_input_names_its_field(app: &TestApp) {
     assert_eq!(app.snapshot().await, before);
 }
 
+/// A variable declared and not sent (what a JavaScript client does with `undefined`) leaves its
+/// argument or input field out, so the schema's default applies, as the GraphQL specification
+/// reads it; a `null` sent for a non-null argument is bad input naming the argument.
+async fn a_variable_left_out_takes_the_arguments_default(app: &TestApp) {
+    let owner = app.owner().await;
+    let (key, _) = app.generate_key(&owner, Some("probe"), &[]).await;
+    let query = "query($k: String!, $days: Int, $g: UsageGranularity, $field: AppKeyOrderField) {
+        appKey(key: $k) { clientAddresses(days: $days) { count }
+          usage(from: \"2027-03-01T00:00:00Z\", to: \"2027-03-01T05:00:00Z\", granularity: $g) { at } }
+        myKeys(first: 5, orderBy: { field: $field, direction: ASC }) { totalCount }
+      }";
+    let answered = app.graphql(&owner, query, json!({ "k": key })).await;
+    assert_eq!(answered.data("appKey.clientAddresses"), json!([]), "days: its default 30");
+    assert_eq!(answered.data("appKey.usage").as_array().map(Vec::len), Some(6), "HOUR, the default: six points");
+    assert!(answered.data("myKeys.totalCount").as_i64().is_some());
+    let days = answered.clone();
+    let sent = app.graphql(&owner, query, json!({ "k": key, "g": "DAY", "days": 30 })).await;
+    assert_eq!(sent.data("appKey.usage").as_array().map(Vec::len), Some(1), "DAY, sent: one point");
+    assert_eq!(days.data("appKey.clientAddresses"), sent.data("appKey.clientAddresses"));
+
+    // `null` is a value, and not one a non-null argument takes; nor may a non-null variable be left
+    // out: both are refused before anything runs, the second naming the variable.
+    let (_, body) =
+        post(app, &owner, "application/json", json!({ "query": query, "variables": { "k": key, "g": null } })).await;
+    assert_request_error(&body, "GRAPHQL_VALIDATION_FAILED");
+    let (status, body) = post(app, &owner, "application/graphql-response+json", json!({ "query": query })).await;
+    assert_eq!(status, 400, "a request error");
+    assert_request_error(&body, "BAD_USER_INPUT");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "$k", "{body}");
+    assert_eq!(body["errors"][0]["message"], "variable $k of required type String! was not provided");
+    // A document of several operations is run as async-graphql reads it (the variable is `null`):
+    // its refusal of the argument is bad input like any other, with the argument named.
+    let several = format!("{} query Other {{ viewer {{ account }} }}", query.replacen("query(", "query Probe(", 1));
+    let body = json!({ "query": several, "operationName": "Probe", "variables": { "k": key } });
+    let (_, body) = post(app, &owner, "application/json", body).await;
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(errors.iter().all(|e| e["extensions"]["code"] == "BAD_USER_INPUT"), "{body:#}");
+    let mut fields: Vec<&str> = errors.iter().filter_map(|e| e["extensions"]["field"].as_str()).collect();
+    fields.sort_unstable(); // the fields resolve concurrently
+    assert_eq!(fields, ["days", "granularity", "orderBy"], "{body:#}");
+}
+
 async fn changes_that_change_nothing_write_nothing(app: &TestApp) {
     let owner = app.owner().await;
     let restricted = app.restricted_role(&owner).await;
@@ -332,6 +374,7 @@ crate::backend_tests!(
     parse_and_validation_errors_have_codes_one_line_and_no_data,
     http_level_errors_share_the_graphql_shape,
     bad_input_names_its_field,
+    a_variable_left_out_takes_the_arguments_default,
     changes_that_change_nothing_write_nothing,
     auth_names_unknown_resources_and_takes_keys_only,
 );

@@ -502,7 +502,7 @@ fn errors_of(answer: &crate::helpers::Gql) -> Value {
 /// `appKey(key) { usage }` alone (the usage chart's query) reads the key and its usage in one
 /// statement; it answers exactly as the key read whole does: for its own key, another account's key
 /// added here, one removed here, a deleted one, one never added, and a malformed value; through
-/// variables, literals and fragments, and with the granularity variable left out (refused alike).
+/// variables, literals and fragments, and with the granularity variable left out (its default, alike).
 async fn usage_alone_answers_as_the_whole_key_does(app: &TestApp) {
     let owner = app.owner().await;
     let role = app.restricted_role(&owner).await;
@@ -558,8 +558,7 @@ async fn usage_alone_answers_as_the_whole_key_does(app: &TestApp) {
         for granularity in [json!("HOUR"), json!("DAY"), Value::Null] {
             let mut variables = json!({ "k": key, "from": from, "to": to, "g": granularity });
             if granularity.is_null() {
-                // Left out: async-graphql refuses it (a variable left out is not an argument left
-                // out), the same on both paths.
+                // Left out: the argument is left out, so its default (HOUR) applies on both paths.
                 variables.as_object_mut().expect("variables").remove("g");
             }
             let expected = app.graphql(&owner, &whole, variables.clone()).await;
@@ -579,9 +578,9 @@ async fn usage_alone_answers_as_the_whole_key_does(app: &TestApp) {
             counted += series.as_array().map_or(0, |points| points.iter().map(sum).sum::<u64>());
         }
     }
-    // Per granularity (HOUR, DAY): the own key's valid and invalid-token requests, and a valid
-    // request of each external key (their wrong tokens count in their owner's account).
-    assert_eq!(counted, 2 * 4, "the series compared were not empty");
+    // Per granularity (HOUR, DAY, HOUR by default): the own key's valid and invalid-token requests,
+    // and a valid request of each external key (their wrong tokens count in their owner's account).
+    assert_eq!(counted, 3 * 4, "the series compared were not empty");
     for key in [&deleted, &never_added] {
         let variables = json!({ "k": key, "from": from, "to": to, "g": "DAY" });
         assert!(app.graphql(&owner, &alone[0], variables).await.data("appKey").is_null(), "{key}");
