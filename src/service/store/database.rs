@@ -14,7 +14,7 @@ pub(super) fn describe(url: &str) -> String {
         return format!("(the SQLite file {path})");
     }
     match postgres_target(url) {
-        Some((host, port, database)) => format!("(PostgreSQL at {host}:{port}/{database})"),
+        Some(target) => format!("(PostgreSQL at {target})"),
         None => "(the URL given with --database-url / DATABASE_URL)".to_owned(),
     }
 }
@@ -29,18 +29,25 @@ fn sqlite_path(url: &str) -> Option<&str> {
     Some(rest.split('?').next().unwrap_or(rest))
 }
 
-/// Host, port and database of a PostgreSQL URL, read by hand so that no password is kept.
-fn postgres_target(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
-    let rest = rest.split('?').next().unwrap_or(rest);
-    let after_credentials = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let (host_port, database) = after_credentials.split_once('/').unwrap_or((after_credentials, ""));
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (host_port, 5432),
-    };
-    let host = if host.is_empty() { "localhost" } else { host };
-    Some((host.to_owned(), port, database.to_owned()))
+/// Where a PostgreSQL URL connects, as the driver reads it (a `host=` parameter, a socket
+/// directory, the `PG…` environment, the driver's default socket), without its password.
+fn postgres_target(url: &str) -> Option<String> {
+    if !is_postgres(url) {
+        return None;
+    }
+    let options: sea_orm::sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+    let port = options.get_port();
+    let database = options.get_database().unwrap_or(options.get_username());
+    let host = options.get_host();
+    // A socket directory, given as one or as a host that is a path, as the driver connects.
+    let socket = options
+        .get_socket()
+        .map(|dir| dir.display().to_string())
+        .or_else(|| host.starts_with('/').then(|| host.to_owned()));
+    Some(match socket {
+        Some(dir) => format!("the socket {}/.s.PGSQL.{port}, database {database}", dir.trim_end_matches('/')),
+        None => format!("{host}:{port}/{database}"),
+    })
 }
 
 /// Opens one connection first, to report the real cause quickly.
@@ -122,6 +129,16 @@ mod tests {
         );
         assert_eq!(describe("postgres://db.example.com/keys"), "(PostgreSQL at db.example.com:5432/keys)");
         assert!(!describe("postgres://app:s3cret@h/d").contains("s3cret"));
+        assert_eq!(
+            describe("postgres:///keys?host=/var/run/postgresql/&user=app"),
+            "(PostgreSQL at the socket /var/run/postgresql/.s.PGSQL.5432, database keys)",
+            "a socket is named as one, not as localhost"
+        );
+        assert_eq!(
+            describe("postgresql://app@%2Ftmp:5433/keys"),
+            "(PostgreSQL at the socket /tmp/.s.PGSQL.5433, database keys)"
+        );
+        assert_eq!(describe("postgres://app@h?sslmode=require"), "(PostgreSQL at h:5432/app)", "the user's database");
     }
 
     #[tokio::test]
