@@ -44,14 +44,14 @@ fn parse_once(request: &mut async_graphql::Request) -> Result<&ExecutableDocumen
 /// `parse_once`, then the parse as the request's variables make it: a variable declared and not
 /// sent leaves its arguments out, so they take the schema's defaults (`unsent`); a non-null one
 /// not sent is a refusal.
-fn parse_as_sent(
-    request: &mut async_graphql::Request,
-) -> Result<(&ExecutableDocument, Option<Refusal>), async_graphql::ServerError> {
+fn parse_as_sent<'r>(
+    request: &'r mut async_graphql::Request,
+    operation_name: Option<&str>,
+) -> Result<(&'r ExecutableDocument, Option<Refusal>), async_graphql::ServerError> {
     // The variables are held aside while the parse is borrowed from the request.
     let variables = std::mem::take(&mut request.variables);
-    let operation_name = request.operation_name.take();
     let checked = parse_once(request).map(|document| {
-        let required = selected(document, operation_name.as_deref())
+        let required = selected(document, operation_name)
             .and_then(|operation| super::unsent::required_unsent(&operation.node, &variables))
             .map(|unsent| Refusal::Unsent {
                 variable: unsent.name.node.to_string(),
@@ -60,7 +60,6 @@ fn parse_as_sent(
         (super::unsent::without_unsent(document, &variables), required)
     });
     request.variables = variables;
-    request.operation_name = operation_name;
     let (rewritten, refusal) = checked?;
     if let Some(document) = rewritten {
         request.set_parsed_query(document);
@@ -337,7 +336,7 @@ async fn execute(
     let mut operations: Vec<String> = Vec::new();
     for request in batch.iter_mut() {
         let requested = request.operation_name.clone();
-        let (document, unsent) = match parse_as_sent(request) {
+        let (document, unsent) = match parse_as_sent(request, requested.as_deref()) {
             Ok(parsed) => parsed,
             Err(error) => {
                 parse_errors.push(Some(parse_error(&error)));

@@ -28,7 +28,7 @@ pub fn without_unsent(document: &ExecutableDocument, variables: &Variables) -> O
         .node
         .variable_definitions
         .iter()
-        .filter(|definition| unsent(&definition.node, variables))
+        .filter(|definition| definition.node.var_type.node.nullable && left_out(&definition.node, variables))
         .map(|definition| definition.node.name.node.clone())
         .collect();
     if unsent.is_empty() {
@@ -54,17 +54,16 @@ pub fn required_unsent<'o>(
     operation: &'o OperationDefinition,
     variables: &Variables,
 ) -> Option<&'o VariableDefinition> {
-    operation.variable_definitions.iter().map(|definition| &definition.node).find(|definition| {
-        !definition.var_type.node.nullable
-            && definition.default_value.is_none()
-            && !variables.contains_key(&definition.name.node)
-    })
+    operation
+        .variable_definitions
+        .iter()
+        .map(|definition| &definition.node)
+        .find(|definition| !definition.var_type.node.nullable && left_out(definition, variables))
 }
 
-fn unsent(definition: &VariableDefinition, variables: &Variables) -> bool {
-    definition.var_type.node.nullable
-        && definition.default_value.is_none()
-        && !variables.contains_key(&definition.name.node)
+/// Declared without a default, and not sent.
+fn left_out(definition: &VariableDefinition, variables: &Variables) -> bool {
+    definition.default_value.is_none() && !variables.contains_key(&definition.name.node)
 }
 
 fn is_unsent(value: &Value, unsent: &[Name]) -> bool {
