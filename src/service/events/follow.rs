@@ -89,7 +89,7 @@ pub async fn run(database_url: String, store: Store, mut stop: watch::Receiver<b
                             if notification.channel() == CREDENTIALS_CHANNEL {
                                 store.versions().changed(&scopes_of(notification.payload()));
                             } else if notification.channel() == USAGE_CHANNEL {
-                                store.part::<UsageVersion>().changed();
+                                store.part::<UsageVersion>().heard(notification.payload());
                             } else {
                                 announce(&store, notification.payload()).await;
                             }

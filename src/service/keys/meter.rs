@@ -127,8 +127,8 @@ pub async fn record(
     }
     let txn = store.begin_write().await?;
     // Kept usage answers go once this commits: this replica's at once, others' when they hear of it.
-    txn.notify_on_commit(USAGE_CHANNEL, String::new());
     let version = txn.part::<UsageVersion>();
+    txn.notify_on_commit(USAGE_CHANNEL, version.announcement());
     txn.after_commit(move || version.changed());
     record_addresses(&*txn, store.backend(), addresses).await?;
     // Each hour is added to its hour and to its day: a daily series reads a day's row, not its hours.
@@ -935,8 +935,9 @@ pub async fn prune(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Ap
     if done > 0 {
         // Kept usage answers go, also when a later statement failed (each deletion commits on its
         // own): this replica's at once, others' when they hear of it.
-        store.part::<UsageVersion>().changed();
-        store.notify(USAGE_CHANNEL, String::new()).await?;
+        let version = store.part::<UsageVersion>();
+        version.changed();
+        store.notify(USAGE_CHANNEL, version.announcement()).await?;
     }
     pruned?;
     released?;

@@ -80,7 +80,7 @@ impl Parts {
 pub const CREDENTIALS_CHANNEL: &str = "appkeys_credentials";
 pub const EVERYTHING: &str = "*";
 /// The PostgreSQL channel on which replicas announce that usage counts changed (a flush, a prune);
-/// the payload is empty (`versions::UsageVersion`).
+/// the payload names the replica that sent it (`versions::UsageVersion`).
 pub const USAGE_CHANNEL: &str = "appkeys_usage";
 
 /// A write transaction; on SQLite it also holds the process's write lock until commit or drop.

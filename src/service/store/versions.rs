@@ -103,18 +103,44 @@ impl CredentialVersions {
 /// own at once, other replicas' through `USAGE_CHANNEL` (`follow`), and every gap in the change
 /// feed as one. An answer read from the usage rows stays exact while this has not moved since it
 /// was read (`keys::meter::UsageAnswers`).
-#[derive(Debug, Default)]
-pub struct UsageVersion(std::sync::atomic::AtomicU64);
+///
+/// A replica's own announcements come back to it through its listener too, some time after it
+/// counted the change: they carry its `origin` and are not counted twice (counted again, they
+/// would drop an answer kept after the change, at a moment no one can predict).
+#[derive(Debug)]
+pub struct UsageVersion {
+    version: std::sync::atomic::AtomicU64,
+    origin: String,
+}
+
+impl Default for UsageVersion {
+    fn default() -> Self {
+        Self { version: std::sync::atomic::AtomicU64::new(0), origin: format!("{:016x}", rand::random::<u64>()) }
+    }
+}
 
 impl UsageVersion {
     /// The number now: read it before a read whose answer will be kept.
     pub fn current(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Records a committed change to usage counts.
     pub fn changed(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The payload this replica announces its changes with on `USAGE_CHANNEL`.
+    pub fn announcement(&self) -> String {
+        self.origin.clone()
+    }
+
+    /// An announcement heard on `USAGE_CHANNEL`: a change, unless this replica sent it (and so
+    /// counted it already). Any other payload (an empty one included) is another replica's.
+    pub fn heard(&self, payload: &str) {
+        if payload != self.origin {
+            self.changed();
+        }
     }
 }
 
@@ -155,5 +181,16 @@ mod tests {
         }
         assert_eq!(Scope::decode("x:1"), None);
         assert_eq!(Scope::decode("a:"), None);
+    }
+
+    #[test]
+    fn a_replicas_own_usage_announcement_is_not_counted_twice() {
+        let (here, there) = (UsageVersion::default(), UsageVersion::default());
+        here.changed();
+        here.heard(&here.announcement());
+        assert_eq!(here.current(), 1, "its own, heard back");
+        here.heard(&there.announcement());
+        here.heard("");
+        assert_eq!(here.current(), 3, "another replica's, and one that names none");
     }
 }
