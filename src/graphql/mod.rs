@@ -5,8 +5,10 @@ pub mod events;
 mod gate;
 pub mod guard;
 mod keys;
+mod listed;
 mod node;
 pub mod types;
+mod written;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@ use async_graphql::{ComplexObject, Enum, InputObject, Json, MaybeUndefined, Obje
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+use super::written::{push_rfc3339, raw, Edges, Listed, Nodes};
 use crate::domain::policy::{self as rules, RefillInterval as Interval};
 use crate::service::events::audit::AuditEventView;
 use crate::service::identity::roles::{ResourceView, RoleView};
@@ -499,7 +500,7 @@ impl<N: OutputType> async_graphql::TypeName for Page<N> {
 /// One page of a listing: its items as edges (each with the cursor to page on from it) and as
 /// nodes, where the page stands among the others, and how many items match in all.
 #[Object(name_type)]
-impl<N: OutputType> Page<N> {
+impl<N: Listed> Page<N> {
     /// Information to aid in pagination.
     async fn page_info(&self) -> async_graphql::connection::PageInfo {
         let edges = &self.connection.edges;
@@ -512,13 +513,13 @@ impl<N: OutputType> Page<N> {
     }
 
     /// A list of edges.
-    async fn edges(&self) -> &[Edge<Cursor, N, EmptyFields>] {
-        &self.connection.edges
+    async fn edges(&self) -> Edges<'_, N> {
+        Edges(&self.connection.edges)
     }
 
     /// A list of nodes.
-    async fn nodes(&self) -> Vec<&N> {
-        self.connection.edges.iter().map(|edge| &edge.node).collect()
+    async fn nodes(&self) -> Nodes<'_, N> {
+        Nodes(&self.connection.edges)
     }
 
     /// How many items match, across all pages (counted only when asked for).
@@ -1036,7 +1037,6 @@ impl OutputType for UsageSeries {
         ctx: &async_graphql::ContextSelectionSet<'_>,
         _field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
     ) -> async_graphql::ServerResult<async_graphql::Value> {
-        use async_graphql::Value;
         let mut plan = Vec::new();
         Self::plan(ctx, &ctx.item.node, &mut plan);
         // The series is written as JSON text here, once, and handed to the response as a raw value
@@ -1079,40 +1079,8 @@ impl OutputType for UsageSeries {
             json.push('}');
         }
         json.push(']');
-        let raw = async_graphql::indexmap::IndexMap::from([(
-            async_graphql::Name::new(async_graphql_value::RAW_VALUE_TOKEN),
-            Value::String(json),
-        )]);
-        Ok(Value::Object(raw))
+        Ok(raw(json))
     }
-}
-
-/// Writes `at` as `DateTime::to_rfc3339` does (the `DateTime` scalar's text), without its
-/// allocation: a bucket's start has whole seconds in a four-digit year, anything else goes the long way.
-fn push_rfc3339(into: &mut String, at: &DateTime<Utc>) {
-    use chrono::{Datelike, Timelike};
-    fn push_digits(into: &mut String, value: u32, width: usize) {
-        let mut buffer = [b'0'; 4];
-        let mut value = value;
-        for slot in buffer[..width].iter_mut().rev() {
-            *slot = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-        into.extend(buffer[..width].iter().map(|&digit| char::from(digit)));
-    }
-    let year = at.year();
-    if at.nanosecond() != 0 || !(0..=9999).contains(&year) {
-        into.push_str(&at.to_rfc3339());
-        return;
-    }
-    push_digits(into, year.unsigned_abs(), 4);
-    for (separator, value) in
-        [('-', at.month()), ('-', at.day()), ('T', at.hour()), (':', at.minute()), (':', at.second())]
-    {
-        into.push(separator);
-        push_digits(into, value, 2);
-    }
-    into.push_str("+00:00");
 }
 
 /// A resource the key holds here, when one of its requests last needed it, and the roles that grant it.

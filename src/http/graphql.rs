@@ -424,7 +424,7 @@ async fn execute(
 }
 
 /// A response without errors, written out as async-graphql writes it, except that a raw value (an
-/// object holding only `RAW_VALUE_TOKEN`, see `UsageSeries`) is written as its text without being
+/// object holding only `RAW_VALUE_TOKEN`, see `graphql::written`) is written as its text without being
 /// parsed again: async-graphql hands it to serde_json's `RawValue::from_string`, which copies and
 /// validates the whole text (a tenth of a 400-point usage request, profiled). The text is ours,
 /// written as JSON where it is made; the equivalence test holds the output to field-by-field
