@@ -4,7 +4,9 @@ use async_graphql::parser::types::SelectionSet;
 use async_graphql::ContextSelectionSet;
 
 use super::types::AppKey;
-use super::written::{fields, push_bool, push_enum, push_optional_str, push_str, push_time, Listed};
+use super::written::{
+    fields, push_bool, push_enum, push_list, push_object, push_optional_str, push_str, push_time, Listed,
+};
 
 /// Node types whose pages are always resolved field by field.
 macro_rules! resolved_field_by_field {
@@ -101,52 +103,32 @@ impl Listed for AppKey {
     }
 
     fn write(&self, plan: &Self::Plan, json: &mut String) {
-        json.push('{');
-        for (n, (key, field)) in plan.iter().enumerate() {
-            if n > 0 {
-                json.push(',');
-            }
-            json.push_str(key);
-            match field {
-                KeyField::Typename => json.push_str("\"AppKey\""),
-                KeyField::Id => push_str(json, &self.id),
-                KeyField::Key => push_str(json, &self.key),
-                KeyField::Type => push_enum(json, self.key_type),
-                KeyField::Account => push_str(json, &self.account),
-                KeyField::Label => push_optional_str(json, self.label.as_deref()),
-                KeyField::Status => push_enum(json, self.status),
-                KeyField::Roles(fields) => {
-                    json.push('[');
-                    for (r, role) in self.roles.iter().enumerate() {
-                        json.push_str(if r == 0 { "{" } else { ",{" });
-                        for (n, (key, field)) in fields.iter().enumerate() {
-                            if n > 0 {
-                                json.push(',');
-                            }
-                            json.push_str(key);
-                            match field {
-                                RoleField::Typename => json.push_str("\"Role\""),
-                                RoleField::Id => push_str(json, &role.id),
-                                RoleField::Name => push_str(json, &role.name),
-                                RoleField::Predefined => push_bool(json, role.predefined),
-                            }
-                        }
-                        json.push('}');
-                    }
-                    json.push(']');
-                }
-                KeyField::CreatedAt => push_time(json, Some(&self.created_at)),
-                KeyField::HasAccess => push_bool(json, self.has_access),
-                KeyField::TokenCreatedAt => push_time(json, Some(&self.token_created_at)),
-                KeyField::RenewalAlert => push_enum(json, self.renewal_alert),
-                KeyField::ExpiresAt => push_time(json, self.expires_at.as_ref()),
-                KeyField::LastUsedAt => push_time(json, self.last_used_at.as_ref()),
-                KeyField::LastUsedIp => push_optional_str(json, self.last_used_ip.as_deref()),
-                KeyField::LastUsedUserAgent => push_optional_str(json, self.last_used_user_agent.as_deref()),
-                KeyField::CreatedBy => push_optional_str(json, self.created_by.as_deref()),
-                KeyField::UpdatedAt => push_time(json, Some(&self.updated_at)),
-            }
-        }
-        json.push('}');
+        push_object(json, plan, |json, field| match field {
+            KeyField::Typename => json.push_str("\"AppKey\""),
+            KeyField::Id => push_str(json, &self.id),
+            KeyField::Key => push_str(json, &self.key),
+            KeyField::Type => push_enum(json, self.key_type),
+            KeyField::Account => push_str(json, &self.account),
+            KeyField::Label => push_optional_str(json, self.label.as_deref()),
+            KeyField::Status => push_enum(json, self.status),
+            KeyField::Roles(fields) => push_list(json, &self.roles, |json, role| {
+                push_object(json, fields, |json, field| match field {
+                    RoleField::Typename => json.push_str("\"Role\""),
+                    RoleField::Id => push_str(json, &role.id),
+                    RoleField::Name => push_str(json, &role.name),
+                    RoleField::Predefined => push_bool(json, role.predefined),
+                })
+            }),
+            KeyField::CreatedAt => push_time(json, Some(&self.created_at)),
+            KeyField::HasAccess => push_bool(json, self.has_access),
+            KeyField::TokenCreatedAt => push_time(json, Some(&self.token_created_at)),
+            KeyField::RenewalAlert => push_enum(json, self.renewal_alert),
+            KeyField::ExpiresAt => push_time(json, self.expires_at.as_ref()),
+            KeyField::LastUsedAt => push_time(json, self.last_used_at.as_ref()),
+            KeyField::LastUsedIp => push_optional_str(json, self.last_used_ip.as_deref()),
+            KeyField::LastUsedUserAgent => push_optional_str(json, self.last_used_user_agent.as_deref()),
+            KeyField::CreatedBy => push_optional_str(json, self.created_by.as_deref()),
+            KeyField::UpdatedAt => push_time(json, Some(&self.updated_at)),
+        });
     }
 }

@@ -4,7 +4,7 @@ use async_graphql::{ComplexObject, Enum, InputObject, Json, MaybeUndefined, Obje
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
-use super::written::{push_rfc3339, raw, Edges, Listed, Nodes};
+use super::written::{push_list, push_object, push_time, raw, Edges, Listed, Nodes};
 use crate::domain::policy::{self as rules, RefillInterval as Interval};
 use crate::service::events::audit::AuditEventView;
 use crate::service::identity::roles::{ResourceView, RoleView};
@@ -1048,8 +1048,7 @@ impl OutputType for UsageSeries {
         let mut json =
             String::with_capacity(2 + self.0.len() * (3 + keys.iter().map(|(k, _)| k.len() + 28).sum::<usize>()));
         let mut number = itoa::Buffer::new();
-        json.push('[');
-        for (n, point) in self.0.iter().enumerate() {
+        push_list(&mut json, &self.0, |json, point| {
             let counts = [
                 point.valid,
                 point.forbidden,
@@ -1059,26 +1058,13 @@ impl OutputType for UsageSeries {
                 point.disabled,
                 point.invalid_token,
             ];
-            json.push_str(if n == 0 { "{" } else { ",{" });
-            for (i, (key, shown)) in keys.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(key);
-                match shown {
-                    PointField::Typename => json.push_str("\"UsagePoint\""),
-                    // As the `DateTime` scalar writes it (RFC 3339: digits, `-`, `:`, `T`, `+`).
-                    PointField::At => {
-                        json.push('"');
-                        push_rfc3339(&mut json, &point.at);
-                        json.push('"');
-                    }
-                    PointField::Count(i) => json.push_str(number.format(counts[*i])),
-                }
-            }
-            json.push('}');
-        }
-        json.push(']');
+            push_object(json, &keys, |json, shown| match shown {
+                PointField::Typename => json.push_str("\"UsagePoint\""),
+                // As the `DateTime` scalar writes it (RFC 3339: digits, `-`, `:`, `T`, `+`).
+                PointField::At => push_time(json, Some(&point.at)),
+                PointField::Count(i) => json.push_str(number.format(counts[*i])),
+            })
+        });
         Ok(raw(json))
     }
 }
@@ -1126,32 +1112,4 @@ pub struct ClientAddress {
     pub count: u64,
     /// Its latest valid request.
     pub last_seen_at: DateTime<Utc>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_rfc3339;
-    use chrono::{DateTime, TimeZone, Utc};
-
-    fn written(at: DateTime<Utc>) -> String {
-        let mut text = String::new();
-        push_rfc3339(&mut text, &at);
-        text
-    }
-
-    #[test]
-    fn a_point_time_is_written_as_the_date_time_scalar_writes_it() {
-        let times = [
-            Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(5, 3, 7, 9, 8, 1).unwrap(),
-            Utc.with_ymd_and_hms(2026, 6, 1, 12, 30, 0).unwrap() + chrono::Duration::milliseconds(250),
-        ];
-        for at in times {
-            assert_eq!(written(at), at.to_rfc3339(), "{at:?}");
-        }
-    }
 }

@@ -57,6 +57,32 @@ pub fn fields<F>(
     Some(())
 }
 
+/// Writes one object of `fields` (each its response key written as `"key":`, see `fields`), each
+/// value as `value` writes it.
+pub fn push_object<F>(json: &mut String, fields: &[(String, F)], mut value: impl FnMut(&mut String, &F)) {
+    json.push('{');
+    for (n, (key, field)) in fields.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(key);
+        value(json, field);
+    }
+    json.push('}');
+}
+
+/// Writes `items` as a JSON array, each as `item` writes it.
+pub fn push_list<T>(json: &mut String, items: impl IntoIterator<Item = T>, mut item: impl FnMut(&mut String, T)) {
+    json.push('[');
+    for (n, one) in items.into_iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        item(json, one);
+    }
+    json.push(']');
+}
+
 /// A string as serde_json writes it (which writes the response): `"` and `\` escaped, and the
 /// control characters below U+0020; text without any of them is written as it is.
 pub fn push_str(json: &mut String, text: &str) {
@@ -94,7 +120,7 @@ pub fn push_time(json: &mut String, at: Option<&DateTime<Utc>>) {
 
 /// Writes `at` as `DateTime::to_rfc3339` does (the `DateTime` scalar's text), without its
 /// allocation: a bucket's start has whole seconds in a four-digit year, anything else goes the long way.
-pub fn push_rfc3339(into: &mut String, at: &DateTime<Utc>) {
+fn push_rfc3339(into: &mut String, at: &DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
     fn push_digits(into: &mut String, value: u32, width: usize) {
         let mut buffer = [b'0'; 4];
@@ -179,23 +205,13 @@ impl<N: Listed> OutputType for Edges<'_, N> {
         }
         let typename = format!("\"{}\"", <Edge<Cursor, N, EmptyFields> as OutputType>::type_name());
         let mut json = String::with_capacity(64 + self.0.len() * 256);
-        json.push('[');
-        for (e, edge) in self.0.iter().enumerate() {
-            json.push_str(if e == 0 { "{" } else { ",{" });
-            for (n, (key, field)) in plan.iter().enumerate() {
-                if n > 0 {
-                    json.push(',');
-                }
-                json.push_str(key);
-                match field {
-                    EdgeField::Typename => json.push_str(&typename),
-                    EdgeField::Cursor => push_str(&mut json, &edge.cursor.encode()),
-                    EdgeField::Node(plan) => edge.node.write(plan, &mut json),
-                }
-            }
-            json.push('}');
-        }
-        json.push(']');
+        push_list(&mut json, self.0, |json, edge| {
+            push_object(json, &plan, |json, field| match field {
+                EdgeField::Typename => json.push_str(&typename),
+                EdgeField::Cursor => push_str(json, &edge.cursor.encode()),
+                EdgeField::Node(plan) => edge.node.write(plan, json),
+            })
+        });
         Ok(raw(json))
     }
 }
@@ -226,14 +242,35 @@ impl<N: Listed> OutputType for Nodes<'_, N> {
             return async_graphql::resolver_utils::resolve_list(ctx, field, nodes, Some(self.0.len())).await;
         };
         let mut json = String::with_capacity(64 + self.0.len() * 256);
-        json.push('[');
-        for (e, edge) in self.0.iter().enumerate() {
-            if e > 0 {
-                json.push(',');
-            }
-            edge.node.write(&plan, &mut json);
-        }
-        json.push(']');
+        push_list(&mut json, self.0, |json, edge| edge.node.write(&plan, json));
         Ok(raw(json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_rfc3339;
+    use chrono::{DateTime, TimeZone, Utc};
+
+    fn written(at: DateTime<Utc>) -> String {
+        let mut text = String::new();
+        push_rfc3339(&mut text, &at);
+        text
+    }
+
+    #[test]
+    fn a_point_time_is_written_as_the_date_time_scalar_writes_it() {
+        let times = [
+            Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(5, 3, 7, 9, 8, 1).unwrap(),
+            Utc.with_ymd_and_hms(2026, 6, 1, 12, 30, 0).unwrap() + chrono::Duration::milliseconds(250),
+        ];
+        for at in times {
+            assert_eq!(written(at), at.to_rfc3339(), "{at:?}");
+        }
     }
 }
